@@ -1,0 +1,217 @@
+//! Lock classes: the unit the ordering rules are about.
+//!
+//! A class is the source location where a lock (or work queue, or spawned
+//! task) was created, or an explicit name. Classes are interned once in a
+//! process-wide table, so the hot path handles small integer ids and never
+//! strings; a declared nesting level (subclass) is a class of its own.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::panic::Location;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use crate::fxhash::FxHashMap;
+
+/// Interned class id: an index into the class table.
+pub(crate) type ClassId = u32;
+
+/// Longest class name kept; longer names are cut (on a character boundary).
+pub(crate) const MAX_NAME_LEN: usize = 200;
+
+/// Highest nesting level (subclass) that can be declared, as in lockdep.
+pub const MAX_NESTING_LEVEL: u8 = 7;
+
+/// What kind of thing a class describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ClassKind {
+    /// An [`crate::Mutex`].
+    Mutex,
+    /// An [`crate::RwLock`].
+    RwLock,
+    /// A [`crate::Semaphore`].
+    Semaphore,
+    /// A [`crate::WorkQueue`] (or [`crate::LazyWorkQueue`]).
+    WorkQueue,
+    /// A task started with [`crate::spawn`].
+    Task,
+}
+
+impl ClassKind {
+    /// Whether this class is an executor (waited for by flush or join).
+    pub(crate) fn is_executor(self) -> bool {
+        matches!(self, ClassKind::WorkQueue | ClassKind::Task)
+    }
+}
+
+/// A description of a lock class, as shown in reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockClass {
+    /// The class name: the explicit name, or the creation site as `file:line:column`.
+    pub name: Cow<'static, str>,
+    /// Where the first lock of this class was created.
+    pub created_at: &'static Location<'static>,
+    /// What kind of primitive the class describes.
+    pub kind: ClassKind,
+    /// The declared nesting level (0 unless declared).
+    pub subclass: u8,
+}
+
+impl fmt::Display for LockClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}`", self.name)?;
+        if self.subclass > 0 {
+            write!(f, "/{}", self.subclass)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Site(&'static str, u32, u32),
+    Named(Cow<'static, str>),
+}
+
+#[derive(Default)]
+struct Table {
+    classes: Vec<LockClass>,
+    keys: Vec<Key>,
+    index: FxHashMap<(Key, ClassKind, u8), ClassId>,
+}
+
+fn table() -> MutexGuard<'static, Table> {
+    static TABLE: OnceLock<Mutex<Table>> = OnceLock::new();
+    let table = TABLE.get_or_init(Default::default);
+    // A panic while holding the table cannot leave it inconsistent (inserts
+    // are a push then a map insert), so a poisoned table is still usable.
+    table
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn intern(key: Key, kind: ClassKind, subclass: u8, site: &'static Location<'static>) -> ClassId {
+    let mut table = table();
+    let lookup = (key, kind, subclass);
+    if let Some(&id) = table.index.get(&lookup) {
+        return id;
+    }
+    let name = match &lookup.0 {
+        Key::Site(..) => Cow::Owned(format!("{}:{}:{}", site.file(), site.line(), site.column())),
+        Key::Named(name) => name.clone(),
+    };
+    let id = table.classes.len() as ClassId;
+    table.classes.push(LockClass {
+        name,
+        created_at: site,
+        kind,
+        subclass,
+    });
+    table.keys.push(lookup.0.clone());
+    table.index.insert(lookup, id);
+    id
+}
+
+/// The class of a lock created at `site` with no explicit name.
+pub(crate) fn for_site(site: &'static Location<'static>, kind: ClassKind) -> ClassId {
+    intern(
+        Key::Site(site.file(), site.line(), site.column()),
+        kind,
+        0,
+        site,
+    )
+}
+
+/// The class with an explicit name; `site` is remembered if the class is new.
+pub(crate) fn named(
+    name: impl Into<Cow<'static, str>>,
+    kind: ClassKind,
+    site: &'static Location<'static>,
+) -> ClassId {
+    intern(Key::Named(clean_name(name.into())), kind, 0, site)
+}
+
+/// The class for nesting level `subclass` of `base` (the base itself for 0).
+pub(crate) fn nested(base: ClassId, subclass: u8) -> ClassId {
+    if subclass == 0 {
+        return base;
+    }
+    let subclass = subclass.min(MAX_NESTING_LEVEL);
+    let (key, kind, site) = {
+        let table = table();
+        let Some(class) = table.classes.get(base as usize) else {
+            return base;
+        };
+        (
+            table.keys[base as usize].clone(),
+            class.kind,
+            class.created_at,
+        )
+    };
+    intern(key, kind, subclass, site)
+}
+
+/// Empty names become `<unnamed>`; very long names are cut.
+fn clean_name(name: Cow<'static, str>) -> Cow<'static, str> {
+    if name.is_empty() {
+        return Cow::Borrowed("<unnamed>");
+    }
+    if name.len() <= MAX_NAME_LEN {
+        return name;
+    }
+    let mut end = MAX_NAME_LEN;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}...", &name[..end]))
+}
+
+/// The description of a class, for reports.
+pub(crate) fn describe(id: ClassId) -> Option<LockClass> {
+    table().classes.get(id as usize).cloned()
+}
+
+/// The kind of a class (Mutex if unknown, which cannot happen for interned ids).
+pub(crate) fn kind_of(id: ClassId) -> ClassKind {
+    table()
+        .classes
+        .get(id as usize)
+        .map_or(ClassKind::Mutex, |c| c.kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_site_same_class_and_names_are_interned() {
+        let site = Location::caller();
+        let a = for_site(site, ClassKind::Mutex);
+        assert_eq!(a, for_site(site, ClassKind::Mutex));
+        assert_ne!(a, for_site(site, ClassKind::RwLock));
+        let j = named("journal-test", ClassKind::Mutex, site);
+        assert_eq!(
+            j,
+            named(String::from("journal-test"), ClassKind::Mutex, site)
+        );
+        let nested = nested(j, 1);
+        assert_ne!(nested, j);
+        assert_eq!(describe(nested).unwrap().subclass, 1);
+        assert_eq!(describe(nested).unwrap().name, "journal-test");
+        assert_eq!(self::nested(a, 2), self::nested(a, 2));
+        assert_eq!(
+            describe(self::nested(a, 200)).unwrap().subclass,
+            MAX_NESTING_LEVEL
+        );
+    }
+
+    #[test]
+    fn bad_names_are_cleaned() {
+        let site = Location::caller();
+        let empty = describe(named("", ClassKind::Mutex, site)).unwrap();
+        assert_eq!(empty.name, "<unnamed>");
+        let long = describe(named("é".repeat(500), ClassKind::Mutex, site)).unwrap();
+        assert!(long.name.len() <= MAX_NAME_LEN + 3);
+        assert!(long.name.ends_with("..."));
+    }
+}

@@ -1,0 +1,227 @@
+//! Contexts and the locks each one holds.
+//!
+//! A context is whoever holds locks: the current tokio task, or the current
+//! thread when code runs outside any task (`block_on`, the body of
+//! `#[tokio::test]`, plain threads). Held locks live in a map keyed by
+//! context and split into shards, each behind its own small mutex, so tasks
+//! on different threads rarely touch the same cache line and no lock is
+//! global. A context with nothing held has no entry at all, so memory is
+//! bounded by the number of locks actually held.
+
+use std::fmt;
+use std::panic::Location;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::class::ClassId;
+use crate::fxhash::{mix, FxHashMap};
+use crate::report::Access;
+
+/// Who holds locks: a tokio task or a thread outside any task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ContextId {
+    /// A tokio task, by its runtime-wide unique id.
+    Task(tokio::task::Id),
+    /// A thread running code outside any task, by a small sequence number.
+    Thread(u64),
+}
+
+impl fmt::Display for ContextId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ContextId::Task(id) => write!(f, "task {id}"),
+            ContextId::Thread(n) => write!(f, "thread #{n}"),
+        }
+    }
+}
+
+impl ContextId {
+    /// The context the caller runs in.
+    #[inline]
+    pub(crate) fn current() -> ContextId {
+        match tokio::task::try_id() {
+            Some(id) => ContextId::Task(id),
+            None => ContextId::Thread(thread_seq()),
+        }
+    }
+}
+
+fn thread_seq() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        static SEQ: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    SEQ.try_with(|s| *s).unwrap_or(0)
+}
+
+/// The identity of one lock instance (or executor) plus its class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LockRef {
+    pub(crate) class: ClassId,
+    pub(crate) instance: u64,
+}
+
+impl LockRef {
+    /// A fresh instance id of `class`.
+    pub(crate) fn new(class: ClassId) -> LockRef {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        LockRef {
+            class,
+            instance: NEXT.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+}
+
+/// One lock held by a context.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HeldLock {
+    pub(crate) lock: LockRef,
+    pub(crate) access: Access,
+    pub(crate) site: &'static Location<'static>,
+    /// Identifies this acquisition within its shard, for the release.
+    pub(crate) token: u64,
+    /// Hash of the classes held up to and including this one.
+    pub(crate) chain: u64,
+}
+
+/// Where a guard's acquisition is recorded, so the release finds it even when
+/// the guard is dropped in another task or thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct HeldKey {
+    pub(crate) context: ContextId,
+    pub(crate) token: u64,
+}
+
+/// The chain hash of `lock` acquired with `access` on top of `below`.
+#[inline]
+pub(crate) fn chain_after(below: u64, lock: LockRef, access: Access) -> u64 {
+    mix(below, (u64::from(lock.class) << 8) | access as u64)
+}
+
+const SHARDS: usize = 64;
+
+#[repr(align(64))]
+#[derive(Default)]
+struct Padded(Mutex<Shard>);
+
+/// Held locks of every context, sharded by context.
+pub(crate) struct HeldLocks {
+    shards: Box<[Padded]>,
+}
+
+impl Default for HeldLocks {
+    fn default() -> Self {
+        HeldLocks {
+            shards: (0..SHARDS).map(|_| Padded::default()).collect(),
+        }
+    }
+}
+
+impl HeldLocks {
+    /// The shard holding `context`'s locks, locked.
+    #[inline]
+    pub(crate) fn shard(&self, context: ContextId) -> MutexGuard<'_, Shard> {
+        let index = match context {
+            ContextId::Task(id) => {
+                use std::hash::{Hash, Hasher};
+                let mut h = crate::fxhash::FxHasher::default();
+                id.hash(&mut h);
+                h.finish()
+            }
+            ContextId::Thread(n) => n.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        };
+        let shard = &self.shards[(index >> 58) as usize % SHARDS].0;
+        // Shard operations never panic midway, so a poisoned shard is intact.
+        shard
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Number of contexts that hold at least one lock.
+    pub(crate) fn live_contexts(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.0.lock().map_or(0, |s| s.map.len()))
+            .sum()
+    }
+
+    /// Snapshot of what every context holds (for wait-for and watchdog reports).
+    pub(crate) fn snapshot_of(&self, context: ContextId) -> Vec<HeldLock> {
+        self.shard(context).held(context).to_vec()
+    }
+}
+
+/// A part of the held-locks map.
+#[derive(Default)]
+pub(crate) struct Shard {
+    map: FxHashMap<ContextId, Vec<HeldLock>>,
+    /// Emptied stacks kept for reuse, so steady state allocates nothing.
+    spare: Vec<Vec<HeldLock>>,
+    next_token: u64,
+}
+
+const MAX_SPARE: usize = 32;
+
+impl Shard {
+    /// The locks `context` holds, oldest first.
+    #[inline]
+    pub(crate) fn held(&self, context: ContextId) -> &[HeldLock] {
+        self.map.get(&context).map_or(&[], Vec::as_slice)
+    }
+
+    /// Records that `context` now holds `lock`.
+    #[inline]
+    pub(crate) fn push(
+        &mut self,
+        context: ContextId,
+        lock: LockRef,
+        access: Access,
+        site: &'static Location<'static>,
+    ) -> HeldKey {
+        self.next_token = self.next_token.wrapping_add(1);
+        let token = self.next_token;
+        let spare = &mut self.spare;
+        let stack = self
+            .map
+            .entry(context)
+            .or_insert_with(|| spare.pop().unwrap_or_default());
+        let below = stack.last().map_or(0, |h| h.chain);
+        let chain = chain_after(below, lock, access);
+        stack.push(HeldLock {
+            lock,
+            access,
+            site,
+            token,
+            chain,
+        });
+        HeldKey { context, token }
+    }
+
+    /// Forgets the acquisition `key`; returns false if it was not recorded
+    /// (released twice, or never acquired), which is ignored.
+    #[inline]
+    pub(crate) fn remove(&mut self, key: HeldKey) -> bool {
+        let Some(stack) = self.map.get_mut(&key.context) else {
+            return false;
+        };
+        let Some(pos) = stack.iter().rposition(|h| h.token == key.token) else {
+            return false;
+        };
+        stack.remove(pos);
+        if stack.is_empty() {
+            if let Some(stack) = self.map.remove(&key.context) {
+                if self.spare.len() < MAX_SPARE {
+                    self.spare.push(stack);
+                }
+            }
+            return true;
+        }
+        // Released out of order: the chain hashes above `pos` change.
+        let mut below = if pos == 0 { 0 } else { stack[pos - 1].chain };
+        for held in &mut stack[pos..] {
+            held.chain = chain_after(below, held.lock, held.access);
+            below = held.chain;
+        }
+        true
+    }
+}

@@ -1,0 +1,76 @@
+//! Lockdep for async Rust.
+//!
+//! `async-lockdep` learns, while a program or its test suite runs, in which
+//! order tasks take locks and wait for spawned work, and reports any order
+//! that *can* deadlock — even when this run did not. It is the Linux kernel's
+//! lockdep, for tokio:
+//!
+//! - a **lock class** is where a lock was created (or an explicit name);
+//!   dependencies "`B` was waited for while `A` was held" connect classes,
+//!   so two tests that lock different instances in opposite orders still
+//!   form a cycle;
+//! - a **context** is a tokio task (or a thread outside any task), with its
+//!   own list of held locks;
+//! - the first time a dependency closes a cycle, a [`Report`] shows both
+//!   orders, where each lock was created and taken, by which task, in which
+//!   `tracing` spans.
+//!
+//! # Quick start
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use tracing_subscriber::prelude::*;
+//!
+//! let detector = async_lockdep::Detector::new();
+//! let _default = tracing::subscriber::set_default(
+//!     tracing_subscriber::registry().with(detector.layer()),
+//! );
+//!
+//! let accounts = async_lockdep::Mutex::with_class("accounts", ());
+//! let ledger = async_lockdep::Mutex::with_class("ledger", ());
+//! {
+//!     let _a = accounts.lock().await;
+//!     let _l = ledger.lock().await;
+//! }
+//! {
+//!     let _l = ledger.lock().await;
+//!     let _a = accounts.lock().await;
+//! }
+//! assert_eq!(detector.reports().len(), 1);
+//! println!("{}", detector.reports()[0]);
+//! # }
+//! ```
+//!
+//! In tests, [`test_guard`] does the set-up and fails the test on a report.
+//!
+//! # Which installation to use
+//!
+//! Locks, queues and tasks report to the detector that was the current
+//! dispatcher **when they were created**, from whatever thread they are used
+//! on. So a detector installed with [`Detector::set_default`] (or
+//! [`test_guard`]) in the body of a `#[tokio::test(flavor = "multi_thread")]`
+//! sees everything created in that body, and in tasks started with
+//! [`spawn`]. Locks created elsewhere before any detector existed (statics)
+//! report to the current dispatcher at each use. For a whole program, or when
+//! tasks started with plain `tokio::spawn` create locks on worker threads,
+//! install the detector globally ([`Detector::install_global`]).
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod class;
+mod context;
+mod fxhash;
+mod graph;
+mod layer;
+mod report;
+mod state;
+mod sync;
+mod testing;
+
+pub use class::{ClassKind, LockClass, MAX_NESTING_LEVEL};
+pub use context::ContextId;
+pub use layer::{Detector, DetectorBuilder, DetectorLayer, Status};
+pub use report::{Access, Dependency, Report, ReportKind};
+pub use sync::{MappedMutexGuard, Mutex, MutexGuard, OwnedMutexGuard, TryLockError};
+pub use testing::{test_guard, TestGuard};

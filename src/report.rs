@@ -1,0 +1,362 @@
+//! Reports: structured values first, lockdep-style text second.
+
+use std::fmt::{self, Write as _};
+use std::panic::Location;
+
+use crate::class::{ClassKind, LockClass};
+use crate::context::ContextId;
+
+/// How a lock or executor was held, or waited for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+#[repr(u8)]
+pub enum Access {
+    /// A mutex lock.
+    Lock = 1,
+    /// A shared (read) lock of an `RwLock`.
+    Read,
+    /// An exclusive (write) lock of an `RwLock`.
+    Write,
+    /// Semaphore permits.
+    Permits,
+    /// Running a work item of a queue (the queue's pseudo-lock).
+    RunWork,
+    /// Running a spawned task (the task's pseudo-lock).
+    RunTask,
+    /// Waiting for a queue's submitted work to finish.
+    Flush,
+    /// Destroying a queue: a flush, then stopping its worker.
+    Destroy,
+    /// Awaiting a spawned task's `JoinHandle`.
+    Join,
+}
+
+impl Access {
+    /// The verb used in reports' scenarios.
+    fn verb(self) -> &'static str {
+        match self {
+            Access::Lock => "lock",
+            Access::Read => "read",
+            Access::Write => "write",
+            Access::Permits => "acquire",
+            Access::RunWork => "run work of",
+            Access::RunTask => "run task",
+            Access::Flush => "flush",
+            Access::Destroy => "destroy",
+            Access::Join => "join",
+        }
+    }
+
+    /// Whether this is a wait for an executor rather than a lock.
+    pub(crate) fn is_executor_wait(self) -> bool {
+        matches!(self, Access::Flush | Access::Destroy | Access::Join)
+    }
+}
+
+/// One dependency: `waited` was waited for while `held` was held.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Dependency {
+    /// The class that was held.
+    pub held: LockClass,
+    /// How it was held.
+    pub held_as: Access,
+    /// Where it was taken.
+    pub held_at: &'static Location<'static>,
+    /// The class that was waited for.
+    pub waited: LockClass,
+    /// How it was waited for.
+    pub waited_as: Access,
+    /// Where the wait started (the `lock()`, `flush()` or `.await` call).
+    pub waited_at: &'static Location<'static>,
+    /// The task or thread that did it.
+    pub context: ContextId,
+    /// The `tracing` spans around the wait, innermost first, as `name{fields}`.
+    pub spans: Vec<String>,
+}
+
+/// What a report is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ReportKind {
+    /// Lock classes (and executors) were waited for in orders that form a
+    /// cycle: some interleaving of the tasks involved deadlocks.
+    CircularDependency,
+    /// A context waits for a lock instance it already holds (or flushes the
+    /// queue whose work item it is running): it can never proceed.
+    SelfDeadlock,
+    /// Two instances of one lock class were nested without a declared
+    /// nesting order.
+    RecursiveLocking,
+}
+
+/// A possible deadlock found by the detector.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Report {
+    /// What kind of problem this is.
+    pub kind: ReportKind,
+    /// The dependencies involved. For a cycle, the first is the one that
+    /// closed it (the wait happening when it was found) and the others follow
+    /// the cycle from there: the class each one waits for is held by the next.
+    pub dependencies: Vec<Dependency>,
+    /// True when the cycle deadlocks only if a writer queues on an `RwLock`
+    /// in between (every link of it that could block is read after read).
+    pub needs_writer: bool,
+}
+
+impl Report {
+    /// The classes of the cycle, in order, starting with the class held by
+    /// the closing dependency.
+    pub fn classes(&self) -> Vec<&LockClass> {
+        self.dependencies.iter().map(|d| &d.held).collect()
+    }
+
+    /// The class names of the cycle, in order (see [`Report::classes`]).
+    pub fn class_names(&self) -> Vec<&str> {
+        self.dependencies
+            .iter()
+            .map(|d| d.held.name.as_ref())
+            .collect()
+    }
+
+    /// The title line, as in the kernel's lockdep.
+    pub fn title(&self) -> &'static str {
+        match self.kind {
+            ReportKind::CircularDependency => "possible circular locking dependency detected",
+            ReportKind::SelfDeadlock => "self-deadlock: waiting for what this context holds",
+            ReportKind::RecursiveLocking => "possible recursive locking detected",
+        }
+    }
+}
+
+fn class_with_site(class: &LockClass) -> String {
+    let site = class.created_at;
+    let created = format!("{}:{}:{}", site.file(), site.line(), site.column());
+    if class.name == created {
+        format!("{class}")
+    } else {
+        format!("{class} (created at {created})")
+    }
+}
+
+fn who(dep: &Dependency) -> String {
+    match dep.spans.first() {
+        None => dep.context.to_string(),
+        Some(_) => format!("{} (span: {})", dep.context, dep.spans.join(" < ")),
+    }
+}
+
+fn print_header(f: &mut fmt::Formatter<'_>, title: &str) -> fmt::Result {
+    let rule = "=".repeat(title.len() + 9);
+    writeln!(f, "{rule}")?;
+    writeln!(f, "WARNING: {title}")?;
+    writeln!(f, "{}", "-".repeat(title.len() + 9))
+}
+
+fn print_attempt(f: &mut fmt::Formatter<'_>, dep: &Dependency) -> fmt::Result {
+    let verb = match dep.waited_as {
+        Access::Flush => "is flushing",
+        Access::Destroy => "is destroying",
+        Access::Join => "is joining",
+        _ => "is trying to acquire",
+    };
+    writeln!(f, "{} {verb}:", who(dep))?;
+    writeln!(
+        f,
+        "  {}   at {}",
+        class_with_site(&dep.waited),
+        dep.waited_at
+    )?;
+    writeln!(f, "while holding:")?;
+    writeln!(
+        f,
+        "  {}   taken at {}",
+        class_with_site(&dep.held),
+        dep.held_at
+    )
+}
+
+fn print_chain(f: &mut fmt::Formatter<'_>, deps: &[Dependency]) -> fmt::Result {
+    writeln!(f)?;
+    writeln!(f, "and this chain of dependencies was seen before:")?;
+    for (i, dep) in deps.iter().enumerate() {
+        writeln!(f, "  #{} {} -> {}", i + 1, dep.held, dep.waited)?;
+        writeln!(
+            f,
+            "     {} {} {} at {}",
+            who(dep),
+            held_verb(dep.held_as),
+            dep.held,
+            dep.held_at
+        )?;
+        writeln!(
+            f,
+            "     then {} {} at {}",
+            wait_phrase(dep.waited_as),
+            class_with_site(&dep.waited),
+            dep.waited_at
+        )?;
+    }
+    Ok(())
+}
+
+fn held_verb(access: Access) -> &'static str {
+    match access {
+        Access::RunWork => "ran a work item of",
+        Access::RunTask => "ran as task",
+        Access::Read => "read-locked",
+        Access::Permits => "took permits of",
+        _ => "took",
+    }
+}
+
+fn wait_phrase(access: Access) -> &'static str {
+    match access {
+        Access::Flush => "flushed",
+        Access::Destroy => "destroyed",
+        Access::Join => "joined",
+        Access::Read => "waited to read",
+        Access::Permits => "waited for permits of",
+        _ => "waited for",
+    }
+}
+
+fn step(access: Access, class: &LockClass) -> String {
+    format!("{}({})", access.verb(), class.name)
+}
+
+/// The kernel's "possible unsafe scenario": one column per dependency, each
+/// column first takes what it holds, then waits for what the next one holds.
+fn print_scenario(f: &mut fmt::Formatter<'_>, deps: &[Dependency]) -> fmt::Result {
+    let steps: Vec<(String, String)> = deps
+        .iter()
+        .map(|d| (step(d.held_as, &d.held), step(d.waited_as, &d.waited)))
+        .collect();
+    let width = steps
+        .iter()
+        .map(|(a, b)| a.len().max(b.len()))
+        .max()
+        .unwrap_or(0)
+        .max(12)
+        + 4;
+    writeln!(f)?;
+    writeln!(f, "Possible unsafe scenario:")?;
+    writeln!(f)?;
+    let mut line = String::from("      ");
+    for i in 0..deps.len() {
+        let _ = write!(line, "{:width$}", format!("task {}", column_name(i)));
+    }
+    writeln!(f, "{}", line.trim_end())?;
+    let mut line = String::from("      ");
+    for _ in 0..deps.len() {
+        let _ = write!(line, "{:width$}", "------");
+    }
+    writeln!(f, "{}", line.trim_end())?;
+    for phase in 0..2 {
+        for (i, (held, waited)) in steps.iter().enumerate() {
+            let cell = if phase == 0 { held } else { waited };
+            writeln!(f, "      {}{cell}", " ".repeat(width * i))?;
+        }
+    }
+    writeln!(f)?;
+    writeln!(f, " *** DEADLOCK ***")
+}
+
+fn column_name(i: usize) -> char {
+    (b'A' + (i % 26) as u8) as char
+}
+
+fn print_notes(f: &mut fmt::Formatter<'_>, report: &Report) -> fmt::Result {
+    if report.needs_writer {
+        writeln!(f)?;
+        writeln!(
+            f,
+            "Note: every blocking link of this cycle is a read after a read. tokio's RwLock is\n\
+             write-preferring, so it deadlocks as soon as a writer queues on those locks in between."
+        )?;
+    }
+    if report
+        .dependencies
+        .iter()
+        .any(|d| d.held.kind == ClassKind::Semaphore)
+    {
+        writeln!(f)?;
+        writeln!(
+            f,
+            "Note: a semaphore link blocks only when all its permits are taken; the detector\n\
+             assumes they can be."
+        )?;
+    }
+    Ok(())
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        print_header(f, self.title())?;
+        let Some(first) = self.dependencies.first() else {
+            return Ok(());
+        };
+        match self.kind {
+            ReportKind::CircularDependency => {
+                print_attempt(f, first)?;
+                print_chain(f, &self.dependencies[1..])?;
+                print_scenario(f, &self.dependencies)?;
+            }
+            ReportKind::SelfDeadlock => {
+                print_attempt(f, first)?;
+                writeln!(f)?;
+                if first.waited_as.is_executor_wait() {
+                    writeln!(
+                        f,
+                        "The work it waits for cannot finish before the waiter itself does."
+                    )?;
+                } else if self.needs_writer {
+                    writeln!(f, "It already holds this very lock for reading.")?;
+                } else {
+                    writeln!(
+                        f,
+                        "It already holds this very lock; tokio's locks are not re-entrant."
+                    )?;
+                }
+                writeln!(f)?;
+                writeln!(f, " *** DEADLOCK ***")?;
+            }
+            ReportKind::RecursiveLocking => {
+                print_attempt(f, first)?;
+                writeln!(f)?;
+                writeln!(
+                    f,
+                    "Both are instances of the class {}. Another task nesting them in the\n\
+                     other order deadlocks with this one. If the order is fixed (parent then\n\
+                     child, lower id first), declare it with a nesting level (`lock_nested`).",
+                    first.held
+                )?;
+                print_scenario(f, &[first.clone(), swapped(first)])?;
+            }
+        }
+        print_notes(f, self)
+    }
+}
+
+fn swapped(dep: &Dependency) -> Dependency {
+    Dependency {
+        held: dep.waited.clone(),
+        held_as: dep.held_as,
+        waited: dep.held.clone(),
+        waited_as: dep.waited_as,
+        ..dep.clone()
+    }
+}
+
+/// All reports as one text, separated by blank lines (what the panics show).
+pub(crate) fn render_all(reports: &[Report]) -> String {
+    let mut text = String::new();
+    for (i, report) in reports.iter().enumerate() {
+        if i > 0 {
+            text.push('\n');
+        }
+        let _ = write!(text, "{report}");
+    }
+    text
+}

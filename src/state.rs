@@ -1,0 +1,608 @@
+//! The detector's shared state and the one bookkeeping path every wrapper and
+//! executor goes through: `lock_now`, `wait_start` / `Waiting::acquired`,
+//! `try_acquired`, `release` and `wait_for_executor`.
+//!
+//! Hot path: a lock taken with nothing held touches one shard of the
+//! held-locks map. A lock taken on top of held locks also hashes the held
+//! chain and looks it up in a lock-free set of chains already validated (the
+//! kernel's lockdep chain cache); only a chain never seen before takes the
+//! graph's mutex. No internal lock is held while calling user code, awaiting,
+//! or emitting tracing events.
+
+use std::ops::Deref;
+use std::panic::Location;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use tracing_core::dispatcher::{self, Dispatch, WeakDispatch};
+
+use crate::class::{self, ClassId, ClassKind};
+use crate::context::{chain_after, ContextId, HeldKey, HeldLock, HeldLocks, LockRef};
+use crate::fxhash::FxHashSet;
+use crate::graph::{Graph, Insert};
+use crate::report::{Access, Dependency, Report, ReportKind};
+
+/// Limits on what the detector records (see [`crate::DetectorBuilder`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    pub(crate) max_classes: usize,
+    pub(crate) max_edges: usize,
+    pub(crate) max_reports: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_classes: 65_536,
+            max_edges: 1 << 20,
+            max_reports: 1024,
+        }
+    }
+}
+
+/// The first-seen data of a dependency edge.
+#[derive(Clone)]
+struct EdgeInfo {
+    held_as: Access,
+    held_at: &'static Location<'static>,
+    waited_as: Access,
+    waited_at: &'static Location<'static>,
+    context: ContextId,
+    spans: Vec<String>,
+}
+
+/// A lock, how it is wanted, and where.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Acquire {
+    pub(crate) lock: LockRef,
+    pub(crate) access: Access,
+    pub(crate) site: &'static Location<'static>,
+}
+
+/// Shared state of one detector.
+pub(crate) struct State {
+    held: HeldLocks,
+    chains: ChainCache,
+    graph: Mutex<Graph<EdgeInfo>>,
+    reports: Mutex<Reports>,
+    pub(crate) limits: Limits,
+    overflowed: AtomicBool,
+    pub(crate) panic_on_report: bool,
+    dispatch: Mutex<Option<WeakDispatch>>,
+    spans: OnceLock<fn(&Dispatch) -> Vec<String>>,
+    report_count: AtomicUsize,
+    new_edges: AtomicU64,
+}
+
+#[derive(Default)]
+struct Reports {
+    list: Vec<Report>,
+    /// Self-deadlocks already reported: (class, held site, wait site).
+    seen: FxHashSet<(ClassId, usize, usize)>,
+    dropped: usize,
+}
+
+fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl State {
+    pub(crate) fn new(limits: Limits, panic_on_report: bool) -> State {
+        State {
+            held: HeldLocks::default(),
+            chains: ChainCache::new(1 << 14),
+            graph: Mutex::new(Graph::default()),
+            reports: Mutex::new(Reports::default()),
+            limits,
+            overflowed: AtomicBool::new(false),
+            panic_on_report,
+            dispatch: Mutex::new(None),
+            spans: OnceLock::new(),
+            report_count: AtomicUsize::new(0),
+            new_edges: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn set_dispatch(&self, dispatch: &Dispatch) {
+        *lock_ignoring_poison(&self.dispatch) = Some(dispatch.downgrade());
+    }
+
+    pub(crate) fn set_span_reader(&self, reader: fn(&Dispatch) -> Vec<String>) {
+        let _ = self.spans.set(reader);
+    }
+
+    /// A `lock()` that got the lock without waiting: checks and records the
+    /// dependencies, then marks the lock held, in one visit to the shard.
+    #[inline]
+    pub(crate) fn lock_now(&self, want: Acquire) -> HeldKey {
+        let context = ContextId::current();
+        let mut shard = self.held.shard(context);
+        let check = self.check(shard.held(context), want);
+        if let Check::Slow(slow) = check {
+            drop(shard);
+            self.record(context, want, slow);
+            shard = self.held.shard(context);
+        }
+        shard.push(context, want.lock, want.access, want.site)
+    }
+
+    /// A wait for `want` starts: checks and records the dependencies first,
+    /// so a real deadlock is reported before it hangs.
+    #[inline]
+    pub(crate) fn wait_start(&self, want: Acquire) -> ContextId {
+        let context = ContextId::current();
+        let check = {
+            let shard = self.held.shard(context);
+            self.check(shard.held(context), want)
+        };
+        if let Check::Slow(slow) = check {
+            self.record(context, want, slow);
+        }
+        context
+    }
+
+    /// The lock waited for was acquired by `context`.
+    #[inline]
+    pub(crate) fn acquired(&self, context: ContextId, want: Acquire) -> HeldKey {
+        self.held
+            .shard(context)
+            .push(context, want.lock, want.access, want.site)
+    }
+
+    /// A `try_lock` succeeded: held, but no dependency (it never waited).
+    #[inline]
+    pub(crate) fn try_acquired(&self, want: Acquire) -> HeldKey {
+        self.acquired(ContextId::current(), want)
+    }
+
+    /// The acquisition `key` ended, wherever the guard is dropped.
+    #[inline]
+    pub(crate) fn release(&self, key: HeldKey) {
+        self.held.shard(key.context).remove(key);
+    }
+
+    /// A flush / destroy / join of `executor` starts. Records the dependencies
+    /// only if the executor was ever used (had work submitted).
+    pub(crate) fn wait_for_executor(&self, want: Acquire, used: bool) {
+        if used {
+            self.wait_start(want);
+        }
+    }
+
+    /// The locks `context` holds now, oldest first.
+    pub(crate) fn held_by(&self, context: ContextId) -> Vec<HeldLock> {
+        self.held.snapshot_of(context)
+    }
+
+    fn check(&self, held: &[HeldLock], want: Acquire) -> Check {
+        let Some(top) = held.last() else {
+            return Check::Fine;
+        };
+        let mut same = None;
+        for h in held {
+            if h.lock.instance == want.lock.instance {
+                if let Some(needs_writer) = self_conflict(h.access, want.access) {
+                    same = Some((*h, needs_writer));
+                }
+            }
+        }
+        let chain = chain_after(top.chain, want.lock, want.access);
+        if same.is_none() && self.chains.contains(chain) {
+            return Check::Fine;
+        }
+        Check::Slow(Slow {
+            held: held.to_vec(),
+            chain,
+            same,
+        })
+    }
+
+    /// The slow path: a chain never validated before.
+    #[cold]
+    fn record(&self, context: ContextId, want: Acquire, slow: Slow) {
+        let spans = self.current_spans();
+        let mut reports = Vec::new();
+        if let Some((held, needs_writer)) = slow.same {
+            let key = (
+                want.lock.class,
+                held.site as *const _ as usize,
+                want.site as *const _ as usize,
+            );
+            if lock_ignoring_poison(&self.reports).seen.insert(key) {
+                let dep = dependency(&held, want, context, &spans);
+                reports.push(Report {
+                    kind: ReportKind::SelfDeadlock,
+                    dependencies: vec![dep],
+                    needs_writer,
+                });
+            }
+        }
+        let mut complete = true;
+        let mut cycles = Vec::new();
+        {
+            let mut graph = lock_ignoring_poison(&self.graph);
+            for held in &slow.held {
+                if held.lock.instance == want.lock.instance {
+                    continue;
+                }
+                if held.lock.class == want.lock.class
+                    && class::kind_of(held.lock.class) == ClassKind::Task
+                {
+                    // A task joining a task spawned at the same site (recursive
+                    // spawning) waits downward only: not a dependency.
+                    continue;
+                }
+                if self.over_limits(&graph, held.lock.class, want.lock.class) {
+                    complete = false;
+                    continue;
+                }
+                let info = || EdgeInfo {
+                    held_as: held.access,
+                    held_at: held.site,
+                    waited_as: want.access,
+                    waited_at: want.site,
+                    context,
+                    spans: spans.clone(),
+                };
+                match graph.insert(held.lock.class, want.lock.class, info) {
+                    Insert::Known => {}
+                    Insert::New => {
+                        self.new_edges.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Insert::Cycle(path) => {
+                        let mut edges = vec![(held.lock.class, want.lock.class, info())];
+                        for pair in path.windows(2) {
+                            if let Some(edge) = graph.edge(pair[0], pair[1]) {
+                                edges.push((pair[0], pair[1], edge.clone()));
+                            }
+                        }
+                        cycles.push((path.len() == 1, edges));
+                    }
+                }
+            }
+        }
+        for (recursive, edges) in cycles {
+            reports.push(cycle_report(recursive, edges));
+        }
+        if complete && slow.same.is_none() {
+            self.chains.insert(slow.chain);
+        }
+        for report in reports {
+            self.publish(report);
+        }
+    }
+
+    fn over_limits(&self, graph: &Graph<EdgeInfo>, from: ClassId, to: ClassId) -> bool {
+        if graph.edge(from, to).is_some() {
+            return false;
+        }
+        let over = graph.edge_count() >= self.limits.max_edges
+            || from.max(to) as usize >= self.limits.max_classes;
+        if over && !self.overflowed.swap(true, Ordering::Relaxed) {
+            tracing::error!(
+                target: "async_lockdep",
+                "async-lockdep: limit reached (max {} classes, {} edges); no new dependencies are \
+                 recorded from now on. Cycles already found stay reported.",
+                self.limits.max_classes,
+                self.limits.max_edges
+            );
+        }
+        over
+    }
+
+    pub(crate) fn overflowed(&self) -> bool {
+        self.overflowed.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn edge_count(&self) -> usize {
+        lock_ignoring_poison(&self.graph).edge_count()
+    }
+
+    pub(crate) fn live_contexts(&self) -> usize {
+        self.held.live_contexts()
+    }
+
+    fn current_spans(&self) -> Vec<String> {
+        match self.spans.get() {
+            Some(reader) => dispatcher::get_default(|d| reader(d)),
+            None => Vec::new(),
+        }
+    }
+
+    /// Stores a report and logs it as an `ERROR` event at target
+    /// `async_lockdep`, with no internal lock held.
+    pub(crate) fn publish(&self, report: Report) {
+        let text = report.to_string();
+        {
+            let mut reports = lock_ignoring_poison(&self.reports);
+            if reports.list.len() >= self.limits.max_reports {
+                reports.dropped += 1;
+            } else {
+                reports.list.push(report);
+                self.report_count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let dispatch = lock_ignoring_poison(&self.dispatch)
+            .as_ref()
+            .and_then(WeakDispatch::upgrade);
+        let emit = || tracing::error!(target: "async_lockdep", "\n{text}");
+        match dispatch {
+            Some(dispatch) => dispatcher::with_default(&dispatch, emit),
+            None => emit(),
+        }
+        if self.panic_on_report && !std::thread::panicking() {
+            panic!("async-lockdep found a possible deadlock:\n{text}");
+        }
+    }
+
+    pub(crate) fn reports(&self) -> Vec<Report> {
+        lock_ignoring_poison(&self.reports).list.clone()
+    }
+
+    pub(crate) fn report_count(&self) -> usize {
+        self.report_count.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn dropped_reports(&self) -> usize {
+        lock_ignoring_poison(&self.reports).dropped
+    }
+
+    pub(crate) fn take_reports(&self) -> Vec<Report> {
+        let mut reports = lock_ignoring_poison(&self.reports);
+        self.report_count.store(0, Ordering::Relaxed);
+        std::mem::take(&mut reports.list)
+    }
+
+    pub(crate) fn clear_reports(&self) {
+        let mut reports = lock_ignoring_poison(&self.reports);
+        reports.list.clear();
+        self.report_count.store(0, Ordering::Relaxed);
+    }
+}
+
+/// For a second acquisition of the same instance: `Some(needs_writer)` when
+/// it can deadlock, `None` when it cannot (semaphore permits).
+fn self_conflict(held: Access, wanted: Access) -> Option<bool> {
+    match (held, wanted) {
+        (Access::Permits, _) | (_, Access::Permits) => None,
+        (Access::RunTask, _) => None,
+        (Access::RunWork, Access::Flush | Access::Destroy) => Some(false),
+        (Access::RunWork, _) => None,
+        (Access::Read, Access::Read) => Some(true),
+        _ => Some(false),
+    }
+}
+
+enum Check {
+    Fine,
+    Slow(Slow),
+}
+
+struct Slow {
+    held: Vec<HeldLock>,
+    chain: u64,
+    same: Option<(HeldLock, bool)>,
+}
+
+fn describe(class: ClassId) -> crate::class::LockClass {
+    class::describe(class).unwrap_or_else(|| crate::class::LockClass {
+        name: "<unknown>".into(),
+        created_at: Location::caller(),
+        kind: ClassKind::Mutex,
+        subclass: 0,
+    })
+}
+
+fn dependency(held: &HeldLock, want: Acquire, context: ContextId, spans: &[String]) -> Dependency {
+    Dependency {
+        held: describe(held.lock.class),
+        held_as: held.access,
+        held_at: held.site,
+        waited: describe(want.lock.class),
+        waited_as: want.access,
+        waited_at: want.site,
+        context,
+        spans: spans.to_vec(),
+    }
+}
+
+fn cycle_report(recursive: bool, edges: Vec<(ClassId, ClassId, EdgeInfo)>) -> Report {
+    let dependencies: Vec<Dependency> = edges
+        .into_iter()
+        .map(|(from, to, e)| Dependency {
+            held: describe(from),
+            held_as: e.held_as,
+            held_at: e.held_at,
+            waited: describe(to),
+            waited_as: e.waited_as,
+            waited_at: e.waited_at,
+            context: e.context,
+            spans: e.spans,
+        })
+        .collect();
+    let n = dependencies.len();
+    let needs_writer = (0..n).any(|i| {
+        dependencies[i].waited_as == Access::Read
+            && dependencies[(i + 1) % n].held_as == Access::Read
+    });
+    let kind = if recursive {
+        ReportKind::RecursiveLocking
+    } else {
+        ReportKind::CircularDependency
+    };
+    Report {
+        kind,
+        dependencies,
+        needs_writer,
+    }
+}
+
+/// A lock-free, insert-only set of validated chain hashes (open addressing,
+/// linear probing). When full, lookups miss and the slow path runs: slower,
+/// never wrong.
+struct ChainCache {
+    slots: Box<[AtomicU64]>,
+}
+
+const PROBES: usize = 8;
+
+impl ChainCache {
+    fn new(size: usize) -> ChainCache {
+        ChainCache {
+            slots: (0..size).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    #[inline]
+    fn contains(&self, chain: u64) -> bool {
+        let chain = chain.max(1);
+        let mask = self.slots.len() - 1;
+        for i in 0..PROBES {
+            match self.slots[(chain as usize).wrapping_add(i) & mask].load(Ordering::Acquire) {
+                0 => return false,
+                found if found == chain => return true,
+                _ => {}
+            }
+        }
+        false
+    }
+
+    fn insert(&self, chain: u64) {
+        let chain = chain.max(1);
+        let mask = self.slots.len() - 1;
+        for i in 0..PROBES {
+            let slot = &self.slots[(chain as usize).wrapping_add(i) & mask];
+            match slot.compare_exchange(0, chain, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return,
+                Err(found) if found == chain => return,
+                Err(_) => {}
+            }
+        }
+    }
+}
+
+/// A detector reached from a wrapper: the one captured at creation, or one
+/// looked up in the current dispatcher.
+pub(crate) enum DetectorRef<'a> {
+    Borrowed(&'a Arc<State>),
+    Owned(Arc<State>),
+}
+
+impl DetectorRef<'_> {
+    pub(crate) fn into_owned(self) -> DetectorRef<'static> {
+        match self {
+            DetectorRef::Borrowed(state) => DetectorRef::Owned(Arc::clone(state)),
+            DetectorRef::Owned(state) => DetectorRef::Owned(state),
+        }
+    }
+}
+
+impl Deref for DetectorRef<'_> {
+    type Target = State;
+    #[inline]
+    fn deref(&self) -> &State {
+        match self {
+            DetectorRef::Borrowed(state) => state,
+            DetectorRef::Owned(state) => state,
+        }
+    }
+}
+
+/// The detector-side identity of one lock instance (or executor).
+pub(crate) struct LockMeta {
+    pub(crate) lock: LockRef,
+    detector: Option<Arc<State>>,
+}
+
+impl LockMeta {
+    /// Identity for a new instance of `class`, bound to the detector of the
+    /// current dispatcher if there is one.
+    pub(crate) fn new(class: ClassId) -> LockMeta {
+        LockMeta {
+            lock: LockRef::new(class),
+            detector: crate::layer::current_state(),
+        }
+    }
+
+    /// The detector to report to: the one bound at creation, else the one in
+    /// the current dispatcher (for locks made before a detector was installed).
+    #[inline]
+    pub(crate) fn detector(&self) -> Option<DetectorRef<'_>> {
+        match &self.detector {
+            Some(state) => Some(DetectorRef::Borrowed(state)),
+            None => crate::layer::current_state().map(DetectorRef::Owned),
+        }
+    }
+
+    pub(crate) fn class(&self) -> ClassId {
+        self.lock.class
+    }
+
+    pub(crate) fn want(&self, access: Access, site: &'static Location<'static>) -> Acquire {
+        Acquire {
+            lock: self.lock,
+            access,
+            site,
+        }
+    }
+}
+
+/// A recorded acquisition; dropping it records the release.
+pub(crate) struct Holding<'a> {
+    detector: DetectorRef<'a>,
+    key: HeldKey,
+}
+
+impl<'a> Holding<'a> {
+    /// A `lock()` that did not wait.
+    #[inline]
+    pub(crate) fn lock_now(detector: DetectorRef<'a>, want: Acquire) -> Holding<'a> {
+        let key = detector.lock_now(want);
+        Holding { detector, key }
+    }
+
+    /// A successful `try_lock`.
+    #[inline]
+    pub(crate) fn try_acquired(detector: DetectorRef<'a>, want: Acquire) -> Holding<'a> {
+        let key = detector.try_acquired(want);
+        Holding { detector, key }
+    }
+}
+
+impl Drop for Holding<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.detector.release(self.key);
+    }
+}
+
+/// A wait in progress; dropped without [`Waiting::acquired`] (a cancelled
+/// `lock()` future), it leaves nothing held.
+pub(crate) struct Waiting<'a> {
+    detector: DetectorRef<'a>,
+    context: ContextId,
+    want: Acquire,
+}
+
+impl<'a> Waiting<'a> {
+    /// Records the dependencies of waiting for `want`.
+    #[inline]
+    pub(crate) fn start(detector: DetectorRef<'a>, want: Acquire) -> Waiting<'a> {
+        let context = detector.wait_start(want);
+        Waiting {
+            detector,
+            context,
+            want,
+        }
+    }
+
+    /// The wait ended with the lock acquired.
+    #[inline]
+    pub(crate) fn acquired(self) -> Holding<'a> {
+        let key = self.detector.acquired(self.context, self.want);
+        Holding {
+            detector: self.detector,
+            key,
+        }
+    }
+}

@@ -1,0 +1,366 @@
+//! `Mutex`: `tokio::sync::Mutex` that tells the detector what it does.
+
+use std::fmt;
+use std::future::Future;
+use std::ops::{Deref, DerefMut};
+use std::panic::Location;
+use std::sync::Arc;
+
+use crate::class::{self, ClassKind};
+use crate::report::Access;
+use crate::state::{Holding, LockMeta, Waiting};
+
+pub use tokio::sync::TryLockError;
+
+/// An asynchronous mutex, a drop-in for [`tokio::sync::Mutex`] that reports
+/// lock-order cycles to the installed [`crate::Detector`].
+///
+/// Its lock class is the place where it was created, unless named with
+/// [`Mutex::with_class`]: all mutexes created at one line share a class, and
+/// ordering rules are about classes.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use async_lockdep::Mutex;
+///
+/// let count = Mutex::new(0);
+/// *count.lock().await += 1;
+/// assert_eq!(*count.lock().await, 1);
+/// # }
+/// ```
+pub struct Mutex<T: ?Sized> {
+    meta: LockMeta,
+    inner: Arc<tokio::sync::Mutex<T>>,
+}
+
+/// A handle to a held [`Mutex`]; the lock is released when it is dropped.
+#[must_use = "if unused the Mutex will immediately unlock"]
+pub struct MutexGuard<'a, T: ?Sized> {
+    held: Option<Holding<'a>>,
+    inner: tokio::sync::MutexGuard<'a, T>,
+}
+
+/// An owned handle to a held [`Mutex`], from [`Mutex::lock_owned`]. It can be
+/// moved to other tasks; the release is recorded for the task that locked.
+#[must_use = "if unused the Mutex will immediately unlock"]
+pub struct OwnedMutexGuard<T: ?Sized> {
+    held: Option<Holding<'static>>,
+    inner: tokio::sync::OwnedMutexGuard<T>,
+    _lock: Arc<Mutex<T>>,
+}
+
+/// A guard for a part of the data of a [`Mutex`], from [`MutexGuard::map`].
+#[must_use = "if unused the Mutex will immediately unlock"]
+pub struct MappedMutexGuard<'a, T: ?Sized> {
+    held: Option<Holding<'a>>,
+    inner: tokio::sync::MappedMutexGuard<'a, T>,
+}
+
+impl<T> Mutex<T> {
+    /// A new unlocked mutex whose class is the caller's source location.
+    #[track_caller]
+    pub fn new(value: T) -> Mutex<T> {
+        let class = class::for_site(Location::caller(), ClassKind::Mutex);
+        Mutex {
+            meta: LockMeta::new(class),
+            inner: Arc::new(tokio::sync::Mutex::new(value)),
+        }
+    }
+
+    /// A new unlocked mutex of the class `name`: all mutexes with one name
+    /// share a class, wherever they are created.
+    ///
+    /// ```
+    /// let journal = async_lockdep::Mutex::with_class("journal", Vec::<u8>::new());
+    /// ```
+    #[track_caller]
+    pub fn with_class(name: impl Into<std::borrow::Cow<'static, str>>, value: T) -> Mutex<T> {
+        let class = class::named(name, ClassKind::Mutex, Location::caller());
+        Mutex {
+            meta: LockMeta::new(class),
+            inner: Arc::new(tokio::sync::Mutex::new(value)),
+        }
+    }
+
+    /// Consumes the mutex, returning the data.
+    pub fn into_inner(self) -> T {
+        match Arc::try_unwrap(self.inner) {
+            Ok(inner) => inner.into_inner(),
+            // Every guard borrows `self` or owns an `Arc` of it, so by value
+            // no guard exists and the inner `Arc` is unique.
+            Err(_) => unreachable!("async-lockdep: Mutex::into_inner with a live guard"),
+        }
+    }
+}
+
+impl<T: ?Sized> Mutex<T> {
+    /// Locks the mutex, waiting until it is free.
+    ///
+    /// Records "`L` waited for while holding `H`" for every lock `H` the
+    /// calling task holds, before waiting, so a deadlock is reported even if
+    /// this call then hangs.
+    ///
+    /// # Cancel safety
+    ///
+    /// As tokio's: dropping the future before it completes gives up the
+    /// place in the queue, and nothing is recorded as held.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let m = async_lockdep::Mutex::new(1);
+    /// let mut n = m.lock().await;
+    /// *n = 2;
+    /// # }
+    /// ```
+    #[track_caller]
+    pub fn lock(&self) -> impl Future<Output = MutexGuard<'_, T>> + '_ {
+        let site = Location::caller();
+        async move {
+            let Some(detector) = self.meta.detector() else {
+                return MutexGuard {
+                    held: None,
+                    inner: self.inner.lock().await,
+                };
+            };
+            let want = self.meta.want(Access::Lock, site);
+            if let Ok(inner) = self.inner.try_lock() {
+                return MutexGuard {
+                    held: Some(Holding::lock_now(detector, want)),
+                    inner,
+                };
+            }
+            let waiting = Waiting::start(detector, want);
+            let inner = self.inner.lock().await;
+            MutexGuard {
+                held: Some(waiting.acquired()),
+                inner,
+            }
+        }
+    }
+
+    /// Locks the mutex from synchronous code, blocking the thread.
+    ///
+    /// # Panics
+    ///
+    /// As tokio's: panics if called within an asynchronous execution context.
+    #[track_caller]
+    pub fn blocking_lock(&self) -> MutexGuard<'_, T> {
+        let site = Location::caller();
+        let Some(detector) = self.meta.detector() else {
+            return MutexGuard {
+                held: None,
+                inner: self.inner.blocking_lock(),
+            };
+        };
+        let want = self.meta.want(Access::Lock, site);
+        if let Ok(inner) = self.inner.try_lock() {
+            return MutexGuard {
+                held: Some(Holding::lock_now(detector, want)),
+                inner,
+            };
+        }
+        let waiting = Waiting::start(detector, want);
+        let inner = self.inner.blocking_lock();
+        MutexGuard {
+            held: Some(waiting.acquired()),
+            inner,
+        }
+    }
+
+    /// Locks the mutex if it is free, without waiting. Records no dependency
+    /// (it cannot wait, so it cannot deadlock), but the lock is held after.
+    ///
+    /// ```
+    /// let m = async_lockdep::Mutex::new(1);
+    /// let g = m.try_lock().unwrap();
+    /// assert!(m.try_lock().is_err());
+    /// # drop(g);
+    /// ```
+    #[track_caller]
+    pub fn try_lock(&self) -> Result<MutexGuard<'_, T>, TryLockError> {
+        let site = Location::caller();
+        let inner = self.inner.try_lock()?;
+        let held = self
+            .meta
+            .detector()
+            .map(|detector| Holding::try_acquired(detector, self.meta.want(Access::Lock, site)));
+        Ok(MutexGuard { held, inner })
+    }
+
+    /// Locks the mutex and returns an owned guard, which can be moved to
+    /// another task. See [`Mutex::lock`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Mutex::lock`].
+    #[track_caller]
+    pub fn lock_owned(self: Arc<Self>) -> impl Future<Output = OwnedMutexGuard<T>> {
+        let site = Location::caller();
+        async move {
+            let Some(detector) = self.meta.detector().map(|d| d.into_owned()) else {
+                let inner = Arc::clone(&self.inner).lock_owned().await;
+                return OwnedMutexGuard {
+                    held: None,
+                    inner,
+                    _lock: self,
+                };
+            };
+            let want = self.meta.want(Access::Lock, site);
+            if let Ok(inner) = Arc::clone(&self.inner).try_lock_owned() {
+                let held = Some(Holding::lock_now(detector, want));
+                return OwnedMutexGuard {
+                    held,
+                    inner,
+                    _lock: self,
+                };
+            }
+            let waiting = Waiting::start(detector, want);
+            let inner = Arc::clone(&self.inner).lock_owned().await;
+            OwnedMutexGuard {
+                held: Some(waiting.acquired()),
+                inner,
+                _lock: self,
+            }
+        }
+    }
+
+    /// [`Mutex::try_lock`] with an owned guard.
+    #[track_caller]
+    pub fn try_lock_owned(self: Arc<Self>) -> Result<OwnedMutexGuard<T>, TryLockError> {
+        let site = Location::caller();
+        let inner = Arc::clone(&self.inner).try_lock_owned()?;
+        let held = self.meta.detector().map(|detector| {
+            Holding::try_acquired(detector.into_owned(), self.meta.want(Access::Lock, site))
+        });
+        Ok(OwnedMutexGuard {
+            held,
+            inner,
+            _lock: self,
+        })
+    }
+
+    /// A mutable reference to the data; no locking needed, `&mut` proves
+    /// no guard exists.
+    pub fn get_mut(&mut self) -> &mut T {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.get_mut(),
+            None => unreachable!("async-lockdep: Mutex::get_mut with a live guard"),
+        }
+    }
+}
+
+impl<T: Default> Default for Mutex<T> {
+    #[track_caller]
+    fn default() -> Self {
+        Mutex::new(T::default())
+    }
+}
+
+impl<T> From<T> for Mutex<T> {
+    #[track_caller]
+    fn from(value: T) -> Self {
+        Mutex::new(value)
+    }
+}
+
+impl<T: ?Sized + fmt::Debug> fmt::Debug for Mutex<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Mutex");
+        if let Some(class) = class::describe(self.meta.class()) {
+            d.field("class", &class.name);
+        }
+        match self.inner.try_lock() {
+            Ok(inner) => d.field("data", &&*inner),
+            Err(_) => d.field("data", &format_args!("<locked>")),
+        };
+        d.finish()
+    }
+}
+
+impl<'a, T: ?Sized> MutexGuard<'a, T> {
+    /// Makes a guard for a part of the locked data; the lock stays held.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let m = async_lockdep::Mutex::new((1, 2));
+    /// let mut second = async_lockdep::MutexGuard::map(m.lock().await, |pair| &mut pair.1);
+    /// *second += 1;
+    /// drop(second);
+    /// assert_eq!(*m.lock().await, (1, 3));
+    /// # }
+    /// ```
+    pub fn map<U: ?Sized, F>(this: Self, f: F) -> MappedMutexGuard<'a, U>
+    where
+        F: FnOnce(&mut T) -> &mut U,
+    {
+        let MutexGuard { held, inner } = this;
+        MappedMutexGuard {
+            held,
+            inner: tokio::sync::MutexGuard::map(inner, f),
+        }
+    }
+
+    /// As [`MutexGuard::map`], but `f` may decline, giving the guard back.
+    pub fn try_map<U: ?Sized, F>(this: Self, f: F) -> Result<MappedMutexGuard<'a, U>, Self>
+    where
+        F: FnOnce(&mut T) -> Option<&mut U>,
+    {
+        let MutexGuard { held, inner } = this;
+        match tokio::sync::MutexGuard::try_map(inner, f) {
+            Ok(inner) => Ok(MappedMutexGuard { held, inner }),
+            Err(inner) => Err(MutexGuard { held, inner }),
+        }
+    }
+}
+
+impl<'a, T: ?Sized> MappedMutexGuard<'a, T> {
+    /// Makes a guard for a part of this part; the lock stays held.
+    pub fn map<U, F>(this: Self, f: F) -> MappedMutexGuard<'a, U>
+    where
+        F: FnOnce(&mut T) -> &mut U,
+    {
+        let MappedMutexGuard { held, inner } = this;
+        MappedMutexGuard {
+            held,
+            inner: tokio::sync::MappedMutexGuard::map(inner, f),
+        }
+    }
+}
+
+macro_rules! guard_impls {
+    ($($guard:ident $(<$lt:lifetime>)?),*) => {$(
+        impl<$($lt,)? T: ?Sized> Deref for $guard<$($lt,)? T> {
+            type Target = T;
+            fn deref(&self) -> &T {
+                &self.inner
+            }
+        }
+
+        impl<$($lt,)? T: ?Sized> DerefMut for $guard<$($lt,)? T> {
+            fn deref_mut(&mut self) -> &mut T {
+                &mut self.inner
+            }
+        }
+
+        impl<$($lt,)? T: ?Sized + fmt::Debug> fmt::Debug for $guard<$($lt,)? T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&**self, f)
+            }
+        }
+
+        impl<$($lt,)? T: ?Sized + fmt::Display> fmt::Display for $guard<$($lt,)? T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&**self, f)
+            }
+        }
+    )*};
+}
+
+guard_impls!(MutexGuard<'a>, OwnedMutexGuard, MappedMutexGuard<'a>);
