@@ -37,13 +37,6 @@ pub enum ClassKind {
     Task,
 }
 
-impl ClassKind {
-    /// Whether this class is an executor (waited for by flush or join).
-    pub(crate) fn is_executor(self) -> bool {
-        matches!(self, ClassKind::WorkQueue | ClassKind::Task)
-    }
-}
-
 /// A description of a lock class, as shown in reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LockClass {

@@ -38,6 +38,7 @@ pub(crate) enum Insert {
 struct Edge<E> {
     payload: E,
     /// False for an edge that closed a cycle: it is known but not in the DAG.
+    #[cfg_attr(not(test), allow(dead_code))]
     in_order: bool,
 }
 

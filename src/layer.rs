@@ -196,10 +196,6 @@ impl Detector {
             })
             .collect()
     }
-
-    pub(crate) fn state(&self) -> &Arc<State> {
-        &self.state
-    }
 }
 
 /// Counters from [`Detector::status`].

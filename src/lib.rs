@@ -60,6 +60,7 @@
 
 mod class;
 mod context;
+mod executor;
 mod fxhash;
 mod graph;
 mod layer;
@@ -70,6 +71,10 @@ mod testing;
 
 pub use class::{ClassKind, LockClass, MAX_NESTING_LEVEL};
 pub use context::ContextId;
+pub use executor::{
+    spawn, spawn_named, FlushError, JoinHandle, LazyWorkQueue, WorkError, WorkHandle, WorkQueue,
+    WorkQueueBuilder,
+};
 pub use layer::{Detector, DetectorBuilder, DetectorLayer, Status};
 pub use report::{Access, Dependency, Report, ReportKind};
 pub use sync::{MappedMutexGuard, Mutex, MutexGuard, OwnedMutexGuard, TryLockError};

@@ -169,6 +169,16 @@ impl State {
         }
     }
 
+    /// Whether the calling context holds the lock (or executor) `instance`.
+    pub(crate) fn current_context_holds(&self, instance: u64) -> bool {
+        let context = ContextId::current();
+        self.held
+            .shard(context)
+            .held(context)
+            .iter()
+            .any(|h| h.lock.instance == instance)
+    }
+
     /// The locks `context` holds now, oldest first.
     pub(crate) fn held_by(&self, context: ContextId) -> Vec<HeldLock> {
         self.held.snapshot_of(context)
@@ -304,7 +314,7 @@ impl State {
 
     fn current_spans(&self) -> Vec<String> {
         match self.spans.get() {
-            Some(reader) => dispatcher::get_default(|d| reader(d)),
+            Some(reader) => dispatcher::get_default(reader),
             None => Vec::new(),
         }
     }
@@ -541,6 +551,25 @@ impl LockMeta {
     pub(crate) fn want(&self, access: Access, site: &'static Location<'static>) -> Acquire {
         Acquire {
             lock: self.lock,
+            access,
+            site,
+        }
+    }
+
+    /// As [`LockMeta::want`], as the declared nesting level `level` of the
+    /// lock's class (a class of its own; level 0 is the class itself).
+    pub(crate) fn want_nested(
+        &self,
+        access: Access,
+        site: &'static Location<'static>,
+        level: u8,
+    ) -> Acquire {
+        let class = class::nested(self.lock.class, level);
+        Acquire {
+            lock: LockRef {
+                class,
+                instance: self.lock.instance,
+            },
             access,
             site,
         }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::class::{self, ClassKind};
 use crate::report::Access;
-use crate::state::{Holding, LockMeta, Waiting};
+use crate::state::{Acquire, Holding, LockMeta, Waiting};
 
 pub use tokio::sync::TryLockError;
 
@@ -47,7 +47,7 @@ pub struct MutexGuard<'a, T: ?Sized> {
 /// moved to other tasks; the release is recorded for the task that locked.
 #[must_use = "if unused the Mutex will immediately unlock"]
 pub struct OwnedMutexGuard<T: ?Sized> {
-    held: Option<Holding<'static>>,
+    _held: Option<Holding<'static>>,
     inner: tokio::sync::OwnedMutexGuard<T>,
     _lock: Arc<Mutex<T>>,
 }
@@ -120,27 +120,65 @@ impl<T: ?Sized> Mutex<T> {
     /// ```
     #[track_caller]
     pub fn lock(&self) -> impl Future<Output = MutexGuard<'_, T>> + '_ {
-        let site = Location::caller();
-        async move {
-            let Some(detector) = self.meta.detector() else {
-                return MutexGuard {
-                    held: None,
-                    inner: self.inner.lock().await,
-                };
+        self.lock_as(self.meta.want(Access::Lock, Location::caller()))
+    }
+
+    /// Locks the mutex as nesting level `level` of its class: lockdep's
+    /// `mutex_lock_nested`, for code that nests two mutexes of one class in a
+    /// fixed order (parent then child, lower id first).
+    ///
+    /// Each level is a class of its own, so `level 0 → level 1` is an ordinary
+    /// dependency and the inverted order `1 → 0` is still reported. Levels
+    /// above [`MAX_NESTING_LEVEL`](crate::MAX_NESTING_LEVEL) count as the
+    /// highest.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let _lockdep = async_lockdep::test_guard();
+    /// fn account(balance: i64) -> async_lockdep::Mutex<i64> {
+    ///     async_lockdep::Mutex::new(balance) // one class for all accounts
+    /// }
+    /// let (a, b) = (account(10), account(0));
+    /// // Always lock the lower account id first, and say so:
+    /// let mut from = a.lock_nested(0).await;
+    /// let mut to = b.lock_nested(1).await;
+    /// *from -= 5;
+    /// *to += 5;
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Mutex::lock`].
+    #[track_caller]
+    pub fn lock_nested(&self, level: u8) -> impl Future<Output = MutexGuard<'_, T>> + '_ {
+        self.lock_as(
+            self.meta
+                .want_nested(Access::Lock, Location::caller(), level),
+        )
+    }
+
+    async fn lock_as(&self, want: Acquire) -> MutexGuard<'_, T> {
+        let Some(detector) = self.meta.detector() else {
+            return MutexGuard {
+                held: None,
+                inner: self.inner.lock().await,
             };
-            let want = self.meta.want(Access::Lock, site);
-            if let Ok(inner) = self.inner.try_lock() {
-                return MutexGuard {
-                    held: Some(Holding::lock_now(detector, want)),
-                    inner,
-                };
-            }
-            let waiting = Waiting::start(detector, want);
-            let inner = self.inner.lock().await;
-            MutexGuard {
-                held: Some(waiting.acquired()),
+        };
+        if let Ok(inner) = self.inner.try_lock() {
+            return MutexGuard {
+                held: Some(Holding::lock_now(detector, want)),
                 inner,
-            }
+            };
+        }
+        let waiting = Waiting::start(detector, want);
+        let inner = self.inner.lock().await;
+        MutexGuard {
+            held: Some(waiting.acquired()),
+            inner,
         }
     }
 
@@ -206,7 +244,7 @@ impl<T: ?Sized> Mutex<T> {
             let Some(detector) = self.meta.detector().map(|d| d.into_owned()) else {
                 let inner = Arc::clone(&self.inner).lock_owned().await;
                 return OwnedMutexGuard {
-                    held: None,
+                    _held: None,
                     inner,
                     _lock: self,
                 };
@@ -215,7 +253,7 @@ impl<T: ?Sized> Mutex<T> {
             if let Ok(inner) = Arc::clone(&self.inner).try_lock_owned() {
                 let held = Some(Holding::lock_now(detector, want));
                 return OwnedMutexGuard {
-                    held,
+                    _held: held,
                     inner,
                     _lock: self,
                 };
@@ -223,7 +261,7 @@ impl<T: ?Sized> Mutex<T> {
             let waiting = Waiting::start(detector, want);
             let inner = Arc::clone(&self.inner).lock_owned().await;
             OwnedMutexGuard {
-                held: Some(waiting.acquired()),
+                _held: Some(waiting.acquired()),
                 inner,
                 _lock: self,
             }
@@ -239,7 +277,7 @@ impl<T: ?Sized> Mutex<T> {
             Holding::try_acquired(detector.into_owned(), self.meta.want(Access::Lock, site))
         });
         Ok(OwnedMutexGuard {
-            held,
+            _held: held,
             inner,
             _lock: self,
         })

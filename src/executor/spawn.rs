@@ -1,0 +1,156 @@
+//! `spawn` and `JoinHandle`: a spawned task is a one-item executor.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::panic::Location;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tracing::instrument::WithSubscriber;
+
+use crate::class::{self, ClassKind};
+use crate::report::Access;
+use crate::state::{Holding, LockMeta};
+
+/// Spawns a task, as [`tokio::spawn`], whose class is the caller's location.
+///
+/// The task holds its class's pseudo-lock while it runs, so locks it takes
+/// record "task → lock"; awaiting its [`JoinHandle`] while holding a lock `H`
+/// records "H → task". A handle never awaited records nothing. The task also
+/// runs with the caller's `tracing` dispatcher, so locks it creates report to
+/// the same detector on any worker thread.
+///
+/// # Panics
+///
+/// Outside a tokio runtime, as `tokio::spawn`.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let handle = async_lockdep::spawn(async { 6 * 7 });
+/// assert_eq!(handle.await.unwrap(), 42);
+/// # }
+/// ```
+#[track_caller]
+pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let site = Location::caller();
+    spawn_with_class(class::for_site(site, ClassKind::Task), site, future)
+}
+
+/// [`spawn`] with a task class named `name` (tasks with one name share it).
+#[track_caller]
+pub fn spawn_named<F>(name: impl Into<Cow<'static, str>>, future: F) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let site = Location::caller();
+    spawn_with_class(class::named(name, ClassKind::Task, site), site, future)
+}
+
+fn spawn_with_class<F>(
+    class: class::ClassId,
+    site: &'static Location<'static>,
+    future: F,
+) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let meta = LockMeta::new(class);
+    let detector = meta.detector().map(|d| d.into_owned());
+    let want = meta.want(Access::RunTask, site);
+    let task = async move {
+        let holding = detector.map(|d| Holding::try_acquired(d, want));
+        let output = future.await;
+        drop(holding);
+        output
+    };
+    let inner = tokio::spawn(task.with_current_subscriber());
+    JoinHandle {
+        inner,
+        meta,
+        site,
+        recorded: false,
+    }
+}
+
+/// An owned permission to join a task started with [`spawn`], as
+/// `tokio::task::JoinHandle`.
+///
+/// The first poll records "held lock → task" for the locks the awaiting task
+/// holds; the report names the spawn site as where it was waited for (use
+/// [`JoinHandle::join`] to record the exact line of the wait).
+pub struct JoinHandle<T> {
+    inner: tokio::task::JoinHandle<T>,
+    meta: LockMeta,
+    site: &'static Location<'static>,
+    recorded: bool,
+}
+
+impl<T> fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinHandle")
+            .field("id", &self.inner.id())
+            .field("spawned_at", &self.site)
+            .finish()
+    }
+}
+
+impl<T> JoinHandle<T> {
+    /// Aborts the task, as tokio's `abort`.
+    pub fn abort(&self) {
+        self.inner.abort();
+    }
+
+    /// Whether the task has finished.
+    pub fn is_finished(&self) -> bool {
+        self.inner.is_finished()
+    }
+
+    /// The task's id.
+    pub fn id(&self) -> tokio::task::Id {
+        self.inner.id()
+    }
+
+    /// A handle that can abort the task without joining it.
+    pub fn abort_handle(&self) -> tokio::task::AbortHandle {
+        self.inner.abort_handle()
+    }
+
+    /// Awaits the task, recording this line as where it was waited for.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as awaiting tokio's handle.
+    #[track_caller]
+    pub fn join(mut self) -> Self {
+        self.site = Location::caller();
+        self
+    }
+
+    fn record_join(&mut self) {
+        if std::mem::replace(&mut self.recorded, true) {
+            return;
+        }
+        if let Some(detector) = self.meta.detector() {
+            detector.wait_for_executor(self.meta.want(Access::Join, self.site), true);
+        }
+    }
+}
+
+impl<T> Future for JoinHandle<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.record_join();
+        Pin::new(&mut self.inner).poll(cx)
+    }
+}
