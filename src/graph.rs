@@ -21,11 +21,11 @@
 use crate::fxhash::FxHashMap;
 
 /// A node: a lock class id.
-pub(crate) type Node = u32;
+pub type Node = u32;
 
 /// The answer to [`Graph::insert`].
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Insert {
+pub enum Insert {
     /// A new edge that agrees with an acyclic order; it was added.
     New,
     /// The edge was seen before (added, or rejected and already reported).
@@ -43,7 +43,7 @@ struct Edge<E> {
 }
 
 /// A directed acyclic graph over dense node ids with per-edge payloads.
-pub(crate) struct Graph<E> {
+pub struct Graph<E> {
     out: Vec<Vec<Node>>,
     inc: Vec<Vec<Node>>,
     /// Position of each node in the topological order.
@@ -56,6 +56,12 @@ pub(crate) struct Graph<E> {
     stack: Vec<Node>,
     forward: Vec<Node>,
     backward: Vec<Node>,
+}
+
+impl<E> std::fmt::Debug for Graph<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Graph").field("nodes", &self.ord.len()).field("edges", &self.edges.len()).finish()
+    }
 }
 
 impl<E> Default for Graph<E> {
@@ -77,12 +83,12 @@ impl<E> Default for Graph<E> {
 
 impl<E> Graph<E> {
     /// Number of edges, rejected ones included.
-    pub(crate) fn edge_count(&self) -> usize {
+    pub fn edge_count(&self) -> usize {
         self.edges.len()
     }
 
     /// The payload of a known edge (in the order or rejected).
-    pub(crate) fn edge(&self, from: Node, to: Node) -> Option<&E> {
+    pub fn edge(&self, from: Node, to: Node) -> Option<&E> {
         self.edges.get(&(from, to)).map(|e| &e.payload)
     }
 
@@ -93,7 +99,7 @@ impl<E> Graph<E> {
     }
 
     /// Inserts `from -> to`, calling `payload` only if the edge is new.
-    pub(crate) fn insert(&mut self, from: Node, to: Node, payload: impl FnOnce() -> E) -> Insert {
+    pub fn insert(&mut self, from: Node, to: Node, payload: impl FnOnce() -> E) -> Insert {
         if self.edges.contains_key(&(from, to)) {
             return Insert::Known;
         }

@@ -79,3 +79,10 @@ pub use layer::{Detector, DetectorBuilder, DetectorLayer, Status};
 pub use report::{Access, Dependency, Report, ReportKind};
 pub use sync::{MappedMutexGuard, Mutex, MutexGuard, OwnedMutexGuard, TryLockError};
 pub use testing::{test_guard, TestGuard};
+
+/// Internals exposed for the crate's own benches and model tests only; not
+/// part of the API and not covered by semver.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::graph::{Graph, Insert, Node};
+}
