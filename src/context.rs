@@ -8,6 +8,7 @@
 //! global. A context with nothing held has no entry at all, so memory is
 //! bounded by the number of locks actually held.
 
+use std::cell::Cell;
 use std::fmt;
 use std::panic::Location;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +25,9 @@ pub enum ContextId {
     Task(tokio::task::Id),
     /// A thread running code outside any task, by a small sequence number.
     Thread(u64),
+    /// A future given its own context with [`crate::own_context`] (for
+    /// futures joined inside one task), by a sequence number.
+    Scope(u64),
 }
 
 impl fmt::Display for ContextId {
@@ -31,6 +35,7 @@ impl fmt::Display for ContextId {
         match self {
             ContextId::Task(id) => write!(f, "task {id}"),
             ContextId::Thread(n) => write!(f, "thread #{n}"),
+            ContextId::Scope(n) => write!(f, "future #{n}"),
         }
     }
 }
@@ -39,11 +44,39 @@ impl ContextId {
     /// The context the caller runs in.
     #[inline]
     pub(crate) fn current() -> ContextId {
+        let scope = SCOPE.try_with(Cell::get).unwrap_or(0);
+        if scope != 0 {
+            return ContextId::Scope(scope);
+        }
         match tokio::task::try_id() {
             Some(id) => ContextId::Task(id),
             None => ContextId::Thread(thread_seq()),
         }
     }
+}
+
+thread_local! {
+    /// The innermost [`crate::own_context`] being polled on this thread, or 0.
+    static SCOPE: Cell<u64> = const { Cell::new(0) };
+}
+
+/// A fresh scope id (never 0).
+pub(crate) fn new_scope() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Runs `f` with `scope` as the current context of this thread.
+#[inline]
+pub(crate) fn in_scope<R>(scope: u64, f: impl FnOnce() -> R) -> R {
+    struct Restore(u64);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = SCOPE.try_with(|s| s.set(self.0));
+        }
+    }
+    let _restore = Restore(SCOPE.try_with(|s| s.replace(scope)).unwrap_or(0));
+    f()
 }
 
 fn thread_seq() -> u64 {
@@ -78,6 +111,9 @@ pub(crate) struct HeldLock {
     pub(crate) lock: LockRef,
     pub(crate) access: Access,
     pub(crate) site: &'static Location<'static>,
+    /// Held through an owned guard, which may have moved to another task:
+    /// waiting for it again is then not a certain self-deadlock.
+    pub(crate) movable: bool,
     /// Identifies this acquisition within its shard, for the release.
     pub(crate) token: u64,
     /// Hash of the classes held up to and including this one.
@@ -128,7 +164,7 @@ impl HeldLocks {
                 id.hash(&mut h);
                 h.finish()
             }
-            ContextId::Thread(n) => n.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            ContextId::Thread(n) | ContextId::Scope(n) => n.wrapping_mul(0x9E37_79B9_7F4A_7C15),
         };
         let shard = &self.shards[(index >> 58) as usize % SHARDS].0;
         // Shard operations never panic midway, so a poisoned shard is intact.
@@ -145,9 +181,27 @@ impl HeldLocks {
             .sum()
     }
 
-    /// Snapshot of what every context holds (for wait-for and watchdog reports).
+    /// Snapshot of what `context` holds.
     pub(crate) fn snapshot_of(&self, context: ContextId) -> Vec<HeldLock> {
         self.shard(context).held(context).to_vec()
+    }
+
+    /// Every context holding the lock `instance`, with how it holds it.
+    /// Visits every shard: for the wait-for check and the watchdog only.
+    pub(crate) fn holders_of(&self, instance: u64) -> Vec<(ContextId, HeldLock)> {
+        let mut holders = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = shard
+                .0
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            for (context, stack) in &shard.map {
+                for held in stack.iter().filter(|h| h.lock.instance == instance) {
+                    holders.push((*context, *held));
+                }
+            }
+        }
+        holders
     }
 }
 
@@ -177,6 +231,7 @@ impl Shard {
         lock: LockRef,
         access: Access,
         site: &'static Location<'static>,
+        movable: bool,
     ) -> HeldKey {
         self.next_token = self.next_token.wrapping_add(1);
         let token = self.next_token;
@@ -191,6 +246,7 @@ impl Shard {
             lock,
             access,
             site,
+            movable,
             token,
             chain,
         });
@@ -217,11 +273,28 @@ impl Shard {
             return true;
         }
         // Released out of order: the chain hashes above `pos` change.
-        let mut below = if pos == 0 { 0 } else { stack[pos - 1].chain };
-        for held in &mut stack[pos..] {
-            held.chain = chain_after(below, held.lock, held.access);
-            below = held.chain;
-        }
+        rechain(stack, pos);
         true
+    }
+
+    /// Changes how `key` is held (an `RwLock` write guard downgraded).
+    pub(crate) fn change_access(&mut self, key: HeldKey, access: Access) {
+        let Some(stack) = self.map.get_mut(&key.context) else {
+            return;
+        };
+        let Some(pos) = stack.iter().rposition(|h| h.token == key.token) else {
+            return;
+        };
+        stack[pos].access = access;
+        rechain(stack, pos);
+    }
+}
+
+/// Recomputes the chain hashes of `stack[pos..]`.
+fn rechain(stack: &mut [HeldLock], pos: usize) {
+    let mut below = if pos == 0 { 0 } else { stack[pos - 1].chain };
+    for held in &mut stack[pos..] {
+        held.chain = chain_after(below, held.lock, held.access);
+        below = held.chain;
     }
 }

@@ -60,7 +60,10 @@ pub struct Graph<E> {
 
 impl<E> std::fmt::Debug for Graph<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Graph").field("nodes", &self.ord.len()).field("edges", &self.edges.len()).finish()
+        f.debug_struct("Graph")
+            .field("nodes", &self.ord.len())
+            .field("edges", &self.edges.len())
+            .finish()
     }
 }
 

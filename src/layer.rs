@@ -181,6 +181,7 @@ impl Detector {
             reports: self.state.report_count(),
             dropped_reports: self.state.dropped_reports(),
             contexts_holding_locks: self.state.live_contexts(),
+            contexts_waiting: self.state.waits().len(),
             overflowed: self.state.overflowed(),
         }
     }
@@ -210,6 +211,8 @@ pub struct Status {
     pub dropped_reports: usize,
     /// Tasks and threads that hold at least one lock right now.
     pub contexts_holding_locks: usize,
+    /// Tasks and threads waiting for a contended lock (or executor) right now.
+    pub contexts_waiting: usize,
     /// True once a limit was hit: no new dependencies are recorded since.
     pub overflowed: bool,
 }
@@ -219,6 +222,8 @@ pub struct Status {
 pub struct DetectorBuilder {
     limits: Limits,
     panic_on_report: bool,
+    panic_on_deadlock: bool,
+    watchdog: Option<std::time::Duration>,
 }
 
 impl DetectorBuilder {
@@ -247,11 +252,34 @@ impl DetectorBuilder {
         self
     }
 
+    /// When tasks are deadlocked right now (a cycle in the live wait-for
+    /// graph), panic in the waiting future that closes the cycle, right after
+    /// logging the report: the test fails at once instead of hanging.
+    pub fn panic_on_deadlock(mut self, yes: bool) -> Self {
+        self.panic_on_deadlock = yes;
+        self
+    }
+
+    /// Report any wait (lock, flush, join) that lasts longer than
+    /// `threshold`, once per wait, naming the waiter and the holders with
+    /// their acquire sites. Off by default. A background thread checks every
+    /// `threshold / 4` and stops when the detector is dropped.
+    pub fn watchdog(mut self, threshold: std::time::Duration) -> Self {
+        self.watchdog = Some(threshold);
+        self
+    }
+
     /// The detector.
     pub fn build(self) -> Detector {
-        Detector {
-            state: Arc::new(State::new(self.limits, self.panic_on_report)),
+        let state = Arc::new(State::new(
+            self.limits,
+            self.panic_on_report,
+            self.panic_on_deadlock,
+        ));
+        if let Some(threshold) = self.watchdog {
+            crate::waits::start_watchdog(&state, threshold);
         }
+        Detector { state }
     }
 }
 

@@ -65,9 +65,11 @@ mod fxhash;
 mod graph;
 mod layer;
 mod report;
+mod scope;
 mod state;
 mod sync;
 mod testing;
+mod waits;
 
 pub use class::{ClassKind, LockClass, MAX_NESTING_LEVEL};
 pub use context::ContextId;
@@ -76,8 +78,13 @@ pub use executor::{
     WorkQueueBuilder,
 };
 pub use layer::{Detector, DetectorBuilder, DetectorLayer, Status};
-pub use report::{Access, Dependency, Report, ReportKind};
-pub use sync::{MappedMutexGuard, Mutex, MutexGuard, OwnedMutexGuard, TryLockError};
+pub use report::{Access, Dependency, LongWait, Report, ReportKind};
+pub use scope::{own_context, OwnContext};
+pub use sync::{
+    AcquireError, MappedMutexGuard, Mutex, MutexGuard, OwnedMutexGuard, OwnedRwLockReadGuard,
+    OwnedRwLockWriteGuard, OwnedSemaphorePermit, RwLock, RwLockMappedWriteGuard, RwLockReadGuard,
+    RwLockWriteGuard, Semaphore, SemaphorePermit, TryAcquireError, TryLockError,
+};
 pub use testing::{test_guard, TestGuard};
 
 /// Internals exposed for the crate's own benches and model tests only; not

@@ -88,6 +88,28 @@ pub enum ReportKind {
     /// Two instances of one lock class were nested without a declared
     /// nesting order.
     RecursiveLocking,
+    /// Tasks are deadlocked right now: each waits for a lock (or executor)
+    /// held by the next. Found from the live wait-for graph.
+    DeadlockNow,
+    /// A wait took longer than the watchdog's threshold (see
+    /// [`crate::DetectorBuilder::watchdog`]).
+    LongWait,
+}
+
+/// The wait a [`ReportKind::LongWait`] report is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LongWait {
+    /// The task (or thread) that waits.
+    pub waiter: ContextId,
+    /// What it waits for.
+    pub lock: LockClass,
+    /// How it waits.
+    pub access: Access,
+    /// Where the wait started.
+    pub at: &'static Location<'static>,
+    /// How long it had waited when reported.
+    pub elapsed: std::time::Duration,
 }
 
 /// A possible deadlock found by the detector.
@@ -103,6 +125,9 @@ pub struct Report {
     /// True when the cycle deadlocks only if a writer queues on an `RwLock`
     /// in between (every link of it that could block is read after read).
     pub needs_writer: bool,
+    /// For [`ReportKind::LongWait`]: the wait. Its holders are in
+    /// `dependencies` (each `context` holds `held`, taken at `held_at`).
+    pub long_wait: Option<LongWait>,
 }
 
 impl Report {
@@ -126,6 +151,8 @@ impl Report {
             ReportKind::CircularDependency => "possible circular locking dependency detected",
             ReportKind::SelfDeadlock => "self-deadlock: waiting for what this context holds",
             ReportKind::RecursiveLocking => "possible recursive locking detected",
+            ReportKind::DeadlockNow => "deadlock: these tasks are stuck now",
+            ReportKind::LongWait => "a lock wait exceeded the watchdog threshold",
         }
     }
 }
@@ -291,9 +318,59 @@ fn print_notes(f: &mut fmt::Formatter<'_>, report: &Report) -> fmt::Result {
     Ok(())
 }
 
+fn print_stuck(f: &mut fmt::Formatter<'_>, deps: &[Dependency]) -> fmt::Result {
+    for dep in deps {
+        writeln!(f, "{}", who(dep))?;
+        writeln!(
+            f,
+            "  holds      {}   taken at {}",
+            class_with_site(&dep.held),
+            dep.held_at
+        )?;
+        let (waited, verb) = (class_with_site(&dep.waited), dep.waited_as.verb());
+        writeln!(f, "  waits to   {verb} {waited}   at {}", dep.waited_at)?;
+    }
+    writeln!(f)?;
+    writeln!(
+        f,
+        "Each waits for what the next one holds; none of them can proceed."
+    )?;
+    writeln!(f)?;
+    writeln!(f, " *** DEADLOCK ***")
+}
+
+fn print_long_wait(
+    f: &mut fmt::Formatter<'_>,
+    wait: &LongWait,
+    holders: &[Dependency],
+) -> fmt::Result {
+    writeln!(
+        f,
+        "{} has waited {:.1?} to {} {}   at {}",
+        wait.waiter,
+        wait.elapsed,
+        wait.access.verb(),
+        class_with_site(&wait.lock),
+        wait.at
+    )?;
+    if holders.is_empty() {
+        return writeln!(
+            f,
+            "no task holds it now (it may be queued behind other waiters)"
+        );
+    }
+    for holder in holders {
+        writeln!(f, "held by {}, taken at {}", who(holder), holder.held_at)?;
+    }
+    Ok(())
+}
+
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         print_header(f, self.title())?;
+        if let (ReportKind::LongWait, Some(wait)) = (self.kind, &self.long_wait) {
+            return print_long_wait(f, wait, &self.dependencies);
+        }
         let Some(first) = self.dependencies.first() else {
             return Ok(());
         };
@@ -334,6 +411,8 @@ impl fmt::Display for Report {
                 )?;
                 print_scenario(f, &[first.clone(), swapped(first)])?;
             }
+            ReportKind::DeadlockNow => print_stuck(f, &self.dependencies)?,
+            ReportKind::LongWait => {}
         }
         print_notes(f, self)
     }

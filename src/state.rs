@@ -21,6 +21,7 @@ use crate::context::{chain_after, ContextId, HeldKey, HeldLock, HeldLocks, LockR
 use crate::fxhash::FxHashSet;
 use crate::graph::{Graph, Insert};
 use crate::report::{Access, Dependency, Report, ReportKind};
+use crate::waits::{self, Waits};
 
 /// Limits on what the detector records (see [`crate::DetectorBuilder`]).
 #[derive(Clone, Copy, Debug)]
@@ -57,6 +58,18 @@ pub(crate) struct Acquire {
     pub(crate) lock: LockRef,
     pub(crate) access: Access,
     pub(crate) site: &'static Location<'static>,
+    /// Through an owned guard or permit, which may move to another task.
+    pub(crate) movable: bool,
+}
+
+impl Acquire {
+    /// The same acquisition, through an owned guard.
+    pub(crate) fn movable(self) -> Acquire {
+        Acquire {
+            movable: true,
+            ..self
+        }
+    }
 }
 
 /// Shared state of one detector.
@@ -68,6 +81,8 @@ pub(crate) struct State {
     pub(crate) limits: Limits,
     overflowed: AtomicBool,
     pub(crate) panic_on_report: bool,
+    pub(crate) panic_on_deadlock: bool,
+    waits: Waits,
     dispatch: Mutex<Option<WeakDispatch>>,
     spans: OnceLock<fn(&Dispatch) -> Vec<String>>,
     report_count: AtomicUsize,
@@ -87,7 +102,7 @@ fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl State {
-    pub(crate) fn new(limits: Limits, panic_on_report: bool) -> State {
+    pub(crate) fn new(limits: Limits, panic_on_report: bool, panic_on_deadlock: bool) -> State {
         State {
             held: HeldLocks::default(),
             chains: ChainCache::new(1 << 14),
@@ -96,6 +111,8 @@ impl State {
             limits,
             overflowed: AtomicBool::new(false),
             panic_on_report,
+            panic_on_deadlock,
+            waits: Waits::default(),
             dispatch: Mutex::new(None),
             spans: OnceLock::new(),
             report_count: AtomicUsize::new(0),
@@ -123,7 +140,7 @@ impl State {
             self.record(context, want, slow);
             shard = self.held.shard(context);
         }
-        shard.push(context, want.lock, want.access, want.site)
+        shard.push(context, want.lock, want.access, want.site, want.movable)
     }
 
     /// A wait for `want` starts: checks and records the dependencies first,
@@ -138,7 +155,30 @@ impl State {
         if let Check::Slow(slow) = check {
             self.record(context, want, slow);
         }
+        self.waits.begin(context, want);
+        if let Some(report) = waits::stuck_cycle(self, context, want) {
+            self.publish(report, self.panic_on_deadlock);
+        }
         context
+    }
+
+    /// A wait of `context` ended (acquired, or cancelled).
+    #[inline]
+    pub(crate) fn wait_end(&self, context: ContextId) {
+        self.waits.end(context);
+    }
+
+    /// Changes how the acquisition `key` holds its lock (`RwLock` downgrade).
+    pub(crate) fn change_access(&self, key: HeldKey, access: Access) {
+        self.held.shard(key.context).change_access(key, access);
+    }
+
+    pub(crate) fn waits(&self) -> &Waits {
+        &self.waits
+    }
+
+    pub(crate) fn holders_of(&self, instance: u64) -> Vec<(ContextId, HeldLock)> {
+        self.held.holders_of(instance)
     }
 
     /// The lock waited for was acquired by `context`.
@@ -146,7 +186,7 @@ impl State {
     pub(crate) fn acquired(&self, context: ContextId, want: Acquire) -> HeldKey {
         self.held
             .shard(context)
-            .push(context, want.lock, want.access, want.site)
+            .push(context, want.lock, want.access, want.site, want.movable)
     }
 
     /// A `try_lock` succeeded: held, but no dependency (it never waited).
@@ -159,14 +199,6 @@ impl State {
     #[inline]
     pub(crate) fn release(&self, key: HeldKey) {
         self.held.shard(key.context).remove(key);
-    }
-
-    /// A flush / destroy / join of `executor` starts. Records the dependencies
-    /// only if the executor was ever used (had work submitted).
-    pub(crate) fn wait_for_executor(&self, want: Acquire, used: bool) {
-        if used {
-            self.wait_start(want);
-        }
     }
 
     /// Whether the calling context holds the lock (or executor) `instance`.
@@ -190,7 +222,7 @@ impl State {
         };
         let mut same = None;
         for h in held {
-            if h.lock.instance == want.lock.instance {
+            if h.lock.instance == want.lock.instance && !h.movable {
                 if let Some(needs_writer) = self_conflict(h.access, want.access) {
                     same = Some((*h, needs_writer));
                 }
@@ -219,11 +251,12 @@ impl State {
                 want.site as *const _ as usize,
             );
             if lock_ignoring_poison(&self.reports).seen.insert(key) {
-                let dep = dependency(&held, want, context, &spans);
+                let dep = dependency_of(&held, want, context, &spans);
                 reports.push(Report {
                     kind: ReportKind::SelfDeadlock,
                     dependencies: vec![dep],
                     needs_writer,
+                    long_wait: None,
                 });
             }
         }
@@ -278,7 +311,7 @@ impl State {
             self.chains.insert(slow.chain);
         }
         for report in reports {
-            self.publish(report);
+            self.publish(report, self.panic_on_report);
         }
     }
 
@@ -321,7 +354,7 @@ impl State {
 
     /// Stores a report and logs it as an `ERROR` event at target
     /// `async_lockdep`, with no internal lock held.
-    pub(crate) fn publish(&self, report: Report) {
+    pub(crate) fn publish(&self, report: Report, may_panic: bool) {
         let text = report.to_string();
         {
             let mut reports = lock_ignoring_poison(&self.reports);
@@ -340,7 +373,7 @@ impl State {
             Some(dispatch) => dispatcher::with_default(&dispatch, emit),
             None => emit(),
         }
-        if self.panic_on_report && !std::thread::panicking() {
+        if may_panic && !std::thread::panicking() {
             panic!("async-lockdep found a possible deadlock:\n{text}");
         }
     }
@@ -394,7 +427,7 @@ struct Slow {
     same: Option<(HeldLock, bool)>,
 }
 
-fn describe(class: ClassId) -> crate::class::LockClass {
+pub(crate) fn describe(class: ClassId) -> crate::class::LockClass {
     class::describe(class).unwrap_or_else(|| crate::class::LockClass {
         name: "<unknown>".into(),
         created_at: Location::caller(),
@@ -403,7 +436,12 @@ fn describe(class: ClassId) -> crate::class::LockClass {
     })
 }
 
-fn dependency(held: &HeldLock, want: Acquire, context: ContextId, spans: &[String]) -> Dependency {
+pub(crate) fn dependency_of(
+    held: &HeldLock,
+    want: Acquire,
+    context: ContextId,
+    spans: &[String],
+) -> Dependency {
     Dependency {
         held: describe(held.lock.class),
         held_as: held.access,
@@ -444,6 +482,7 @@ fn cycle_report(recursive: bool, edges: Vec<(ClassId, ClassId, EdgeInfo)>) -> Re
         kind,
         dependencies,
         needs_writer,
+        long_wait: None,
     }
 }
 
@@ -553,6 +592,7 @@ impl LockMeta {
             lock: self.lock,
             access,
             site,
+            movable: false,
         }
     }
 
@@ -572,8 +612,59 @@ impl LockMeta {
             },
             access,
             site,
+            movable: false,
         }
     }
+}
+
+/// The shared acquire path of every lock wrapper: a `lock()`-like call that
+/// takes the lock at once if it is free (`try_now`), else records the wait and
+/// waits (`wait`). The dependencies are recorded either way; a failed wait
+/// (closed semaphore) leaves nothing held.
+pub(crate) async fn acquire<'d, G, E, Fut>(
+    detector: Option<DetectorRef<'d>>,
+    want: Acquire,
+    try_now: impl FnOnce() -> Option<G>,
+    wait: impl FnOnce() -> Fut,
+) -> Result<(G, Option<Holding<'d>>), E>
+where
+    Fut: std::future::Future<Output = Result<G, E>>,
+{
+    let Some(detector) = detector else {
+        return Ok((wait().await?, None));
+    };
+    if let Some(guard) = try_now() {
+        return Ok((guard, Some(Holding::lock_now(detector, want))));
+    }
+    let waiting = Waiting::start(detector, want);
+    let guard = wait().await?;
+    Ok((guard, waiting.acquired()))
+}
+
+/// [`acquire`] for the `blocking_*` methods, which block the thread.
+pub(crate) fn acquire_blocking<'d, G>(
+    detector: Option<DetectorRef<'d>>,
+    want: Acquire,
+    try_now: impl FnOnce() -> Option<G>,
+    wait: impl FnOnce() -> G,
+) -> (G, Option<Holding<'d>>) {
+    let Some(detector) = detector else {
+        return (wait(), None);
+    };
+    if let Some(guard) = try_now() {
+        return (guard, Some(Holding::lock_now(detector, want)));
+    }
+    let waiting = Waiting::start(detector, want);
+    let guard = wait();
+    (guard, waiting.acquired())
+}
+
+/// The `try_*` path: held if it succeeded, no dependency either way.
+pub(crate) fn acquired_without_waiting<'d>(
+    detector: Option<DetectorRef<'d>>,
+    want: Acquire,
+) -> Option<Holding<'d>> {
+    detector.map(|detector| Holding::try_acquired(detector, want))
 }
 
 /// A recorded acquisition; dropping it records the release.
@@ -598,6 +689,13 @@ impl<'a> Holding<'a> {
     }
 }
 
+impl Holding<'_> {
+    /// The lock is now held for reading (an `RwLock` write guard downgraded).
+    pub(crate) fn downgrade(&self) {
+        self.detector.change_access(self.key, Access::Read);
+    }
+}
+
 impl Drop for Holding<'_> {
     #[inline]
     fn drop(&mut self) {
@@ -608,18 +706,20 @@ impl Drop for Holding<'_> {
 /// A wait in progress; dropped without [`Waiting::acquired`] (a cancelled
 /// `lock()` future), it leaves nothing held.
 pub(crate) struct Waiting<'a> {
-    detector: DetectorRef<'a>,
+    /// `None` once acquired.
+    detector: Option<DetectorRef<'a>>,
     context: ContextId,
     want: Acquire,
 }
 
 impl<'a> Waiting<'a> {
-    /// Records the dependencies of waiting for `want`.
+    /// Records the dependencies of waiting for `want`, and the wait itself
+    /// (for the wait-for check and the watchdog).
     #[inline]
     pub(crate) fn start(detector: DetectorRef<'a>, want: Acquire) -> Waiting<'a> {
         let context = detector.wait_start(want);
         Waiting {
-            detector,
+            detector: Some(detector),
             context,
             want,
         }
@@ -627,11 +727,18 @@ impl<'a> Waiting<'a> {
 
     /// The wait ended with the lock acquired.
     #[inline]
-    pub(crate) fn acquired(self) -> Holding<'a> {
-        let key = self.detector.acquired(self.context, self.want);
-        Holding {
-            detector: self.detector,
-            key,
+    pub(crate) fn acquired(mut self) -> Option<Holding<'a>> {
+        let detector = self.detector.take()?;
+        detector.wait_end(self.context);
+        let key = detector.acquired(self.context, self.want);
+        Some(Holding { detector, key })
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if let Some(detector) = &self.detector {
+            detector.wait_end(self.context);
         }
     }
 }

@@ -171,10 +171,16 @@ async fn awaiting_a_join_handle_while_holding_a_lock_the_task_needs_is_reported(
         let _a = a2.lock().await;
     });
     // A real deadlock: the task waits for `a`, we wait for the task.
+    let join_line = line!() + 1;
     let joined = tokio::time::timeout(Duration::from_millis(300), handle.join()).await;
     assert!(joined.is_err(), "it really deadlocked");
     let reports = lockdep.take_reports();
-    assert_eq!(reports.len(), 1, "{reports:#?}");
+    assert_eq!(
+        reports.len(),
+        2,
+        "a lock-order cycle, then the deadlock now: {reports:#?}"
+    );
+    assert_eq!(reports[0].kind, ReportKind::CircularDependency);
     let mut classes: Vec<_> = reports[0]
         .class_names()
         .into_iter()
@@ -188,6 +194,22 @@ async fn awaiting_a_join_handle_while_holding_a_lock_the_task_needs_is_reported(
         .find(|d| d.waited_as == Access::Join)
         .expect("join edge");
     assert_eq!(join.held.name, "a");
+    assert_eq!(join.waited_at.line(), join_line);
+    let stuck = &reports[1];
+    assert_eq!(stuck.kind, ReportKind::DeadlockNow);
+    let mut stuck_classes: Vec<_> = stuck
+        .dependencies
+        .iter()
+        .map(|d| (d.held.name.to_string(), d.waited_as))
+        .collect();
+    stuck_classes.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        stuck_classes,
+        [
+            ("a".to_string(), Access::Join),
+            ("worker".to_string(), Access::Lock)
+        ]
+    );
     drop(guard);
 }
 

@@ -16,7 +16,7 @@ use tracing::instrument::WithSubscriber;
 
 use crate::class::{self, ClassId, ClassKind};
 use crate::report::Access;
-use crate::state::{Holding, LockMeta};
+use crate::state::{Holding, LockMeta, Waiting};
 
 type Job = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
@@ -210,6 +210,7 @@ impl WorkQueue {
             receiver: rx,
             shared: Arc::clone(&self.shared),
             site,
+            waiting: None,
             recorded: false,
         };
         if let Err(mpsc::error::SendError(Message::Item(job))) =
@@ -268,15 +269,20 @@ impl WorkQueue {
         access: Access,
         site: &'static Location<'static>,
     ) -> Result<(), FlushError> {
+        if !self.is_used() {
+            // Nothing ever ran: nothing to wait for, no dependency.
+            return Ok(());
+        }
+        let mut _waiting = None;
         if let Some(detector) = self.shared.meta.detector() {
-            let want = self.shared.meta.want(access, site);
-            detector.wait_for_executor(want, self.is_used());
-            if detector.current_context_holds(self.shared.meta.lock.instance) {
+            let own_item = detector.current_context_holds(self.shared.meta.lock.instance);
+            _waiting = Some(Waiting::start(
+                detector,
+                self.shared.meta.want(access, site),
+            ));
+            if own_item {
                 return Err(FlushError::SelfFlush);
             }
-        }
-        if !self.is_used() {
-            return Ok(());
         }
         let (tx, rx) = oneshot::channel();
         if self.sender.send(Message::Flush(tx)).is_err() {
@@ -365,6 +371,7 @@ pub struct WorkHandle<T> {
     receiver: oneshot::Receiver<Result<T, WorkError>>,
     shared: Arc<Shared>,
     site: &'static Location<'static>,
+    waiting: Option<Waiting<'static>>,
     recorded: bool,
 }
 
@@ -383,11 +390,14 @@ impl<T> Future for WorkHandle<T> {
         if !self.recorded {
             self.recorded = true;
             if let Some(detector) = self.shared.meta.detector() {
-                detector.wait_for_executor(self.shared.meta.want(Access::Join, self.site), true);
+                let want = self.shared.meta.want(Access::Join, self.site);
+                self.waiting = Some(Waiting::start(detector.into_owned(), want));
             }
         }
-        Pin::new(&mut self.receiver)
-            .poll(cx)
-            .map(|r| r.unwrap_or(Err(WorkError::Cancelled)))
+        let output = Pin::new(&mut self.receiver).poll(cx);
+        if output.is_ready() {
+            self.waiting = None;
+        }
+        output.map(|r| r.unwrap_or(Err(WorkError::Cancelled)))
     }
 }

@@ -11,7 +11,7 @@ use tracing::instrument::WithSubscriber;
 
 use crate::class::{self, ClassKind};
 use crate::report::Access;
-use crate::state::{Holding, LockMeta};
+use crate::state::{Holding, LockMeta, Waiting};
 
 /// Spawns a task, as [`tokio::spawn`], whose class is the caller's location.
 ///
@@ -78,6 +78,7 @@ where
         inner,
         meta,
         site,
+        waiting: None,
         recorded: false,
     }
 }
@@ -92,6 +93,7 @@ pub struct JoinHandle<T> {
     inner: tokio::task::JoinHandle<T>,
     meta: LockMeta,
     site: &'static Location<'static>,
+    waiting: Option<Waiting<'static>>,
     recorded: bool,
 }
 
@@ -141,7 +143,8 @@ impl<T> JoinHandle<T> {
             return;
         }
         if let Some(detector) = self.meta.detector() {
-            detector.wait_for_executor(self.meta.want(Access::Join, self.site), true);
+            let want = self.meta.want(Access::Join, self.site);
+            self.waiting = Some(Waiting::start(detector.into_owned(), want));
         }
     }
 }
@@ -151,6 +154,10 @@ impl<T> Future for JoinHandle<T> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         self.record_join();
-        Pin::new(&mut self.inner).poll(cx)
+        let output = Pin::new(&mut self.inner).poll(cx);
+        if output.is_ready() {
+            self.waiting = None;
+        }
+        output
     }
 }

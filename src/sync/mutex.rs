@@ -1,14 +1,16 @@
 //! `Mutex`: `tokio::sync::Mutex` that tells the detector what it does.
 
+use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
-use std::ops::{Deref, DerefMut};
 use std::panic::Location;
 use std::sync::Arc;
 
 use crate::class::{self, ClassKind};
 use crate::report::Access;
-use crate::state::{Acquire, Holding, LockMeta, Waiting};
+use crate::state::{
+    acquire, acquire_blocking, acquired_without_waiting, Acquire, DetectorRef, Holding, LockMeta,
+};
 
 pub use tokio::sync::TryLockError;
 
@@ -162,24 +164,14 @@ impl<T: ?Sized> Mutex<T> {
     }
 
     async fn lock_as(&self, want: Acquire) -> MutexGuard<'_, T> {
-        let Some(detector) = self.meta.detector() else {
-            return MutexGuard {
-                held: None,
-                inner: self.inner.lock().await,
-            };
-        };
-        if let Ok(inner) = self.inner.try_lock() {
-            return MutexGuard {
-                held: Some(Holding::lock_now(detector, want)),
-                inner,
-            };
-        }
-        let waiting = Waiting::start(detector, want);
-        let inner = self.inner.lock().await;
-        MutexGuard {
-            held: Some(waiting.acquired()),
-            inner,
-        }
+        let acquired = acquire(
+            self.meta.detector(),
+            want,
+            || self.inner.try_lock().ok(),
+            || async { Ok::<_, Infallible>(self.inner.lock().await) },
+        );
+        let Ok((inner, held)) = acquired.await;
+        MutexGuard { held, inner }
     }
 
     /// Locks the mutex from synchronous code, blocking the thread.
@@ -189,26 +181,14 @@ impl<T: ?Sized> Mutex<T> {
     /// As tokio's: panics if called within an asynchronous execution context.
     #[track_caller]
     pub fn blocking_lock(&self) -> MutexGuard<'_, T> {
-        let site = Location::caller();
-        let Some(detector) = self.meta.detector() else {
-            return MutexGuard {
-                held: None,
-                inner: self.inner.blocking_lock(),
-            };
-        };
-        let want = self.meta.want(Access::Lock, site);
-        if let Ok(inner) = self.inner.try_lock() {
-            return MutexGuard {
-                held: Some(Holding::lock_now(detector, want)),
-                inner,
-            };
-        }
-        let waiting = Waiting::start(detector, want);
-        let inner = self.inner.blocking_lock();
-        MutexGuard {
-            held: Some(waiting.acquired()),
-            inner,
-        }
+        let want = self.meta.want(Access::Lock, Location::caller());
+        let (inner, held) = acquire_blocking(
+            self.meta.detector(),
+            want,
+            || self.inner.try_lock().ok(),
+            || self.inner.blocking_lock(),
+        );
+        MutexGuard { held, inner }
     }
 
     /// Locks the mutex if it is free, without waiting. Records no dependency
@@ -222,12 +202,9 @@ impl<T: ?Sized> Mutex<T> {
     /// ```
     #[track_caller]
     pub fn try_lock(&self) -> Result<MutexGuard<'_, T>, TryLockError> {
-        let site = Location::caller();
+        let want = self.meta.want(Access::Lock, Location::caller());
         let inner = self.inner.try_lock()?;
-        let held = self
-            .meta
-            .detector()
-            .map(|detector| Holding::try_acquired(detector, self.meta.want(Access::Lock, site)));
+        let held = acquired_without_waiting(self.meta.detector(), want);
         Ok(MutexGuard { held, inner })
     }
 
@@ -239,29 +216,17 @@ impl<T: ?Sized> Mutex<T> {
     /// As [`Mutex::lock`].
     #[track_caller]
     pub fn lock_owned(self: Arc<Self>) -> impl Future<Output = OwnedMutexGuard<T>> {
-        let site = Location::caller();
+        let want = self.meta.want(Access::Lock, Location::caller()).movable();
         async move {
-            let Some(detector) = self.meta.detector().map(|d| d.into_owned()) else {
-                let inner = Arc::clone(&self.inner).lock_owned().await;
-                return OwnedMutexGuard {
-                    _held: None,
-                    inner,
-                    _lock: self,
-                };
-            };
-            let want = self.meta.want(Access::Lock, site);
-            if let Ok(inner) = Arc::clone(&self.inner).try_lock_owned() {
-                let held = Some(Holding::lock_now(detector, want));
-                return OwnedMutexGuard {
-                    _held: held,
-                    inner,
-                    _lock: self,
-                };
-            }
-            let waiting = Waiting::start(detector, want);
-            let inner = Arc::clone(&self.inner).lock_owned().await;
+            let acquired = acquire(
+                self.meta.detector().map(DetectorRef::into_owned),
+                want,
+                || Arc::clone(&self.inner).try_lock_owned().ok(),
+                || async { Ok::<_, Infallible>(Arc::clone(&self.inner).lock_owned().await) },
+            );
+            let Ok((inner, held)) = acquired.await;
             OwnedMutexGuard {
-                _held: Some(waiting.acquired()),
+                _held: held,
                 inner,
                 _lock: self,
             }
@@ -271,13 +236,11 @@ impl<T: ?Sized> Mutex<T> {
     /// [`Mutex::try_lock`] with an owned guard.
     #[track_caller]
     pub fn try_lock_owned(self: Arc<Self>) -> Result<OwnedMutexGuard<T>, TryLockError> {
-        let site = Location::caller();
+        let want = self.meta.want(Access::Lock, Location::caller()).movable();
         let inner = Arc::clone(&self.inner).try_lock_owned()?;
-        let held = self.meta.detector().map(|detector| {
-            Holding::try_acquired(detector.into_owned(), self.meta.want(Access::Lock, site))
-        });
+        let detector = self.meta.detector().map(DetectorRef::into_owned);
         Ok(OwnedMutexGuard {
-            _held: held,
+            _held: acquired_without_waiting(detector, want),
             inner,
             _lock: self,
         })
@@ -372,33 +335,5 @@ impl<'a, T: ?Sized> MappedMutexGuard<'a, T> {
     }
 }
 
-macro_rules! guard_impls {
-    ($($guard:ident $(<$lt:lifetime>)?),*) => {$(
-        impl<$($lt,)? T: ?Sized> Deref for $guard<$($lt,)? T> {
-            type Target = T;
-            fn deref(&self) -> &T {
-                &self.inner
-            }
-        }
-
-        impl<$($lt,)? T: ?Sized> DerefMut for $guard<$($lt,)? T> {
-            fn deref_mut(&mut self) -> &mut T {
-                &mut self.inner
-            }
-        }
-
-        impl<$($lt,)? T: ?Sized + fmt::Debug> fmt::Debug for $guard<$($lt,)? T> {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                fmt::Debug::fmt(&**self, f)
-            }
-        }
-
-        impl<$($lt,)? T: ?Sized + fmt::Display> fmt::Display for $guard<$($lt,)? T> {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                fmt::Display::fmt(&**self, f)
-            }
-        }
-    )*};
-}
-
-guard_impls!(MutexGuard<'a>, OwnedMutexGuard, MappedMutexGuard<'a>);
+read_guard_impls!(MutexGuard<'a>, OwnedMutexGuard, MappedMutexGuard<'a>);
+write_guard_impls!(MutexGuard<'a>, OwnedMutexGuard, MappedMutexGuard<'a>);

@@ -1,0 +1,310 @@
+//! `Semaphore`: `tokio::sync::Semaphore` that tells the detector what it does.
+
+use std::fmt;
+use std::future::Future;
+use std::panic::Location;
+use std::sync::Arc;
+
+use crate::class::{self, ClassKind};
+use crate::report::Access;
+use crate::state::{acquire, acquired_without_waiting, Acquire, DetectorRef, Holding, LockMeta};
+
+pub use tokio::sync::{AcquireError, TryAcquireError};
+
+/// A counting semaphore, a drop-in for [`tokio::sync::Semaphore`] that
+/// reports lock-order cycles through it.
+///
+/// A permit is treated as a held lock of the semaphore's class: waiting for
+/// permits while holding a lock `L` records "L → semaphore", and taking a
+/// lock while holding a permit records "semaphore → lock".
+///
+/// **What the detector assumes.** A semaphore with several permits blocks
+/// only when all of them are taken, which the detector cannot know in
+/// advance. It assumes they can be (the pessimistic, lockdep-like choice):
+/// a cycle through a semaphore is reported, with a note saying so. Holding a
+/// permit and asking the same semaphore for more is not reported, and
+/// permits are left out of the live "stuck now" check.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let limit = async_lockdep::Semaphore::new(2);
+/// let permit = limit.acquire().await.unwrap();
+/// assert_eq!(limit.available_permits(), 1);
+/// drop(permit);
+/// # }
+/// ```
+pub struct Semaphore {
+    meta: LockMeta,
+    inner: Arc<tokio::sync::Semaphore>,
+}
+
+/// Permits borrowed from a [`Semaphore`], given back on drop.
+#[must_use = "if unused the permits are given back at once"]
+pub struct SemaphorePermit<'a> {
+    held: Option<Holding<'a>>,
+    inner: tokio::sync::SemaphorePermit<'a>,
+}
+
+/// Owned permits, from [`Semaphore::acquire_owned`]; can move between tasks.
+#[must_use = "if unused the permits are given back at once"]
+pub struct OwnedSemaphorePermit {
+    held: Option<Holding<'static>>,
+    inner: tokio::sync::OwnedSemaphorePermit,
+    semaphore: Arc<Semaphore>,
+}
+
+impl Semaphore {
+    /// The most permits a semaphore can hold (tokio's limit).
+    pub const MAX_PERMITS: usize = tokio::sync::Semaphore::MAX_PERMITS;
+
+    /// A semaphore with `permits` permits, whose class is the caller's location.
+    ///
+    /// # Panics
+    ///
+    /// As tokio's: if `permits` exceeds [`Semaphore::MAX_PERMITS`].
+    #[track_caller]
+    pub fn new(permits: usize) -> Semaphore {
+        let class = class::for_site(Location::caller(), ClassKind::Semaphore);
+        Semaphore::from_parts(class, permits)
+    }
+
+    /// A semaphore with `permits` permits of the class `name`.
+    ///
+    /// # Panics
+    ///
+    /// As tokio's: if `permits` exceeds [`Semaphore::MAX_PERMITS`].
+    #[track_caller]
+    pub fn with_class(
+        name: impl Into<std::borrow::Cow<'static, str>>,
+        permits: usize,
+    ) -> Semaphore {
+        let class = class::named(name, ClassKind::Semaphore, Location::caller());
+        Semaphore::from_parts(class, permits)
+    }
+
+    fn from_parts(class: class::ClassId, permits: usize) -> Semaphore {
+        Semaphore {
+            meta: LockMeta::new(class),
+            inner: Arc::new(tokio::sync::Semaphore::new(permits)),
+        }
+    }
+
+    /// Permits available now.
+    pub fn available_permits(&self) -> usize {
+        self.inner.available_permits()
+    }
+
+    /// Adds `n` permits.
+    ///
+    /// # Panics
+    ///
+    /// As tokio's: if the total would exceed [`Semaphore::MAX_PERMITS`].
+    pub fn add_permits(&self, n: usize) {
+        self.inner.add_permits(n);
+    }
+
+    /// Removes up to `n` available permits; returns how many were removed.
+    pub fn forget_permits(&self, n: usize) -> usize {
+        self.inner.forget_permits(n)
+    }
+
+    /// Closes the semaphore: pending and future `acquire`s fail.
+    pub fn close(&self) {
+        self.inner.close();
+    }
+
+    /// Whether the semaphore is closed.
+    pub fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+
+    /// Waits for one permit. Records "semaphore waited for while holding `H`"
+    /// for every lock `H` held, before waiting.
+    ///
+    /// # Cancel safety
+    ///
+    /// As tokio's: dropping the future gives up the place in the queue and
+    /// leaves nothing held.
+    #[track_caller]
+    pub fn acquire(&self) -> impl Future<Output = Result<SemaphorePermit<'_>, AcquireError>> + '_ {
+        self.acquire_as(self.want(Location::caller()), 1)
+    }
+
+    /// Waits for `n` permits at once. See [`Semaphore::acquire`].
+    #[track_caller]
+    pub fn acquire_many(
+        &self,
+        n: u32,
+    ) -> impl Future<Output = Result<SemaphorePermit<'_>, AcquireError>> + '_ {
+        self.acquire_as(self.want(Location::caller()), n)
+    }
+
+    async fn acquire_as(&self, want: Acquire, n: u32) -> Result<SemaphorePermit<'_>, AcquireError> {
+        let (inner, held) = acquire(
+            self.meta.detector(),
+            want,
+            || self.inner.try_acquire_many(n).ok(),
+            || self.inner.acquire_many(n),
+        )
+        .await?;
+        Ok(SemaphorePermit { held, inner })
+    }
+
+    /// Takes one permit if available now; records no dependency.
+    #[track_caller]
+    pub fn try_acquire(&self) -> Result<SemaphorePermit<'_>, TryAcquireError> {
+        self.try_acquire_many_at(1, Location::caller())
+    }
+
+    /// Takes `n` permits if available now; records no dependency.
+    #[track_caller]
+    pub fn try_acquire_many(&self, n: u32) -> Result<SemaphorePermit<'_>, TryAcquireError> {
+        self.try_acquire_many_at(n, Location::caller())
+    }
+
+    fn try_acquire_many_at(
+        &self,
+        n: u32,
+        site: &'static Location<'static>,
+    ) -> Result<SemaphorePermit<'_>, TryAcquireError> {
+        let inner = self.inner.try_acquire_many(n)?;
+        let held = acquired_without_waiting(self.meta.detector(), self.want(site));
+        Ok(SemaphorePermit { held, inner })
+    }
+
+    /// [`Semaphore::acquire`] with an owned permit.
+    #[track_caller]
+    pub fn acquire_owned(
+        self: Arc<Self>,
+    ) -> impl Future<Output = Result<OwnedSemaphorePermit, AcquireError>> {
+        let want = self.want(Location::caller()).movable();
+        self.acquire_owned_as(want, 1)
+    }
+
+    /// [`Semaphore::acquire_many`] with an owned permit.
+    #[track_caller]
+    pub fn acquire_many_owned(
+        self: Arc<Self>,
+        n: u32,
+    ) -> impl Future<Output = Result<OwnedSemaphorePermit, AcquireError>> {
+        let want = self.want(Location::caller()).movable();
+        self.acquire_owned_as(want, n)
+    }
+
+    async fn acquire_owned_as(
+        self: Arc<Self>,
+        want: Acquire,
+        n: u32,
+    ) -> Result<OwnedSemaphorePermit, AcquireError> {
+        let (inner, held) = acquire(
+            self.meta.detector().map(DetectorRef::into_owned),
+            want,
+            || Arc::clone(&self.inner).try_acquire_many_owned(n).ok(),
+            || Arc::clone(&self.inner).acquire_many_owned(n),
+        )
+        .await?;
+        Ok(OwnedSemaphorePermit {
+            held,
+            inner,
+            semaphore: self,
+        })
+    }
+
+    /// [`Semaphore::try_acquire`] with an owned permit.
+    #[track_caller]
+    pub fn try_acquire_owned(self: Arc<Self>) -> Result<OwnedSemaphorePermit, TryAcquireError> {
+        let site = Location::caller();
+        self.try_acquire_many_owned_at(1, site)
+    }
+
+    /// [`Semaphore::try_acquire_many`] with an owned permit.
+    #[track_caller]
+    pub fn try_acquire_many_owned(
+        self: Arc<Self>,
+        n: u32,
+    ) -> Result<OwnedSemaphorePermit, TryAcquireError> {
+        let site = Location::caller();
+        self.try_acquire_many_owned_at(n, site)
+    }
+
+    fn try_acquire_many_owned_at(
+        self: Arc<Self>,
+        n: u32,
+        site: &'static Location<'static>,
+    ) -> Result<OwnedSemaphorePermit, TryAcquireError> {
+        let inner = Arc::clone(&self.inner).try_acquire_many_owned(n)?;
+        let detector = self.meta.detector().map(DetectorRef::into_owned);
+        Ok(OwnedSemaphorePermit {
+            held: acquired_without_waiting(detector, self.want(site).movable()),
+            inner,
+            semaphore: self,
+        })
+    }
+
+    fn want(&self, site: &'static Location<'static>) -> Acquire {
+        self.meta.want(Access::Permits, site)
+    }
+}
+
+impl fmt::Debug for Semaphore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Semaphore");
+        if let Some(class) = class::describe(self.meta.class()) {
+            d.field("class", &class.name);
+        }
+        d.field("permits", &self.available_permits()).finish()
+    }
+}
+
+impl SemaphorePermit<'_> {
+    /// Keeps the permits out of the semaphore for good. The detector stops
+    /// counting them as held by anyone (no phantom holder).
+    pub fn forget(self) {
+        let SemaphorePermit { held, inner } = self;
+        drop(held);
+        inner.forget();
+    }
+
+    /// How many permits this holds.
+    pub fn num_permits(&self) -> usize {
+        self.inner.num_permits()
+    }
+}
+
+impl OwnedSemaphorePermit {
+    /// As [`SemaphorePermit::forget`].
+    pub fn forget(self) {
+        let OwnedSemaphorePermit { held, inner, .. } = self;
+        drop(held);
+        inner.forget();
+    }
+
+    /// How many permits this holds.
+    pub fn num_permits(&self) -> usize {
+        self.inner.num_permits()
+    }
+
+    /// The semaphore the permits come from.
+    pub fn semaphore(&self) -> &Arc<Semaphore> {
+        &self.semaphore
+    }
+}
+
+impl fmt::Debug for SemaphorePermit<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SemaphorePermit")
+            .field("permits", &self.num_permits())
+            .finish()
+    }
+}
+
+impl fmt::Debug for OwnedSemaphorePermit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedSemaphorePermit")
+            .field("permits", &self.num_permits())
+            .finish()
+    }
+}

@@ -1,0 +1,192 @@
+//! Deadlocks happening now: who waits for what, the wait-for cycle check,
+//! and the optional watchdog for long waits.
+//!
+//! Lock-order cycles are *potential* deadlocks. This module is about tasks
+//! that are stuck at this moment: each context that is waiting has one
+//! record; when a new wait starts, the detector follows "waits for a lock
+//! held by a context that waits for ..." and, if it comes back to the new
+//! waiter, the tasks are deadlocked now. Only contended waits get here (a
+//! lock taken without waiting never registers), so the cost stays off the
+//! hot path.
+
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use crate::context::{ContextId, HeldLock};
+use crate::fxhash::FxHashMap;
+use crate::report::{Access, LongWait, Report, ReportKind};
+use crate::state::{dependency_of, describe, Acquire, State};
+
+/// One context's wait in progress.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Wait {
+    pub(crate) want: Acquire,
+    since: Instant,
+    reported_long: bool,
+}
+
+/// The waits in progress, by context.
+#[derive(Default)]
+pub(crate) struct Waits {
+    map: Mutex<FxHashMap<ContextId, Wait>>,
+}
+
+impl Waits {
+    fn map(&self) -> MutexGuard<'_, FxHashMap<ContextId, Wait>> {
+        self.map
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn begin(&self, context: ContextId, want: Acquire) {
+        self.map().insert(
+            context,
+            Wait {
+                want,
+                since: Instant::now(),
+                reported_long: false,
+            },
+        );
+    }
+
+    pub(crate) fn end(&self, context: ContextId) {
+        self.map().remove(&context);
+    }
+
+    fn get(&self, context: ContextId) -> Option<Wait> {
+        self.map().get(&context).copied()
+    }
+
+    /// Waits older than `threshold` not reported yet; marks them reported.
+    fn take_long(&self, threshold: Duration) -> Vec<(ContextId, Wait)> {
+        let mut map = self.map();
+        let mut long = Vec::new();
+        for (context, wait) in map.iter_mut() {
+            if !wait.reported_long && wait.since.elapsed() >= threshold {
+                wait.reported_long = true;
+                long.push((*context, *wait));
+            }
+        }
+        long
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map().len()
+    }
+}
+
+/// Whether a holder holding with `held` blocks a waiter wanting `wanted`.
+fn blocks(held: Access, wanted: Access) -> bool {
+    match (held, wanted) {
+        // Semaphores block only when every permit is taken: not knowable here.
+        (Access::Permits, _) | (_, Access::Permits) => false,
+        (Access::Read, Access::Read) => false,
+        (Access::RunWork | Access::RunTask, wanted) => wanted.is_executor_wait(),
+        (_, wanted) => !wanted.is_executor_wait(),
+    }
+}
+
+/// Looks for a cycle of waits through `waiter`, which just started waiting
+/// for `want`. Returns the report if the contexts are stuck now.
+pub(crate) fn stuck_cycle(state: &State, waiter: ContextId, want: Acquire) -> Option<Report> {
+    let mut chain = vec![(waiter, want)];
+    let mut blockers = Vec::new();
+    if !search(state, &mut chain, &mut blockers) {
+        return None;
+    }
+    // blockers[i] is held by chain[i + 1] (by the waiter for the last one)
+    // and blocks chain[i]'s wait.
+    let n = chain.len();
+    let dependencies = (0..n)
+        .map(|i| {
+            let (context, want) = chain[i];
+            let held = blockers[(i + n - 1) % n];
+            dependency_of(&held, want, context, &[])
+        })
+        .collect();
+    Some(Report {
+        kind: ReportKind::DeadlockNow,
+        dependencies,
+        needs_writer: false,
+        long_wait: None,
+    })
+}
+
+const MAX_DEPTH: usize = 16;
+
+fn search(
+    state: &State,
+    chain: &mut Vec<(ContextId, Acquire)>,
+    blockers: &mut Vec<HeldLock>,
+) -> bool {
+    let Some(&(context, want)) = chain.last() else {
+        return false;
+    };
+    if chain.len() > MAX_DEPTH {
+        return false;
+    }
+    for (holder, held) in state.holders_of(want.lock.instance) {
+        if holder == context || !blocks(held.access, want.access) {
+            continue;
+        }
+        if holder == chain[0].0 {
+            blockers.push(held);
+            return true;
+        }
+        if chain.iter().any(|(c, _)| *c == holder) {
+            continue;
+        }
+        let Some(next) = state.waits().get(holder) else {
+            continue;
+        };
+        chain.push((holder, next.want));
+        blockers.push(held);
+        if search(state, chain, blockers) {
+            return true;
+        }
+        chain.pop();
+        blockers.pop();
+    }
+    false
+}
+
+/// Starts the watchdog thread: every `threshold / 4` it reports waits older
+/// than `threshold`, once each, naming the waiter and the holders. It stops
+/// when the detector is dropped.
+pub(crate) fn start_watchdog(state: &Arc<State>, threshold: Duration) {
+    let weak: Weak<State> = Arc::downgrade(state);
+    let period = (threshold / 4).max(Duration::from_millis(5));
+    let spawned = std::thread::Builder::new()
+        .name("async-lockdep-watchdog".into())
+        .spawn(move || loop {
+            std::thread::sleep(period);
+            let Some(state) = weak.upgrade() else { return };
+            for (waiter, wait) in state.waits().take_long(threshold) {
+                state.publish(long_wait_report(&state, waiter, wait), false);
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::error!(target: "async_lockdep", "async-lockdep: could not start the watchdog: {error}");
+    }
+}
+
+fn long_wait_report(state: &State, waiter: ContextId, wait: Wait) -> Report {
+    let dependencies = state
+        .holders_of(wait.want.lock.instance)
+        .into_iter()
+        .map(|(holder, held)| dependency_of(&held, wait.want, holder, &[]))
+        .collect();
+    let long_wait = LongWait {
+        waiter,
+        lock: describe(wait.want.lock.class),
+        access: wait.want.access,
+        at: wait.want.site,
+        elapsed: wait.since.elapsed(),
+    };
+    Report {
+        kind: ReportKind::LongWait,
+        dependencies,
+        needs_writer: false,
+        long_wait: Some(long_wait),
+    }
+}

@@ -1,0 +1,205 @@
+//! RwLock: tokio's RwLock is write-preferring, so read-after-read can
+//! deadlock once a writer queues. What must be reported, and how.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_lockdep::{test_guard, Access, ReportKind, RwLock};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_twice_with_a_writer_queued_in_between_is_reported_before_the_hang() {
+    let lockdep = test_guard();
+    let table = Arc::new(RwLock::with_class("table", 0u32));
+    let first_line = line!() + 1;
+    let first = table.read().await;
+    let t = table.clone();
+    let writer = tokio::spawn(async move {
+        *t.write().await += 1;
+    });
+    // Let the writer queue behind our read.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let second_line = line!() + 1;
+    let second = tokio::time::timeout(Duration::from_millis(200), table.read()).await;
+    assert!(
+        second.is_err(),
+        "the queued writer really blocks the second read"
+    );
+    let reports = lockdep.take_reports();
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    let report = &reports[0];
+    assert_eq!(report.kind, ReportKind::SelfDeadlock);
+    assert!(report.needs_writer);
+    let dep = &report.dependencies[0];
+    assert_eq!(
+        (dep.held.name.as_ref(), dep.waited.name.as_ref()),
+        ("table", "table")
+    );
+    assert_eq!((dep.held_as, dep.waited_as), (Access::Read, Access::Read));
+    assert_eq!(
+        (dep.held_at.line(), dep.waited_at.line()),
+        (first_line, second_line)
+    );
+    assert!(report
+        .to_string()
+        .contains("already holds this very lock for reading"));
+    drop(first);
+    writer.await.unwrap();
+}
+
+#[tokio::test]
+async fn read_twice_without_any_writer_is_still_reported_as_potential() {
+    let lockdep = test_guard();
+    let table = RwLock::with_class("table", ());
+    let _first = table.read().await;
+    let _second = table.read().await; // succeeds in this run
+    let reports = lockdep.take_reports();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].kind, ReportKind::SelfDeadlock);
+    assert!(reports[0].needs_writer);
+}
+
+#[tokio::test]
+async fn read_only_cycle_across_tasks_is_reported_as_needing_a_writer() {
+    let lockdep = test_guard();
+    let a = Arc::new(RwLock::with_class("a", ()));
+    let b = Arc::new(RwLock::with_class("b", ()));
+    for (x, y) in [(a.clone(), b.clone()), (b.clone(), a.clone())] {
+        tokio::spawn(async move {
+            let _x = x.read().await;
+            let _y = y.read().await;
+        })
+        .await
+        .unwrap();
+    }
+    let reports = lockdep.take_reports();
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    assert_eq!(reports[0].kind, ReportKind::CircularDependency);
+    assert_eq!(reports[0].class_names(), ["b", "a"]);
+    assert!(reports[0].needs_writer);
+    assert!(reports[0]
+        .to_string()
+        .contains("as soon as a writer queues"));
+}
+
+#[tokio::test]
+async fn consistent_read_orders_are_silent() {
+    let lockdep = test_guard();
+    let a = Arc::new(RwLock::with_class("a", ()));
+    let b = Arc::new(RwLock::with_class("b", ()));
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let (a, b) = (a.clone(), b.clone());
+        tasks.push(tokio::spawn(async move {
+            if i % 2 == 0 {
+                let _a = a.read().await;
+                let _b = b.read().await;
+            } else {
+                let _a = a.write().await;
+                let _b = b.read().await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(lockdep.detector().reports().is_empty());
+}
+
+#[tokio::test]
+async fn write_then_read_inversion_across_two_rwlocks_is_a_plain_cycle() {
+    let lockdep = test_guard();
+    let a = Arc::new(RwLock::with_class("a", ()));
+    let b = Arc::new(RwLock::with_class("b", ()));
+    for (x, y) in [(a.clone(), b.clone()), (b.clone(), a.clone())] {
+        tokio::spawn(async move {
+            let _x = x.write().await;
+            let _y = y.read().await;
+        })
+        .await
+        .unwrap();
+    }
+    let reports = lockdep.take_reports();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].kind, ReportKind::CircularDependency);
+    assert!(
+        !reports[0].needs_writer,
+        "a read blocked by a held write needs no extra writer"
+    );
+    let accesses: Vec<_> = reports[0]
+        .dependencies
+        .iter()
+        .map(|d| (d.held_as, d.waited_as))
+        .collect();
+    assert_eq!(
+        accesses,
+        [(Access::Write, Access::Read), (Access::Write, Access::Read)]
+    );
+}
+
+#[tokio::test]
+async fn downgrade_keeps_the_lock_held_as_read_with_no_new_edge() {
+    let lockdep = test_guard();
+    let a = RwLock::with_class("a", 1);
+    let b = RwLock::with_class("b", 2);
+    let w = a.write().await;
+    let r = w.downgrade();
+    assert_eq!(*r, 1);
+    assert_eq!(
+        lockdep.detector().status().edges,
+        0,
+        "downgrade waits for nothing"
+    );
+    assert_eq!(lockdep.detector().held_locks().len(), 1);
+    assert_eq!(lockdep.detector().held_locks()[0].0, "a");
+    let _b = b.read().await; // a (read) -> b
+    assert_eq!(lockdep.detector().status().edges, 1);
+    drop(_b);
+    let again = a.read().await; // read after a (now) read hold: needs a writer
+    let reports = lockdep.take_reports();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].kind, ReportKind::SelfDeadlock);
+    assert!(reports[0].needs_writer);
+    assert_eq!(reports[0].dependencies[0].held_as, Access::Read);
+    drop((r, again));
+    assert_eq!(lockdep.detector().status().contexts_holding_locks, 0);
+}
+
+#[tokio::test]
+async fn write_after_read_of_the_same_lock_is_a_plain_self_deadlock() {
+    let lockdep = test_guard();
+    let a = RwLock::with_class("a", ());
+    let _r = a.read().await;
+    let w = tokio::time::timeout(Duration::from_millis(50), a.write()).await;
+    assert!(w.is_err());
+    let reports = lockdep.take_reports();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].kind, ReportKind::SelfDeadlock);
+    assert!(!reports[0].needs_writer);
+}
+
+#[tokio::test]
+async fn rwlock_api_mirrors_tokio() {
+    let _lockdep = test_guard();
+    let lock = Arc::new(RwLock::new(vec![1, 2, 3]));
+    {
+        let r = lock.read().await;
+        let first = async_lockdep::RwLockReadGuard::map(r, |v| &v[0]);
+        assert_eq!(*first, 1);
+        assert!(lock.try_read().is_ok());
+        assert!(lock.try_write().is_err());
+    }
+    {
+        let w = lock.write().await;
+        let mut last = async_lockdep::RwLockWriteGuard::map(w, |v| &mut v[2]);
+        *last = 30;
+    }
+    let owned = lock.clone().write_owned().await;
+    let owned = owned.downgrade();
+    assert_eq!(owned[2], 30);
+    drop(owned);
+    let r = lock.clone().read_owned().await;
+    drop(r);
+    assert!(lock.clone().try_write_owned().is_ok());
+    let lock = Arc::try_unwrap(lock).unwrap();
+    assert_eq!(lock.into_inner(), vec![1, 2, 30]);
+}

@@ -1,0 +1,102 @@
+//! Semaphore permits as held locks of the semaphore's class.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_lockdep::{test_guard, Access, Mutex, ReportKind, Semaphore};
+
+#[tokio::test]
+async fn waiting_for_permits_while_holding_a_lock_their_holders_need_is_reported() {
+    let lockdep = test_guard();
+    let pool = Arc::new(Semaphore::with_class("pool", 1));
+    let state = Arc::new(Mutex::with_class("state", ()));
+    let (p, s) = (pool.clone(), state.clone());
+    tokio::spawn(async move {
+        let _permit = p.acquire().await.unwrap();
+        let _state = s.lock().await; // pool -> state
+    })
+    .await
+    .unwrap();
+    let _state = state.lock().await;
+    let permit_line = line!() + 1;
+    let _permit = pool.acquire().await.unwrap(); // state -> pool
+    let reports = lockdep.take_reports();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].kind, ReportKind::CircularDependency);
+    assert_eq!(reports[0].class_names(), ["state", "pool"]);
+    let closing = &reports[0].dependencies[0];
+    assert_eq!(
+        (closing.waited_as, closing.waited_at.line()),
+        (Access::Permits, permit_line)
+    );
+    assert_eq!(reports[0].dependencies[1].held_as, Access::Permits);
+    assert!(reports[0]
+        .to_string()
+        .contains("blocks only when all its permits are taken"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn semaphore_as_a_plain_concurrency_limiter_is_silent() {
+    let lockdep = test_guard();
+    let limit = Arc::new(Semaphore::new(3));
+    let stats = Arc::new(Mutex::new(0u64));
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let (limit, stats) = (limit.clone(), stats.clone());
+        tasks.push(tokio::spawn(async move {
+            {
+                let _permit = limit.acquire().await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            *stats.lock().await += 1;
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(*stats.lock().await, 32);
+    assert!(lockdep.detector().reports().is_empty());
+    assert_eq!(lockdep.detector().status().edges, 0);
+}
+
+#[tokio::test]
+async fn forgotten_permits_leave_no_phantom_holder() {
+    let lockdep = test_guard();
+    let sem = Arc::new(Semaphore::with_class("sem", 2));
+    let lock = Mutex::with_class("lock", ());
+    sem.acquire().await.unwrap().forget();
+    sem.clone().acquire_owned().await.unwrap().forget();
+    assert_eq!(sem.available_permits(), 0);
+    assert_eq!(lockdep.detector().status().contexts_holding_locks, 0);
+    let _l = lock.lock().await;
+    assert_eq!(lockdep.detector().status().edges, 0, "no sem -> lock edge");
+}
+
+#[tokio::test]
+async fn acquire_on_a_closed_semaphore_fails_and_holds_nothing() {
+    let lockdep = test_guard();
+    let sem = Semaphore::with_class("sem", 0);
+    let waiting = sem.acquire();
+    sem.close();
+    assert!(waiting.await.is_err());
+    assert!(sem.try_acquire().is_err());
+    assert_eq!(lockdep.detector().status().contexts_holding_locks, 0);
+    assert_eq!(lockdep.detector().status().contexts_waiting, 0);
+}
+
+#[tokio::test]
+async fn zero_permit_semaphore_waits_and_can_be_cancelled() {
+    let lockdep = test_guard();
+    let sem = Semaphore::new(0);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(20), sem.acquire())
+            .await
+            .is_err()
+    );
+    sem.add_permits(2);
+    let two = sem.acquire_many(2).await.unwrap();
+    assert_eq!(two.num_permits(), 2);
+    drop(two);
+    assert_eq!(lockdep.detector().status().contexts_waiting, 0);
+    assert_eq!(lockdep.detector().status().contexts_holding_locks, 0);
+}
