@@ -94,6 +94,8 @@ struct Reports {
     list: Vec<Report>,
     /// Self-deadlocks already reported: (class, held site, wait site).
     seen: FxHashSet<(ClassId, usize, usize)>,
+    /// Live deadlocks already reported, by the contexts stuck in them.
+    stuck: FxHashSet<Vec<ContextId>>,
     dropped: usize,
 }
 
@@ -157,7 +159,12 @@ impl State {
         }
         self.waits.begin(context, want);
         if let Some(report) = waits::stuck_cycle(self, context, want) {
-            self.publish(report, self.panic_on_deadlock);
+            // Two waiters closing one cycle at once may both find it.
+            let mut stuck: Vec<ContextId> = report.dependencies.iter().map(|d| d.context).collect();
+            stuck.sort_by_key(|c| c.to_string());
+            if lock_ignoring_poison(&self.reports).stuck.insert(stuck) {
+                self.publish(report, self.panic_on_deadlock);
+            }
         }
         context
     }
