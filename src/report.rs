@@ -39,8 +39,8 @@ impl Access {
             Access::Read => "read",
             Access::Write => "write",
             Access::Permits => "acquire",
-            Access::RunWork => "run work of",
-            Access::RunTask => "run task",
+            Access::RunWork => "work",
+            Access::RunTask => "task",
             Access::Flush => "flush",
             Access::Destroy => "destroy",
             Access::Join => "join",
@@ -209,14 +209,13 @@ fn print_chain(f: &mut fmt::Formatter<'_>, deps: &[Dependency]) -> fmt::Result {
     writeln!(f, "and this chain of dependencies was seen before:")?;
     for (i, dep) in deps.iter().enumerate() {
         writeln!(f, "  #{} {} -> {}", i + 1, dep.held, dep.waited)?;
-        writeln!(
-            f,
-            "     {} {} {} at {}",
-            who(dep),
-            held_verb(dep.held_as),
-            dep.held,
-            dep.held_at
-        )?;
+        let at = match dep.held_as {
+            Access::RunWork => "queued at",
+            Access::RunTask => "spawned at",
+            _ => "at",
+        };
+        let (verb, held) = (held_verb(dep.held_as), &dep.held);
+        writeln!(f, "     {} {verb} {held} {at} {}", who(dep), dep.held_at)?;
         writeln!(
             f,
             "     then {} {} at {}",
