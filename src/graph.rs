@@ -49,6 +49,7 @@ pub struct Graph<E> {
     /// Position of each node in the topological order.
     ord: Vec<u32>,
     edges: FxHashMap<(Node, Node), Edge<E>>,
+    nodes: usize,
     // Scratch space for the searches, kept to avoid allocating per insert.
     mark: Vec<u32>,
     epoch: u32,
@@ -74,6 +75,7 @@ impl<E> Default for Graph<E> {
             inc: Vec::new(),
             ord: Vec::new(),
             edges: FxHashMap::default(),
+            nodes: 0,
             mark: Vec::new(),
             epoch: 0,
             parent: Vec::new(),
@@ -85,6 +87,17 @@ impl<E> Default for Graph<E> {
 }
 
 impl<E> Graph<E> {
+    /// Number of nodes with at least one edge in the order.
+    pub fn node_count(&self) -> usize {
+        self.nodes
+    }
+
+    /// Whether `node` has at least one edge in the order.
+    pub fn has_node(&self, node: Node) -> bool {
+        let n = node as usize;
+        n < self.out.len() && !(self.out[n].is_empty() && self.inc[n].is_empty())
+    }
+
     /// Number of edges, rejected ones included.
     pub fn edge_count(&self) -> usize {
         self.edges.len()
@@ -157,6 +170,7 @@ impl<E> Graph<E> {
     }
 
     fn add(&mut self, from: Node, to: Node, payload: impl FnOnce() -> E) {
+        self.nodes += usize::from(!self.has_node(from)) + usize::from(!self.has_node(to));
         self.out[from as usize].push(to);
         self.inc[to as usize].push(from);
         let edge = Edge {

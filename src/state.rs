@@ -80,6 +80,7 @@ pub(crate) struct State {
     reports: Mutex<Reports>,
     pub(crate) limits: Limits,
     overflowed: AtomicBool,
+    overflow_announced: AtomicBool,
     pub(crate) panic_on_report: bool,
     pub(crate) panic_on_deadlock: bool,
     waits: Waits,
@@ -112,6 +113,7 @@ impl State {
             reports: Mutex::new(Reports::default()),
             limits,
             overflowed: AtomicBool::new(false),
+            overflow_announced: AtomicBool::new(false),
             panic_on_report,
             panic_on_deadlock,
             waits: Waits::default(),
@@ -317,6 +319,9 @@ impl State {
         if complete && slow.same.is_none() {
             self.chains.insert(slow.chain);
         }
+        if !complete {
+            self.announce_overflow();
+        }
         for report in reports {
             self.publish(report, self.panic_on_report);
         }
@@ -326,18 +331,27 @@ impl State {
         if graph.edge(from, to).is_some() {
             return false;
         }
+        let new_nodes = usize::from(!graph.has_node(from)) + usize::from(!graph.has_node(to));
         let over = graph.edge_count() >= self.limits.max_edges
-            || from.max(to) as usize >= self.limits.max_classes;
-        if over && !self.overflowed.swap(true, Ordering::Relaxed) {
+            || graph.node_count() + new_nodes > self.limits.max_classes;
+        if over {
+            self.overflowed.store(true, Ordering::Relaxed);
+        }
+        over
+    }
+
+    /// Logs the overflow once, after the graph's lock is released.
+    fn announce_overflow(&self) {
+        if self.overflowed() && !self.overflow_announced.swap(true, Ordering::Relaxed) {
             tracing::error!(
                 target: "async_lockdep",
-                "async-lockdep: limit reached (max {} classes, {} edges); no new dependencies are \
-                 recorded from now on. Cycles already found stay reported.",
+                "async-lockdep: limit reached (max {} classes, {} dependencies); no new \
+                 dependencies are recorded from now on. Locks keep working and cycles already \
+                 found stay reported.",
                 self.limits.max_classes,
                 self.limits.max_edges
             );
         }
-        over
     }
 
     pub(crate) fn overflowed(&self) -> bool {
