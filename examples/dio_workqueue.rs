@@ -55,7 +55,10 @@ async fn main() {
         dio.created(),
         dio.losers_destroyed()
     );
-    println!("        reports: {} (unused queues add no dependency)\n", detector.reports().len());
+    println!(
+        "        reports: {} (unused queues add no dependency)\n",
+        detector.reports().len()
+    );
 
     // Half 2: the winner runs a completion that takes the inode lock ...
     let file = inode();
