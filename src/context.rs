@@ -177,7 +177,10 @@ impl HeldLocks {
     pub(crate) fn live_contexts(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.0.lock().map_or(0, |s| s.map.len()))
+            .map(|s| {
+                s.0.lock()
+                    .map_or(0, |s| s.map.values().filter(|v| !v.is_empty()).count())
+            })
             .sum()
     }
 
@@ -206,13 +209,27 @@ impl HeldLocks {
 }
 
 /// A part of the held-locks map.
-#[derive(Default)]
 pub(crate) struct Shard {
     map: FxHashMap<ContextId, Vec<HeldLock>>,
     /// Emptied stacks kept for reuse, so steady state allocates nothing.
     spare: Vec<Vec<HeldLock>>,
     next_token: u64,
+    /// Map size at which entries of contexts holding nothing are dropped.
+    sweep_at: usize,
 }
+
+impl Default for Shard {
+    fn default() -> Self {
+        Shard {
+            map: FxHashMap::default(),
+            spare: Vec::new(),
+            next_token: 0,
+            sweep_at: MIN_SWEEP_AT,
+        }
+    }
+}
+
+const MIN_SWEEP_AT: usize = 64;
 
 const MAX_SPARE: usize = 32;
 
@@ -235,6 +252,9 @@ impl Shard {
     ) -> HeldKey {
         self.next_token = self.next_token.wrapping_add(1);
         let token = self.next_token;
+        if self.map.len() >= self.sweep_at {
+            self.sweep();
+        }
         let spare = &mut self.spare;
         let stack = self
             .map
@@ -264,17 +284,30 @@ impl Shard {
             return false;
         };
         stack.remove(pos);
-        if stack.is_empty() {
-            if let Some(stack) = self.map.remove(&key.context) {
-                if self.spare.len() < MAX_SPARE {
-                    self.spare.push(stack);
-                }
-            }
-            return true;
+        // The emptied stack stays in the map (a task that locks again reuses
+        // it without touching the map's layout); `sweep` drops empty stacks
+        // when the map grows. Released out of order: chain hashes change.
+        if pos < stack.len() {
+            rechain(stack, pos);
         }
-        // Released out of order: the chain hashes above `pos` change.
-        rechain(stack, pos);
         true
+    }
+
+    /// Drops the entries of contexts that hold nothing (keeping a few emptied
+    /// stacks for reuse), so memory follows the contexts that hold locks.
+    #[cold]
+    fn sweep(&mut self) {
+        let spare = &mut self.spare;
+        self.map.retain(|_, stack| {
+            if !stack.is_empty() {
+                return true;
+            }
+            if spare.len() < MAX_SPARE {
+                spare.push(std::mem::take(stack));
+            }
+            false
+        });
+        self.sweep_at = (self.map.len() * 2).max(MIN_SWEEP_AT);
     }
 
     /// Changes how `key` is held (an `RwLock` write guard downgraded).

@@ -638,31 +638,8 @@ impl LockMeta {
     }
 }
 
-/// The shared acquire path of every lock wrapper: a `lock()`-like call that
-/// takes the lock at once if it is free (`try_now`), else records the wait and
-/// waits (`wait`). The dependencies are recorded either way; a failed wait
-/// (closed semaphore) leaves nothing held.
-pub(crate) async fn acquire<'d, G, E, Fut>(
-    detector: Option<DetectorRef<'d>>,
-    want: Acquire,
-    try_now: impl FnOnce() -> Option<G>,
-    wait: impl FnOnce() -> Fut,
-) -> Result<(G, Option<Holding<'d>>), E>
-where
-    Fut: std::future::Future<Output = Result<G, E>>,
-{
-    let Some(detector) = detector else {
-        return Ok((wait().await?, None));
-    };
-    if let Some(guard) = try_now() {
-        return Ok((guard, Some(Holding::lock_now(detector, want))));
-    }
-    let waiting = Waiting::start(detector, want);
-    let guard = wait().await?;
-    Ok((guard, waiting.acquired()))
-}
-
-/// [`acquire`] for the `blocking_*` methods, which block the thread.
+/// The acquire path of the `blocking_*` methods, which block the thread:
+/// takes the lock at once if free, else records the wait, then blocks.
 pub(crate) fn acquire_blocking<'d, G>(
     detector: Option<DetectorRef<'d>>,
     want: Acquire,

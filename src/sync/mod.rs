@@ -1,5 +1,5 @@
 //! Lock wrappers. Each mirrors its tokio counterpart and goes through the same
-//! detector path (`state::acquire`, `state::acquire_blocking`,
+//! detector path (`acquiring::Acquiring`, `state::acquire_blocking`,
 //! `state::acquired_without_waiting`, and `state::Holding` for the release):
 //! none keeps its own bookkeeping.
 //!
@@ -42,6 +42,7 @@ macro_rules! write_guard_impls {
     )*};
 }
 
+mod acquiring;
 mod mutex;
 mod rwlock;
 mod semaphore;

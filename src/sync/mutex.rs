@@ -1,7 +1,8 @@
 //! `Mutex`: `tokio::sync::Mutex` that tells the detector what it does.
 
-use std::convert::Infallible;
 use std::fmt;
+
+use futures::FutureExt;
 use std::future::Future;
 use std::panic::Location;
 use std::sync::Arc;
@@ -9,8 +10,9 @@ use std::sync::Arc;
 use crate::class::{self, ClassKind};
 use crate::report::Access;
 use crate::state::{
-    acquire, acquire_blocking, acquired_without_waiting, Acquire, DetectorRef, Holding, LockMeta,
+    acquire_blocking, acquired_without_waiting, Acquire, DetectorRef, Holding, LockMeta,
 };
+use crate::sync::acquiring::Acquiring;
 
 pub use tokio::sync::TryLockError;
 
@@ -163,15 +165,9 @@ impl<T: ?Sized> Mutex<T> {
         )
     }
 
-    async fn lock_as(&self, want: Acquire) -> MutexGuard<'_, T> {
-        let acquired = acquire(
-            self.meta.detector(),
-            want,
-            || self.inner.try_lock().ok(),
-            || async { Ok::<_, Infallible>(self.inner.lock().await) },
-        );
-        let Ok((inner, held)) = acquired.await;
-        MutexGuard { held, inner }
+    fn lock_as(&self, want: Acquire) -> impl Future<Output = MutexGuard<'_, T>> + '_ {
+        Acquiring::new(self.meta.detector(), want, self.inner.lock())
+            .map(|(inner, held)| MutexGuard { held, inner })
     }
 
     /// Locks the mutex from synchronous code, blocking the thread.
@@ -217,20 +213,13 @@ impl<T: ?Sized> Mutex<T> {
     #[track_caller]
     pub fn lock_owned(self: Arc<Self>) -> impl Future<Output = OwnedMutexGuard<T>> {
         let want = self.meta.want(Access::Lock, Location::caller()).movable();
-        async move {
-            let acquired = acquire(
-                self.meta.detector().map(DetectorRef::into_owned),
-                want,
-                || Arc::clone(&self.inner).try_lock_owned().ok(),
-                || async { Ok::<_, Infallible>(Arc::clone(&self.inner).lock_owned().await) },
-            );
-            let Ok((inner, held)) = acquired.await;
-            OwnedMutexGuard {
-                _held: held,
-                inner,
-                _lock: self,
-            }
-        }
+        let detector = self.meta.detector().map(DetectorRef::into_owned);
+        let inner = Arc::clone(&self.inner).lock_owned();
+        Acquiring::new(detector, want, inner).map(move |(inner, held)| OwnedMutexGuard {
+            _held: held,
+            inner,
+            _lock: self,
+        })
     }
 
     /// [`Mutex::try_lock`] with an owned guard.

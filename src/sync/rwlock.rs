@@ -1,7 +1,8 @@
 //! `RwLock`: `tokio::sync::RwLock` that tells the detector what it does.
 
-use std::convert::Infallible;
 use std::fmt;
+
+use futures::FutureExt;
 use std::future::Future;
 use std::panic::Location;
 use std::sync::Arc;
@@ -9,8 +10,9 @@ use std::sync::Arc;
 use crate::class::{self, ClassKind};
 use crate::report::Access;
 use crate::state::{
-    acquire, acquire_blocking, acquired_without_waiting, Acquire, DetectorRef, Holding, LockMeta,
+    acquire_blocking, acquired_without_waiting, Acquire, DetectorRef, Holding, LockMeta,
 };
+use crate::sync::acquiring::Acquiring;
 use crate::sync::TryLockError;
 
 /// An asynchronous reader-writer lock, a drop-in for
@@ -152,15 +154,9 @@ impl<T: ?Sized> RwLock<T> {
         )
     }
 
-    async fn read_as(&self, want: Acquire) -> RwLockReadGuard<'_, T> {
-        let acquired = acquire(
-            self.meta.detector(),
-            want,
-            || self.inner.try_read().ok(),
-            || async { Ok::<_, Infallible>(self.inner.read().await) },
-        );
-        let Ok((inner, held)) = acquired.await;
-        RwLockReadGuard { held, inner }
+    fn read_as(&self, want: Acquire) -> impl Future<Output = RwLockReadGuard<'_, T>> + '_ {
+        Acquiring::new(self.meta.detector(), want, self.inner.read())
+            .map(|(inner, held)| RwLockReadGuard { held, inner })
     }
 
     /// Locks for writing, waiting until no reader or writer holds the lock.
@@ -182,15 +178,9 @@ impl<T: ?Sized> RwLock<T> {
         )
     }
 
-    async fn write_as(&self, want: Acquire) -> RwLockWriteGuard<'_, T> {
-        let acquired = acquire(
-            self.meta.detector(),
-            want,
-            || self.inner.try_write().ok(),
-            || async { Ok::<_, Infallible>(self.inner.write().await) },
-        );
-        let Ok((inner, held)) = acquired.await;
-        RwLockWriteGuard { held, inner }
+    fn write_as(&self, want: Acquire) -> impl Future<Output = RwLockWriteGuard<'_, T>> + '_ {
+        Acquiring::new(self.meta.detector(), want, self.inner.write())
+            .map(|(inner, held)| RwLockWriteGuard { held, inner })
     }
 
     /// Locks for reading from synchronous code, blocking the thread.
@@ -249,40 +239,26 @@ impl<T: ?Sized> RwLock<T> {
     #[track_caller]
     pub fn read_owned(self: Arc<Self>) -> impl Future<Output = OwnedRwLockReadGuard<T>> {
         let want = self.meta.want(Access::Read, Location::caller()).movable();
-        async move {
-            let acquired = acquire(
-                self.meta.detector().map(DetectorRef::into_owned),
-                want,
-                || Arc::clone(&self.inner).try_read_owned().ok(),
-                || async { Ok::<_, Infallible>(Arc::clone(&self.inner).read_owned().await) },
-            );
-            let Ok((inner, held)) = acquired.await;
-            OwnedRwLockReadGuard {
-                _held: held,
-                inner,
-                _lock: self,
-            }
-        }
+        let detector = self.meta.detector().map(DetectorRef::into_owned);
+        let inner = Arc::clone(&self.inner).read_owned();
+        Acquiring::new(detector, want, inner).map(move |(inner, held)| OwnedRwLockReadGuard {
+            _held: held,
+            inner,
+            _lock: self,
+        })
     }
 
     /// [`RwLock::write`] with an owned guard.
     #[track_caller]
     pub fn write_owned(self: Arc<Self>) -> impl Future<Output = OwnedRwLockWriteGuard<T>> {
         let want = self.meta.want(Access::Write, Location::caller()).movable();
-        async move {
-            let acquired = acquire(
-                self.meta.detector().map(DetectorRef::into_owned),
-                want,
-                || Arc::clone(&self.inner).try_write_owned().ok(),
-                || async { Ok::<_, Infallible>(Arc::clone(&self.inner).write_owned().await) },
-            );
-            let Ok((inner, held)) = acquired.await;
-            OwnedRwLockWriteGuard {
-                held,
-                inner,
-                lock: self,
-            }
-        }
+        let detector = self.meta.detector().map(DetectorRef::into_owned);
+        let inner = Arc::clone(&self.inner).write_owned();
+        Acquiring::new(detector, want, inner).map(move |(inner, held)| OwnedRwLockWriteGuard {
+            held,
+            inner,
+            lock: self,
+        })
     }
 
     /// [`RwLock::try_read`] with an owned guard.

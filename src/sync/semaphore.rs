@@ -1,13 +1,16 @@
 //! `Semaphore`: `tokio::sync::Semaphore` that tells the detector what it does.
 
 use std::fmt;
+
+use futures::FutureExt;
 use std::future::Future;
 use std::panic::Location;
 use std::sync::Arc;
 
 use crate::class::{self, ClassKind};
 use crate::report::Access;
-use crate::state::{acquire, acquired_without_waiting, Acquire, DetectorRef, Holding, LockMeta};
+use crate::state::{acquired_without_waiting, Acquire, DetectorRef, Holding, LockMeta};
+use crate::sync::acquiring::Acquiring;
 
 pub use tokio::sync::{AcquireError, TryAcquireError};
 
@@ -142,15 +145,14 @@ impl Semaphore {
         self.acquire_as(self.want(Location::caller()), n)
     }
 
-    async fn acquire_as(&self, want: Acquire, n: u32) -> Result<SemaphorePermit<'_>, AcquireError> {
-        let (inner, held) = acquire(
-            self.meta.detector(),
-            want,
-            || self.inner.try_acquire_many(n).ok(),
-            || self.inner.acquire_many(n),
-        )
-        .await?;
-        Ok(SemaphorePermit { held, inner })
+    fn acquire_as(
+        &self,
+        want: Acquire,
+        n: u32,
+    ) -> impl Future<Output = Result<SemaphorePermit<'_>, AcquireError>> + '_ {
+        let inner = self.inner.acquire_many(n);
+        Acquiring::fallible(self.meta.detector(), want, inner, Result::is_ok)
+            .map(|(inner, held)| inner.map(|inner| SemaphorePermit { held, inner }))
     }
 
     /// Takes one permit if available now; records no dependency.
@@ -194,22 +196,19 @@ impl Semaphore {
         self.acquire_owned_as(want, n)
     }
 
-    async fn acquire_owned_as(
+    fn acquire_owned_as(
         self: Arc<Self>,
         want: Acquire,
         n: u32,
-    ) -> Result<OwnedSemaphorePermit, AcquireError> {
-        let (inner, held) = acquire(
-            self.meta.detector().map(DetectorRef::into_owned),
-            want,
-            || Arc::clone(&self.inner).try_acquire_many_owned(n).ok(),
-            || Arc::clone(&self.inner).acquire_many_owned(n),
-        )
-        .await?;
-        Ok(OwnedSemaphorePermit {
-            held,
-            inner,
-            semaphore: self,
+    ) -> impl Future<Output = Result<OwnedSemaphorePermit, AcquireError>> {
+        let detector = self.meta.detector().map(DetectorRef::into_owned);
+        let inner = Arc::clone(&self.inner).acquire_many_owned(n);
+        Acquiring::fallible(detector, want, inner, Result::is_ok).map(move |(inner, held)| {
+            inner.map(|inner| OwnedSemaphorePermit {
+                held,
+                inner,
+                semaphore: self,
+            })
         })
     }
 
