@@ -280,6 +280,10 @@ impl Shard {
         let Some(stack) = self.map.get_mut(&key.context) else {
             return false;
         };
+        if stack.last().is_some_and(|h| h.token == key.token) {
+            stack.pop(); // released in order: nothing else changes
+            return true;
+        }
         let Some(pos) = stack.iter().rposition(|h| h.token == key.token) else {
             return false;
         };

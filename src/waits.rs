@@ -89,6 +89,9 @@ fn blocks(held: Access, wanted: Access) -> bool {
 /// Looks for a cycle of waits through `waiter`, which just started waiting
 /// for `want`. Returns the report if the contexts are stuck now.
 pub(crate) fn stuck_cycle(state: &State, waiter: ContextId, want: Acquire) -> Option<Report> {
+    if state.waits().len() < 2 {
+        return None; // a cycle of waits needs another waiter (this one is registered)
+    }
     let mut chain = vec![(waiter, want)];
     let mut blockers = Vec::new();
     if !search(state, &mut chain, &mut blockers) {

@@ -5,7 +5,8 @@
 //! in one visit (`Holding::lock_now`). Pending: the task is about to wait, so
 //! the dependencies and the wait are recorded now (`Waiting::start`), before
 //! the task can hang. Polling tokio's future first keeps tokio's behaviour,
-//! cooperative budget included, and adds no layer of `async` state.
+//! cooperative budget included, and adds a single thin layer: the guard is
+//! built here too (`make`), with no `async` block or `map` around it.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,7 +17,7 @@ use pin_project::pin_project;
 use crate::state::{Acquire, DetectorRef, Holding, Waiting};
 
 #[pin_project]
-pub(crate) struct Acquiring<'d, F: Future> {
+pub(crate) struct Acquiring<'d, F: Future, M> {
     #[pin]
     inner: F,
     detector: Option<DetectorRef<'d>>,
@@ -24,49 +25,64 @@ pub(crate) struct Acquiring<'d, F: Future> {
     want: Acquire,
     /// Whether the output means "acquired" (a closed semaphore fails).
     succeeded: fn(&F::Output) -> bool,
+    /// Builds the wrapper's guard from tokio's and the record of holding it.
+    make: Option<M>,
 }
 
-impl<'d, F: Future> Acquiring<'d, F> {
-    /// Tracks `inner`, an acquisition of `want` that may wait.
+impl<'d, F: Future, M> Acquiring<'d, F, M> {
+    // The `M` bound on the constructors lets closures infer their arguments.
+    /// Tracks `inner`, an acquisition of `want` that may wait; `make` builds
+    /// the output from tokio's output and the holding record.
     #[inline]
-    pub(crate) fn new(detector: Option<DetectorRef<'d>>, want: Acquire, inner: F) -> Self {
-        Acquiring {
-            inner,
-            detector,
-            waiting: None,
-            want,
-            succeeded: |_| true,
-        }
+    pub(crate) fn new<O>(
+        detector: Option<DetectorRef<'d>>,
+        want: Acquire,
+        inner: F,
+        make: M,
+    ) -> Self
+    where
+        M: FnOnce(F::Output, Option<Holding<'d>>) -> O,
+    {
+        Acquiring::fallible(detector, want, inner, |_| true, make)
     }
 
     /// As [`Acquiring::new`], for an acquisition that can fail.
     #[inline]
-    pub(crate) fn fallible(
+    pub(crate) fn fallible<O>(
         detector: Option<DetectorRef<'d>>,
         want: Acquire,
         inner: F,
         succeeded: fn(&F::Output) -> bool,
-    ) -> Self {
+        make: M,
+    ) -> Self
+    where
+        M: FnOnce(F::Output, Option<Holding<'d>>) -> O,
+    {
         Acquiring {
             inner,
             detector,
             waiting: None,
             want,
             succeeded,
+            make: Some(make),
         }
     }
 }
 
-impl<'d, F: Future> Future for Acquiring<'d, F> {
-    type Output = (F::Output, Option<Holding<'d>>);
+impl<'d, F, M, O> Future for Acquiring<'d, F, M>
+where
+    F: Future,
+    M: FnOnce(F::Output, Option<Holding<'d>>) -> O,
+{
+    type Output = O;
 
     #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<O> {
         let this = self.project();
         match this.inner.poll(cx) {
             Poll::Ready(output) => {
                 let held = if !(this.succeeded)(&output) {
-                    None // dropping `waiting` ends the wait
+                    None
                 } else if let Some(waiting) = this.waiting.take() {
                     waiting.acquired()
                 } else {
@@ -74,8 +90,11 @@ impl<'d, F: Future> Future for Acquiring<'d, F> {
                         .take()
                         .map(|d| Holding::lock_now(d, *this.want))
                 };
-                *this.waiting = None;
-                Poll::Ready((output, held))
+                *this.waiting = None; // a failed wait ends here
+                match this.make.take() {
+                    Some(make) => Poll::Ready(make(output, held)),
+                    None => Poll::Pending, // polled after completion: never ready again
+                }
             }
             Poll::Pending => {
                 if let Some(detector) = this.detector.take() {

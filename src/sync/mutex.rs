@@ -2,7 +2,6 @@
 
 use std::fmt;
 
-use futures::FutureExt;
 use std::future::Future;
 use std::panic::Location;
 use std::sync::Arc;
@@ -166,8 +165,12 @@ impl<T: ?Sized> Mutex<T> {
     }
 
     fn lock_as(&self, want: Acquire) -> impl Future<Output = MutexGuard<'_, T>> + '_ {
-        Acquiring::new(self.meta.detector(), want, self.inner.lock())
-            .map(|(inner, held)| MutexGuard { held, inner })
+        Acquiring::new(
+            self.meta.detector(),
+            want,
+            self.inner.lock(),
+            |inner, held| MutexGuard { held, inner },
+        )
     }
 
     /// Locks the mutex from synchronous code, blocking the thread.
@@ -215,7 +218,7 @@ impl<T: ?Sized> Mutex<T> {
         let want = self.meta.want(Access::Lock, Location::caller()).movable();
         let detector = self.meta.detector().map(DetectorRef::into_owned);
         let inner = Arc::clone(&self.inner).lock_owned();
-        Acquiring::new(detector, want, inner).map(move |(inner, held)| OwnedMutexGuard {
+        Acquiring::new(detector, want, inner, move |inner, held| OwnedMutexGuard {
             _held: held,
             inner,
             _lock: self,

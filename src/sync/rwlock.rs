@@ -2,7 +2,6 @@
 
 use std::fmt;
 
-use futures::FutureExt;
 use std::future::Future;
 use std::panic::Location;
 use std::sync::Arc;
@@ -155,8 +154,12 @@ impl<T: ?Sized> RwLock<T> {
     }
 
     fn read_as(&self, want: Acquire) -> impl Future<Output = RwLockReadGuard<'_, T>> + '_ {
-        Acquiring::new(self.meta.detector(), want, self.inner.read())
-            .map(|(inner, held)| RwLockReadGuard { held, inner })
+        Acquiring::new(
+            self.meta.detector(),
+            want,
+            self.inner.read(),
+            |inner, held| RwLockReadGuard { held, inner },
+        )
     }
 
     /// Locks for writing, waiting until no reader or writer holds the lock.
@@ -179,8 +182,12 @@ impl<T: ?Sized> RwLock<T> {
     }
 
     fn write_as(&self, want: Acquire) -> impl Future<Output = RwLockWriteGuard<'_, T>> + '_ {
-        Acquiring::new(self.meta.detector(), want, self.inner.write())
-            .map(|(inner, held)| RwLockWriteGuard { held, inner })
+        Acquiring::new(
+            self.meta.detector(),
+            want,
+            self.inner.write(),
+            |inner, held| RwLockWriteGuard { held, inner },
+        )
     }
 
     /// Locks for reading from synchronous code, blocking the thread.
@@ -241,10 +248,12 @@ impl<T: ?Sized> RwLock<T> {
         let want = self.meta.want(Access::Read, Location::caller()).movable();
         let detector = self.meta.detector().map(DetectorRef::into_owned);
         let inner = Arc::clone(&self.inner).read_owned();
-        Acquiring::new(detector, want, inner).map(move |(inner, held)| OwnedRwLockReadGuard {
-            _held: held,
-            inner,
-            _lock: self,
+        Acquiring::new(detector, want, inner, move |inner, held| {
+            OwnedRwLockReadGuard {
+                _held: held,
+                inner,
+                _lock: self,
+            }
         })
     }
 
@@ -254,10 +263,12 @@ impl<T: ?Sized> RwLock<T> {
         let want = self.meta.want(Access::Write, Location::caller()).movable();
         let detector = self.meta.detector().map(DetectorRef::into_owned);
         let inner = Arc::clone(&self.inner).write_owned();
-        Acquiring::new(detector, want, inner).map(move |(inner, held)| OwnedRwLockWriteGuard {
-            held,
-            inner,
-            lock: self,
+        Acquiring::new(detector, want, inner, move |inner, held| {
+            OwnedRwLockWriteGuard {
+                held,
+                inner,
+                lock: self,
+            }
         })
     }
 

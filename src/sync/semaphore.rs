@@ -2,7 +2,6 @@
 
 use std::fmt;
 
-use futures::FutureExt;
 use std::future::Future;
 use std::panic::Location;
 use std::sync::Arc;
@@ -151,8 +150,13 @@ impl Semaphore {
         n: u32,
     ) -> impl Future<Output = Result<SemaphorePermit<'_>, AcquireError>> + '_ {
         let inner = self.inner.acquire_many(n);
-        Acquiring::fallible(self.meta.detector(), want, inner, Result::is_ok)
-            .map(|(inner, held)| inner.map(|inner| SemaphorePermit { held, inner }))
+        Acquiring::fallible(
+            self.meta.detector(),
+            want,
+            inner,
+            Result::is_ok,
+            |inner, held| inner.map(|inner| SemaphorePermit { held, inner }),
+        )
     }
 
     /// Takes one permit if available now; records no dependency.
@@ -203,7 +207,7 @@ impl Semaphore {
     ) -> impl Future<Output = Result<OwnedSemaphorePermit, AcquireError>> {
         let detector = self.meta.detector().map(DetectorRef::into_owned);
         let inner = Arc::clone(&self.inner).acquire_many_owned(n);
-        Acquiring::fallible(detector, want, inner, Result::is_ok).map(move |(inner, held)| {
+        Acquiring::fallible(detector, want, inner, Result::is_ok, move |inner, held| {
             inner.map(|inner| OwnedSemaphorePermit {
                 held,
                 inner,
