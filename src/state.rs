@@ -104,8 +104,24 @@ fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// How many detectors exist: while none does, wrappers skip the dispatcher
+/// look-up entirely.
+static DETECTORS_ALIVE: AtomicUsize = AtomicUsize::new(0);
+
+#[inline]
+pub(crate) fn any_detector_alive() -> bool {
+    DETECTORS_ALIVE.load(Ordering::Acquire) > 0
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        DETECTORS_ALIVE.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl State {
     pub(crate) fn new(limits: Limits, panic_on_report: bool, panic_on_deadlock: bool) -> State {
+        DETECTORS_ALIVE.fetch_add(1, Ordering::Release);
         State {
             held: HeldLocks::default(),
             chains: ChainCache::new(1 << 14),
