@@ -112,6 +112,7 @@ impl Detector {
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         self.state.set_span_reader(span_names::<S>);
+        crate::emit::register_callsite();
         DetectorLayer {
             hook: LayerHook {
                 state: Arc::clone(&self.state),

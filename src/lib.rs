@@ -60,6 +60,7 @@
 
 mod class;
 mod context;
+mod emit;
 mod executor;
 mod fxhash;
 mod graph;

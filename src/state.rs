@@ -176,7 +176,7 @@ impl State {
             self.record(context, want, slow);
         }
         self.waits.begin(context, want);
-        if let Some(report) = waits::stuck_cycle(self, context, want) {
+        if let Some(report) = waits::stuck_cycle(self, context) {
             // Two waiters closing one cycle at once may both find it.
             let mut stuck: Vec<ContextId> = report.dependencies.iter().map(|d| d.context).collect();
             stuck.sort_by_key(|c| c.to_string());
@@ -359,14 +359,12 @@ impl State {
     /// Logs the overflow once, after the graph's lock is released.
     fn announce_overflow(&self) {
         if self.overflowed() && !self.overflow_announced.swap(true, Ordering::Relaxed) {
-            tracing::error!(
-                target: "async_lockdep",
+            self.log_error(&format!(
                 "async-lockdep: limit reached (max {} classes, {} dependencies); no new \
                  dependencies are recorded from now on. Locks keep working and cycles already \
                  found stay reported.",
-                self.limits.max_classes,
-                self.limits.max_edges
-            );
+                self.limits.max_classes, self.limits.max_edges
+            ));
         }
     }
 
@@ -402,17 +400,19 @@ impl State {
                 self.report_count.fetch_add(1, Ordering::Relaxed);
             }
         }
-        let dispatch = lock_ignoring_poison(&self.dispatch)
-            .as_ref()
-            .and_then(WeakDispatch::upgrade);
-        let emit = || tracing::error!(target: "async_lockdep", "\n{text}");
-        match dispatch {
-            Some(dispatch) => dispatcher::with_default(&dispatch, emit),
-            None => emit(),
-        }
+        self.log_error(&format!("\n{text}"));
         if may_panic && !std::thread::panicking() {
             panic!("async-lockdep found a possible deadlock:\n{text}");
         }
+    }
+
+    /// Logs `message` as an `ERROR` event to the dispatcher this detector is
+    /// installed in, from any thread and from inside other layers' callbacks.
+    pub(crate) fn log_error(&self, message: &str) {
+        let dispatch = lock_ignoring_poison(&self.dispatch)
+            .as_ref()
+            .and_then(WeakDispatch::upgrade);
+        crate::emit::error(dispatch.as_ref(), message);
     }
 
     pub(crate) fn reports(&self) -> Vec<Report> {

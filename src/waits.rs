@@ -23,12 +23,15 @@ pub(crate) struct Wait {
     pub(crate) want: Acquire,
     since: Instant,
     reported_long: bool,
+    /// Tells this wait from a later wait of the same context.
+    seq: u64,
 }
 
 /// The waits in progress, by context.
 #[derive(Default)]
 pub(crate) struct Waits {
     map: Mutex<FxHashMap<ContextId, Wait>>,
+    next_seq: std::sync::atomic::AtomicU64,
 }
 
 impl Waits {
@@ -39,14 +42,16 @@ impl Waits {
     }
 
     pub(crate) fn begin(&self, context: ContextId, want: Acquire) {
-        self.map().insert(
-            context,
-            Wait {
-                want,
-                since: Instant::now(),
-                reported_long: false,
-            },
-        );
+        let seq = self
+            .next_seq
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let wait = Wait {
+            want,
+            since: Instant::now(),
+            reported_long: false,
+            seq,
+        };
+        self.map().insert(context, wait);
     }
 
     pub(crate) fn end(&self, context: ContextId) {
@@ -88,13 +93,26 @@ fn blocks(held: Access, wanted: Access) -> bool {
 
 /// Looks for a cycle of waits through `waiter`, which just started waiting
 /// for `want`. Returns the report if the contexts are stuck now.
-pub(crate) fn stuck_cycle(state: &State, waiter: ContextId, want: Acquire) -> Option<Report> {
+pub(crate) fn stuck_cycle(state: &State, waiter: ContextId) -> Option<Report> {
     if state.waits().len() < 2 {
         return None; // a cycle of waits needs another waiter (this one is registered)
     }
-    let mut chain = vec![(waiter, want)];
+    let first = state.waits().get(waiter)?;
+    let mut chain = vec![(waiter, first)];
     let mut blockers = Vec::new();
     if !search(state, &mut chain, &mut blockers) {
+        return None;
+    }
+    // The search read holders and waits at different moments; a task that
+    // released a lock and started another wait in between could join two
+    // states into a cycle that never existed. A real deadlock does not move:
+    // check every link against the live state, give the other threads a
+    // moment, and check again.
+    if !still_stuck(state, &chain, &blockers) {
+        return None;
+    }
+    std::thread::yield_now();
+    if !still_stuck(state, &chain, &blockers) {
         return None;
     }
     // blockers[i] is held by chain[i + 1] (by the waiter for the last one)
@@ -102,9 +120,9 @@ pub(crate) fn stuck_cycle(state: &State, waiter: ContextId, want: Acquire) -> Op
     let n = chain.len();
     let dependencies = (0..n)
         .map(|i| {
-            let (context, want) = chain[i];
+            let (context, wait) = chain[i];
             let held = blockers[(i + n - 1) % n];
-            dependency_of(&held, want, context, &[])
+            dependency_of(&held, wait.want, context, &[])
         })
         .collect();
     Some(Report {
@@ -117,17 +135,14 @@ pub(crate) fn stuck_cycle(state: &State, waiter: ContextId, want: Acquire) -> Op
 
 const MAX_DEPTH: usize = 16;
 
-fn search(
-    state: &State,
-    chain: &mut Vec<(ContextId, Acquire)>,
-    blockers: &mut Vec<HeldLock>,
-) -> bool {
-    let Some(&(context, want)) = chain.last() else {
+fn search(state: &State, chain: &mut Vec<(ContextId, Wait)>, blockers: &mut Vec<HeldLock>) -> bool {
+    let Some(&(context, wait)) = chain.last() else {
         return false;
     };
     if chain.len() > MAX_DEPTH {
         return false;
     }
+    let want = wait.want;
     for (holder, held) in state.holders_of(want.lock.instance) {
         if holder == context || !blocks(held.access, want.access) {
             continue;
@@ -142,7 +157,7 @@ fn search(
         let Some(next) = state.waits().get(holder) else {
             continue;
         };
-        chain.push((holder, next.want));
+        chain.push((holder, next));
         blockers.push(held);
         if search(state, chain, blockers) {
             return true;
@@ -151,6 +166,26 @@ fn search(
         blockers.pop();
     }
     false
+}
+
+/// Whether every context of `chain` still waits the same wait, and still
+/// holds the lock that blocks the previous one.
+fn still_stuck(state: &State, chain: &[(ContextId, Wait)], blockers: &[HeldLock]) -> bool {
+    let n = chain.len();
+    (0..n).all(|i| {
+        let (context, wait) = chain[i];
+        let same_wait = state
+            .waits()
+            .get(context)
+            .is_some_and(|w| w.seq == wait.seq);
+        let holder = chain[(i + 1) % n].0;
+        let blocker = blockers[i];
+        let still_held = state
+            .held_by(holder)
+            .iter()
+            .any(|h| h.token == blocker.token && h.lock.instance == blocker.lock.instance);
+        same_wait && still_held
+    })
 }
 
 /// Starts the watchdog thread: every `threshold / 4` it reports waits older
