@@ -5,8 +5,9 @@
 //! `#[tokio::test]`, plain threads). Held locks live in a map keyed by
 //! context and split into shards, each behind its own small mutex, so tasks
 //! on different threads rarely touch the same cache line and no lock is
-//! global. A context with nothing held has no entry at all, so memory is
-//! bounded by the number of locks actually held.
+//! global. A context that holds nothing keeps at most an empty stack, and
+//! those are swept when a shard grows, so memory follows the contexts that
+//! hold locks.
 
 use std::cell::Cell;
 use std::fmt;
@@ -44,11 +45,14 @@ impl ContextId {
     /// The context the caller runs in.
     #[inline]
     pub(crate) fn current() -> ContextId {
-        let scope = SCOPE.try_with(Cell::get).unwrap_or(0);
-        if scope != 0 {
+        let task = tokio::task::try_id();
+        let (scope, scope_task) = SCOPE.try_with(Cell::get).unwrap_or(NO_SCOPE);
+        // A scope applies only to the task that polls it, not to other tasks
+        // an executor inside it polls (`LocalSet::run_until`).
+        if scope != 0 && scope_task == task {
             return ContextId::Scope(scope);
         }
-        match tokio::task::try_id() {
+        match task {
             Some(id) => ContextId::Task(id),
             None => ContextId::Thread(thread_seq()),
         }
@@ -57,8 +61,10 @@ impl ContextId {
 
 thread_local! {
     /// The innermost [`crate::own_context`] being polled on this thread, or 0.
-    static SCOPE: Cell<u64> = const { Cell::new(0) };
+    static SCOPE: Cell<(u64, Option<tokio::task::Id>)> = const { Cell::new(NO_SCOPE) };
 }
+
+const NO_SCOPE: (u64, Option<tokio::task::Id>) = (0, None);
 
 /// A fresh scope id (never 0).
 pub(crate) fn new_scope() -> u64 {
@@ -69,13 +75,14 @@ pub(crate) fn new_scope() -> u64 {
 /// Runs `f` with `scope` as the current context of this thread.
 #[inline]
 pub(crate) fn in_scope<R>(scope: u64, f: impl FnOnce() -> R) -> R {
-    struct Restore(u64);
+    struct Restore((u64, Option<tokio::task::Id>));
     impl Drop for Restore {
         fn drop(&mut self) {
             let _ = SCOPE.try_with(|s| s.set(self.0));
         }
     }
-    let _restore = Restore(SCOPE.try_with(|s| s.replace(scope)).unwrap_or(0));
+    let entered = (scope, tokio::task::try_id());
+    let _restore = Restore(SCOPE.try_with(|s| s.replace(entered)).unwrap_or(NO_SCOPE));
     f()
 }
 
@@ -234,6 +241,12 @@ const MIN_SWEEP_AT: usize = 64;
 const MAX_SPARE: usize = 32;
 
 impl Shard {
+    /// The last token handed out in this shard.
+    #[inline]
+    pub(crate) fn last_token(&self) -> u64 {
+        self.next_token
+    }
+
     /// The locks `context` holds, oldest first.
     #[inline]
     pub(crate) fn held(&self, context: ContextId) -> &[HeldLock] {

@@ -166,7 +166,9 @@ impl Detector {
         self.state.clear_reports();
     }
 
-    /// Panics with every report, in lockdep's format, if there is any.
+    /// Panics with every report, in lockdep's format, if there is any: lock
+    /// order cycles, self-deadlocks, recursive locking, live deadlocks and
+    /// watchdog long waits alike.
     #[track_caller]
     pub fn assert_no_cycles(&self) {
         let reports = self.reports();

@@ -51,10 +51,12 @@
 //! on. So a detector installed with [`Detector::set_default`] (or
 //! [`test_guard`]) in the body of a `#[tokio::test(flavor = "multi_thread")]`
 //! sees everything created in that body, and in tasks started with
-//! [`spawn`]. Locks created elsewhere before any detector existed (statics)
-//! report to the current dispatcher at each use. For a whole program, or when
-//! tasks started with plain `tokio::spawn` create locks on worker threads,
-//! install the detector globally ([`Detector::install_global`]).
+//! [`spawn`]. A lock created while no detector is current reports to the
+//! current dispatcher at each use. Mind lazily created statics: one first
+//! touched inside a test binds to that test's detector for good. For a whole
+//! program, for such statics, or when tasks started with plain `tokio::spawn`
+//! create locks on worker threads, install the detector globally
+//! ([`Detector::install_global`]).
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![deny(unsafe_op_in_unsafe_fn)]
 

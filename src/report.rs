@@ -122,8 +122,8 @@ pub struct Report {
     /// closed it (the wait happening when it was found) and the others follow
     /// the cycle from there: the class each one waits for is held by the next.
     pub dependencies: Vec<Dependency>,
-    /// True when the cycle deadlocks only if a writer queues on an `RwLock`
-    /// in between (every link of it that could block is read after read).
+    /// True when the cycle (or self-deadlock) needs a writer queued on an
+    /// `RwLock` in between: a link of it is a read waiting on a read.
     pub needs_writer: bool,
     /// For [`ReportKind::LongWait`]: the wait. Its holders are in
     /// `dependencies` (each `context` holds `held`, taken at `held_at`).
@@ -298,8 +298,8 @@ fn print_notes(f: &mut fmt::Formatter<'_>, report: &Report) -> fmt::Result {
         writeln!(f)?;
         writeln!(
             f,
-            "Note: every blocking link of this cycle is a read after a read. tokio's RwLock is\n\
-             write-preferring, so it deadlocks as soon as a writer queues on those locks in between."
+            "Note: a blocking link of this cycle is a read waiting on a read. tokio's RwLock is\n\
+             write-preferring, so it deadlocks as soon as a writer queues on that lock in between."
         )?;
     }
     if report

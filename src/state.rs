@@ -104,6 +104,9 @@ fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Live deadlocks remembered for de-duplication before the memory is reset.
+const MAX_STUCK_REMEMBERED: usize = 4096;
+
 /// How many detectors exist: while none does, wrappers skip the dispatcher
 /// look-up entirely.
 static DETECTORS_ALIVE: AtomicUsize = AtomicUsize::new(0);
@@ -167,24 +170,51 @@ impl State {
     /// so a real deadlock is reported before it hangs.
     #[inline]
     pub(crate) fn wait_start(&self, want: Acquire) -> ContextId {
+        let (context, mark) = self.record_wait_edges(want);
+        self.register_wait(context, want, mark);
+        context
+    }
+
+    /// The dependencies of a wait for `want` (no wait registered). Returns
+    /// the context and its shard's last token: acquisitions after the wait
+    /// began have larger tokens.
+    #[inline]
+    pub(crate) fn record_wait_edges(&self, want: Acquire) -> (ContextId, u64) {
         let context = ContextId::current();
-        let check = {
+        let (check, mark) = {
             let shard = self.held.shard(context);
-            self.check(shard.held(context), want)
+            (self.check(shard.held(context), want), shard.last_token())
         };
         if let Check::Slow(slow) = check {
             self.record(context, want, slow);
         }
-        self.waits.begin(context, want);
-        if let Some(report) = waits::stuck_cycle(self, context) {
-            // Two waiters closing one cycle at once may both find it.
-            let mut stuck: Vec<ContextId> = report.dependencies.iter().map(|d| d.context).collect();
-            stuck.sort_by_key(|c| c.to_string());
-            if lock_ignoring_poison(&self.reports).stuck.insert(stuck) {
-                self.publish(report, self.panic_on_deadlock);
+        (context, mark)
+    }
+
+    /// Registers the wait of `context` (for the wait-for check and the
+    /// watchdog) and reports the tasks stuck now, if it closes a cycle.
+    pub(crate) fn register_wait(&self, context: ContextId, want: Acquire, mark: u64) {
+        self.waits.begin(context, want, mark);
+        let Some(report) = waits::stuck_cycle(self, context) else {
+            return;
+        };
+        // Two waiters closing one cycle at once may both find it.
+        let mut stuck: Vec<ContextId> = report.dependencies.iter().map(|d| d.context).collect();
+        stuck.sort_by_key(|c| c.to_string());
+        let first_time = {
+            let mut reports = lock_ignoring_poison(&self.reports);
+            if reports.stuck.len() >= MAX_STUCK_REMEMBERED {
+                reports.stuck.clear();
             }
+            reports.stuck.insert(stuck)
+        };
+        if first_time {
+            if self.panic_on_deadlock {
+                // The panic unwinds before the caller's wait guard exists.
+                self.waits.end(context);
+            }
+            self.publish(report, self.panic_on_deadlock);
         }
-        context
     }
 
     /// A wait of `context` ended (acquired, or cancelled).
@@ -332,7 +362,11 @@ impl State {
         for (recursive, edges) in cycles {
             reports.push(cycle_report(recursive, edges));
         }
-        if complete && slow.same.is_none() {
+        let same_instance_held = slow
+            .held
+            .iter()
+            .any(|h| h.lock.instance == want.lock.instance);
+        if complete && slow.same.is_none() && !same_instance_held {
             self.chains.insert(slow.chain);
         }
         if !complete {
@@ -732,6 +766,22 @@ impl<'a> Waiting<'a> {
     #[inline]
     pub(crate) fn start(detector: DetectorRef<'a>, want: Acquire) -> Waiting<'a> {
         let context = detector.wait_start(want);
+        Waiting {
+            detector: Some(detector),
+            context,
+            want,
+        }
+    }
+
+    /// Registers a wait whose dependencies were already recorded by
+    /// [`State::record_wait_edges`] (a join that turned out to be pending).
+    pub(crate) fn register(
+        detector: DetectorRef<'a>,
+        context: ContextId,
+        mark: u64,
+        want: Acquire,
+    ) -> Waiting<'a> {
+        detector.register_wait(context, want, mark);
         Waiting {
             detector: Some(detector),
             context,

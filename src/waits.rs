@@ -5,9 +5,9 @@
 //! that are stuck at this moment: each context that is waiting has one
 //! record; when a new wait starts, the detector follows "waits for a lock
 //! held by a context that waits for ..." and, if it comes back to the new
-//! waiter, the tasks are deadlocked now. Only contended waits get here (a
-//! lock taken without waiting never registers), so the cost stays off the
-//! hot path.
+//! waiter, the tasks are deadlocked now. Only real waits get here (a lock
+//! taken without waiting, or a join of a finished task, never registers), so
+//! the cost stays off the hot path.
 
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
@@ -25,6 +25,10 @@ pub(crate) struct Wait {
     reported_long: bool,
     /// Tells this wait from a later wait of the same context.
     seq: u64,
+    /// The last token of the context's shard when the wait began: a lock the
+    /// context holds with a larger token was taken while it "waited", so the
+    /// context was running (a `select!` branch), not blocked by this wait.
+    mark: u64,
 }
 
 /// The waits in progress, by context.
@@ -41,7 +45,7 @@ impl Waits {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub(crate) fn begin(&self, context: ContextId, want: Acquire) {
+    pub(crate) fn begin(&self, context: ContextId, want: Acquire, mark: u64) {
         let seq = self
             .next_seq
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -50,6 +54,7 @@ impl Waits {
             since: Instant::now(),
             reported_long: false,
             seq,
+            mark,
         };
         self.map().insert(context, wait);
     }
@@ -144,7 +149,8 @@ fn search(state: &State, chain: &mut Vec<(ContextId, Wait)>, blockers: &mut Vec<
     }
     let want = wait.want;
     for (holder, held) in state.holders_of(want.lock.instance) {
-        if holder == context || !blocks(held.access, want.access) {
+        // An owned guard may have moved to a task that is not stuck at all.
+        if holder == context || held.movable || !blocks(held.access, want.access) {
             continue;
         }
         if holder == chain[0].0 {
@@ -157,6 +163,9 @@ fn search(state: &State, chain: &mut Vec<(ContextId, Wait)>, blockers: &mut Vec<
         let Some(next) = state.waits().get(holder) else {
             continue;
         };
+        if held.token > next.mark {
+            continue; // taken after its wait began: the holder is running
+        }
         chain.push((holder, next));
         blockers.push(held);
         if search(state, chain, blockers) {

@@ -151,7 +151,9 @@ impl WorkQueue {
         name: Cow<'static, str>,
         max_concurrency: usize,
     ) -> WorkQueue {
-        let max_concurrency = max_concurrency.clamp(1, Semaphore::MAX_PERMITS);
+        // The flush takes all slots at once, which tokio counts in `u32`.
+        let max_concurrency =
+            max_concurrency.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
         let shared = Arc::new(Shared {
             meta: LockMeta::new(class),
             used: AtomicBool::new(false),
@@ -210,7 +212,6 @@ impl WorkQueue {
             receiver: rx,
             shared: Arc::clone(&self.shared),
             site,
-            waiting: None,
             recorded: false,
         };
         if let Err(mpsc::error::SendError(Message::Item(job))) =
@@ -371,7 +372,6 @@ pub struct WorkHandle<T> {
     receiver: oneshot::Receiver<Result<T, WorkError>>,
     shared: Arc<Shared>,
     site: &'static Location<'static>,
-    waiting: Option<Waiting<'static>>,
     recorded: bool,
 }
 
@@ -387,17 +387,16 @@ impl<T> Future for WorkHandle<T> {
     type Output = Result<T, WorkError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if !self.recorded {
-            self.recorded = true;
+        // Records "held locks -> queue" once. No live wait is registered: the
+        // item is one of possibly many running on the queue, and waiting for
+        // the queue as a whole would blame the others.
+        if !std::mem::replace(&mut self.recorded, true) {
             if let Some(detector) = self.shared.meta.detector() {
-                let want = self.shared.meta.want(Access::Join, self.site);
-                self.waiting = Some(Waiting::start(detector.into_owned(), want));
+                detector.record_wait_edges(self.shared.meta.want(Access::Join, self.site));
             }
         }
-        let output = Pin::new(&mut self.receiver).poll(cx);
-        if output.is_ready() {
-            self.waiting = None;
-        }
-        output.map(|r| r.unwrap_or(Err(WorkError::Cancelled)))
+        Pin::new(&mut self.receiver)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(WorkError::Cancelled)))
     }
 }

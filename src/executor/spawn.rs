@@ -11,7 +11,7 @@ use tracing::instrument::WithSubscriber;
 
 use crate::class::{self, ClassKind};
 use crate::report::Access;
-use crate::state::{Holding, LockMeta, Waiting};
+use crate::state::{DetectorRef, Holding, LockMeta, Waiting};
 
 /// Spawns a task, as [`tokio::spawn`], whose class is the caller's location.
 ///
@@ -20,6 +20,11 @@ use crate::state::{Holding, LockMeta, Waiting};
 /// records "H → task". A handle never awaited records nothing. The task also
 /// runs with the caller's `tracing` dispatcher, so locks it creates report to
 /// the same detector on any worker thread.
+///
+/// The class is the caller's location: a helper of your own that wraps
+/// `spawn` should be `#[track_caller]` (or use [`spawn_named`]), or every
+/// task it starts shares one class, and joining any of them while holding a
+/// lock that any other took would look like a cycle.
 ///
 /// # Panics
 ///
@@ -137,26 +142,30 @@ impl<T> JoinHandle<T> {
         self.site = Location::caller();
         self
     }
-
-    fn record_join(&mut self) {
-        if std::mem::replace(&mut self.recorded, true) {
-            return;
-        }
-        if let Some(detector) = self.meta.detector() {
-            let want = self.meta.want(Access::Join, self.site);
-            self.waiting = Some(Waiting::start(detector.into_owned(), want));
-        }
-    }
 }
 
 impl<T> Future for JoinHandle<T> {
     type Output = Result<T, tokio::task::JoinError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.record_join();
+        // The first poll records "held locks -> task" (the order matters even
+        // if the task already finished); the wait itself is registered only
+        // if it really waits.
+        let first = !std::mem::replace(&mut self.recorded, true);
+        let want = self.meta.want(Access::Join, self.site);
+        let detector = if first {
+            self.meta.detector().map(DetectorRef::into_owned)
+        } else {
+            None
+        };
+        let mark = detector.as_ref().map(|d| d.record_wait_edges(want));
         let output = Pin::new(&mut self.inner).poll(cx);
-        if output.is_ready() {
-            self.waiting = None;
+        match (output.is_ready(), detector, mark) {
+            (true, _, _) => self.waiting = None,
+            (false, Some(detector), Some((context, mark))) => {
+                self.waiting = Some(Waiting::register(detector, context, mark, want));
+            }
+            _ => {}
         }
         output
     }
