@@ -263,27 +263,30 @@ impl Shard {
         site: &'static Location<'static>,
         movable: bool,
     ) -> HeldKey {
-        self.next_token = self.next_token.wrapping_add(1);
-        let token = self.next_token;
+        self.stack_of(context).push(lock, access, site, movable)
+    }
+
+    /// The stack of `context` (created empty if needed), to check and push
+    /// onto with a single map look-up.
+    #[inline]
+    pub(crate) fn stack_of(&mut self, context: ContextId) -> StackRef<'_> {
         if self.map.len() >= self.sweep_at {
             self.sweep();
         }
-        let spare = &mut self.spare;
-        let stack = self
-            .map
+        let Shard {
+            map,
+            spare,
+            next_token,
+            ..
+        } = self;
+        let held = map
             .entry(context)
             .or_insert_with(|| spare.pop().unwrap_or_default());
-        let below = stack.last().map_or(0, |h| h.chain);
-        let chain = chain_after(below, lock, access);
-        stack.push(HeldLock {
-            lock,
-            access,
-            site,
-            movable,
-            token,
-            chain,
-        });
-        HeldKey { context, token }
+        StackRef {
+            context,
+            held,
+            next_token,
+        }
     }
 
     /// Forgets the acquisition `key`; returns false if it was not recorded
@@ -346,5 +349,47 @@ fn rechain(stack: &mut [HeldLock], pos: usize) {
     for held in &mut stack[pos..] {
         held.chain = chain_after(below, held.lock, held.access);
         below = held.chain;
+    }
+}
+
+/// One context's stack of held locks, borrowed from its shard.
+pub(crate) struct StackRef<'a> {
+    context: ContextId,
+    held: &'a mut Vec<HeldLock>,
+    next_token: &'a mut u64,
+}
+
+impl StackRef<'_> {
+    /// The locks held, oldest first.
+    #[inline]
+    pub(crate) fn held(&self) -> &[HeldLock] {
+        self.held
+    }
+
+    /// Records that the context now holds `lock`.
+    #[inline]
+    pub(crate) fn push(
+        self,
+        lock: LockRef,
+        access: Access,
+        site: &'static Location<'static>,
+        movable: bool,
+    ) -> HeldKey {
+        *self.next_token = self.next_token.wrapping_add(1);
+        let token = *self.next_token;
+        let below = self.held.last().map_or(0, |h| h.chain);
+        let chain = chain_after(below, lock, access);
+        self.held.push(HeldLock {
+            lock,
+            access,
+            site,
+            movable,
+            token,
+            chain,
+        });
+        HeldKey {
+            context: self.context,
+            token,
+        }
     }
 }

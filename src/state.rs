@@ -157,13 +157,14 @@ impl State {
     pub(crate) fn lock_now(&self, want: Acquire) -> HeldKey {
         let context = ContextId::current();
         let mut shard = self.held.shard(context);
-        let check = self.check(shard.held(context), want);
-        if let Check::Slow(slow) = check {
-            drop(shard);
-            self.record(context, want, slow);
-            shard = self.held.shard(context);
-        }
-        shard.push(context, want.lock, want.access, want.site, want.movable)
+        let stack = shard.stack_of(context);
+        let slow = match self.check(stack.held(), want) {
+            Check::Fine => return stack.push(want.lock, want.access, want.site, want.movable),
+            Check::Slow(slow) => slow,
+        };
+        drop(shard);
+        self.record(context, want, slow);
+        self.acquired(context, want)
     }
 
     /// A wait for `want` starts: checks and records the dependencies first,
