@@ -17,14 +17,15 @@ use pin_project::pin_project;
 use crate::state::{Acquire, DetectorRef, Holding, Waiting};
 
 #[pin_project]
-pub(crate) struct Acquiring<'d, F: Future, M> {
+pub(crate) struct Acquiring<'d, F: Future, M, S = fn(&<F as Future>::Output) -> bool> {
     #[pin]
     inner: F,
     detector: Option<DetectorRef<'d>>,
     waiting: Option<Waiting<'d>>,
     want: Acquire,
-    /// Whether the output means "acquired" (a closed semaphore fails).
-    succeeded: fn(&F::Output) -> bool,
+    /// Whether the output means "acquired" (a closed semaphore fails); a
+    /// closure type, so the call is inlined.
+    succeeded: S,
     /// Builds the wrapper's guard from tokio's and the record of holding it.
     make: Option<M>,
 }
@@ -39,20 +40,22 @@ impl<'d, F: Future, M> Acquiring<'d, F, M> {
         want: Acquire,
         inner: F,
         make: M,
-    ) -> Self
+    ) -> Acquiring<'d, F, M, impl Fn(&F::Output) -> bool>
     where
         M: FnOnce(F::Output, Option<Holding<'d>>) -> O,
     {
-        Acquiring::fallible(detector, want, inner, |_| true, make)
+        Acquiring::fallible(detector, want, inner, |_: &F::Output| true, make)
     }
+}
 
+impl<'d, F: Future, M, S: Fn(&F::Output) -> bool> Acquiring<'d, F, M, S> {
     /// As [`Acquiring::new`], for an acquisition that can fail.
     #[inline]
     pub(crate) fn fallible<O>(
         detector: Option<DetectorRef<'d>>,
         want: Acquire,
         inner: F,
-        succeeded: fn(&F::Output) -> bool,
+        succeeded: S,
         make: M,
     ) -> Self
     where
@@ -69,10 +72,11 @@ impl<'d, F: Future, M> Acquiring<'d, F, M> {
     }
 }
 
-impl<'d, F, M, O> Future for Acquiring<'d, F, M>
+impl<'d, F, M, S, O> Future for Acquiring<'d, F, M, S>
 where
     F: Future,
     M: FnOnce(F::Output, Option<Holding<'d>>) -> O,
+    S: Fn(&F::Output) -> bool,
 {
     type Output = O;
 
