@@ -19,7 +19,7 @@ use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::report::{render_all, Report};
-use crate::state::{Limits, State};
+use crate::state::{DetectorRef, Limits, State};
 
 /// What the layer answers to `downcast_raw`: the way in to the detector.
 struct LayerHook {
@@ -37,6 +37,25 @@ pub(crate) fn current_state() -> Option<Arc<State>> {
         d.downcast_ref::<LayerHook>()
             .map(|hook| Arc::clone(&hook.state))
     })
+}
+
+/// The detector a lock bound to `bound` should report to: the current
+/// dispatcher's, if it has one, else `bound`. Clones no `Arc` when they are
+/// the same (the common case), so the hot path stays free of shared writes.
+#[inline]
+pub(crate) fn current_or(bound: Option<&Arc<State>>) -> Option<DetectorRef<'_>> {
+    if !crate::state::any_detector_alive() {
+        return None;
+    }
+    let current = dispatcher::get_default(|d| match d.downcast_ref::<LayerHook>() {
+        None => None,
+        Some(hook) if bound.is_some_and(|b| Arc::ptr_eq(b, &hook.state)) => Some(None),
+        Some(hook) => Some(Some(Arc::clone(&hook.state))),
+    });
+    match current {
+        Some(Some(other)) => Some(DetectorRef::Owned(other)),
+        Some(None) | None => bound.map(DetectorRef::Borrowed),
+    }
 }
 
 /// A lock-order checker. Cheap to clone: all clones share one graph.

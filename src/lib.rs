@@ -46,15 +46,15 @@
 //!
 //! # Which installation to use
 //!
-//! Locks, queues and tasks report to the detector that was the current
-//! dispatcher **when they were created**, from whatever thread they are used
-//! on. So a detector installed with [`Detector::set_default`] (or
-//! [`test_guard`]) in the body of a `#[tokio::test(flavor = "multi_thread")]`
-//! sees everything created in that body, and in tasks started with
-//! [`spawn`]. A lock created while no detector is current reports to the
-//! current dispatcher at each use. Mind lazily created statics: one first
-//! touched inside a test binds to that test's detector for good. For a whole
-//! program, for such statics, or when tasks started with plain `tokio::spawn`
+//! A lock (or queue, or task) reports to the detector of the **current**
+//! `tracing` dispatcher when there is one, and otherwise to the detector that
+//! was current **when it was created**. So a detector installed with
+//! [`Detector::set_default`] (or [`test_guard`]) in the body of a
+//! `#[tokio::test(flavor = "multi_thread")]` sees everything created in that
+//! body even on worker threads (which have no default dispatcher), and in
+//! tasks started with [`spawn`] (which carries the dispatcher along); a
+//! static lock shared by several tests reports to each test's own detector.
+//! For a whole program, or when tasks started with plain `tokio::spawn`
 //! create locks on worker threads, install the detector globally
 //! ([`Detector::install_global`]).
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]

@@ -645,14 +645,13 @@ impl LockMeta {
         }
     }
 
-    /// The detector to report to: the one bound at creation, else the one in
-    /// the current dispatcher (for locks made before a detector was installed).
+    /// The detector to report to: the one in the current dispatcher if it
+    /// has one (so a static lock shared by tests reports to each test's
+    /// detector), else the one bound at creation (worker threads without a
+    /// default dispatcher).
     #[inline]
     pub(crate) fn detector(&self) -> Option<DetectorRef<'_>> {
-        match &self.detector {
-            Some(state) => Some(DetectorRef::Borrowed(state)),
-            None => crate::layer::current_state().map(DetectorRef::Owned),
-        }
+        crate::layer::current_or(self.detector.as_ref())
     }
 
     pub(crate) fn class(&self) -> ClassId {

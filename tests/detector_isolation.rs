@@ -197,8 +197,12 @@ async fn locks_created_under_a_detector_report_to_it_from_worker_threads() {
     assert_eq!(lockdep.detector().status().contexts_holding_locks, 0);
 }
 
+/// A lock reports to the detector of the current dispatcher when there is
+/// one (a static lock shared by several tests reports to each test's own
+/// detector), and to the detector it was created under otherwise (worker
+/// threads with no default dispatcher).
 #[tokio::test]
-async fn a_lock_reports_to_the_detector_it_was_created_under() {
+async fn a_lock_reports_to_the_current_detector_else_to_its_creation_detector() {
     let first = Detector::new();
     let second = Detector::new();
     let (a, b) = {
@@ -211,15 +215,7 @@ async fn a_lock_reports_to_the_detector_it_was_created_under() {
         let _default = second.set_default();
         {
             let _a = a.lock().await;
-            let _b = b.lock().await;
-        }
-        {
-            let _b = b.lock().await;
-            let _a = a.lock().await;
-        }
-        {
-            let _u = unbound.lock().await;
-            let _a = a.lock().await; // different detectors: no edge anywhere
+            let _b = b.lock().await; // a -> b, in `second`
         }
         let c = Mutex::with_class("c", ());
         {
@@ -227,14 +223,43 @@ async fn a_lock_reports_to_the_detector_it_was_created_under() {
             let _c = c.lock().await; // unbound -> c, in `second`
         }
     }
-    let reports = first.take_reports();
-    assert_eq!(reports.len(), 1, "{reports:#?}");
-    assert_eq!(reports[0].class_names(), ["b", "a"]);
-    assert_eq!(first.status().edges, 2);
+    {
+        // No default dispatcher now: `a` and `b` fall back to `first`.
+        let _b = b.lock().await;
+        let _a = a.lock().await; // b -> a, in `first`: no cycle there
+        let _u = unbound.lock().await; // no detector at all for `unbound`
+    }
+    assert!(first.reports().is_empty(), "{:#?}", first.reports());
     assert!(second.reports().is_empty(), "{:#?}", second.reports());
-    assert_eq!(second.status().edges, 1);
+    assert_eq!(first.status().edges, 1);
+    assert_eq!(second.status().edges, 2);
     assert_eq!(first.status().contexts_holding_locks, 0);
     assert_eq!(second.status().contexts_holding_locks, 0);
+}
+
+/// The trap of a lazily created static: first touched under one test's
+/// detector, then used by another test; each test must see its own edges.
+#[tokio::test]
+async fn a_static_lock_shared_by_two_detectors_reports_to_each() {
+    static SHARED: std::sync::OnceLock<Mutex<()>> = std::sync::OnceLock::new();
+    let first = Detector::new();
+    let second = Detector::new();
+    let other = Mutex::with_class("other", ());
+    {
+        let _default = first.set_default();
+        let shared = SHARED.get_or_init(|| Mutex::with_class("shared", ()));
+        let _s = shared.lock().await;
+        let _o = other.lock().await; // shared -> other, in `first`
+    }
+    {
+        let _default = second.set_default();
+        let shared = SHARED.get().expect("created");
+        let _o = other.lock().await;
+        let _s = shared.lock().await; // other -> shared, in `second` only
+    }
+    assert!(first.reports().is_empty());
+    assert!(second.reports().is_empty());
+    assert_eq!((first.status().edges, second.status().edges), (1, 1));
 }
 
 #[tokio::test]
