@@ -11,7 +11,7 @@
 
 use std::ops::Deref;
 use std::panic::Location;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use tracing_core::dispatcher::{self, Dispatch, WeakDispatch};
@@ -631,18 +631,78 @@ impl Deref for DetectorRef<'_> {
 
 /// The detector-side identity of one lock instance (or executor).
 pub(crate) struct LockMeta {
-    pub(crate) lock: LockRef,
+    /// The class id, or `UNSET_CLASS` until first use (`const_new`).
+    class: AtomicU32,
+    /// The instance id, or 0 until first use (`const_new`).
+    instance: AtomicU64,
+    /// Where a lazily classed lock was created, and what it is.
+    site: &'static Location<'static>,
+    kind: ClassKind,
     detector: Option<Arc<State>>,
 }
+
+const UNSET_CLASS: u32 = u32::MAX;
 
 impl LockMeta {
     /// Identity for a new instance of `class`, bound to the detector of the
     /// current dispatcher if there is one.
+    #[track_caller]
     pub(crate) fn new(class: ClassId) -> LockMeta {
         LockMeta {
-            lock: LockRef::new(class),
+            class: AtomicU32::new(class),
+            instance: AtomicU64::new(LockRef::new(class).instance),
+            site: Location::caller(),
+            kind: ClassKind::Mutex,
             detector: crate::layer::current_state(),
         }
+    }
+
+    /// Identity for a lock made in a `const` context (a `static`): the class
+    /// of `site` and an instance id are assigned at first use, and no
+    /// detector is bound (it reports to the current dispatcher's).
+    pub(crate) const fn lazy(site: &'static Location<'static>, kind: ClassKind) -> LockMeta {
+        LockMeta {
+            class: AtomicU32::new(UNSET_CLASS),
+            instance: AtomicU64::new(0),
+            site,
+            kind,
+            detector: None,
+        }
+    }
+
+    /// The class and instance of this lock.
+    #[inline]
+    pub(crate) fn lock_ref(&self) -> LockRef {
+        let class = self.class.load(Ordering::Acquire);
+        let instance = self.instance.load(Ordering::Acquire);
+        if class != UNSET_CLASS && instance != 0 {
+            return LockRef { class, instance };
+        }
+        self.assign()
+    }
+
+    /// First use of a lazily made lock: intern its class (idempotent, so
+    /// racing first uses agree) and take an instance id (first one wins).
+    #[cold]
+    fn assign(&self) -> LockRef {
+        let class = match self.class.load(Ordering::Acquire) {
+            UNSET_CLASS => {
+                let class = class::for_site(self.site, self.kind);
+                self.class.store(class, Ordering::Release);
+                class
+            }
+            class => class,
+        };
+        let fresh = LockRef::new(class).instance;
+        let instance =
+            match self
+                .instance
+                .compare_exchange(0, fresh, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => fresh,
+                Err(existing) => existing,
+            };
+        LockRef { class, instance }
     }
 
     /// The detector to report to: the one in the current dispatcher if it
@@ -655,12 +715,12 @@ impl LockMeta {
     }
 
     pub(crate) fn class(&self) -> ClassId {
-        self.lock.class
+        self.lock_ref().class
     }
 
     pub(crate) fn want(&self, access: Access, site: &'static Location<'static>) -> Acquire {
         Acquire {
-            lock: self.lock,
+            lock: self.lock_ref(),
             access,
             site,
             movable: false,
@@ -675,11 +735,12 @@ impl LockMeta {
         site: &'static Location<'static>,
         level: u8,
     ) -> Acquire {
-        let class = class::nested(self.lock.class, level);
+        let lock = self.lock_ref();
+        let class = class::nested(lock.class, level);
         Acquire {
             lock: LockRef {
                 class,
-                instance: self.lock.instance,
+                instance: lock.instance,
             },
             access,
             site,

@@ -276,7 +276,7 @@ impl WorkQueue {
         }
         let mut _waiting = None;
         if let Some(detector) = self.shared.meta.detector() {
-            let own_item = detector.current_context_holds(self.shared.meta.lock.instance);
+            let own_item = detector.current_context_holds(self.shared.meta.lock_ref().instance);
             _waiting = Some(Waiting::start(
                 detector,
                 self.shared.meta.want(access, site),

@@ -12,6 +12,7 @@ use crate::state::{
     acquire_blocking, acquired_without_waiting, Acquire, DetectorRef, Holding, LockMeta,
 };
 use crate::sync::acquiring::Acquiring;
+use crate::sync::detach;
 
 pub use tokio::sync::TryLockError;
 
@@ -36,7 +37,7 @@ pub use tokio::sync::TryLockError;
 /// ```
 pub struct Mutex<T: ?Sized> {
     meta: LockMeta,
-    inner: Arc<tokio::sync::Mutex<T>>,
+    inner: tokio::sync::Mutex<T>,
 }
 
 /// A handle to a held [`Mutex`]; the lock is released when it is dropped.
@@ -49,9 +50,10 @@ pub struct MutexGuard<'a, T: ?Sized> {
 /// An owned handle to a held [`Mutex`], from [`Mutex::lock_owned`]. It can be
 /// moved to other tasks; the release is recorded for the task that locked.
 #[must_use = "if unused the Mutex will immediately unlock"]
-pub struct OwnedMutexGuard<T: ?Sized> {
+pub struct OwnedMutexGuard<T: ?Sized + 'static> {
     _held: Option<Holding<'static>>,
-    inner: tokio::sync::OwnedMutexGuard<T>,
+    // Borrows `_lock`'s mutex: declared (so dropped) before it.
+    inner: tokio::sync::MutexGuard<'static, T>,
     _lock: Arc<Mutex<T>>,
 }
 
@@ -69,7 +71,7 @@ impl<T> Mutex<T> {
         let class = class::for_site(Location::caller(), ClassKind::Mutex);
         Mutex {
             meta: LockMeta::new(class),
-            inner: Arc::new(tokio::sync::Mutex::new(value)),
+            inner: tokio::sync::Mutex::new(value),
         }
     }
 
@@ -84,18 +86,28 @@ impl<T> Mutex<T> {
         let class = class::named(name, ClassKind::Mutex, Location::caller());
         Mutex {
             meta: LockMeta::new(class),
-            inner: Arc::new(tokio::sync::Mutex::new(value)),
+            inner: tokio::sync::Mutex::new(value),
+        }
+    }
+
+    /// A new unlocked mutex usable in a `static`, as tokio's `const_new`. Its
+    /// class is the caller's location, interned at first use; it reports to
+    /// the current dispatcher's detector.
+    ///
+    /// ```
+    /// static CACHE: async_lockdep::Mutex<Vec<u8>> = async_lockdep::Mutex::const_new(Vec::new());
+    /// ```
+    #[track_caller]
+    pub const fn const_new(value: T) -> Mutex<T> {
+        Mutex {
+            meta: LockMeta::lazy(Location::caller(), ClassKind::Mutex),
+            inner: tokio::sync::Mutex::const_new(value),
         }
     }
 
     /// Consumes the mutex, returning the data.
     pub fn into_inner(self) -> T {
-        match Arc::try_unwrap(self.inner) {
-            Ok(inner) => inner.into_inner(),
-            // Every guard borrows `self` or owns an `Arc` of it, so by value
-            // no guard exists and the inner `Arc` is unique.
-            Err(_) => unreachable!("async-lockdep: Mutex::into_inner with a live guard"),
-        }
+        self.inner.into_inner()
     }
 }
 
@@ -207,6 +219,14 @@ impl<T: ?Sized> Mutex<T> {
         Ok(MutexGuard { held, inner })
     }
 
+    /// A mutable reference to the data; no locking needed, `&mut` proves
+    /// no guard exists.
+    pub fn get_mut(&mut self) -> &mut T {
+        self.inner.get_mut()
+    }
+}
+
+impl<T: ?Sized + 'static> Mutex<T> {
     /// Locks the mutex and returns an owned guard, which can be moved to
     /// another task. See [`Mutex::lock`].
     ///
@@ -216,35 +236,36 @@ impl<T: ?Sized> Mutex<T> {
     #[track_caller]
     pub fn lock_owned(self: Arc<Self>) -> impl Future<Output = OwnedMutexGuard<T>> {
         let want = self.meta.want(Access::Lock, Location::caller()).movable();
-        let detector = self.meta.detector().map(DetectorRef::into_owned);
-        let inner = Arc::clone(&self.inner).lock_owned();
-        Acquiring::new(detector, want, inner, move |inner, held| OwnedMutexGuard {
-            _held: held,
-            inner,
-            _lock: self,
-        })
+        async move {
+            let detector = self.meta.detector().map(DetectorRef::into_owned);
+            let (guard, held) =
+                Acquiring::new(detector, want, self.inner.lock(), |g, h| (g, h)).await;
+            // SAFETY: `guard` borrows `self.inner`, inside the `Arc` that the
+            // owned guard keeps in `_lock`, declared after `inner`: the borrow
+            // ends before the mutex can go away. Only the lifetime changes.
+            let inner = unsafe { detach(guard) };
+            OwnedMutexGuard {
+                _held: held,
+                inner,
+                _lock: self,
+            }
+        }
     }
 
     /// [`Mutex::try_lock`] with an owned guard.
     #[track_caller]
     pub fn try_lock_owned(self: Arc<Self>) -> Result<OwnedMutexGuard<T>, TryLockError> {
         let want = self.meta.want(Access::Lock, Location::caller()).movable();
-        let inner = Arc::clone(&self.inner).try_lock_owned()?;
+        let guard = self.inner.try_lock()?;
+        // SAFETY: as in `lock_owned`: the guard borrows the mutex in the `Arc`
+        // kept by the owned guard, and is dropped first.
+        let inner = unsafe { detach(guard) };
         let detector = self.meta.detector().map(DetectorRef::into_owned);
         Ok(OwnedMutexGuard {
             _held: acquired_without_waiting(detector, want),
             inner,
             _lock: self,
         })
-    }
-
-    /// A mutable reference to the data; no locking needed, `&mut` proves
-    /// no guard exists.
-    pub fn get_mut(&mut self) -> &mut T {
-        match Arc::get_mut(&mut self.inner) {
-            Some(inner) => inner.get_mut(),
-            None => unreachable!("async-lockdep: Mutex::get_mut with a live guard"),
-        }
     }
 }
 
@@ -327,5 +348,13 @@ impl<'a, T: ?Sized> MappedMutexGuard<'a, T> {
     }
 }
 
-read_guard_impls!(MutexGuard<'a>, OwnedMutexGuard, MappedMutexGuard<'a>);
-write_guard_impls!(MutexGuard<'a>, OwnedMutexGuard, MappedMutexGuard<'a>);
+read_guard_impls!(
+    ['a, T: ?Sized] MutexGuard<'a, T>,
+    [T: ?Sized + 'static] OwnedMutexGuard<T>,
+    ['a, T: ?Sized] MappedMutexGuard<'a, T>,
+);
+write_guard_impls!(
+    ['a, T: ?Sized] MutexGuard<'a, T>,
+    [T: ?Sized + 'static] OwnedMutexGuard<T>,
+    ['a, T: ?Sized] MappedMutexGuard<'a, T>,
+);

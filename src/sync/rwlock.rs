@@ -12,6 +12,7 @@ use crate::state::{
     acquire_blocking, acquired_without_waiting, Acquire, DetectorRef, Holding, LockMeta,
 };
 use crate::sync::acquiring::Acquiring;
+use crate::sync::detach;
 use crate::sync::TryLockError;
 
 /// An asynchronous reader-writer lock, a drop-in for
@@ -41,7 +42,7 @@ use crate::sync::TryLockError;
 /// ```
 pub struct RwLock<T: ?Sized> {
     meta: LockMeta,
-    inner: Arc<tokio::sync::RwLock<T>>,
+    inner: tokio::sync::RwLock<T>,
 }
 
 /// Shared access to the data of an [`RwLock`], released on drop.
@@ -67,17 +68,19 @@ pub struct RwLockMappedWriteGuard<'a, T: ?Sized> {
 
 /// Owned shared access, from [`RwLock::read_owned`]; can move between tasks.
 #[must_use = "if unused the RwLock will immediately unlock"]
-pub struct OwnedRwLockReadGuard<T: ?Sized> {
+pub struct OwnedRwLockReadGuard<T: ?Sized + 'static> {
     _held: Option<Holding<'static>>,
-    inner: tokio::sync::OwnedRwLockReadGuard<T>,
+    // Borrows `_lock`'s lock: declared (so dropped) before it.
+    inner: tokio::sync::RwLockReadGuard<'static, T>,
     _lock: Arc<RwLock<T>>,
 }
 
 /// Owned exclusive access, from [`RwLock::write_owned`]; can move between tasks.
 #[must_use = "if unused the RwLock will immediately unlock"]
-pub struct OwnedRwLockWriteGuard<T: ?Sized> {
+pub struct OwnedRwLockWriteGuard<T: ?Sized + 'static> {
     held: Option<Holding<'static>>,
-    inner: tokio::sync::OwnedRwLockWriteGuard<T>,
+    // Borrows `lock`'s lock: declared (so dropped) before it.
+    inner: tokio::sync::RwLockWriteGuard<'static, T>,
     lock: Arc<RwLock<T>>,
 }
 
@@ -110,20 +113,40 @@ impl<T> RwLock<T> {
         )
     }
 
+    /// A new unlocked `RwLock` usable in a `static`, as tokio's `const_new`.
+    /// Its class is the caller's location, interned at first use.
+    ///
+    /// ```
+    /// static CONFIG: async_lockdep::RwLock<u32> = async_lockdep::RwLock::const_new(1);
+    /// ```
+    #[track_caller]
+    pub const fn const_new(value: T) -> RwLock<T> {
+        RwLock {
+            meta: LockMeta::lazy(Location::caller(), ClassKind::RwLock),
+            inner: tokio::sync::RwLock::const_new(value),
+        }
+    }
+
+    /// [`RwLock::const_new`] with at most `max_reads` concurrent readers.
+    #[track_caller]
+    pub const fn const_with_max_readers(value: T, max_reads: u32) -> RwLock<T> {
+        RwLock {
+            meta: LockMeta::lazy(Location::caller(), ClassKind::RwLock),
+            inner: tokio::sync::RwLock::const_with_max_readers(value, max_reads),
+        }
+    }
+
+    #[track_caller]
     fn from_parts(class: class::ClassId, inner: tokio::sync::RwLock<T>) -> RwLock<T> {
         RwLock {
             meta: LockMeta::new(class),
-            inner: Arc::new(inner),
+            inner,
         }
     }
 
     /// Consumes the lock, returning the data.
     pub fn into_inner(self) -> T {
-        match Arc::try_unwrap(self.inner) {
-            Ok(inner) => inner.into_inner(),
-            // Guards borrow `self` or own an `Arc` of it: none exists here.
-            Err(_) => unreachable!("async-lockdep: RwLock::into_inner with a live guard"),
-        }
+        self.inner.into_inner()
     }
 }
 
@@ -242,41 +265,58 @@ impl<T: ?Sized> RwLock<T> {
         Ok(RwLockWriteGuard { held, inner })
     }
 
+    /// A mutable reference to the data; `&mut` proves no guard exists.
+    pub fn get_mut(&mut self) -> &mut T {
+        self.inner.get_mut()
+    }
+}
+
+impl<T: ?Sized + 'static> RwLock<T> {
     /// [`RwLock::read`] with an owned guard.
     #[track_caller]
     pub fn read_owned(self: Arc<Self>) -> impl Future<Output = OwnedRwLockReadGuard<T>> {
         let want = self.meta.want(Access::Read, Location::caller()).movable();
-        let detector = self.meta.detector().map(DetectorRef::into_owned);
-        let inner = Arc::clone(&self.inner).read_owned();
-        Acquiring::new(detector, want, inner, move |inner, held| {
+        async move {
+            let detector = self.meta.detector().map(DetectorRef::into_owned);
+            let (guard, held) =
+                Acquiring::new(detector, want, self.inner.read(), |g, h| (g, h)).await;
+            // SAFETY: `guard` borrows the lock inside the `Arc` the owned
+            // guard keeps in `_lock`, declared after `inner`.
+            let inner = unsafe { detach(guard) };
             OwnedRwLockReadGuard {
                 _held: held,
                 inner,
                 _lock: self,
             }
-        })
+        }
     }
 
     /// [`RwLock::write`] with an owned guard.
     #[track_caller]
     pub fn write_owned(self: Arc<Self>) -> impl Future<Output = OwnedRwLockWriteGuard<T>> {
         let want = self.meta.want(Access::Write, Location::caller()).movable();
-        let detector = self.meta.detector().map(DetectorRef::into_owned);
-        let inner = Arc::clone(&self.inner).write_owned();
-        Acquiring::new(detector, want, inner, move |inner, held| {
+        async move {
+            let detector = self.meta.detector().map(DetectorRef::into_owned);
+            let (guard, held) =
+                Acquiring::new(detector, want, self.inner.write(), |g, h| (g, h)).await;
+            // SAFETY: `guard` borrows the lock inside the `Arc` the owned
+            // guard keeps in `lock`, declared after `inner`.
+            let inner = unsafe { detach(guard) };
             OwnedRwLockWriteGuard {
                 held,
                 inner,
                 lock: self,
             }
-        })
+        }
     }
 
     /// [`RwLock::try_read`] with an owned guard.
     #[track_caller]
     pub fn try_read_owned(self: Arc<Self>) -> Result<OwnedRwLockReadGuard<T>, TryLockError> {
         let want = self.meta.want(Access::Read, Location::caller()).movable();
-        let inner = Arc::clone(&self.inner).try_read_owned()?;
+        let guard = self.inner.try_read()?;
+        // SAFETY: as in `read_owned`.
+        let inner = unsafe { detach(guard) };
         let detector = self.meta.detector().map(DetectorRef::into_owned);
         Ok(OwnedRwLockReadGuard {
             _held: acquired_without_waiting(detector, want),
@@ -289,21 +329,15 @@ impl<T: ?Sized> RwLock<T> {
     #[track_caller]
     pub fn try_write_owned(self: Arc<Self>) -> Result<OwnedRwLockWriteGuard<T>, TryLockError> {
         let want = self.meta.want(Access::Write, Location::caller()).movable();
-        let inner = Arc::clone(&self.inner).try_write_owned()?;
+        let guard = self.inner.try_write()?;
+        // SAFETY: as in `write_owned`.
+        let inner = unsafe { detach(guard) };
         let detector = self.meta.detector().map(DetectorRef::into_owned);
         Ok(OwnedRwLockWriteGuard {
             held: acquired_without_waiting(detector, want),
             inner,
             lock: self,
         })
-    }
-
-    /// A mutable reference to the data; `&mut` proves no guard exists.
-    pub fn get_mut(&mut self) -> &mut T {
-        match Arc::get_mut(&mut self.inner) {
-            Some(inner) => inner.get_mut(),
-            None => unreachable!("async-lockdep: RwLock::get_mut with a live guard"),
-        }
     }
 }
 
@@ -388,7 +422,7 @@ impl<'a, T: ?Sized> RwLockWriteGuard<'a, T> {
     }
 }
 
-impl<T: ?Sized> OwnedRwLockWriteGuard<T> {
+impl<T: ?Sized + 'static> OwnedRwLockWriteGuard<T> {
     /// Turns the owned write lock into an owned read lock; see
     /// [`RwLockWriteGuard::downgrade`].
     pub fn downgrade(self) -> OwnedRwLockReadGuard<T> {
@@ -405,14 +439,14 @@ impl<T: ?Sized> OwnedRwLockWriteGuard<T> {
 }
 
 read_guard_impls!(
-    RwLockReadGuard<'a>,
-    RwLockWriteGuard<'a>,
-    RwLockMappedWriteGuard<'a>,
-    OwnedRwLockReadGuard,
-    OwnedRwLockWriteGuard
+    ['a, T: ?Sized] RwLockReadGuard<'a, T>,
+    ['a, T: ?Sized] RwLockWriteGuard<'a, T>,
+    ['a, T: ?Sized] RwLockMappedWriteGuard<'a, T>,
+    [T: ?Sized + 'static] OwnedRwLockReadGuard<T>,
+    [T: ?Sized + 'static] OwnedRwLockWriteGuard<T>,
 );
 write_guard_impls!(
-    RwLockWriteGuard<'a>,
-    RwLockMappedWriteGuard<'a>,
-    OwnedRwLockWriteGuard
+    ['a, T: ?Sized] RwLockWriteGuard<'a, T>,
+    ['a, T: ?Sized] RwLockMappedWriteGuard<'a, T>,
+    [T: ?Sized + 'static] OwnedRwLockWriteGuard<T>,
 );

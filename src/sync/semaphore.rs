@@ -10,6 +10,7 @@ use crate::class::{self, ClassKind};
 use crate::report::Access;
 use crate::state::{acquired_without_waiting, Acquire, DetectorRef, Holding, LockMeta};
 use crate::sync::acquiring::Acquiring;
+use crate::sync::detach;
 
 pub use tokio::sync::{AcquireError, TryAcquireError};
 
@@ -40,7 +41,7 @@ pub use tokio::sync::{AcquireError, TryAcquireError};
 /// ```
 pub struct Semaphore {
     meta: LockMeta,
-    inner: Arc<tokio::sync::Semaphore>,
+    inner: tokio::sync::Semaphore,
 }
 
 /// Permits borrowed from a [`Semaphore`], given back on drop.
@@ -54,7 +55,8 @@ pub struct SemaphorePermit<'a> {
 #[must_use = "if unused the permits are given back at once"]
 pub struct OwnedSemaphorePermit {
     held: Option<Holding<'static>>,
-    inner: tokio::sync::OwnedSemaphorePermit,
+    // Borrows `semaphore`'s semaphore: declared (so dropped) before it.
+    inner: tokio::sync::SemaphorePermit<'static>,
     semaphore: Arc<Semaphore>,
 }
 
@@ -87,10 +89,25 @@ impl Semaphore {
         Semaphore::from_parts(class, permits)
     }
 
+    /// A semaphore usable in a `static`, as tokio's `const_new`. Its class is
+    /// the caller's location, interned at first use.
+    ///
+    /// ```
+    /// static LIMIT: async_lockdep::Semaphore = async_lockdep::Semaphore::const_new(8);
+    /// ```
+    #[track_caller]
+    pub const fn const_new(permits: usize) -> Semaphore {
+        Semaphore {
+            meta: LockMeta::lazy(Location::caller(), ClassKind::Semaphore),
+            inner: tokio::sync::Semaphore::const_new(permits),
+        }
+    }
+
+    #[track_caller]
     fn from_parts(class: class::ClassId, permits: usize) -> Semaphore {
         Semaphore {
             meta: LockMeta::new(class),
-            inner: Arc::new(tokio::sync::Semaphore::new(permits)),
+            inner: tokio::sync::Semaphore::new(permits),
         }
     }
 
@@ -200,19 +217,23 @@ impl Semaphore {
         self.acquire_owned_as(want, n)
     }
 
-    fn acquire_owned_as(
+    async fn acquire_owned_as(
         self: Arc<Self>,
         want: Acquire,
         n: u32,
-    ) -> impl Future<Output = Result<OwnedSemaphorePermit, AcquireError>> {
+    ) -> Result<OwnedSemaphorePermit, AcquireError> {
         let detector = self.meta.detector().map(DetectorRef::into_owned);
-        let inner = Arc::clone(&self.inner).acquire_many_owned(n);
-        Acquiring::fallible(detector, want, inner, Result::is_ok, move |inner, held| {
-            inner.map(|inner| OwnedSemaphorePermit {
-                held,
-                inner,
-                semaphore: self,
-            })
+        let acquiring = self.inner.acquire_many(n);
+        let (permit, held) =
+            Acquiring::fallible(detector, want, acquiring, Result::is_ok, |p, h| (p, h)).await;
+        let permit = permit?;
+        // SAFETY: the permit borrows the semaphore inside the `Arc` the
+        // owned permit keeps in `semaphore`, declared after `inner`.
+        let inner = unsafe { detach(permit) };
+        Ok(OwnedSemaphorePermit {
+            held,
+            inner,
+            semaphore: self,
         })
     }
 
@@ -238,7 +259,9 @@ impl Semaphore {
         n: u32,
         site: &'static Location<'static>,
     ) -> Result<OwnedSemaphorePermit, TryAcquireError> {
-        let inner = Arc::clone(&self.inner).try_acquire_many_owned(n)?;
+        let permit = self.inner.try_acquire_many(n)?;
+        // SAFETY: as in `acquire_owned_as`.
+        let inner = unsafe { detach(permit) };
         let detector = self.meta.detector().map(DetectorRef::into_owned);
         Ok(OwnedSemaphorePermit {
             held: acquired_without_waiting(detector, self.want(site).movable()),
