@@ -108,6 +108,12 @@ impl<E> Graph<E> {
         self.edges.get(&(from, to)).map(|e| &e.payload)
     }
 
+    /// The payload of a known edge, to refine it (a stronger kind of the same
+    /// dependency seen later).
+    pub fn edge_mut(&mut self, from: Node, to: Node) -> Option<&mut E> {
+        self.edges.get_mut(&(from, to)).map(|e| &mut e.payload)
+    }
+
     /// Whether the edge is known (added or rejected).
     #[cfg(test)]
     pub(crate) fn contains(&self, from: Node, to: Node) -> bool {

@@ -7,9 +7,10 @@
 //! wrappers do nothing more.
 
 use std::any::TypeId;
+use std::cell::{Cell, RefCell};
 use std::fmt::{self, Write as _};
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use tracing_core::dispatcher::{self, Dispatch};
 use tracing_core::field::{Field, Visit};
@@ -26,10 +27,16 @@ struct LayerHook {
     state: Arc<State>,
 }
 
-/// The detector installed in the current dispatcher, if any. While no
-/// detector exists in the process, this is one relaxed atomic load.
+/// The detector new locks, queues and tasks bind to: the current
+/// dispatcher's, else the one this thread reported to last. While no detector
+/// exists in the process, this is one atomic load.
 #[inline]
 pub(crate) fn current_state() -> Option<Arc<State>> {
+    dispatcher_state().or_else(thread_hint)
+}
+
+/// The detector installed in the current dispatcher, if any.
+fn dispatcher_state() -> Option<Arc<State>> {
     if !crate::state::any_detector_alive() {
         return None;
     }
@@ -37,6 +44,34 @@ pub(crate) fn current_state() -> Option<Arc<State>> {
         d.downcast_ref::<LayerHook>()
             .map(|hook| Arc::clone(&hook.state))
     })
+}
+
+thread_local! {
+    /// The detector this thread reported to last (address, and a weak handle).
+    /// Worker threads have no default dispatcher; a lock, queue or task
+    /// created there by a task that uses this detector's locks belongs to it.
+    static HINT: (Cell<usize>, RefCell<Weak<State>>) = const { (Cell::new(0), RefCell::new(Weak::new())) };
+}
+
+/// Remembers `state` as the detector this thread works for.
+#[inline]
+fn note(state: &Arc<State>) {
+    let address = Arc::as_ptr(state) as usize;
+    let _ = HINT.try_with(|(last, weak)| {
+        if last.get() != address {
+            if let Ok(mut weak) = weak.try_borrow_mut() {
+                *weak = Arc::downgrade(state);
+                last.set(address);
+            }
+        }
+    });
+}
+
+/// The detector this thread reported to last, if it is still alive.
+fn thread_hint() -> Option<Arc<State>> {
+    HINT.try_with(|(_, weak)| weak.try_borrow().ok().and_then(|w| w.upgrade()))
+        .ok()
+        .flatten()
 }
 
 /// The detector a lock bound to `bound` should report to: the current
@@ -52,10 +87,18 @@ pub(crate) fn current_or(bound: Option<&Arc<State>>) -> Option<DetectorRef<'_>> 
         Some(hook) if bound.is_some_and(|b| Arc::ptr_eq(b, &hook.state)) => Some(None),
         Some(hook) => Some(Some(Arc::clone(&hook.state))),
     });
-    match current {
-        Some(Some(other)) => Some(DetectorRef::Owned(other)),
-        Some(None) | None => bound.map(DetectorRef::Borrowed),
-    }
+    let chosen = match current {
+        Some(Some(other)) => DetectorRef::Owned(other),
+        Some(None) | None => match bound {
+            Some(bound) => DetectorRef::Borrowed(bound),
+            None => DetectorRef::Owned(thread_hint()?),
+        },
+    };
+    note(match &chosen {
+        DetectorRef::Borrowed(state) => state,
+        DetectorRef::Owned(state) => state,
+    });
+    Some(chosen)
 }
 
 /// A lock-order checker. Cheap to clone: all clones share one graph.
@@ -122,7 +165,7 @@ impl Detector {
 
     /// The detector of the current dispatcher, if one is installed.
     pub fn current() -> Option<Detector> {
-        current_state().map(|state| Detector { state })
+        dispatcher_state().map(|state| Detector { state })
     }
 
     /// The layer to add to a `tracing-subscriber` registry.

@@ -344,7 +344,17 @@ impl State {
                     spans: spans.clone(),
                 };
                 match graph.insert(held.lock.class, want.lock.class, info) {
-                    Insert::Known => {}
+                    Insert::Known => {
+                        // Keep the strongest kind seen: a dependency first
+                        // seen between reads and later with a write blocks
+                        // without any extra writer (lockdep merges these too).
+                        let new = info();
+                        if let Some(old) = graph.edge_mut(held.lock.class, want.lock.class) {
+                            if strength(&new) > strength(old) {
+                                *old = new;
+                            }
+                        }
+                    }
                     Insert::New => {
                         self.new_edges.fetch_add(1, Ordering::Relaxed);
                     }
@@ -473,6 +483,11 @@ impl State {
         reports.list.clear();
         self.report_count.store(0, Ordering::Relaxed);
     }
+}
+
+/// How many sides of a dependency block regardless of queued writers.
+fn strength(edge: &EdgeInfo) -> u8 {
+    u8::from(edge.held_as != Access::Read) + u8::from(edge.waited_as != Access::Read)
 }
 
 /// For a second acquisition of the same instance: `Some(needs_writer)` when
