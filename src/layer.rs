@@ -57,12 +57,21 @@ thread_local! {
 #[inline]
 fn note(state: &Arc<State>) {
     let address = Arc::as_ptr(state) as usize;
+    let known = HINT
+        .try_with(|(last, _)| last.get() == address)
+        .unwrap_or(true);
+    if !known {
+        remember(state, address);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn remember(state: &Arc<State>, address: usize) {
     let _ = HINT.try_with(|(last, weak)| {
-        if last.get() != address {
-            if let Ok(mut weak) = weak.try_borrow_mut() {
-                *weak = Arc::downgrade(state);
-                last.set(address);
-            }
+        if let Ok(mut weak) = weak.try_borrow_mut() {
+            *weak = Arc::downgrade(state);
+            last.set(address);
         }
     });
 }
@@ -77,11 +86,24 @@ fn thread_hint() -> Option<Arc<State>> {
 /// The detector a lock bound to `bound` should report to: the current
 /// dispatcher's, if it has one, else `bound`. Clones no `Arc` when they are
 /// the same (the common case), so the hot path stays free of shared writes.
+///
+/// With a single detector alive, a bound lock's detector is the only one the
+/// current dispatcher could have: no look-up is needed.
 #[inline]
 pub(crate) fn current_or(bound: Option<&Arc<State>>) -> Option<DetectorRef<'_>> {
-    if !crate::state::any_detector_alive() {
-        return None;
+    match (crate::state::detectors_alive(), bound) {
+        (0, _) => None,
+        (1, Some(bound)) => {
+            note(bound);
+            Some(DetectorRef::Borrowed(bound))
+        }
+        _ => current_or_look_up(bound),
     }
+}
+
+/// [`current_or`] when the dispatcher must be asked.
+#[inline(never)]
+fn current_or_look_up(bound: Option<&Arc<State>>) -> Option<DetectorRef<'_>> {
     let current = dispatcher::get_default(|d| match d.downcast_ref::<LayerHook>() {
         None => None,
         Some(hook) if bound.is_some_and(|b| Arc::ptr_eq(b, &hook.state)) => Some(None),

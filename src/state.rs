@@ -113,7 +113,12 @@ static DETECTORS_ALIVE: AtomicUsize = AtomicUsize::new(0);
 
 #[inline]
 pub(crate) fn any_detector_alive() -> bool {
-    DETECTORS_ALIVE.load(Ordering::Acquire) > 0
+    detectors_alive() > 0
+}
+
+#[inline]
+pub(crate) fn detectors_alive() -> usize {
+    DETECTORS_ALIVE.load(Ordering::Acquire)
 }
 
 impl Drop for State {
@@ -733,6 +738,7 @@ impl LockMeta {
         self.lock_ref().class
     }
 
+    #[inline]
     pub(crate) fn want(&self, access: Access, site: &'static Location<'static>) -> Acquire {
         Acquire {
             lock: self.lock_ref(),

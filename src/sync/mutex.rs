@@ -134,6 +134,7 @@ impl<T: ?Sized> Mutex<T> {
     /// # }
     /// ```
     #[track_caller]
+    #[inline]
     pub fn lock(&self) -> impl Future<Output = MutexGuard<'_, T>> + '_ {
         self.lock_as(self.meta.want(Access::Lock, Location::caller()))
     }
@@ -176,6 +177,7 @@ impl<T: ?Sized> Mutex<T> {
         )
     }
 
+    #[inline]
     fn lock_as(&self, want: Acquire) -> impl Future<Output = MutexGuard<'_, T>> + '_ {
         Acquiring::new(
             self.meta.detector(),

@@ -162,6 +162,7 @@ impl<T: ?Sized> RwLock<T> {
     /// As tokio's: dropping the future gives up the place in the queue and
     /// leaves nothing held.
     #[track_caller]
+    #[inline]
     pub fn read(&self) -> impl Future<Output = RwLockReadGuard<'_, T>> + '_ {
         self.read_as(self.meta.want(Access::Read, Location::caller()))
     }
@@ -176,6 +177,7 @@ impl<T: ?Sized> RwLock<T> {
         )
     }
 
+    #[inline]
     fn read_as(&self, want: Acquire) -> impl Future<Output = RwLockReadGuard<'_, T>> + '_ {
         Acquiring::new(
             self.meta.detector(),
@@ -191,6 +193,7 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// As [`RwLock::read`].
     #[track_caller]
+    #[inline]
     pub fn write(&self) -> impl Future<Output = RwLockWriteGuard<'_, T>> + '_ {
         self.write_as(self.meta.want(Access::Write, Location::caller()))
     }
@@ -204,6 +207,7 @@ impl<T: ?Sized> RwLock<T> {
         )
     }
 
+    #[inline]
     fn write_as(&self, want: Acquire) -> impl Future<Output = RwLockWriteGuard<'_, T>> + '_ {
         Acquiring::new(
             self.meta.detector(),
