@@ -111,10 +111,7 @@ fn current_or_look_up(bound: Option<&Arc<State>>) -> Option<DetectorRef<'_>> {
     });
     let chosen = match current {
         Some(Some(other)) => DetectorRef::Owned(other),
-        Some(None) | None => match bound {
-            Some(bound) => DetectorRef::Borrowed(bound),
-            None => DetectorRef::Owned(thread_hint()?),
-        },
+        Some(None) | None => DetectorRef::Borrowed(bound?),
     };
     note(match &chosen {
         DetectorRef::Borrowed(state) => state,
