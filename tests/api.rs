@@ -101,3 +101,27 @@ async fn owned_guards_work_with_inline_locks() {
     let m = Arc::try_unwrap(m).unwrap();
     assert_eq!(m.into_inner(), "abc");
 }
+
+#[test]
+fn blocking_lock_owned_and_guard_accessors() {
+    let detector = Detector::new();
+    let _default = detector.set_default();
+    let m = Arc::new(Mutex::with_class("blocking-owned", 1));
+    let g = m.clone().blocking_lock_owned();
+    assert!(Arc::ptr_eq(OwnedMutexGuard::mutex(&g), &m));
+    assert_eq!(detector.held_locks().len(), 1);
+    let other = std::thread::spawn(move || drop(g)); // released from another thread
+    other.join().unwrap();
+    assert_eq!(detector.status().contexts_holding_locks, 0);
+    let r = Arc::new(RwLock::new(0));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let w = r.clone().write_owned().await;
+        assert!(Arc::ptr_eq(OwnedRwLockWriteGuard::rwlock(&w), &r));
+        let read = w.downgrade();
+        assert!(Arc::ptr_eq(OwnedRwLockReadGuard::rwlock(&read), &r));
+    });
+    assert!(detector.reports().is_empty());
+}

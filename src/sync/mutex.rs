@@ -52,9 +52,9 @@ pub struct MutexGuard<'a, T: ?Sized> {
 #[must_use = "if unused the Mutex will immediately unlock"]
 pub struct OwnedMutexGuard<T: ?Sized + 'static> {
     _held: Option<Holding<'static>>,
-    // Borrows `_lock`'s mutex: declared (so dropped) before it.
+    // Borrows `lock`'s mutex: declared (so dropped) before it.
     inner: tokio::sync::MutexGuard<'static, T>,
-    _lock: Arc<Mutex<T>>,
+    lock: Arc<Mutex<T>>,
 }
 
 /// A guard for a part of the data of a [`Mutex`], from [`MutexGuard::map`].
@@ -228,7 +228,39 @@ impl<T: ?Sized> Mutex<T> {
     }
 }
 
+impl<T: ?Sized + 'static> OwnedMutexGuard<T> {
+    /// The mutex this guard holds, as tokio's `OwnedMutexGuard::mutex`.
+    pub fn mutex(this: &Self) -> &Arc<Mutex<T>> {
+        &this.lock
+    }
+}
+
 impl<T: ?Sized + 'static> Mutex<T> {
+    /// [`Mutex::blocking_lock`] with an owned guard.
+    ///
+    /// # Panics
+    ///
+    /// As tokio's: if called within an asynchronous execution context.
+    #[track_caller]
+    pub fn blocking_lock_owned(self: Arc<Self>) -> OwnedMutexGuard<T> {
+        let want = self.meta.want(Access::Lock, Location::caller()).movable();
+        let detector = self.meta.detector().map(DetectorRef::into_owned);
+        let (guard, held) = acquire_blocking(
+            detector,
+            want,
+            || self.inner.try_lock().ok(),
+            || self.inner.blocking_lock(),
+        );
+        // SAFETY: as in `lock_owned`: the guard borrows the mutex in the `Arc`
+        // kept by the owned guard, and is dropped first.
+        let inner = unsafe { detach(guard) };
+        OwnedMutexGuard {
+            _held: held,
+            inner,
+            lock: self,
+        }
+    }
+
     /// Locks the mutex and returns an owned guard, which can be moved to
     /// another task. See [`Mutex::lock`].
     ///
@@ -249,7 +281,7 @@ impl<T: ?Sized + 'static> Mutex<T> {
             OwnedMutexGuard {
                 _held: held,
                 inner,
-                _lock: self,
+                lock: self,
             }
         }
     }
@@ -266,7 +298,7 @@ impl<T: ?Sized + 'static> Mutex<T> {
         Ok(OwnedMutexGuard {
             _held: acquired_without_waiting(detector, want),
             inner,
-            _lock: self,
+            lock: self,
         })
     }
 }

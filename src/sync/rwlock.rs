@@ -70,9 +70,9 @@ pub struct RwLockMappedWriteGuard<'a, T: ?Sized> {
 #[must_use = "if unused the RwLock will immediately unlock"]
 pub struct OwnedRwLockReadGuard<T: ?Sized + 'static> {
     _held: Option<Holding<'static>>,
-    // Borrows `_lock`'s lock: declared (so dropped) before it.
+    // Borrows `lock`'s lock: declared (so dropped) before it.
     inner: tokio::sync::RwLockReadGuard<'static, T>,
-    _lock: Arc<RwLock<T>>,
+    lock: Arc<RwLock<T>>,
 }
 
 /// Owned exclusive access, from [`RwLock::write_owned`]; can move between tasks.
@@ -285,12 +285,12 @@ impl<T: ?Sized + 'static> RwLock<T> {
             let (guard, held) =
                 Acquiring::new(detector, want, self.inner.read(), |g, h| (g, h)).await;
             // SAFETY: `guard` borrows the lock inside the `Arc` the owned
-            // guard keeps in `_lock`, declared after `inner`.
+            // guard keeps in `lock`, declared after `inner`.
             let inner = unsafe { detach(guard) };
             OwnedRwLockReadGuard {
                 _held: held,
                 inner,
-                _lock: self,
+                lock: self,
             }
         }
     }
@@ -325,7 +325,7 @@ impl<T: ?Sized + 'static> RwLock<T> {
         Ok(OwnedRwLockReadGuard {
             _held: acquired_without_waiting(detector, want),
             inner,
-            _lock: self,
+            lock: self,
         })
     }
 
@@ -426,7 +426,19 @@ impl<'a, T: ?Sized> RwLockWriteGuard<'a, T> {
     }
 }
 
+impl<T: ?Sized + 'static> OwnedRwLockReadGuard<T> {
+    /// The lock this guard holds, as tokio's `OwnedRwLockReadGuard::rwlock`.
+    pub fn rwlock(this: &Self) -> &Arc<RwLock<T>> {
+        &this.lock
+    }
+}
+
 impl<T: ?Sized + 'static> OwnedRwLockWriteGuard<T> {
+    /// The lock this guard holds, as tokio's `OwnedRwLockWriteGuard::rwlock`.
+    pub fn rwlock(this: &Self) -> &Arc<RwLock<T>> {
+        &this.lock
+    }
+
     /// Turns the owned write lock into an owned read lock; see
     /// [`RwLockWriteGuard::downgrade`].
     pub fn downgrade(self) -> OwnedRwLockReadGuard<T> {
@@ -437,7 +449,7 @@ impl<T: ?Sized + 'static> OwnedRwLockWriteGuard<T> {
         OwnedRwLockReadGuard {
             _held: held,
             inner: inner.downgrade(),
-            _lock: lock,
+            lock,
         }
     }
 }
