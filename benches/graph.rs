@@ -16,6 +16,7 @@
 //! cargo bench --bench graph -- --quick
 //! ```
 
+use async_lockdep::__private::XorShift as Rng;
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::hint::black_box;
@@ -31,26 +32,10 @@ const CLASSES: u32 = 10_000;
 const EDGES: usize = 100_000;
 const CLOSING: usize = 100;
 
-/// xorshift64: deterministic, no extra crates.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u32) -> u32 {
-        (self.next() % u64::from(n)) as u32
-    }
-}
-
 /// The edge sequence: `edges` distinct edges that agree with a hidden random
 /// order of `classes` nodes, then `closing` distinct edges against it.
 fn workload(classes: u32, edges: usize, closing: usize, seed: u64) -> Vec<(Node, Node)> {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     // Hidden topological order: rank[node], a random permutation.
     let mut rank: Vec<u32> = (0..classes).collect();
     for i in (1..classes as usize).rev() {

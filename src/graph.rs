@@ -282,23 +282,53 @@ impl<E> Graph<E> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// A small deterministic xorshift64 generator, shared by the crate's tests
+/// and benches (exposed through `__private`; not part of the API).
+#[derive(Clone, Debug)]
+pub struct XorShift(u64);
 
-    /// Tiny deterministic generator so the tests need no extra crates.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: u32) -> u32 {
-            (self.next() % u64::from(n)) as u32
+impl XorShift {
+    /// A generator for `seed` (any value, 0 included).
+    pub fn new(seed: u64) -> XorShift {
+        XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number below `n` (`n` > 0).
+    pub fn below(&mut self, n: u32) -> u32 {
+        (self.next_u64() % u64::from(n)) as u32
+    }
+
+    /// A number below `n` (`n` > 0).
+    pub fn below_u64(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    /// True with probability `percent` / 100.
+    pub fn chance(&mut self, percent: u32) -> bool {
+        self.below(100) < percent
+    }
+
+    /// Shuffles `items` (Fisher–Yates).
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = self.below_u64(i as u64 + 1) as usize;
+            items.swap(i, j);
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::XorShift as Rng;
+    use super::*;
 
     /// The naive reference: adjacency lists and a DFS on every new edge.
     #[derive(Default)]
@@ -350,7 +380,7 @@ mod tests {
     #[test]
     fn agrees_with_naive_reference_on_random_sequences() {
         for seed in 1..200u64 {
-            let mut rng = Rng(seed * 0x9E37_79B9);
+            let mut rng = Rng::new(seed);
             let nodes = 2 + rng.below(30);
             let mut g = Graph::<()>::default();
             let mut naive = Naive::default();

@@ -96,5 +96,5 @@ pub use testing::{test_guard, TestGuard};
 /// part of the API and not covered by semver.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::graph::{Graph, Insert, Node};
+    pub use crate::graph::{Graph, Insert, Node, XorShift};
 }

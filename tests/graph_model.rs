@@ -8,42 +8,10 @@
 //! No extra crates: a small xorshift generator drives everything, and every
 //! failure names the seed, so a failing sequence can be replayed.
 
+use async_lockdep::__private::XorShift as Rng;
 use std::collections::{HashMap, HashSet};
 
 use async_lockdep::__private::{Graph, Insert};
-
-/// xorshift64: tiny, deterministic, good enough to shuffle inserts.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        // Never 0 (xorshift would stay 0), and well mixed for small seeds.
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u32) -> u32 {
-        (self.next() % u64::from(n)) as u32
-    }
-
-    /// True with probability `percent` / 100.
-    fn chance(&mut self, percent: u32) -> bool {
-        self.below(100) < percent
-    }
-
-    fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            let j = self.below(i as u32 + 1) as usize;
-            items.swap(i, j);
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Answer {

@@ -10,6 +10,7 @@
 //! Each prints its figures: tasks, locks, acquisitions per second, RSS at
 //! start and end.
 
+use async_lockdep::__private::XorShift as Rng;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -17,33 +18,6 @@ use std::time::{Duration, Instant};
 use async_lockdep::{Detector, Mutex, Report, ReportKind};
 
 const LOCKS: usize = 50;
-
-/// xorshift64: deterministic per task, no extra crates.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            let j = self.below(i as u64 + 1) as usize;
-            items.swap(i, j);
-        }
-    }
-}
 
 /// Resident set size in bytes, from `/proc/self/statm` (4 KiB pages).
 fn rss_bytes() -> u64 {
@@ -73,15 +47,15 @@ struct Stats {
 /// One pass: a random subset of the locks, in increasing index order, held
 /// together, then released in random order.
 async fn pass(locks: &[Mutex<u64>], rng: &mut Rng, stats: &Stats) {
-    let density = 1 + rng.below(6); // about 1..6 locks per pass
+    let density = 1 + rng.below_u64(6); // about 1..6 locks per pass
     let mut guards = Vec::new();
     for lock in locks {
-        if rng.below(LOCKS as u64) >= density {
+        if rng.below_u64(LOCKS as u64) >= density {
             continue;
         }
-        let mut guard = match rng.below(16) {
+        let mut guard = match rng.below_u64(16) {
             0 | 1 => {
-                let wait = Duration::from_micros(rng.below(200));
+                let wait = Duration::from_micros(rng.below_u64(200));
                 match tokio::time::timeout(wait, lock.lock()).await {
                     Ok(guard) => guard,
                     Err(_) => {
@@ -104,7 +78,7 @@ async fn pass(locks: &[Mutex<u64>], rng: &mut Rng, stats: &Stats) {
         *guard += 1;
         stats.acquisitions.fetch_add(1, Ordering::Relaxed);
         guards.push(guard);
-        if rng.below(4) == 0 {
+        if rng.below_u64(4) == 0 {
             tokio::task::yield_now().await;
         }
     }
@@ -267,10 +241,10 @@ impl Soak {
                 let mut rng = Rng::new(t as u64 + 1);
                 while Instant::now() < deadline {
                     let _pass = gate.read().await;
-                    match rng.below(32) {
+                    match rng.below_u64(32) {
                         0 => {
                             // Spawned work, joined while holding no tracked lock.
-                            let (l, s, seed) = (locks.clone(), stats.clone(), rng.next());
+                            let (l, s, seed) = (locks.clone(), stats.clone(), rng.next_u64());
                             let job = async_lockdep::spawn(async move {
                                 let mut rng = Rng::new(seed);
                                 pass(&l, &mut rng, &s).await;
@@ -280,8 +254,8 @@ impl Soak {
                         }
                         1 | 2 => {
                             // The whole pass cancelled part-way, guards held.
-                            let wait = Duration::from_micros(rng.below(500));
-                            let mut inner = Rng::new(rng.next());
+                            let wait = Duration::from_micros(rng.below_u64(500));
+                            let mut inner = Rng::new(rng.next_u64());
                             if tokio::time::timeout(wait, pass(&locks, &mut inner, &stats))
                                 .await
                                 .is_err()
