@@ -334,3 +334,29 @@ async fn awaiting_a_work_handle_while_holding_is_a_wait_for_the_queue() {
     assert_eq!(reports[0].class_names(), ["a", "q"]);
     assert_eq!(reports[0].dependencies[0].waited_as, Access::Join);
 }
+
+/// A queue created inside a plain `tokio::spawn` task, on a worker thread
+/// with no default dispatcher, binds to the detector of the locks that task
+/// uses, so its flush under a lock its items take is still reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_created_in_a_plain_tokio_task_is_checked() {
+    let lockdep = test_guard();
+    let inode = Arc::new(Mutex::with_class("inode", 0u32));
+    let i = inode.clone();
+    tokio::spawn(async move {
+        drop(i.lock().await); // this worker now works for the test's detector
+        let queue = WorkQueue::builder("dio").class("dio").build();
+        let i2 = i.clone();
+        queue
+            .queue(async move { *i2.lock().await += 1 })
+            .await
+            .unwrap(); // dio -> inode
+        let _inode = i.lock().await;
+        queue.flush().await.unwrap(); // inode -> dio
+    })
+    .await
+    .unwrap();
+    let reports = lockdep.take_reports();
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    assert_eq!(reports[0].class_names(), ["inode", "dio"]);
+}
