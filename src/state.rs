@@ -262,6 +262,32 @@ impl State {
         self.held.shard(key.context).remove(key);
     }
 
+    /// Reports that the calling context waits for work of the executor it is
+    /// running (`want.lock`), which cannot start before it finishes.
+    pub(crate) fn report_self_wait(&self, want: Acquire) {
+        let context = ContextId::current();
+        let held = self.held_by(context);
+        let Some(held) = held.iter().find(|h| h.lock.instance == want.lock.instance) else {
+            return;
+        };
+        let key = (
+            want.lock.class,
+            held.site as *const _ as usize,
+            want.site as *const _ as usize,
+        );
+        if !lock_ignoring_poison(&self.reports).seen.insert(key) {
+            return;
+        }
+        let dependency = dependency_of(held, want, context, &self.current_spans());
+        let report = Report {
+            kind: ReportKind::SelfDeadlock,
+            dependencies: vec![dependency],
+            needs_writer: false,
+            long_wait: None,
+        };
+        self.publish(report, self.panic_on_report);
+    }
+
     /// Whether the calling context holds the lock (or executor) `instance`.
     pub(crate) fn current_context_holds(&self, instance: u64) -> bool {
         let context = ContextId::current();

@@ -360,3 +360,56 @@ async fn a_queue_created_in_a_plain_tokio_task_is_checked() {
     assert_eq!(reports.len(), 1, "{reports:#?}");
     assert_eq!(reports[0].class_names(), ["inode", "dio"]);
 }
+
+/// An item of an ordered queue that awaits an item queued after it waits for
+/// work that can only start once it has finished.
+#[tokio::test]
+async fn awaiting_a_later_item_of_the_same_ordered_queue_is_a_self_deadlock() {
+    let lockdep = test_guard();
+    let queue = Arc::new(WorkQueue::builder("ordered").class("ordered").build());
+    let q = queue.clone();
+    let queued_line = line!() + 2; // a work handle's wait is shown at its queue() line
+    let outer = queue.queue(async move {
+        let later = q.queue(async { 1 }); // queued after this item
+        later.await
+    });
+    let result = tokio::time::timeout(Duration::from_secs(5), outer)
+        .await
+        .expect("no hang");
+    assert!(
+        matches!(result, Ok(Err(WorkError::SelfDeadlock))),
+        "{result:?}"
+    );
+    let reports = lockdep.take_reports();
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    assert_eq!(reports[0].kind, ReportKind::SelfDeadlock);
+    let dep = &reports[0].dependencies[0];
+    assert_eq!(
+        (dep.held_as, dep.waited_as),
+        (Access::RunWork, Access::Join)
+    );
+    assert_eq!(dep.waited_at.line(), queued_line);
+    queue.flush().await.unwrap();
+}
+
+#[tokio::test]
+async fn awaiting_an_earlier_item_or_one_of_a_concurrent_queue_is_fine() {
+    let lockdep = test_guard();
+    let ordered = Arc::new(WorkQueue::builder("ordered").class("ordered").build());
+    let first = ordered.queue(async { 1 });
+    let second = ordered.queue(async move { first.await.unwrap() + 1 }); // first already ran
+    assert_eq!(second.await.unwrap(), 2);
+    let wide = Arc::new(
+        WorkQueue::builder("wide")
+            .class("wide")
+            .max_concurrency(2)
+            .build(),
+    );
+    let w = wide.clone();
+    let outer = wide.queue(async move { w.queue(async { 3 }).await.unwrap() });
+    let got = tokio::time::timeout(Duration::from_secs(5), outer)
+        .await
+        .expect("no hang");
+    assert_eq!(got.unwrap(), 3);
+    assert!(lockdep.take_reports().is_empty());
+}

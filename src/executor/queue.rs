@@ -33,6 +33,9 @@ struct Shared {
     /// `__generic_file_fsync` false positive).
     used: AtomicBool,
     submitted: AtomicU64,
+    /// 1 + the sequence number of the item that started last (0: none yet).
+    /// With `max_concurrency` 1 items start in order, one at a time.
+    started: AtomicU64,
     max_concurrency: usize,
 }
 
@@ -68,6 +71,9 @@ pub enum WorkError {
     Panicked(String),
     /// The item was dropped before finishing (runtime shut down).
     Cancelled,
+    /// Awaited from an earlier item of the same ordered queue: it cannot
+    /// start before the awaiting item finishes. Reported as a self-deadlock.
+    SelfDeadlock,
 }
 
 impl fmt::Display for WorkError {
@@ -75,6 +81,9 @@ impl fmt::Display for WorkError {
         match self {
             WorkError::Panicked(msg) => write!(f, "work item panicked: {msg}"),
             WorkError::Cancelled => f.write_str("work item was cancelled"),
+            WorkError::SelfDeadlock => f.write_str(
+                "work item awaited from an earlier item of its ordered queue (self-deadlock)",
+            ),
         }
     }
 }
@@ -158,6 +167,7 @@ impl WorkQueue {
             meta: LockMeta::new(class),
             used: AtomicBool::new(false),
             submitted: AtomicU64::new(0),
+            started: AtomicU64::new(0),
             max_concurrency,
         });
         let (sender, receiver) = mpsc::unbounded_channel();
@@ -195,10 +205,11 @@ impl WorkQueue {
     {
         let site = Location::caller();
         self.shared.used.store(true, Ordering::Relaxed);
-        self.shared.submitted.fetch_add(1, Ordering::Relaxed);
+        let seq = self.shared.submitted.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         let shared = Arc::clone(&self.shared);
         let job = async move {
+            shared.started.store(seq + 1, Ordering::Release);
             let holding = shared.meta.detector().map(|d| {
                 Holding::try_acquired(d.into_owned(), shared.meta.want(Access::RunWork, site))
             });
@@ -212,6 +223,7 @@ impl WorkQueue {
             receiver: rx,
             shared: Arc::clone(&self.shared),
             site,
+            seq,
             recorded: false,
         };
         if let Err(mpsc::error::SendError(Message::Item(job))) =
@@ -372,6 +384,7 @@ pub struct WorkHandle<T> {
     receiver: oneshot::Receiver<Result<T, WorkError>>,
     shared: Arc<Shared>,
     site: &'static Location<'static>,
+    seq: u64,
     recorded: bool,
 }
 
@@ -380,6 +393,17 @@ impl<T> fmt::Debug for WorkHandle<T> {
         f.debug_struct("WorkHandle")
             .field("queued_at", &self.site)
             .finish_non_exhaustive()
+    }
+}
+
+impl<T> WorkHandle<T> {
+    /// Whether this is awaited from an item of the same ordered queue that
+    /// started before this item: then this item can never start.
+    fn waits_for_itself(&self, detector: &crate::state::State) -> bool {
+        let shared = &self.shared;
+        shared.max_concurrency == 1
+            && shared.started.load(Ordering::Acquire) <= self.seq
+            && detector.current_context_holds(shared.meta.lock_ref().instance)
     }
 }
 
@@ -392,7 +416,12 @@ impl<T> Future for WorkHandle<T> {
         // the queue as a whole would blame the others.
         if !std::mem::replace(&mut self.recorded, true) {
             if let Some(detector) = self.shared.meta.detector() {
-                detector.record_wait_edges(self.shared.meta.want(Access::Join, self.site));
+                let want = self.shared.meta.want(Access::Join, self.site);
+                detector.record_wait_edges(want);
+                if self.waits_for_itself(&detector) {
+                    detector.report_self_wait(want);
+                    return Poll::Ready(Err(WorkError::SelfDeadlock));
+                }
             }
         }
         Pin::new(&mut self.receiver)
