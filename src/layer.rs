@@ -46,41 +46,61 @@ fn dispatcher_state() -> Option<Arc<State>> {
     })
 }
 
+/// The detector the task (or thread, outside tasks) running on this thread
+/// reported to last: its address, the task, and a weak handle.
+type Hint = (
+    Cell<usize>,
+    Cell<Option<tokio::task::Id>>,
+    RefCell<Weak<State>>,
+);
+
 thread_local! {
-    /// The detector this thread reported to last (address, and a weak handle).
-    /// Worker threads have no default dispatcher; a lock, queue or task
-    /// created there by a task that uses this detector's locks belongs to it.
-    static HINT: (Cell<usize>, RefCell<Weak<State>>) = const { (Cell::new(0), RefCell::new(Weak::new())) };
+    /// Worker threads have no default dispatcher; a lock, queue or task that
+    /// a task creates there belongs to the detector of the locks that task
+    /// uses. Keyed by task, so tasks of other tests sharing the thread (a
+    /// shared runtime) never inherit it.
+    static HINT: Hint = const { (Cell::new(0), Cell::new(None), RefCell::new(Weak::new())) };
 }
 
-/// Remembers `state` as the detector this thread works for.
+/// Remembers `state` as the detector the current task works for.
 #[inline]
 fn note(state: &Arc<State>) {
     let address = Arc::as_ptr(state) as usize;
+    let task = tokio::task::try_id();
     let known = HINT
-        .try_with(|(last, _)| last.get() == address)
+        .try_with(|(last, owner, _)| last.get() == address && owner.get() == task)
         .unwrap_or(true);
     if !known {
-        remember(state, address);
+        remember(state, address, task);
     }
 }
 
 #[cold]
 #[inline(never)]
-fn remember(state: &Arc<State>, address: usize) {
-    let _ = HINT.try_with(|(last, weak)| {
+fn remember(state: &Arc<State>, address: usize, task: Option<tokio::task::Id>) {
+    let _ = HINT.try_with(|(last, owner, weak)| {
         if let Ok(mut weak) = weak.try_borrow_mut() {
             *weak = Arc::downgrade(state);
             last.set(address);
+            owner.set(task);
         }
     });
 }
 
-/// The detector this thread reported to last, if it is still alive.
+/// The detector the current task reported to last, if it is still alive.
 fn thread_hint() -> Option<Arc<State>> {
-    HINT.try_with(|(_, weak)| weak.try_borrow().ok().and_then(|w| w.upgrade()))
-        .ok()
-        .flatten()
+    if !crate::state::any_detector_alive() {
+        return None;
+    }
+    let task = tokio::task::try_id();
+    HINT.try_with(|(_, owner, weak)| {
+        if owner.get() != task {
+            return None;
+        }
+        weak.try_borrow().ok().and_then(|w| w.upgrade())
+    })
+    .ok()
+    .flatten()
 }
 
 /// The detector a lock bound to `bound` should report to: the current

@@ -56,8 +56,8 @@
 //! static lock shared by several tests reports to each test's own detector.
 //! A lock, queue or task created on a thread with no detector in its
 //! dispatcher (a worker thread, inside a plain `tokio::spawn` task) binds to
-//! the detector that thread last reported to — the one of the locks that
-//! task uses. For a whole program, install the detector globally
+//! the detector the creating task last reported to — the one of the locks
+//! that task uses. For a whole program, install the detector globally
 //! ([`Detector::install_global`]) and none of this matters.
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![deny(unsafe_op_in_unsafe_fn)]

@@ -797,19 +797,17 @@ impl LockMeta {
 }
 
 /// The acquire path of the `blocking_*` methods, which block the thread:
-/// takes the lock at once if free, else records the wait, then blocks.
+/// records the wait, then calls tokio's blocking method, always (so tokio's
+/// "not inside a runtime" check panics the same with or without a detector;
+/// the wait guard is dropped during the unwind).
 pub(crate) fn acquire_blocking<'d, G>(
     detector: Option<DetectorRef<'d>>,
     want: Acquire,
-    try_now: impl FnOnce() -> Option<G>,
     wait: impl FnOnce() -> G,
 ) -> (G, Option<Holding<'d>>) {
     let Some(detector) = detector else {
         return (wait(), None);
     };
-    if let Some(guard) = try_now() {
-        return (guard, Some(Holding::lock_now(detector, want)));
-    }
     let waiting = Waiting::start(detector, want);
     let guard = wait();
     (guard, waiting.acquired())

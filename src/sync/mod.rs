@@ -49,21 +49,72 @@ macro_rules! write_guard_impls {
     )*};
 }
 
-/// Turns a guard that borrows a lock into the same guard type borrowing it
-/// for `'static`, for the owned guards, which keep the lock alive in an `Arc`.
+/// A guard of tokio's that borrows a lock kept alive by an `Arc` stored
+/// next to it in an owned guard, with the borrow widened to `'static`.
 ///
-/// # Safety
-///
-/// `Long` must be `Short` with only lifetimes changed, and the caller must
-/// drop the result before the lock it borrows can go away: the owned guards
-/// keep it in a field declared before the `Arc` that owns the lock.
-unsafe fn detach<Short, Long>(guard: Short) -> Long {
-    let guard = std::mem::ManuallyDrop::new(guard);
-    // SAFETY: the two types differ only in lifetimes, so they have one
-    // layout; the original is never dropped, so the guard is released once,
-    // through the copy.
-    unsafe { std::mem::transmute_copy::<Short, Long>(&*guard) }
+/// It lives in a `MaybeUninit` (a union) so that no reference inside it is
+/// asserted valid while the owned guard is moved around or dropped (the
+/// "dangling reference in a by-value argument" rule of Rust's aliasing
+/// model); it is dropped by hand, first.
+pub(crate) struct Detached<G>(MaybeUninit<G>);
+
+impl<G> Detached<G> {
+    /// Widens `guard`'s borrow to `'static`.
+    ///
+    /// # Safety
+    ///
+    /// `G` must be `Short` with only lifetimes changed, and the result must
+    /// be dropped before the lock it borrows can go away: the owned guards
+    /// keep it in a field declared before the `Arc` that owns the lock.
+    pub(crate) unsafe fn new<Short>(guard: Short) -> Detached<G> {
+        let guard = ManuallyDrop::new(guard);
+        // SAFETY: the two types differ only in lifetimes (caller's promise),
+        // so they have one layout; the original is never dropped, so the
+        // guard is released once, through the copy.
+        let widened = unsafe { std::mem::transmute_copy::<Short, G>(&*guard) };
+        Detached(MaybeUninit::new(widened))
+    }
+
+    /// Wraps a guard derived from a detached one (a downgrade), which
+    /// borrows the same lock for `'static` already.
+    pub(crate) fn wrap(guard: G) -> Detached<G> {
+        Detached(MaybeUninit::new(guard))
+    }
+
+    /// Takes the guard out (for tokio's by-value methods: `forget`,
+    /// `downgrade`); the caller keeps the `Arc` alive meanwhile.
+    pub(crate) fn into_inner(self) -> G {
+        let this = ManuallyDrop::new(self);
+        // SAFETY: the value is initialized from construction until `drop`
+        // or this call, which consumes `self` and skips its `Drop`.
+        unsafe { this.0.assume_init_read() }
+    }
 }
+
+impl<G> Deref for Detached<G> {
+    type Target = G;
+    fn deref(&self) -> &G {
+        // SAFETY: initialized from construction until dropped or taken.
+        unsafe { self.0.assume_init_ref() }
+    }
+}
+
+impl<G> DerefMut for Detached<G> {
+    fn deref_mut(&mut self) -> &mut G {
+        // SAFETY: initialized from construction until dropped or taken.
+        unsafe { self.0.assume_init_mut() }
+    }
+}
+
+impl<G> Drop for Detached<G> {
+    fn drop(&mut self) {
+        // SAFETY: initialized, and dropped once: `into_inner` skips this.
+        unsafe { self.0.assume_init_drop() }
+    }
+}
+
+use std::mem::{ManuallyDrop, MaybeUninit};
+use std::ops::{Deref, DerefMut};
 
 mod acquiring;
 mod mutex;

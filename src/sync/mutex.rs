@@ -12,7 +12,7 @@ use crate::state::{
     acquire_blocking, acquired_without_waiting, Acquire, DetectorRef, Holding, LockMeta,
 };
 use crate::sync::acquiring::Acquiring;
-use crate::sync::detach;
+use crate::sync::Detached;
 
 pub use tokio::sync::TryLockError;
 
@@ -53,7 +53,7 @@ pub struct MutexGuard<'a, T: ?Sized> {
 pub struct OwnedMutexGuard<T: ?Sized + 'static> {
     _held: Option<Holding<'static>>,
     // Borrows `lock`'s mutex: declared (so dropped) before it.
-    inner: tokio::sync::MutexGuard<'static, T>,
+    inner: Detached<tokio::sync::MutexGuard<'static, T>>,
     lock: Arc<Mutex<T>>,
 }
 
@@ -195,12 +195,8 @@ impl<T: ?Sized> Mutex<T> {
     #[track_caller]
     pub fn blocking_lock(&self) -> MutexGuard<'_, T> {
         let want = self.meta.want(Access::Lock, Location::caller());
-        let (inner, held) = acquire_blocking(
-            self.meta.detector(),
-            want,
-            || self.inner.try_lock().ok(),
-            || self.inner.blocking_lock(),
-        );
+        let (inner, held) =
+            acquire_blocking(self.meta.detector(), want, || self.inner.blocking_lock());
         MutexGuard { held, inner }
     }
 
@@ -245,15 +241,10 @@ impl<T: ?Sized + 'static> Mutex<T> {
     pub fn blocking_lock_owned(self: Arc<Self>) -> OwnedMutexGuard<T> {
         let want = self.meta.want(Access::Lock, Location::caller()).movable();
         let detector = self.meta.detector().map(DetectorRef::into_owned);
-        let (guard, held) = acquire_blocking(
-            detector,
-            want,
-            || self.inner.try_lock().ok(),
-            || self.inner.blocking_lock(),
-        );
+        let (guard, held) = acquire_blocking(detector, want, || self.inner.blocking_lock());
         // SAFETY: as in `lock_owned`: the guard borrows the mutex in the `Arc`
         // kept by the owned guard, and is dropped first.
-        let inner = unsafe { detach(guard) };
+        let inner = unsafe { Detached::new(guard) };
         OwnedMutexGuard {
             _held: held,
             inner,
@@ -270,14 +261,14 @@ impl<T: ?Sized + 'static> Mutex<T> {
     #[track_caller]
     pub fn lock_owned(self: Arc<Self>) -> impl Future<Output = OwnedMutexGuard<T>> {
         let want = self.meta.want(Access::Lock, Location::caller()).movable();
+        let detector = self.meta.detector().map(DetectorRef::into_owned);
         async move {
-            let detector = self.meta.detector().map(DetectorRef::into_owned);
             let (guard, held) =
                 Acquiring::new(detector, want, self.inner.lock(), |g, h| (g, h)).await;
             // SAFETY: `guard` borrows `self.inner`, inside the `Arc` that the
-            // owned guard keeps in `_lock`, declared after `inner`: the borrow
+            // owned guard keeps in `lock`, declared after `inner`: the borrow
             // ends before the mutex can go away. Only the lifetime changes.
-            let inner = unsafe { detach(guard) };
+            let inner = unsafe { Detached::new(guard) };
             OwnedMutexGuard {
                 _held: held,
                 inner,
@@ -293,7 +284,7 @@ impl<T: ?Sized + 'static> Mutex<T> {
         let guard = self.inner.try_lock()?;
         // SAFETY: as in `lock_owned`: the guard borrows the mutex in the `Arc`
         // kept by the owned guard, and is dropped first.
-        let inner = unsafe { detach(guard) };
+        let inner = unsafe { Detached::new(guard) };
         let detector = self.meta.detector().map(DetectorRef::into_owned);
         Ok(OwnedMutexGuard {
             _held: acquired_without_waiting(detector, want),

@@ -12,7 +12,7 @@ use crate::state::{
     acquire_blocking, acquired_without_waiting, Acquire, DetectorRef, Holding, LockMeta,
 };
 use crate::sync::acquiring::Acquiring;
-use crate::sync::detach;
+use crate::sync::Detached;
 use crate::sync::TryLockError;
 
 /// An asynchronous reader-writer lock, a drop-in for
@@ -71,7 +71,7 @@ pub struct RwLockMappedWriteGuard<'a, T: ?Sized> {
 pub struct OwnedRwLockReadGuard<T: ?Sized + 'static> {
     _held: Option<Holding<'static>>,
     // Borrows `lock`'s lock: declared (so dropped) before it.
-    inner: tokio::sync::RwLockReadGuard<'static, T>,
+    inner: Detached<tokio::sync::RwLockReadGuard<'static, T>>,
     lock: Arc<RwLock<T>>,
 }
 
@@ -80,7 +80,7 @@ pub struct OwnedRwLockReadGuard<T: ?Sized + 'static> {
 pub struct OwnedRwLockWriteGuard<T: ?Sized + 'static> {
     held: Option<Holding<'static>>,
     // Borrows `lock`'s lock: declared (so dropped) before it.
-    inner: tokio::sync::RwLockWriteGuard<'static, T>,
+    inner: Detached<tokio::sync::RwLockWriteGuard<'static, T>>,
     lock: Arc<RwLock<T>>,
 }
 
@@ -225,12 +225,8 @@ impl<T: ?Sized> RwLock<T> {
     #[track_caller]
     pub fn blocking_read(&self) -> RwLockReadGuard<'_, T> {
         let want = self.meta.want(Access::Read, Location::caller());
-        let (inner, held) = acquire_blocking(
-            self.meta.detector(),
-            want,
-            || self.inner.try_read().ok(),
-            || self.inner.blocking_read(),
-        );
+        let (inner, held) =
+            acquire_blocking(self.meta.detector(), want, || self.inner.blocking_read());
         RwLockReadGuard { held, inner }
     }
 
@@ -242,12 +238,8 @@ impl<T: ?Sized> RwLock<T> {
     #[track_caller]
     pub fn blocking_write(&self) -> RwLockWriteGuard<'_, T> {
         let want = self.meta.want(Access::Write, Location::caller());
-        let (inner, held) = acquire_blocking(
-            self.meta.detector(),
-            want,
-            || self.inner.try_write().ok(),
-            || self.inner.blocking_write(),
-        );
+        let (inner, held) =
+            acquire_blocking(self.meta.detector(), want, || self.inner.blocking_write());
         RwLockWriteGuard { held, inner }
     }
 
@@ -280,13 +272,13 @@ impl<T: ?Sized + 'static> RwLock<T> {
     #[track_caller]
     pub fn read_owned(self: Arc<Self>) -> impl Future<Output = OwnedRwLockReadGuard<T>> {
         let want = self.meta.want(Access::Read, Location::caller()).movable();
+        let detector = self.meta.detector().map(DetectorRef::into_owned);
         async move {
-            let detector = self.meta.detector().map(DetectorRef::into_owned);
             let (guard, held) =
                 Acquiring::new(detector, want, self.inner.read(), |g, h| (g, h)).await;
             // SAFETY: `guard` borrows the lock inside the `Arc` the owned
             // guard keeps in `lock`, declared after `inner`.
-            let inner = unsafe { detach(guard) };
+            let inner = unsafe { Detached::new(guard) };
             OwnedRwLockReadGuard {
                 _held: held,
                 inner,
@@ -299,13 +291,13 @@ impl<T: ?Sized + 'static> RwLock<T> {
     #[track_caller]
     pub fn write_owned(self: Arc<Self>) -> impl Future<Output = OwnedRwLockWriteGuard<T>> {
         let want = self.meta.want(Access::Write, Location::caller()).movable();
+        let detector = self.meta.detector().map(DetectorRef::into_owned);
         async move {
-            let detector = self.meta.detector().map(DetectorRef::into_owned);
             let (guard, held) =
                 Acquiring::new(detector, want, self.inner.write(), |g, h| (g, h)).await;
             // SAFETY: `guard` borrows the lock inside the `Arc` the owned
             // guard keeps in `lock`, declared after `inner`.
-            let inner = unsafe { detach(guard) };
+            let inner = unsafe { Detached::new(guard) };
             OwnedRwLockWriteGuard {
                 held,
                 inner,
@@ -320,7 +312,7 @@ impl<T: ?Sized + 'static> RwLock<T> {
         let want = self.meta.want(Access::Read, Location::caller()).movable();
         let guard = self.inner.try_read()?;
         // SAFETY: as in `read_owned`.
-        let inner = unsafe { detach(guard) };
+        let inner = unsafe { Detached::new(guard) };
         let detector = self.meta.detector().map(DetectorRef::into_owned);
         Ok(OwnedRwLockReadGuard {
             _held: acquired_without_waiting(detector, want),
@@ -335,7 +327,7 @@ impl<T: ?Sized + 'static> RwLock<T> {
         let want = self.meta.want(Access::Write, Location::caller()).movable();
         let guard = self.inner.try_write()?;
         // SAFETY: as in `write_owned`.
-        let inner = unsafe { detach(guard) };
+        let inner = unsafe { Detached::new(guard) };
         let detector = self.meta.detector().map(DetectorRef::into_owned);
         Ok(OwnedRwLockWriteGuard {
             held: acquired_without_waiting(detector, want),
@@ -442,13 +434,15 @@ impl<T: ?Sized + 'static> OwnedRwLockWriteGuard<T> {
     /// Turns the owned write lock into an owned read lock; see
     /// [`RwLockWriteGuard::downgrade`].
     pub fn downgrade(self) -> OwnedRwLockReadGuard<T> {
-        let OwnedRwLockWriteGuard { held, inner, lock } = self;
+        // Bound in this order so that, should anything unwind here, the
+        // guard is dropped before the `Arc` that keeps its lock alive.
+        let OwnedRwLockWriteGuard { lock, inner, held } = self;
         if let Some(held) = &held {
             held.downgrade();
         }
         OwnedRwLockReadGuard {
             _held: held,
-            inner: inner.downgrade(),
+            inner: Detached::wrap(inner.into_inner().downgrade()),
             lock,
         }
     }

@@ -10,7 +10,7 @@ use crate::class::{self, ClassKind};
 use crate::report::Access;
 use crate::state::{acquired_without_waiting, Acquire, DetectorRef, Holding, LockMeta};
 use crate::sync::acquiring::Acquiring;
-use crate::sync::detach;
+use crate::sync::Detached;
 
 pub use tokio::sync::{AcquireError, TryAcquireError};
 
@@ -56,7 +56,7 @@ pub struct SemaphorePermit<'a> {
 pub struct OwnedSemaphorePermit {
     held: Option<Holding<'static>>,
     // Borrows `semaphore`'s semaphore: declared (so dropped) before it.
-    inner: tokio::sync::SemaphorePermit<'static>,
+    inner: Detached<tokio::sync::SemaphorePermit<'static>>,
     semaphore: Arc<Semaphore>,
 }
 
@@ -217,19 +217,29 @@ impl Semaphore {
         self.acquire_owned_as(want, n)
     }
 
-    async fn acquire_owned_as(
+    /// Picks the detector now, at the call, as the borrowed `acquire` does.
+    fn acquire_owned_as(
         self: Arc<Self>,
         want: Acquire,
         n: u32,
-    ) -> Result<OwnedSemaphorePermit, AcquireError> {
+    ) -> impl Future<Output = Result<OwnedSemaphorePermit, AcquireError>> {
         let detector = self.meta.detector().map(DetectorRef::into_owned);
+        self.acquire_owned_with(detector, want, n)
+    }
+
+    async fn acquire_owned_with(
+        self: Arc<Self>,
+        detector: Option<DetectorRef<'static>>,
+        want: Acquire,
+        n: u32,
+    ) -> Result<OwnedSemaphorePermit, AcquireError> {
         let acquiring = self.inner.acquire_many(n);
         let (permit, held) =
             Acquiring::fallible(detector, want, acquiring, Result::is_ok, |p, h| (p, h)).await;
         let permit = permit?;
         // SAFETY: the permit borrows the semaphore inside the `Arc` the
         // owned permit keeps in `semaphore`, declared after `inner`.
-        let inner = unsafe { detach(permit) };
+        let inner = unsafe { Detached::new(permit) };
         Ok(OwnedSemaphorePermit {
             held,
             inner,
@@ -261,7 +271,7 @@ impl Semaphore {
     ) -> Result<OwnedSemaphorePermit, TryAcquireError> {
         let permit = self.inner.try_acquire_many(n)?;
         // SAFETY: as in `acquire_owned_as`.
-        let inner = unsafe { detach(permit) };
+        let inner = unsafe { Detached::new(permit) };
         let detector = self.meta.detector().map(DetectorRef::into_owned);
         Ok(OwnedSemaphorePermit {
             held: acquired_without_waiting(detector, self.want(site).movable()),
@@ -303,9 +313,14 @@ impl SemaphorePermit<'_> {
 impl OwnedSemaphorePermit {
     /// As [`SemaphorePermit::forget`].
     pub fn forget(self) {
-        let OwnedSemaphorePermit { held, inner, .. } = self;
+        let OwnedSemaphorePermit {
+            semaphore,
+            inner,
+            held,
+        } = self;
         drop(held);
-        inner.forget();
+        inner.into_inner().forget();
+        drop(semaphore);
     }
 
     /// How many permits this holds.
