@@ -19,8 +19,9 @@ use tracing_core::Subscriber;
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
+use crate::hooks::DetectorRef;
 use crate::report::{render_all, Report};
-use crate::state::{DetectorRef, Limits, State};
+use crate::state::{Limits, State};
 
 /// What the layer answers to `downcast_raw`: the way in to the detector.
 struct LayerHook {

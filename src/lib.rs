@@ -68,6 +68,7 @@ mod emit;
 mod executor;
 mod fxhash;
 mod graph;
+mod hooks;
 mod layer;
 mod report;
 mod scope;

@@ -15,8 +15,8 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tracing::instrument::WithSubscriber;
 
 use crate::class::{self, ClassId, ClassKind};
+use crate::hooks::{Holding, LockMeta, Waiting};
 use crate::report::Access;
-use crate::state::{Holding, LockMeta, Waiting};
 
 type Job = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 

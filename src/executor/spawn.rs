@@ -10,8 +10,8 @@ use std::task::{Context, Poll};
 use tracing::instrument::WithSubscriber;
 
 use crate::class::{self, ClassKind};
+use crate::hooks::{DetectorRef, Holding, LockMeta, Waiting};
 use crate::report::Access;
-use crate::state::{DetectorRef, Holding, LockMeta, Waiting};
 
 /// Spawns a task, as [`tokio::spawn`], whose class is the caller's location.
 ///

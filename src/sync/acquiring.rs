@@ -14,7 +14,8 @@ use std::task::{Context, Poll};
 
 use pin_project::pin_project;
 
-use crate::state::{Acquire, DetectorRef, Holding, Waiting};
+use crate::hooks::{DetectorRef, Holding, Waiting};
+use crate::state::Acquire;
 
 #[pin_project]
 pub(crate) struct Acquiring<'d, F: Future, M, S = fn(&<F as Future>::Output) -> bool> {

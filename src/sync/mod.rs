@@ -1,6 +1,6 @@
 //! Lock wrappers. Each mirrors its tokio counterpart and goes through the same
-//! detector path (`acquiring::Acquiring`, `state::acquire_blocking`,
-//! `state::acquired_without_waiting`, and `state::Holding` for the release):
+//! detector path (`acquiring::Acquiring`, `hooks::acquire_blocking`,
+//! `hooks::acquired_without_waiting`, and `hooks::Holding` for the release):
 //! none keeps its own bookkeeping.
 //!
 //! - `mutex.rs`: [`Mutex`] and its guards.

@@ -7,10 +7,9 @@ use std::panic::Location;
 use std::sync::Arc;
 
 use crate::class::{self, ClassKind};
+use crate::hooks::{acquire_blocking, acquired_without_waiting, DetectorRef, Holding, LockMeta};
 use crate::report::Access;
-use crate::state::{
-    acquire_blocking, acquired_without_waiting, Acquire, DetectorRef, Holding, LockMeta,
-};
+use crate::state::Acquire;
 use crate::sync::acquiring::Acquiring;
 use crate::sync::Detached;
 

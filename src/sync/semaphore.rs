@@ -7,8 +7,9 @@ use std::panic::Location;
 use std::sync::Arc;
 
 use crate::class::{self, ClassKind};
+use crate::hooks::{acquired_without_waiting, DetectorRef, Holding, LockMeta};
 use crate::report::Access;
-use crate::state::{acquired_without_waiting, Acquire, DetectorRef, Holding, LockMeta};
+use crate::state::Acquire;
 use crate::sync::acquiring::Acquiring;
 use crate::sync::Detached;
 

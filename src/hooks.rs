@@ -1,0 +1,280 @@
+//! The handles every wrapper and executor holds: the lock's identity and
+//! detector binding (`LockMeta`), a recorded acquisition (`Holding`, whose
+//! drop records the release), a wait in progress (`Waiting`, whose drop ends
+//! it), and the shared acquire paths of the blocking and `try_*` methods.
+//! The bookkeeping itself is in `state.rs`; no wrapper has its own copy.
+
+use std::ops::Deref;
+use std::panic::Location;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::class::{self, ClassId, ClassKind};
+use crate::context::{ContextId, HeldKey, LockRef};
+use crate::report::Access;
+use crate::state::{Acquire, State};
+
+/// A detector reached from a wrapper: the one captured at creation, or one
+/// looked up in the current dispatcher.
+pub(crate) enum DetectorRef<'a> {
+    Borrowed(&'a Arc<State>),
+    Owned(Arc<State>),
+}
+
+impl DetectorRef<'_> {
+    pub(crate) fn into_owned(self) -> DetectorRef<'static> {
+        match self {
+            DetectorRef::Borrowed(state) => DetectorRef::Owned(Arc::clone(state)),
+            DetectorRef::Owned(state) => DetectorRef::Owned(state),
+        }
+    }
+}
+
+impl Deref for DetectorRef<'_> {
+    type Target = State;
+    #[inline]
+    fn deref(&self) -> &State {
+        match self {
+            DetectorRef::Borrowed(state) => state,
+            DetectorRef::Owned(state) => state,
+        }
+    }
+}
+
+/// The detector-side identity of one lock instance (or executor).
+pub(crate) struct LockMeta {
+    /// The class id, or `UNSET_CLASS` until first use (`const_new`).
+    class: AtomicU32,
+    /// The instance id, or 0 until first use (`const_new`).
+    instance: AtomicU64,
+    /// Where a lazily classed lock was created, and what it is.
+    site: &'static Location<'static>,
+    kind: ClassKind,
+    detector: Option<Arc<State>>,
+}
+
+const UNSET_CLASS: u32 = u32::MAX;
+
+impl LockMeta {
+    /// Identity for a new instance of `class`, bound to the detector of the
+    /// current dispatcher if there is one.
+    #[track_caller]
+    pub(crate) fn new(class: ClassId) -> LockMeta {
+        LockMeta {
+            class: AtomicU32::new(class),
+            instance: AtomicU64::new(LockRef::new(class).instance),
+            site: Location::caller(),
+            kind: ClassKind::Mutex,
+            detector: crate::layer::current_state(),
+        }
+    }
+
+    /// Identity for a lock made in a `const` context (a `static`): the class
+    /// of `site` and an instance id are assigned at first use, and no
+    /// detector is bound (it reports to the current dispatcher's).
+    pub(crate) const fn lazy(site: &'static Location<'static>, kind: ClassKind) -> LockMeta {
+        LockMeta {
+            class: AtomicU32::new(UNSET_CLASS),
+            instance: AtomicU64::new(0),
+            site,
+            kind,
+            detector: None,
+        }
+    }
+
+    /// The class and instance of this lock.
+    #[inline]
+    pub(crate) fn lock_ref(&self) -> LockRef {
+        let class = self.class.load(Ordering::Acquire);
+        let instance = self.instance.load(Ordering::Acquire);
+        if class != UNSET_CLASS && instance != 0 {
+            return LockRef { class, instance };
+        }
+        self.assign()
+    }
+
+    /// First use of a lazily made lock: intern its class (idempotent, so
+    /// racing first uses agree) and take an instance id (first one wins).
+    #[cold]
+    fn assign(&self) -> LockRef {
+        let class = match self.class.load(Ordering::Acquire) {
+            UNSET_CLASS => {
+                let class = class::for_site(self.site, self.kind);
+                self.class.store(class, Ordering::Release);
+                class
+            }
+            class => class,
+        };
+        let fresh = LockRef::new(class).instance;
+        let instance =
+            match self
+                .instance
+                .compare_exchange(0, fresh, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => fresh,
+                Err(existing) => existing,
+            };
+        LockRef { class, instance }
+    }
+
+    /// The detector to report to: the one in the current dispatcher if it
+    /// has one (so a static lock shared by tests reports to each test's
+    /// detector), else the one bound at creation (worker threads without a
+    /// default dispatcher).
+    #[inline]
+    pub(crate) fn detector(&self) -> Option<DetectorRef<'_>> {
+        crate::layer::current_or(self.detector.as_ref())
+    }
+
+    pub(crate) fn class(&self) -> ClassId {
+        self.lock_ref().class
+    }
+
+    #[inline]
+    pub(crate) fn want(&self, access: Access, site: &'static Location<'static>) -> Acquire {
+        Acquire {
+            lock: self.lock_ref(),
+            access,
+            site,
+            movable: false,
+        }
+    }
+
+    /// As [`LockMeta::want`], as the declared nesting level `level` of the
+    /// lock's class (a class of its own; level 0 is the class itself).
+    pub(crate) fn want_nested(
+        &self,
+        access: Access,
+        site: &'static Location<'static>,
+        level: u8,
+    ) -> Acquire {
+        let lock = self.lock_ref();
+        let class = class::nested(lock.class, level);
+        Acquire {
+            lock: LockRef {
+                class,
+                instance: lock.instance,
+            },
+            access,
+            site,
+            movable: false,
+        }
+    }
+}
+
+/// The acquire path of the `blocking_*` methods, which block the thread:
+/// records the wait, then calls tokio's blocking method, always (so tokio's
+/// "not inside a runtime" check panics the same with or without a detector;
+/// the wait guard is dropped during the unwind).
+pub(crate) fn acquire_blocking<'d, G>(
+    detector: Option<DetectorRef<'d>>,
+    want: Acquire,
+    wait: impl FnOnce() -> G,
+) -> (G, Option<Holding<'d>>) {
+    let Some(detector) = detector else {
+        return (wait(), None);
+    };
+    let waiting = Waiting::start(detector, want);
+    let guard = wait();
+    (guard, waiting.acquired())
+}
+
+/// The `try_*` path: held if it succeeded, no dependency either way.
+pub(crate) fn acquired_without_waiting<'d>(
+    detector: Option<DetectorRef<'d>>,
+    want: Acquire,
+) -> Option<Holding<'d>> {
+    detector.map(|detector| Holding::try_acquired(detector, want))
+}
+
+/// A recorded acquisition; dropping it records the release.
+pub(crate) struct Holding<'a> {
+    detector: DetectorRef<'a>,
+    key: HeldKey,
+}
+
+impl<'a> Holding<'a> {
+    /// A `lock()` that did not wait.
+    #[inline]
+    pub(crate) fn lock_now(detector: DetectorRef<'a>, want: Acquire) -> Holding<'a> {
+        let key = detector.lock_now(want);
+        Holding { detector, key }
+    }
+
+    /// A successful `try_lock`.
+    #[inline]
+    pub(crate) fn try_acquired(detector: DetectorRef<'a>, want: Acquire) -> Holding<'a> {
+        let key = detector.try_acquired(want);
+        Holding { detector, key }
+    }
+}
+
+impl Holding<'_> {
+    /// The lock is now held for reading (an `RwLock` write guard downgraded).
+    pub(crate) fn downgrade(&self) {
+        self.detector.change_access(self.key, Access::Read);
+    }
+}
+
+impl Drop for Holding<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.detector.release(self.key);
+    }
+}
+
+/// A wait in progress; dropped without [`Waiting::acquired`] (a cancelled
+/// `lock()` future), it leaves nothing held.
+pub(crate) struct Waiting<'a> {
+    /// `None` once acquired.
+    detector: Option<DetectorRef<'a>>,
+    context: ContextId,
+    want: Acquire,
+}
+
+impl<'a> Waiting<'a> {
+    /// Records the dependencies of waiting for `want`, and the wait itself
+    /// (for the wait-for check and the watchdog).
+    #[inline]
+    pub(crate) fn start(detector: DetectorRef<'a>, want: Acquire) -> Waiting<'a> {
+        let context = detector.wait_start(want);
+        Waiting {
+            detector: Some(detector),
+            context,
+            want,
+        }
+    }
+
+    /// Registers a wait whose dependencies were already recorded by
+    /// [`State::record_wait_edges`] (a join that turned out to be pending).
+    pub(crate) fn register(
+        detector: DetectorRef<'a>,
+        context: ContextId,
+        mark: u64,
+        want: Acquire,
+    ) -> Waiting<'a> {
+        detector.register_wait(context, want, mark);
+        Waiting {
+            detector: Some(detector),
+            context,
+            want,
+        }
+    }
+
+    /// The wait ended with the lock acquired.
+    #[inline]
+    pub(crate) fn acquired(mut self) -> Option<Holding<'a>> {
+        let detector = self.detector.take()?;
+        detector.wait_end(self.context);
+        let key = detector.acquired(self.context, self.want);
+        Some(Holding { detector, key })
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if let Some(detector) = &self.detector {
+            detector.wait_end(self.context);
+        }
+    }
+}
