@@ -3,24 +3,15 @@
 //! like tokio's. `Detector::install_global` is deliberately never used here:
 //! it would leak into every other test of the binary.
 
-use std::future::Future;
+mod common;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use async_lockdep::{test_guard, ContextId, Detector, Mutex, MutexGuard, ReportKind};
+use common::{within, LIMIT};
 use tokio::time::timeout;
-
-/// Longest any step of these tests may take before the test fails (instead of
-/// hanging).
-const LIMIT: Duration = Duration::from_secs(5);
-
-async fn within<F: Future>(what: &str, f: F) -> F::Output {
-    match timeout(LIMIT, f).await {
-        Ok(out) => out,
-        Err(_) => panic!("timed out after {LIMIT:?}: {what}"),
-    }
-}
 
 /// Waits until `flag` is set, or gives up after [`LIMIT`] (the other test may
 /// be filtered out or run later); returns whether it was set.

@@ -1,35 +1,16 @@
 //! Deadlocks that really happen: reported (before the wait hangs) with the
 //! exact classes, sites and contexts, and the tests themselves never hang.
 
+mod common;
+
 use std::collections::HashSet;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_lockdep::{own_context, test_guard, Access, ContextId, Mutex, ReportKind};
+use common::{join_thread, within, LIMIT};
 use tokio::sync::{oneshot, Barrier};
 use tokio::time::timeout;
-
-/// Longest any step of these tests may take before the test fails (instead of
-/// hanging).
-const LIMIT: Duration = Duration::from_secs(5);
-
-async fn within<F: Future>(what: &str, f: F) -> F::Output {
-    match timeout(LIMIT, f).await {
-        Ok(out) => out,
-        Err(_) => panic!("timed out after {LIMIT:?}: {what}"),
-    }
-}
-
-/// Joins an OS thread without blocking the runtime and without hanging.
-async fn join_thread<T>(handle: std::thread::JoinHandle<T>) -> T {
-    let deadline = Instant::now() + LIMIT;
-    while !handle.is_finished() {
-        assert!(Instant::now() < deadline, "thread did not finish");
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    handle.join().expect("thread panicked")
-}
 
 #[tokio::test]
 async fn same_instance_locked_twice_in_one_task_is_one_self_deadlock() {

@@ -2,9 +2,10 @@
 //! guard goes (another task, another thread, out of order, mapped), and a
 //! `lock()` that never completed leaves nothing held and no edge out of it.
 
-use std::future::Future;
+mod common;
+
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_lockdep::{
     test_guard, ContextId, Detector, MappedMutexGuard, Mutex, MutexGuard, OwnedMutexGuard,
@@ -14,26 +15,7 @@ use futures::FutureExt;
 use tokio::sync::oneshot;
 use tokio::time::timeout;
 
-/// Longest any step of these tests may take before the test fails (instead of
-/// hanging).
-const LIMIT: Duration = Duration::from_secs(5);
-
-async fn within<F: Future>(what: &str, f: F) -> F::Output {
-    match timeout(LIMIT, f).await {
-        Ok(out) => out,
-        Err(_) => panic!("timed out after {LIMIT:?}: {what}"),
-    }
-}
-
-/// Joins an OS thread without blocking the runtime and without hanging.
-async fn join_thread<T>(handle: std::thread::JoinHandle<T>) -> T {
-    let deadline = Instant::now() + LIMIT;
-    while !handle.is_finished() {
-        assert!(Instant::now() < deadline, "thread did not finish");
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    handle.join().expect("thread panicked")
-}
+use common::{join_thread, within};
 
 fn held(detector: &Detector) -> Vec<String> {
     detector

@@ -11,6 +11,8 @@
 //! on one of the detector's internal (std) locks fails the test instead of
 //! hanging the suite.
 
+mod common;
+
 use std::fmt::{self, Write as _};
 use std::future::Future;
 use std::pin::Pin;
@@ -106,10 +108,7 @@ where
 }
 
 async fn within<F: Future>(what: &str, f: F) -> F::Output {
-    match tokio::time::timeout(LIMIT / 2, f).await {
-        Ok(out) => out,
-        Err(_) => panic!("timed out: {what}"),
-    }
+    common::within_for(LIMIT / 2, what, f).await
 }
 
 /// A class name no other test uses (class names are process-wide).

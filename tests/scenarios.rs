@@ -2,6 +2,8 @@
 //! bugs (must report, with the exact classes) and on correct programs that a
 //! shortcut in the detector would flag (must stay silent).
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,10 +15,7 @@ use async_lockdep::{
 const HANG: Duration = Duration::from_secs(10);
 
 async fn bounded<F: std::future::Future>(what: &str, f: F) -> F::Output {
-    match tokio::time::timeout(HANG, f).await {
-        Ok(out) => out,
-        Err(_) => panic!("{what}: hung for {HANG:?}"),
-    }
+    common::within_for(HANG, what, f).await
 }
 
 fn kinds(reports: &[async_lockdep::Report]) -> Vec<ReportKind> {
