@@ -270,22 +270,36 @@ impl State {
         let Some(held) = held.iter().find(|h| h.lock.instance == want.lock.instance) else {
             return;
         };
+        let spans = self.current_spans();
+        if let Some(report) = self.self_deadlock(held, want, context, &spans, false) {
+            self.publish(report, self.panic_on_report);
+        }
+    }
+
+    /// The report for `context` waiting for what it holds (`held`), unless
+    /// the same pair of sites was reported before.
+    fn self_deadlock(
+        &self,
+        held: &HeldLock,
+        want: Acquire,
+        context: ContextId,
+        spans: &[String],
+        needs_writer: bool,
+    ) -> Option<Report> {
         let key = (
             want.lock.class,
             held.site as *const _ as usize,
             want.site as *const _ as usize,
         );
         if !lock_ignoring_poison(&self.reports).seen.insert(key) {
-            return;
+            return None;
         }
-        let dependency = dependency_of(held, want, context, &self.current_spans());
-        let report = Report {
+        Some(Report {
             kind: ReportKind::SelfDeadlock,
-            dependencies: vec![dependency],
-            needs_writer: false,
+            dependencies: vec![dependency_of(held, want, context, spans)],
+            needs_writer,
             long_wait: None,
-        };
-        self.publish(report, self.panic_on_report);
+        })
     }
 
     /// Whether the calling context holds the lock (or executor) `instance`.
@@ -332,20 +346,7 @@ impl State {
         let spans = self.current_spans();
         let mut reports = Vec::new();
         if let Some((held, needs_writer)) = slow.same {
-            let key = (
-                want.lock.class,
-                held.site as *const _ as usize,
-                want.site as *const _ as usize,
-            );
-            if lock_ignoring_poison(&self.reports).seen.insert(key) {
-                let dep = dependency_of(&held, want, context, &spans);
-                reports.push(Report {
-                    kind: ReportKind::SelfDeadlock,
-                    dependencies: vec![dep],
-                    needs_writer,
-                    long_wait: None,
-                });
-            }
+            reports.extend(self.self_deadlock(&held, want, context, &spans, needs_writer));
         }
         let mut complete = true;
         let mut cycles = Vec::new();
