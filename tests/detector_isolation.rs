@@ -330,3 +330,40 @@ async fn without_a_detector_mutex_behaves_like_tokios() {
     assert_eq!(Mutex::from(3u8).into_inner(), 3);
     assert!(Detector::current().is_none());
 }
+
+/// On a runtime shared by two tests, a task of one test must not lend its
+/// detector to locks that a task of the other creates on the same worker
+/// thread: the creation hint is per task, not per thread.
+#[test]
+fn a_shared_worker_thread_does_not_lend_one_tasks_detector_to_another() {
+    let shared = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let first = Detector::new();
+    let bound = {
+        let _default = first.set_default();
+        Arc::new(Mutex::with_class("first-test", ()))
+    };
+    // Test A's task works on the only worker for `first`.
+    let b = bound.clone();
+    shared
+        .block_on(shared.spawn(async move { drop(b.lock().await) }))
+        .unwrap();
+    // Test B's task, on the same worker, creates and inverts its own locks.
+    shared
+        .block_on(shared.spawn(async {
+            let x = Mutex::with_class("other-test-x", ());
+            let y = Mutex::with_class("other-test-y", ());
+            {
+                let _x = x.lock().await;
+                let _y = y.lock().await;
+            }
+            let _y = y.lock().await;
+            let _x = x.lock().await;
+        }))
+        .unwrap();
+    assert!(first.reports().is_empty(), "{:#?}", first.reports());
+    assert_eq!(first.status().edges, 0);
+}
