@@ -125,3 +125,24 @@ fn blocking_lock_owned_and_guard_accessors() {
     });
     assert!(detector.reports().is_empty());
 }
+
+/// `blocking_lock` inside a runtime panics as tokio's does, with or without a
+/// detector, and leaves nothing held or waiting behind.
+#[tokio::test]
+async fn blocking_lock_inside_a_runtime_panics_like_tokios_and_leaves_nothing() {
+    let lockdep = test_guard();
+    let m = Mutex::new(0);
+    let r = RwLock::new(0);
+    let outcome =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(m.blocking_lock())));
+    assert!(outcome.is_err(), "tokio refuses to block inside a runtime");
+    let outcome =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(r.blocking_read())));
+    assert!(outcome.is_err());
+    let status = lockdep.detector().status();
+    assert_eq!(
+        (status.contexts_holding_locks, status.contexts_waiting),
+        (0, 0)
+    );
+    assert!(m.try_lock().is_ok());
+}
