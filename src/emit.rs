@@ -1,31 +1,44 @@
-//! Emitting the detector's `ERROR` events to the dispatcher it is installed
-//! in, without making that dispatcher the thread's default.
+//! Emitting the engine's `ERROR` events to the dispatchers that have the
+//! layer, without making them the thread's default.
 //!
 //! `tracing::error!` goes to the current thread's default, which a worker
 //! thread may not have, and `dispatcher::with_default` panics when called
 //! from inside another layer's callback (tracing-core keeps the default
-//! borrowed while it dispatches). So events are built here against one
-//! static callsite and handed straight to the detector's own `Dispatch`.
+//! borrowed while it dispatches). So events are built here against static
+//! callsites and handed straight to each `Dispatch`.
 
 use std::cell::Cell;
 
 use tracing_core::callsite::DefaultCallsite;
 use tracing_core::field::Value;
-use tracing_core::{dispatcher, Dispatch, Event, Kind, Level, Metadata};
+use tracing_core::{Dispatch, Event, Kind, Level, Metadata};
 
-static CALLSITE: DefaultCallsite = DefaultCallsite::new(&META);
-static META: Metadata<'static> = tracing_core::metadata! {
+use crate::report::ReportKind;
+
+static REPORT_CALLSITE: DefaultCallsite = DefaultCallsite::new(&REPORT_META);
+static REPORT_META: Metadata<'static> = tracing_core::metadata! {
+    name: "async_lockdep report",
+    target: "async_lockdep",
+    level: Level::ERROR,
+    fields: &["message", "kind", "classes", "sites"],
+    callsite: &REPORT_CALLSITE,
+    kind: Kind::EVENT,
+};
+
+static MESSAGE_CALLSITE: DefaultCallsite = DefaultCallsite::new(&MESSAGE_META);
+static MESSAGE_META: Metadata<'static> = tracing_core::metadata! {
     name: "async_lockdep",
     target: "async_lockdep",
     level: Level::ERROR,
     fields: &["message"],
-    callsite: &CALLSITE,
+    callsite: &MESSAGE_CALLSITE,
     kind: Kind::EVENT,
 };
 
-/// Registers the callsite (done when a layer is made, not inside a callback).
-pub(crate) fn register_callsite() {
-    let _ = CALLSITE.interest();
+/// Registers the callsites (done when a layer is made, not inside a callback).
+pub(crate) fn register_callsites() {
+    let _ = REPORT_CALLSITE.interest();
+    let _ = MESSAGE_CALLSITE.interest();
 }
 
 thread_local! {
@@ -33,14 +46,21 @@ thread_local! {
     static EMITTING: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Emits `message` as an `ERROR` event at target `async_lockdep` to
-/// `dispatch`, or to the current default dispatcher if there is none.
-///
-/// A report found while one of our events is being delivered (a layer that
-/// locks in `on_event`) is stored but not delivered, as tracing drops nested
-/// events: no recursion through the layers.
-pub(crate) fn error(dispatch: Option<&Dispatch>, message: &str) {
-    if CALLSITE.interest().is_never() || EMITTING.try_with(Cell::get).unwrap_or(true) {
+/// A report as an event: the rendered text and structured fields.
+pub(crate) struct ReportEvent<'a> {
+    pub(crate) message: &'a str,
+    pub(crate) kind: ReportKind,
+    /// The classes of the cycle, `a -> b -> ...`.
+    pub(crate) classes: &'a str,
+    /// Each dependency's sites, `held_at -> waited_at`, comma-separated.
+    pub(crate) sites: &'a str,
+}
+
+/// Runs `f` unless this thread is already delivering one of our events (a
+/// layer that locks in `on_event`): tracing drops nested events, and so do
+/// we, so nothing recurses through the layers. The report is still kept.
+fn guarded(f: impl FnOnce()) {
+    if EMITTING.try_with(Cell::get).unwrap_or(true) {
         return;
     }
     struct Reset;
@@ -51,21 +71,47 @@ pub(crate) fn error(dispatch: Option<&Dispatch>, message: &str) {
     }
     let _ = EMITTING.try_with(|e| e.set(true));
     let _reset = Reset;
-    match dispatch {
-        Some(dispatch) => emit_to(dispatch, message),
-        None => dispatcher::get_default(|current| emit_to(current, message)),
-    }
+    f();
 }
 
-fn emit_to(dispatch: &Dispatch, message: &str) {
-    let fields = META.fields();
-    let Some(field) = fields.field("message") else {
-        return;
-    };
-    if !dispatch.enabled(&META) {
+/// Emits a report as an `ERROR` event at target `async_lockdep` with the
+/// fields `message`, `kind`, `classes` and `sites`.
+pub(crate) fn report(dispatch: &Dispatch, event: &ReportEvent<'_>) {
+    if REPORT_CALLSITE.interest().is_never() || !dispatch.enabled(&REPORT_META) {
         return;
     }
-    let values = [(&field, Some(&message as &dyn Value))];
-    let values = fields.value_set(&values);
-    dispatch.event(&Event::new(&META, &values));
+    guarded(|| {
+        let fields = REPORT_META.fields();
+        let (Some(message), Some(kind), Some(classes), Some(sites)) = (
+            fields.field("message"),
+            fields.field("kind"),
+            fields.field("classes"),
+            fields.field("sites"),
+        ) else {
+            return;
+        };
+        let kind_name = format!("{:?}", event.kind);
+        let values = [
+            (&message, Some(&event.message as &dyn Value)),
+            (&kind, Some(&kind_name.as_str() as &dyn Value)),
+            (&classes, Some(&event.classes as &dyn Value)),
+            (&sites, Some(&event.sites as &dyn Value)),
+        ];
+        dispatch.event(&Event::new(&REPORT_META, &fields.value_set(&values)));
+    });
+}
+
+/// Emits `text` as an `ERROR` event at target `async_lockdep`.
+pub(crate) fn message(dispatch: &Dispatch, text: &str) {
+    if MESSAGE_CALLSITE.interest().is_never() || !dispatch.enabled(&MESSAGE_META) {
+        return;
+    }
+    guarded(|| {
+        let fields = MESSAGE_META.fields();
+        let Some(message) = fields.field("message") else {
+            return;
+        };
+        let values = [(&message, Some(&text as &dyn Value))];
+        dispatch.event(&Event::new(&MESSAGE_META, &fields.value_set(&values)));
+    });
 }

@@ -4,42 +4,16 @@
 //! it), and the shared acquire paths of the blocking and `try_*` methods.
 //! The bookkeeping itself is in `state.rs`; no wrapper has its own copy.
 
-use std::ops::Deref;
 use std::panic::Location;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
 
 use crate::class::{self, ClassId, ClassKind};
 use crate::context::{ContextId, HeldKey, LockRef};
 use crate::report::Access;
 use crate::state::{Acquire, State};
 
-/// A detector reached from a wrapper: the one captured at creation, or one
-/// looked up in the current dispatcher.
-pub(crate) enum DetectorRef<'a> {
-    Borrowed(&'a Arc<State>),
-    Owned(Arc<State>),
-}
-
-impl DetectorRef<'_> {
-    pub(crate) fn into_owned(self) -> DetectorRef<'static> {
-        match self {
-            DetectorRef::Borrowed(state) => DetectorRef::Owned(Arc::clone(state)),
-            DetectorRef::Owned(state) => DetectorRef::Owned(state),
-        }
-    }
-}
-
-impl Deref for DetectorRef<'_> {
-    type Target = State;
-    #[inline]
-    fn deref(&self) -> &State {
-        match self {
-            DetectorRef::Borrowed(state) => state,
-            DetectorRef::Owned(state) => state,
-        }
-    }
-}
+/// The engine, as the wrappers hold it while detection is on.
+pub(crate) type Engine = &'static State;
 
 /// The detector-side identity of one lock instance (or executor).
 pub(crate) struct LockMeta {
@@ -50,14 +24,12 @@ pub(crate) struct LockMeta {
     /// Where a lazily classed lock was created, and what it is.
     site: &'static Location<'static>,
     kind: ClassKind,
-    detector: Option<Arc<State>>,
 }
 
 const UNSET_CLASS: u32 = u32::MAX;
 
 impl LockMeta {
-    /// Identity for a new instance of `class`, bound to the detector of the
-    /// current dispatcher if there is one.
+    /// Identity for a new instance of `class`.
     #[track_caller]
     pub(crate) fn new(class: ClassId) -> LockMeta {
         LockMeta {
@@ -65,7 +37,6 @@ impl LockMeta {
             instance: AtomicU64::new(LockRef::new(class).instance),
             site: Location::caller(),
             kind: ClassKind::Mutex,
-            detector: crate::layer::current_state(),
         }
     }
 
@@ -78,7 +49,6 @@ impl LockMeta {
             instance: AtomicU64::new(0),
             site,
             kind,
-            detector: None,
         }
     }
 
@@ -117,13 +87,10 @@ impl LockMeta {
         LockRef { class, instance }
     }
 
-    /// The detector to report to: the one in the current dispatcher if it
-    /// has one (so a static lock shared by tests reports to each test's
-    /// detector), else the one bound at creation (worker threads without a
-    /// default dispatcher).
+    /// The engine, if detection is on: one relaxed load when it is off.
     #[inline]
-    pub(crate) fn detector(&self) -> Option<DetectorRef<'_>> {
-        crate::layer::current_or(self.detector.as_ref())
+    pub(crate) fn engine(&self) -> Option<Engine> {
+        crate::state::engine()
     }
 
     pub(crate) fn class(&self) -> ClassId {
@@ -166,11 +133,11 @@ impl LockMeta {
 /// records the wait, then calls tokio's blocking method, always (so tokio's
 /// "not inside a runtime" check panics the same with or without a detector;
 /// the wait guard is dropped during the unwind).
-pub(crate) fn acquire_blocking<'d, G>(
-    detector: Option<DetectorRef<'d>>,
+pub(crate) fn acquire_blocking<G>(
+    detector: Option<Engine>,
     want: Acquire,
     wait: impl FnOnce() -> G,
-) -> (G, Option<Holding<'d>>) {
+) -> (G, Option<Holding>) {
     let Some(detector) = detector else {
         return (wait(), None);
     };
@@ -180,43 +147,43 @@ pub(crate) fn acquire_blocking<'d, G>(
 }
 
 /// The `try_*` path: held if it succeeded, no dependency either way.
-pub(crate) fn acquired_without_waiting<'d>(
-    detector: Option<DetectorRef<'d>>,
+pub(crate) fn acquired_without_waiting(
+    detector: Option<Engine>,
     want: Acquire,
-) -> Option<Holding<'d>> {
+) -> Option<Holding> {
     detector.map(|detector| Holding::try_acquired(detector, want))
 }
 
 /// A recorded acquisition; dropping it records the release.
-pub(crate) struct Holding<'a> {
-    detector: DetectorRef<'a>,
+pub(crate) struct Holding {
+    detector: Engine,
     key: HeldKey,
 }
 
-impl<'a> Holding<'a> {
+impl Holding {
     /// A `lock()` that did not wait.
     #[inline]
-    pub(crate) fn lock_now(detector: DetectorRef<'a>, want: Acquire) -> Holding<'a> {
+    pub(crate) fn lock_now(detector: Engine, want: Acquire) -> Holding {
         let key = detector.lock_now(want);
         Holding { detector, key }
     }
 
     /// A successful `try_lock`.
     #[inline]
-    pub(crate) fn try_acquired(detector: DetectorRef<'a>, want: Acquire) -> Holding<'a> {
+    pub(crate) fn try_acquired(detector: Engine, want: Acquire) -> Holding {
         let key = detector.try_acquired(want);
         Holding { detector, key }
     }
 }
 
-impl Holding<'_> {
+impl Holding {
     /// The lock is now held for reading (an `RwLock` write guard downgraded).
     pub(crate) fn downgrade(&self) {
         self.detector.change_access(self.key, Access::Read);
     }
 }
 
-impl Drop for Holding<'_> {
+impl Drop for Holding {
     #[inline]
     fn drop(&mut self) {
         self.detector.release(self.key);
@@ -225,18 +192,18 @@ impl Drop for Holding<'_> {
 
 /// A wait in progress; dropped without [`Waiting::acquired`] (a cancelled
 /// `lock()` future), it leaves nothing held.
-pub(crate) struct Waiting<'a> {
+pub(crate) struct Waiting {
     /// `None` once acquired.
-    detector: Option<DetectorRef<'a>>,
+    detector: Option<Engine>,
     context: ContextId,
     want: Acquire,
 }
 
-impl<'a> Waiting<'a> {
+impl Waiting {
     /// Records the dependencies of waiting for `want`, and the wait itself
     /// (for the wait-for check and the watchdog).
     #[inline]
-    pub(crate) fn start(detector: DetectorRef<'a>, want: Acquire) -> Waiting<'a> {
+    pub(crate) fn start(detector: Engine, want: Acquire) -> Waiting {
         let context = detector.wait_start(want);
         Waiting {
             detector: Some(detector),
@@ -248,11 +215,11 @@ impl<'a> Waiting<'a> {
     /// Registers a wait whose dependencies were already recorded by
     /// [`State::record_wait_edges`] (a join that turned out to be pending).
     pub(crate) fn register(
-        detector: DetectorRef<'a>,
+        detector: Engine,
         context: ContextId,
         mark: u64,
         want: Acquire,
-    ) -> Waiting<'a> {
+    ) -> Waiting {
         detector.register_wait(context, want, mark);
         Waiting {
             detector: Some(detector),
@@ -263,7 +230,7 @@ impl<'a> Waiting<'a> {
 
     /// The wait ended with the lock acquired.
     #[inline]
-    pub(crate) fn acquired(mut self) -> Option<Holding<'a>> {
+    pub(crate) fn acquired(mut self) -> Option<Holding> {
         let detector = self.detector.take()?;
         detector.wait_end(self.context);
         let key = detector.acquired(self.context, self.want);
@@ -271,7 +238,7 @@ impl<'a> Waiting<'a> {
     }
 }
 
-impl Drop for Waiting<'_> {
+impl Drop for Waiting {
     fn drop(&mut self) {
         if let Some(detector) = &self.detector {
             detector.wait_end(self.context);

@@ -64,6 +64,7 @@
 
 mod class;
 mod context;
+mod detector;
 mod emit;
 mod executor;
 mod fxhash;
@@ -74,7 +75,6 @@ mod report;
 mod scope;
 mod state;
 mod sync;
-mod testing;
 mod waits;
 
 pub use class::{ClassKind, LockClass, MAX_NESTING_LEVEL};
@@ -83,7 +83,8 @@ pub use executor::{
     spawn, spawn_named, FlushError, JoinHandle, LazyWorkQueue, WorkError, WorkHandle, WorkQueue,
     WorkQueueBuilder,
 };
-pub use layer::{Detector, DetectorBuilder, DetectorLayer, Status};
+pub use detector::{test_guard, Detector, DetectorBuilder, Status, TestGuard};
+pub use layer::DetectorLayer;
 pub use report::{Access, Dependency, LongWait, Report, ReportKind};
 pub use scope::{own_context, OwnContext};
 pub use sync::{
@@ -91,7 +92,6 @@ pub use sync::{
     OwnedRwLockWriteGuard, OwnedSemaphorePermit, RwLock, RwLockMappedWriteGuard, RwLockReadGuard,
     RwLockWriteGuard, Semaphore, SemaphorePermit, TryAcquireError, TryLockError,
 };
-pub use testing::{test_guard, TestGuard};
 
 /// Internals exposed for the crate's own benches and model tests only; not
 /// part of the API and not covered by semver.

@@ -73,6 +73,9 @@ pub struct Dependency {
     pub context: ContextId,
     /// The `tracing` spans around the wait, innermost first, as `name{fields}`.
     pub spans: Vec<String>,
+    /// The test it happened in (the name of the test's thread), when known:
+    /// the two halves of a cycle may come from two tests.
+    pub test: Option<String>,
 }
 
 /// What a report is about.
@@ -168,10 +171,14 @@ fn class_with_site(class: &LockClass) -> String {
 }
 
 fn who(dep: &Dependency) -> String {
-    match dep.spans.first() {
-        None => dep.context.to_string(),
-        Some(_) => format!("{} (span: {})", dep.context, dep.spans.join(" < ")),
+    let mut who = dep.context.to_string();
+    if let Some(test) = &dep.test {
+        let _ = write!(who, " in test `{test}`");
     }
+    if !dep.spans.is_empty() {
+        let _ = write!(who, " (span: {})", dep.spans.join(" < "));
+    }
+    who
 }
 
 fn print_header(f: &mut fmt::Formatter<'_>, title: &str) -> fmt::Result {

@@ -11,10 +11,10 @@
 //! or emitting tracing events.
 
 use std::panic::Location;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
-use tracing_core::dispatcher::{self, Dispatch, WeakDispatch};
+use tracing_core::dispatcher::{Dispatch, WeakDispatch};
 
 use crate::class::{self, ClassId, ClassKind};
 use crate::context::{chain_after, ContextId, HeldKey, HeldLock, HeldLocks, LockRef};
@@ -23,23 +23,10 @@ use crate::graph::{Graph, Insert};
 use crate::report::{Access, Dependency, Report, ReportKind};
 use crate::waits::{self, Waits};
 
-/// Limits on what the detector records (see [`crate::DetectorBuilder`]).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Limits {
-    pub(crate) max_classes: usize,
-    pub(crate) max_edges: usize,
-    pub(crate) max_reports: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_classes: 65_536,
-            max_edges: 1 << 20,
-            max_reports: 1024,
-        }
-    }
-}
+/// Default limits on what the engine records (see [`crate::DetectorBuilder`]).
+pub(crate) const DEFAULT_MAX_CLASSES: usize = 65_536;
+pub(crate) const DEFAULT_MAX_EDGES: usize = 1 << 20;
+pub(crate) const DEFAULT_MAX_REPORTS: usize = 1024;
 
 /// The first-seen data of a dependency edge.
 #[derive(Clone)]
@@ -50,6 +37,7 @@ struct EdgeInfo {
     waited_at: &'static Location<'static>,
     context: ContextId,
     spans: Vec<String>,
+    test: Option<std::sync::Arc<str>>,
 }
 
 /// A lock, how it is wanted, and where.
@@ -72,20 +60,26 @@ impl Acquire {
     }
 }
 
-/// Shared state of one detector.
+/// The engine: one per process, as the kernel's lockdep. Every wrapper
+/// reports to it directly (see [`engine`]).
 pub(crate) struct State {
     held: HeldLocks,
     chains: ChainCache,
     graph: Mutex<Graph<EdgeInfo>>,
     reports: Mutex<Reports>,
-    pub(crate) limits: Limits,
+    max_classes: AtomicUsize,
+    max_edges: AtomicUsize,
+    max_reports: AtomicUsize,
     overflowed: AtomicBool,
     overflow_announced: AtomicBool,
-    pub(crate) panic_on_report: bool,
-    pub(crate) panic_on_deadlock: bool,
+    panic_on_report: AtomicBool,
+    panic_on_deadlock: AtomicBool,
+    print_reports: AtomicBool,
     waits: Waits,
-    dispatch: Mutex<Option<WeakDispatch>>,
-    spans: OnceLock<fn(&Dispatch) -> Vec<String>>,
+    /// The dispatchers that have the layer: reports are emitted to each.
+    dispatches: Mutex<Vec<WeakDispatch>>,
+    /// The tests with a live [`crate::TestGuard`] registration.
+    tests: Mutex<Tests>,
     report_count: AtomicUsize,
     new_edges: AtomicU64,
 }
@@ -107,53 +101,246 @@ fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Live deadlocks remembered for de-duplication before the memory is reset.
 const MAX_STUCK_REMEMBERED: usize = 4096;
 
-/// How many detectors exist: while none does, wrappers skip the dispatcher
-/// look-up entirely.
-static DETECTORS_ALIVE: AtomicUsize = AtomicUsize::new(0);
+/// Whether detection is on: not decided yet (the environment is read at the
+/// first use), off, on, or forced off by `ASYNC_LOCKDEP=0`.
+static MODE: AtomicU8 = AtomicU8::new(MODE_UNKNOWN);
+const MODE_UNKNOWN: u8 = 0;
+const MODE_OFF: u8 = 1;
+const MODE_ON: u8 = 2;
+const MODE_FORCED_OFF: u8 = 3;
 
+static ENGINE: LazyLock<State> = LazyLock::new(State::new);
+
+/// The engine, if detection is enabled in this process: one relaxed load
+/// while it is off.
 #[inline]
-pub(crate) fn any_detector_alive() -> bool {
-    detectors_alive() > 0
-}
-
-#[inline]
-pub(crate) fn detectors_alive() -> usize {
-    DETECTORS_ALIVE.load(Ordering::Acquire)
-}
-
-impl Drop for State {
-    fn drop(&mut self) {
-        DETECTORS_ALIVE.fetch_sub(1, Ordering::Relaxed);
+pub(crate) fn engine() -> Option<&'static State> {
+    match MODE.load(Ordering::Relaxed) {
+        MODE_ON => Some(&ENGINE),
+        MODE_UNKNOWN => mode_from_env(),
+        _ => None,
     }
 }
 
+/// The engine whether or not detection is on (for reading reports).
+pub(crate) fn engine_state() -> &'static State {
+    &ENGINE
+}
+
+/// Reads `ASYNC_LOCKDEP` once: `1` enables detection, `0` forces it off.
+#[cold]
+#[inline(never)]
+fn mode_from_env() -> Option<&'static State> {
+    let mode = match std::env::var("ASYNC_LOCKDEP").as_deref().map(str::trim) {
+        Ok("1" | "true" | "on" | "yes") => MODE_ON,
+        Ok("0" | "false" | "off" | "no") => MODE_FORCED_OFF,
+        _ => MODE_OFF,
+    };
+    let _ = MODE.compare_exchange(MODE_UNKNOWN, mode, Ordering::Relaxed, Ordering::Relaxed);
+    if MODE.load(Ordering::Relaxed) == MODE_ON {
+        Some(&ENGINE)
+    } else {
+        None
+    }
+}
+
+/// Turns detection on for the rest of the process, unless `ASYNC_LOCKDEP=0`
+/// forces it off. Returns whether it is on.
+pub(crate) fn enable() -> bool {
+    let _ = engine();
+    LazyLock::force(&ENGINE);
+    MODE.compare_exchange(MODE_OFF, MODE_ON, Ordering::Relaxed, Ordering::Relaxed)
+        .is_ok()
+        || MODE.load(Ordering::Relaxed) == MODE_ON
+}
+
+/// Whether detection is on in this process.
+pub(crate) fn enabled() -> bool {
+    engine().is_some()
+}
+
+/// Per-test options and the reports attributed to a test.
+pub(crate) struct TestRecord {
+    /// Tells a record from a later one in the same slab slot.
+    serial: u64,
+    /// The test's name (its thread's name), for reports.
+    name: Arc<str>,
+    /// The runtime the test's body runs on, when it was created in one.
+    runtime: Option<tokio::runtime::Id>,
+    panic_on_report: bool,
+    panic_on_deadlock: bool,
+    reports: Vec<Report>,
+    dropped: usize,
+}
+
+/// A registered test: its slot and serial.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TestKey {
+    slot: usize,
+    serial: u64,
+}
+
+#[derive(Default)]
+struct Tests {
+    records: slab::Slab<TestRecord>,
+    next_serial: u64,
+}
+
+impl Tests {
+    fn get(&self, key: TestKey) -> Option<&TestRecord> {
+        self.records.get(key.slot).filter(|r| r.serial == key.serial)
+    }
+
+    fn get_mut(&mut self, key: TestKey) -> Option<&mut TestRecord> {
+        self.records
+            .get_mut(key.slot)
+            .filter(|r| r.serial == key.serial)
+    }
+}
+
+thread_local! {
+    /// The test whose body runs on this thread (set by `test_guard`).
+    static CURRENT_TEST: std::cell::Cell<Option<TestKey>> = const { std::cell::Cell::new(None) };
+}
+
+/// The test the calling context belongs to, if known: the test running on
+/// this thread, else the test whose runtime this is.
+fn current_test(tests: &Tests) -> Option<TestKey> {
+    if let Some(key) = CURRENT_TEST.try_with(std::cell::Cell::get).ok().flatten() {
+        if tests.get(key).is_some() {
+            return Some(key);
+        }
+    }
+    let runtime = tokio::runtime::Handle::try_current().ok()?.id();
+    tests
+        .records
+        .iter()
+        .find(|(_, r)| r.runtime == Some(runtime))
+        .map(|(slot, r)| TestKey {
+            slot,
+            serial: r.serial,
+        })
+}
+
+/// Options a test asks for (see [`crate::DetectorBuilder::test_guard`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct TestOptions {
+    pub(crate) panic_on_report: bool,
+    pub(crate) panic_on_deadlock: bool,
+}
+
 impl State {
-    pub(crate) fn new(limits: Limits, panic_on_report: bool, panic_on_deadlock: bool) -> State {
-        DETECTORS_ALIVE.fetch_add(1, Ordering::Release);
+    fn new() -> State {
         State {
             held: HeldLocks::default(),
             chains: ChainCache::new(1 << 14),
             graph: Mutex::new(Graph::default()),
             reports: Mutex::new(Reports::default()),
-            limits,
+            max_classes: AtomicUsize::new(DEFAULT_MAX_CLASSES),
+            max_edges: AtomicUsize::new(DEFAULT_MAX_EDGES),
+            max_reports: AtomicUsize::new(DEFAULT_MAX_REPORTS),
             overflowed: AtomicBool::new(false),
             overflow_announced: AtomicBool::new(false),
-            panic_on_report,
-            panic_on_deadlock,
+            panic_on_report: AtomicBool::new(false),
+            panic_on_deadlock: AtomicBool::new(false),
+            print_reports: AtomicBool::new(!matches!(
+                std::env::var("ASYNC_LOCKDEP_PRINT").as_deref(),
+                Ok("0" | "false" | "off" | "no")
+            )),
             waits: Waits::default(),
-            dispatch: Mutex::new(None),
-            spans: OnceLock::new(),
+            dispatches: Mutex::new(Vec::new()),
+            tests: Mutex::new(Tests::default()),
             report_count: AtomicUsize::new(0),
             new_edges: AtomicU64::new(0),
         }
     }
 
-    pub(crate) fn set_dispatch(&self, dispatch: &Dispatch) {
-        *lock_ignoring_poison(&self.dispatch) = Some(dispatch.downgrade());
+    /// Applies the options of a builder, process-wide.
+    pub(crate) fn configure(&'static self, options: &crate::detector::Options) {
+        if let Some(n) = options.max_classes {
+            self.max_classes.store(n, Ordering::Relaxed);
+        }
+        if let Some(n) = options.max_edges {
+            self.max_edges.store(n, Ordering::Relaxed);
+        }
+        if let Some(n) = options.max_reports {
+            self.max_reports.store(n, Ordering::Relaxed);
+        }
+        if let Some(yes) = options.panic_on_report {
+            self.panic_on_report.store(yes, Ordering::Relaxed);
+        }
+        if let Some(yes) = options.panic_on_deadlock {
+            self.panic_on_deadlock.store(yes, Ordering::Relaxed);
+        }
+        if let Some(yes) = options.print_reports {
+            self.print_reports.store(yes, Ordering::Relaxed);
+        }
+        if let Some(threshold) = options.watchdog {
+            crate::waits::start_watchdog(self, threshold);
+        }
     }
 
-    pub(crate) fn set_span_reader(&self, reader: fn(&Dispatch) -> Vec<String>) {
-        let _ = self.spans.set(reader);
+    /// Remembers a dispatcher that has the layer, to emit reports to it.
+    pub(crate) fn add_dispatch(&self, dispatch: &Dispatch) {
+        let mut dispatches = lock_ignoring_poison(&self.dispatches);
+        dispatches.retain(|d| d.upgrade().is_some());
+        dispatches.push(dispatch.downgrade());
+    }
+
+    /// Registers a test running on the calling thread.
+    pub(crate) fn register_test(&self, name: Arc<str>, options: TestOptions) -> TestKey {
+        let runtime = tokio::runtime::Handle::try_current().ok().map(|h| h.id());
+        let mut tests = lock_ignoring_poison(&self.tests);
+        tests.next_serial += 1;
+        let serial = tests.next_serial;
+        let slot = tests.records.insert(TestRecord {
+            serial,
+            name,
+            runtime,
+            panic_on_report: options.panic_on_report,
+            panic_on_deadlock: options.panic_on_deadlock,
+            reports: Vec::new(),
+            dropped: 0,
+        });
+        let key = TestKey { slot, serial };
+        let _ = CURRENT_TEST.try_with(|c| c.set(Some(key)));
+        key
+    }
+
+    /// Takes the reports attributed to the test `key` so far, and how many
+    /// more were not kept (the report limit).
+    pub(crate) fn take_test_reports(&self, key: TestKey) -> (Vec<Report>, usize) {
+        let mut tests = lock_ignoring_poison(&self.tests);
+        match tests.get_mut(key) {
+            Some(record) => (
+                std::mem::take(&mut record.reports),
+                std::mem::take(&mut record.dropped),
+            ),
+            None => (Vec::new(), 0),
+        }
+    }
+
+    /// Forgets the test `key`; returns the reports attributed to it since
+    /// they were last taken.
+    pub(crate) fn unregister_test(&self, key: TestKey) -> (Vec<Report>, usize) {
+        let _ = CURRENT_TEST.try_with(|c| {
+            if c.get() == Some(key) {
+                c.set(None);
+            }
+        });
+        let mut tests = lock_ignoring_poison(&self.tests);
+        if tests.get(key).is_none() {
+            return (Vec::new(), 0);
+        }
+        let record = tests.records.remove(key.slot);
+        (record.reports, record.dropped)
+    }
+
+    /// The name of the test the calling context belongs to, if known.
+    fn current_test_name(&self) -> Option<Arc<str>> {
+        let tests = lock_ignoring_poison(&self.tests);
+        let key = current_test(&tests)?;
+        tests.get(key).map(|r| Arc::clone(&r.name))
     }
 
     /// A `lock()` that got the lock without waiting: checks and records the
@@ -215,11 +402,7 @@ impl State {
             reports.stuck.insert(stuck)
         };
         if first_time {
-            if self.panic_on_deadlock {
-                // The panic unwinds before the caller's wait guard exists.
-                self.waits.end(context);
-            }
-            self.publish(report, self.panic_on_deadlock);
+            self.publish(report, Panic::OnDeadlock, || self.waits.end(context));
         }
     }
 
@@ -272,7 +455,7 @@ impl State {
         };
         let spans = self.current_spans();
         if let Some(report) = self.self_deadlock(held, want, context, &spans, false) {
-            self.publish(report, self.panic_on_report);
+            self.publish(report, Panic::OnReport, || {});
         }
     }
 
@@ -294,9 +477,11 @@ impl State {
         if !lock_ignoring_poison(&self.reports).seen.insert(key) {
             return None;
         }
+        let mut dependency = dependency_of(held, want, context, spans);
+        dependency.test = self.current_test_name().map(|t| t.to_string());
         Some(Report {
             kind: ReportKind::SelfDeadlock,
-            dependencies: vec![dependency_of(held, want, context, spans)],
+            dependencies: vec![dependency],
             needs_writer,
             long_wait: None,
         })
@@ -344,6 +529,7 @@ impl State {
     #[cold]
     fn record(&self, context: ContextId, want: Acquire, slow: Slow) {
         let spans = self.current_spans();
+        let test = self.current_test_name();
         let mut reports = Vec::new();
         if let Some((held, needs_writer)) = slow.same {
             reports.extend(self.self_deadlock(&held, want, context, &spans, needs_writer));
@@ -374,6 +560,7 @@ impl State {
                     waited_at: want.site,
                     context,
                     spans: spans.clone(),
+                    test: test.clone(),
                 };
                 match graph.insert(held.lock.class, want.lock.class, info) {
                     Insert::Known => {
@@ -416,7 +603,7 @@ impl State {
             self.announce_overflow();
         }
         for report in reports {
-            self.publish(report, self.panic_on_report);
+            self.publish(report, Panic::OnReport, || {});
         }
     }
 
@@ -425,8 +612,8 @@ impl State {
             return false;
         }
         let new_nodes = usize::from(!graph.has_node(from)) + usize::from(!graph.has_node(to));
-        let over = graph.edge_count() >= self.limits.max_edges
-            || graph.node_count() + new_nodes > self.limits.max_classes;
+        let over = graph.edge_count() >= self.max_edges.load(Ordering::Relaxed)
+            || graph.node_count() + new_nodes > self.max_classes.load(Ordering::Relaxed);
         if over {
             self.overflowed.store(true, Ordering::Relaxed);
         }
@@ -440,7 +627,8 @@ impl State {
                 "async-lockdep: limit reached (max {} classes, {} dependencies); no new \
                  dependencies are recorded from now on. Locks keep working and cycles already \
                  found stay reported.",
-                self.limits.max_classes, self.limits.max_edges
+                self.max_classes.load(Ordering::Relaxed),
+                self.max_edges.load(Ordering::Relaxed)
             ));
         }
     }
@@ -458,38 +646,107 @@ impl State {
     }
 
     fn current_spans(&self) -> Vec<String> {
-        match self.spans.get() {
-            Some(reader) => dispatcher::get_default(reader),
-            None => Vec::new(),
-        }
+        crate::layer::entered_spans()
     }
 
-    /// Stores a report and logs it as an `ERROR` event at target
-    /// `async_lockdep`, with no internal lock held.
-    pub(crate) fn publish(&self, report: Report, may_panic: bool) {
+    /// Keeps a report, attributes it to its test, prints it to stderr, and
+    /// emits it as an `ERROR` event at target `async_lockdep` through every
+    /// subscriber that has the layer; then panics if asked to (`before_panic`
+    /// runs first). No internal lock is held while printing, emitting or
+    /// panicking.
+    pub(crate) fn publish(&self, report: Report, panic: Panic, before_panic: impl FnOnce()) {
         let text = report.to_string();
+        let max_reports = self.max_reports.load(Ordering::Relaxed);
+        let (test_panics, attributed) = {
+            let mut tests = lock_ignoring_poison(&self.tests);
+            let keys: Vec<TestKey> = match current_test(&tests) {
+                Some(key) => vec![key],
+                // Unknown test: every test alive now is failed by it.
+                None => tests
+                    .records
+                    .iter()
+                    .map(|(slot, r)| TestKey {
+                        slot,
+                        serial: r.serial,
+                    })
+                    .collect(),
+            };
+            let mut test_panics = false;
+            for key in &keys {
+                if let Some(record) = tests.get_mut(*key) {
+                    test_panics |= match panic {
+                        Panic::OnReport => record.panic_on_report,
+                        Panic::OnDeadlock => record.panic_on_deadlock,
+                        Panic::Never => false,
+                    };
+                    if record.reports.len() < max_reports {
+                        record.reports.push(report.clone());
+                    } else {
+                        record.dropped += 1;
+                    }
+                }
+            }
+            (test_panics, !keys.is_empty())
+        };
+        let kind = report.kind;
+        let classes = report.class_names().join(" -> ");
+        let sites = report_sites(&report);
         {
             let mut reports = lock_ignoring_poison(&self.reports);
-            if reports.list.len() >= self.limits.max_reports {
+            if reports.list.len() >= max_reports {
                 reports.dropped += 1;
             } else {
                 reports.list.push(report);
                 self.report_count.fetch_add(1, Ordering::Relaxed);
             }
         }
-        self.log_error(&format!("\n{text}"));
-        if may_panic && !std::thread::panicking() {
+        if self.print_reports.load(Ordering::Relaxed) {
+            eprint!("\n{text}");
+            if attributed {
+                eprintln!("(async-lockdep: this report fails the test it belongs to)");
+            }
+        }
+        self.emit(&crate::emit::ReportEvent {
+            message: &text,
+            kind,
+            classes: &classes,
+            sites: &sites,
+        });
+        let global = match panic {
+            Panic::OnReport => self.panic_on_report.load(Ordering::Relaxed),
+            Panic::OnDeadlock => self.panic_on_deadlock.load(Ordering::Relaxed),
+            Panic::Never => false,
+        };
+        if (global || test_panics) && !std::thread::panicking() {
+            before_panic();
             panic!("async-lockdep found a possible deadlock:\n{text}");
         }
     }
 
-    /// Logs `message` as an `ERROR` event to the dispatcher this detector is
-    /// installed in, from any thread and from inside other layers' callbacks.
+    /// Emits an event through every dispatcher that has the layer.
+    fn emit(&self, event: &crate::emit::ReportEvent<'_>) {
+        let dispatches: Vec<Dispatch> = lock_ignoring_poison(&self.dispatches)
+            .iter()
+            .filter_map(WeakDispatch::upgrade)
+            .collect();
+        for dispatch in &dispatches {
+            crate::emit::report(dispatch, event);
+        }
+    }
+
+    /// Logs `message` as an `ERROR` event through every dispatcher that has
+    /// the layer, and to stderr.
     pub(crate) fn log_error(&self, message: &str) {
-        let dispatch = lock_ignoring_poison(&self.dispatch)
-            .as_ref()
-            .and_then(WeakDispatch::upgrade);
-        crate::emit::error(dispatch.as_ref(), message);
+        if self.print_reports.load(Ordering::Relaxed) {
+            eprintln!("{message}");
+        }
+        let dispatches: Vec<Dispatch> = lock_ignoring_poison(&self.dispatches)
+            .iter()
+            .filter_map(WeakDispatch::upgrade)
+            .collect();
+        for dispatch in &dispatches {
+            crate::emit::message(dispatch, message);
+        }
     }
 
     pub(crate) fn reports(&self) -> Vec<Report> {
@@ -515,6 +772,27 @@ impl State {
         reports.list.clear();
         self.report_count.store(0, Ordering::Relaxed);
     }
+}
+
+/// Which panic option applies to a report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Panic {
+    /// `panic_on_report`: lock-order cycles and self-deadlocks.
+    OnReport,
+    /// `panic_on_deadlock`: tasks stuck now.
+    OnDeadlock,
+    /// Never (watchdog reports).
+    Never,
+}
+
+/// The sites of a report's dependencies, as `held_at -> waited_at` pairs.
+fn report_sites(report: &Report) -> String {
+    report
+        .dependencies
+        .iter()
+        .map(|d| format!("{} -> {}", d.held_at, d.waited_at))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// How many sides of a dependency block regardless of queued writers.
@@ -570,6 +848,7 @@ pub(crate) fn dependency_of(
         waited_at: want.site,
         context,
         spans: spans.to_vec(),
+        test: None,
     }
 }
 
@@ -585,6 +864,7 @@ fn cycle_report(recursive: bool, edges: Vec<(ClassId, ClassId, EdgeInfo)>) -> Re
             waited_at: e.waited_at,
             context: e.context,
             spans: e.spans,
+            test: e.test.map(|t| t.to_string()),
         })
         .collect();
     let n = dependencies.len();

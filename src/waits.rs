@@ -9,13 +9,14 @@
 //! taken without waiting, or a join of a finished task, never registers), so
 //! the cost stays off the hot path.
 
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::context::{ContextId, HeldLock};
 use crate::fxhash::FxHashMap;
 use crate::report::{Access, LongWait, Report, ReportKind};
-use crate::state::{dependency_of, describe, Acquire, State};
+use crate::state::{dependency_of, describe, Acquire, Panic, State};
 
 /// One context's wait in progress.
 #[derive(Clone, Copy, Debug)]
@@ -197,23 +198,32 @@ fn still_stuck(state: &State, chain: &[(ContextId, Wait)], blockers: &[HeldLock]
     })
 }
 
-/// Starts the watchdog thread: every `threshold / 4` it reports waits older
-/// than `threshold`, once each, naming the waiter and the holders. It stops
-/// when the detector is dropped.
-pub(crate) fn start_watchdog(state: &Arc<State>, threshold: Duration) {
-    let weak: Weak<State> = Arc::downgrade(state);
-    let period = (threshold / 4).max(Duration::from_millis(5));
+/// The watchdog's threshold in nanoseconds (0: no watchdog running).
+static WATCHDOG_NANOS: AtomicU64 = AtomicU64::new(0);
+
+/// Starts the watchdog thread (once per process), or lowers its threshold:
+/// every `threshold / 4` it reports waits older than `threshold`, once
+/// each, naming the waiter and the holders.
+pub(crate) fn start_watchdog(state: &'static State, threshold: Duration) {
+    let nanos = u64::try_from(threshold.as_nanos()).unwrap_or(u64::MAX).max(1);
+    let previous = WATCHDOG_NANOS.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+        (old == 0 || nanos < old).then_some(nanos)
+    });
+    if previous != Ok(0) {
+        return; // already running; the threshold was lowered if asked
+    }
     let spawned = std::thread::Builder::new()
         .name("async-lockdep-watchdog".into())
         .spawn(move || loop {
-            std::thread::sleep(period);
-            let Some(state) = weak.upgrade() else { return };
+            let threshold = Duration::from_nanos(WATCHDOG_NANOS.load(Ordering::Relaxed));
+            std::thread::sleep((threshold / 4).max(Duration::from_millis(5)));
             for (waiter, wait) in state.waits().take_long(threshold) {
-                state.publish(long_wait_report(&state, waiter, wait), false);
+                state.publish(long_wait_report(state, waiter, wait), Panic::Never, || {});
             }
         });
     if let Err(error) = spawned {
-        tracing::error!(target: "async_lockdep", "async-lockdep: could not start the watchdog: {error}");
+        WATCHDOG_NANOS.store(0, Ordering::Relaxed);
+        state.log_error(&format!("async-lockdep: could not start the watchdog: {error}"));
     }
 }
 

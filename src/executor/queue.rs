@@ -210,8 +210,8 @@ impl WorkQueue {
         let shared = Arc::clone(&self.shared);
         let job = async move {
             shared.started.store(seq + 1, Ordering::Release);
-            let holding = shared.meta.detector().map(|d| {
-                Holding::try_acquired(d.into_owned(), shared.meta.want(Access::RunWork, site))
+            let holding = shared.meta.engine().map(|d| {
+                Holding::try_acquired(d, shared.meta.want(Access::RunWork, site))
             });
             let outcome = AssertUnwindSafe(work).catch_unwind().await;
             drop(holding);
@@ -287,7 +287,7 @@ impl WorkQueue {
             return Ok(());
         }
         let mut _waiting = None;
-        if let Some(detector) = self.shared.meta.detector() {
+        if let Some(detector) = self.shared.meta.engine() {
             let own_item = detector.current_context_holds(self.shared.meta.lock_ref().instance);
             _waiting = Some(Waiting::start(
                 detector,
@@ -415,7 +415,7 @@ impl<T> Future for WorkHandle<T> {
         // item is one of possibly many running on the queue, and waiting for
         // the queue as a whole would blame the others.
         if !std::mem::replace(&mut self.recorded, true) {
-            if let Some(detector) = self.shared.meta.detector() {
+            if let Some(detector) = self.shared.meta.engine() {
                 let want = self.shared.meta.want(Access::Join, self.site);
                 detector.record_wait_edges(want);
                 if self.waits_for_itself(&detector) {

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use tracing::instrument::WithSubscriber;
 
 use crate::class::{self, ClassKind};
-use crate::hooks::{DetectorRef, Holding, LockMeta, Waiting};
+use crate::hooks::{Holding, LockMeta, Waiting};
 use crate::report::Access;
 
 /// Spawns a task, as [`tokio::spawn`], whose class is the caller's location.
@@ -70,7 +70,7 @@ where
     F::Output: Send + 'static,
 {
     let meta = LockMeta::new(class);
-    let detector = meta.detector().map(|d| d.into_owned());
+    let detector = meta.engine();
     let want = meta.want(Access::RunTask, site);
     let task = async move {
         let holding = detector.map(|d| Holding::try_acquired(d, want));
@@ -98,7 +98,7 @@ pub struct JoinHandle<T> {
     inner: tokio::task::JoinHandle<T>,
     meta: LockMeta,
     site: &'static Location<'static>,
-    waiting: Option<Waiting<'static>>,
+    waiting: Option<Waiting>,
     recorded: bool,
 }
 
@@ -154,7 +154,7 @@ impl<T> Future for JoinHandle<T> {
         let first = !std::mem::replace(&mut self.recorded, true);
         let want = self.meta.want(Access::Join, self.site);
         let detector = if first {
-            self.meta.detector().map(DetectorRef::into_owned)
+            self.meta.engine()
         } else {
             None
         };

@@ -14,15 +14,15 @@ use std::task::{Context, Poll};
 
 use pin_project::pin_project;
 
-use crate::hooks::{DetectorRef, Holding, Waiting};
+use crate::hooks::{Engine, Holding, Waiting};
 use crate::state::Acquire;
 
 #[pin_project]
-pub(crate) struct Acquiring<'d, F: Future, M, S = fn(&<F as Future>::Output) -> bool> {
+pub(crate) struct Acquiring<F: Future, M, S = fn(&<F as Future>::Output) -> bool> {
     #[pin]
     inner: F,
-    detector: Option<DetectorRef<'d>>,
-    waiting: Option<Waiting<'d>>,
+    detector: Option<Engine>,
+    waiting: Option<Waiting>,
     want: Acquire,
     /// Whether the output means "acquired" (a closed semaphore fails); a
     /// closure type, so the call is inlined.
@@ -31,36 +31,36 @@ pub(crate) struct Acquiring<'d, F: Future, M, S = fn(&<F as Future>::Output) -> 
     make: Option<M>,
 }
 
-impl<'d, F: Future, M> Acquiring<'d, F, M> {
+impl<F: Future, M> Acquiring<F, M> {
     // The `M` bound on the constructors lets closures infer their arguments.
     /// Tracks `inner`, an acquisition of `want` that may wait; `make` builds
     /// the output from tokio's output and the holding record.
     #[inline]
     pub(crate) fn new<O>(
-        detector: Option<DetectorRef<'d>>,
+        detector: Option<Engine>,
         want: Acquire,
         inner: F,
         make: M,
-    ) -> Acquiring<'d, F, M, impl Fn(&F::Output) -> bool>
+    ) -> Acquiring<F, M, impl Fn(&F::Output) -> bool>
     where
-        M: FnOnce(F::Output, Option<Holding<'d>>) -> O,
+        M: FnOnce(F::Output, Option<Holding>) -> O,
     {
         Acquiring::fallible(detector, want, inner, |_: &F::Output| true, make)
     }
 }
 
-impl<'d, F: Future, M, S: Fn(&F::Output) -> bool> Acquiring<'d, F, M, S> {
+impl<F: Future, M, S: Fn(&F::Output) -> bool> Acquiring<F, M, S> {
     /// As [`Acquiring::new`], for an acquisition that can fail.
     #[inline]
     pub(crate) fn fallible<O>(
-        detector: Option<DetectorRef<'d>>,
+        detector: Option<Engine>,
         want: Acquire,
         inner: F,
         succeeded: S,
         make: M,
     ) -> Self
     where
-        M: FnOnce(F::Output, Option<Holding<'d>>) -> O,
+        M: FnOnce(F::Output, Option<Holding>) -> O,
     {
         Acquiring {
             inner,
@@ -73,10 +73,10 @@ impl<'d, F: Future, M, S: Fn(&F::Output) -> bool> Acquiring<'d, F, M, S> {
     }
 }
 
-impl<'d, F, M, S, O> Future for Acquiring<'d, F, M, S>
+impl<F, M, S, O> Future for Acquiring<F, M, S>
 where
     F: Future,
-    M: FnOnce(F::Output, Option<Holding<'d>>) -> O,
+    M: FnOnce(F::Output, Option<Holding>) -> O,
     S: Fn(&F::Output) -> bool,
 {
     type Output = O;

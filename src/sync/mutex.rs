@@ -7,7 +7,7 @@ use std::panic::Location;
 use std::sync::Arc;
 
 use crate::class::{self, ClassKind};
-use crate::hooks::{acquire_blocking, acquired_without_waiting, DetectorRef, Holding, LockMeta};
+use crate::hooks::{acquire_blocking, acquired_without_waiting, Holding, LockMeta};
 use crate::report::Access;
 use crate::state::Acquire;
 use crate::sync::acquiring::Acquiring;
@@ -42,7 +42,7 @@ pub struct Mutex<T: ?Sized> {
 /// A handle to a held [`Mutex`]; the lock is released when it is dropped.
 #[must_use = "if unused the Mutex will immediately unlock"]
 pub struct MutexGuard<'a, T: ?Sized> {
-    held: Option<Holding<'a>>,
+    held: Option<Holding>,
     inner: tokio::sync::MutexGuard<'a, T>,
 }
 
@@ -50,7 +50,7 @@ pub struct MutexGuard<'a, T: ?Sized> {
 /// moved to other tasks; the release is recorded for the task that locked.
 #[must_use = "if unused the Mutex will immediately unlock"]
 pub struct OwnedMutexGuard<T: ?Sized + 'static> {
-    _held: Option<Holding<'static>>,
+    _held: Option<Holding>,
     // Borrows `lock`'s mutex: declared (so dropped) before it.
     inner: Detached<tokio::sync::MutexGuard<'static, T>>,
     lock: Arc<Mutex<T>>,
@@ -59,7 +59,7 @@ pub struct OwnedMutexGuard<T: ?Sized + 'static> {
 /// A guard for a part of the data of a [`Mutex`], from [`MutexGuard::map`].
 #[must_use = "if unused the Mutex will immediately unlock"]
 pub struct MappedMutexGuard<'a, T: ?Sized> {
-    held: Option<Holding<'a>>,
+    held: Option<Holding>,
     inner: tokio::sync::MappedMutexGuard<'a, T>,
 }
 
@@ -179,7 +179,7 @@ impl<T: ?Sized> Mutex<T> {
     #[inline]
     fn lock_as(&self, want: Acquire) -> impl Future<Output = MutexGuard<'_, T>> + '_ {
         Acquiring::new(
-            self.meta.detector(),
+            self.meta.engine(),
             want,
             self.inner.lock(),
             |inner, held| MutexGuard { held, inner },
@@ -195,7 +195,7 @@ impl<T: ?Sized> Mutex<T> {
     pub fn blocking_lock(&self) -> MutexGuard<'_, T> {
         let want = self.meta.want(Access::Lock, Location::caller());
         let (inner, held) =
-            acquire_blocking(self.meta.detector(), want, || self.inner.blocking_lock());
+            acquire_blocking(self.meta.engine(), want, || self.inner.blocking_lock());
         MutexGuard { held, inner }
     }
 
@@ -212,7 +212,7 @@ impl<T: ?Sized> Mutex<T> {
     pub fn try_lock(&self) -> Result<MutexGuard<'_, T>, TryLockError> {
         let want = self.meta.want(Access::Lock, Location::caller());
         let inner = self.inner.try_lock()?;
-        let held = acquired_without_waiting(self.meta.detector(), want);
+        let held = acquired_without_waiting(self.meta.engine(), want);
         Ok(MutexGuard { held, inner })
     }
 
@@ -239,7 +239,7 @@ impl<T: ?Sized + 'static> Mutex<T> {
     #[track_caller]
     pub fn blocking_lock_owned(self: Arc<Self>) -> OwnedMutexGuard<T> {
         let want = self.meta.want(Access::Lock, Location::caller()).movable();
-        let detector = self.meta.detector().map(DetectorRef::into_owned);
+        let detector = self.meta.engine();
         let (guard, held) = acquire_blocking(detector, want, || self.inner.blocking_lock());
         // SAFETY: as in `lock_owned`: the guard borrows the mutex in the `Arc`
         // kept by the owned guard, and is dropped first.
@@ -260,7 +260,7 @@ impl<T: ?Sized + 'static> Mutex<T> {
     #[track_caller]
     pub fn lock_owned(self: Arc<Self>) -> impl Future<Output = OwnedMutexGuard<T>> {
         let want = self.meta.want(Access::Lock, Location::caller()).movable();
-        let detector = self.meta.detector().map(DetectorRef::into_owned);
+        let detector = self.meta.engine();
         async move {
             let (guard, held) =
                 Acquiring::new(detector, want, self.inner.lock(), |g, h| (g, h)).await;
@@ -284,7 +284,7 @@ impl<T: ?Sized + 'static> Mutex<T> {
         // SAFETY: as in `lock_owned`: the guard borrows the mutex in the `Arc`
         // kept by the owned guard, and is dropped first.
         let inner = unsafe { Detached::new(guard) };
-        let detector = self.meta.detector().map(DetectorRef::into_owned);
+        let detector = self.meta.engine();
         Ok(OwnedMutexGuard {
             _held: acquired_without_waiting(detector, want),
             inner,

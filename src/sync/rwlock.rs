@@ -7,7 +7,7 @@ use std::panic::Location;
 use std::sync::Arc;
 
 use crate::class::{self, ClassKind};
-use crate::hooks::{acquire_blocking, acquired_without_waiting, DetectorRef, Holding, LockMeta};
+use crate::hooks::{acquire_blocking, acquired_without_waiting, Holding, LockMeta};
 use crate::report::Access;
 use crate::state::Acquire;
 use crate::sync::acquiring::Acquiring;
@@ -47,28 +47,28 @@ pub struct RwLock<T: ?Sized> {
 /// Shared access to the data of an [`RwLock`], released on drop.
 #[must_use = "if unused the RwLock will immediately unlock"]
 pub struct RwLockReadGuard<'a, T: ?Sized> {
-    held: Option<Holding<'a>>,
+    held: Option<Holding>,
     inner: tokio::sync::RwLockReadGuard<'a, T>,
 }
 
 /// Exclusive access to the data of an [`RwLock`], released on drop.
 #[must_use = "if unused the RwLock will immediately unlock"]
 pub struct RwLockWriteGuard<'a, T: ?Sized> {
-    held: Option<Holding<'a>>,
+    held: Option<Holding>,
     inner: tokio::sync::RwLockWriteGuard<'a, T>,
 }
 
 /// Exclusive access to a part of the data, from [`RwLockWriteGuard::map`].
 #[must_use = "if unused the RwLock will immediately unlock"]
 pub struct RwLockMappedWriteGuard<'a, T: ?Sized> {
-    _held: Option<Holding<'a>>,
+    _held: Option<Holding>,
     inner: tokio::sync::RwLockMappedWriteGuard<'a, T>,
 }
 
 /// Owned shared access, from [`RwLock::read_owned`]; can move between tasks.
 #[must_use = "if unused the RwLock will immediately unlock"]
 pub struct OwnedRwLockReadGuard<T: ?Sized + 'static> {
-    _held: Option<Holding<'static>>,
+    _held: Option<Holding>,
     // Borrows `lock`'s lock: declared (so dropped) before it.
     inner: Detached<tokio::sync::RwLockReadGuard<'static, T>>,
     lock: Arc<RwLock<T>>,
@@ -77,7 +77,7 @@ pub struct OwnedRwLockReadGuard<T: ?Sized + 'static> {
 /// Owned exclusive access, from [`RwLock::write_owned`]; can move between tasks.
 #[must_use = "if unused the RwLock will immediately unlock"]
 pub struct OwnedRwLockWriteGuard<T: ?Sized + 'static> {
-    held: Option<Holding<'static>>,
+    held: Option<Holding>,
     // Borrows `lock`'s lock: declared (so dropped) before it.
     inner: Detached<tokio::sync::RwLockWriteGuard<'static, T>>,
     lock: Arc<RwLock<T>>,
@@ -179,7 +179,7 @@ impl<T: ?Sized> RwLock<T> {
     #[inline]
     fn read_as(&self, want: Acquire) -> impl Future<Output = RwLockReadGuard<'_, T>> + '_ {
         Acquiring::new(
-            self.meta.detector(),
+            self.meta.engine(),
             want,
             self.inner.read(),
             |inner, held| RwLockReadGuard { held, inner },
@@ -209,7 +209,7 @@ impl<T: ?Sized> RwLock<T> {
     #[inline]
     fn write_as(&self, want: Acquire) -> impl Future<Output = RwLockWriteGuard<'_, T>> + '_ {
         Acquiring::new(
-            self.meta.detector(),
+            self.meta.engine(),
             want,
             self.inner.write(),
             |inner, held| RwLockWriteGuard { held, inner },
@@ -225,7 +225,7 @@ impl<T: ?Sized> RwLock<T> {
     pub fn blocking_read(&self) -> RwLockReadGuard<'_, T> {
         let want = self.meta.want(Access::Read, Location::caller());
         let (inner, held) =
-            acquire_blocking(self.meta.detector(), want, || self.inner.blocking_read());
+            acquire_blocking(self.meta.engine(), want, || self.inner.blocking_read());
         RwLockReadGuard { held, inner }
     }
 
@@ -238,7 +238,7 @@ impl<T: ?Sized> RwLock<T> {
     pub fn blocking_write(&self) -> RwLockWriteGuard<'_, T> {
         let want = self.meta.want(Access::Write, Location::caller());
         let (inner, held) =
-            acquire_blocking(self.meta.detector(), want, || self.inner.blocking_write());
+            acquire_blocking(self.meta.engine(), want, || self.inner.blocking_write());
         RwLockWriteGuard { held, inner }
     }
 
@@ -247,7 +247,7 @@ impl<T: ?Sized> RwLock<T> {
     pub fn try_read(&self) -> Result<RwLockReadGuard<'_, T>, TryLockError> {
         let want = self.meta.want(Access::Read, Location::caller());
         let inner = self.inner.try_read()?;
-        let held = acquired_without_waiting(self.meta.detector(), want);
+        let held = acquired_without_waiting(self.meta.engine(), want);
         Ok(RwLockReadGuard { held, inner })
     }
 
@@ -256,7 +256,7 @@ impl<T: ?Sized> RwLock<T> {
     pub fn try_write(&self) -> Result<RwLockWriteGuard<'_, T>, TryLockError> {
         let want = self.meta.want(Access::Write, Location::caller());
         let inner = self.inner.try_write()?;
-        let held = acquired_without_waiting(self.meta.detector(), want);
+        let held = acquired_without_waiting(self.meta.engine(), want);
         Ok(RwLockWriteGuard { held, inner })
     }
 
@@ -271,7 +271,7 @@ impl<T: ?Sized + 'static> RwLock<T> {
     #[track_caller]
     pub fn read_owned(self: Arc<Self>) -> impl Future<Output = OwnedRwLockReadGuard<T>> {
         let want = self.meta.want(Access::Read, Location::caller()).movable();
-        let detector = self.meta.detector().map(DetectorRef::into_owned);
+        let detector = self.meta.engine();
         async move {
             let (guard, held) =
                 Acquiring::new(detector, want, self.inner.read(), |g, h| (g, h)).await;
@@ -290,7 +290,7 @@ impl<T: ?Sized + 'static> RwLock<T> {
     #[track_caller]
     pub fn write_owned(self: Arc<Self>) -> impl Future<Output = OwnedRwLockWriteGuard<T>> {
         let want = self.meta.want(Access::Write, Location::caller()).movable();
-        let detector = self.meta.detector().map(DetectorRef::into_owned);
+        let detector = self.meta.engine();
         async move {
             let (guard, held) =
                 Acquiring::new(detector, want, self.inner.write(), |g, h| (g, h)).await;
@@ -312,7 +312,7 @@ impl<T: ?Sized + 'static> RwLock<T> {
         let guard = self.inner.try_read()?;
         // SAFETY: as in `read_owned`.
         let inner = unsafe { Detached::new(guard) };
-        let detector = self.meta.detector().map(DetectorRef::into_owned);
+        let detector = self.meta.engine();
         Ok(OwnedRwLockReadGuard {
             _held: acquired_without_waiting(detector, want),
             inner,
@@ -327,7 +327,7 @@ impl<T: ?Sized + 'static> RwLock<T> {
         let guard = self.inner.try_write()?;
         // SAFETY: as in `write_owned`.
         let inner = unsafe { Detached::new(guard) };
-        let detector = self.meta.detector().map(DetectorRef::into_owned);
+        let detector = self.meta.engine();
         Ok(OwnedRwLockWriteGuard {
             held: acquired_without_waiting(detector, want),
             inner,

@@ -7,7 +7,7 @@ use std::panic::Location;
 use std::sync::Arc;
 
 use crate::class::{self, ClassKind};
-use crate::hooks::{acquired_without_waiting, DetectorRef, Holding, LockMeta};
+use crate::hooks::{acquired_without_waiting, Engine, Holding, LockMeta};
 use crate::report::Access;
 use crate::state::Acquire;
 use crate::sync::acquiring::Acquiring;
@@ -48,14 +48,14 @@ pub struct Semaphore {
 /// Permits borrowed from a [`Semaphore`], given back on drop.
 #[must_use = "if unused the permits are given back at once"]
 pub struct SemaphorePermit<'a> {
-    held: Option<Holding<'a>>,
+    held: Option<Holding>,
     inner: tokio::sync::SemaphorePermit<'a>,
 }
 
 /// Owned permits, from [`Semaphore::acquire_owned`]; can move between tasks.
 #[must_use = "if unused the permits are given back at once"]
 pub struct OwnedSemaphorePermit {
-    held: Option<Holding<'static>>,
+    held: Option<Holding>,
     // Borrows `semaphore`'s semaphore: declared (so dropped) before it.
     inner: Detached<tokio::sync::SemaphorePermit<'static>>,
     semaphore: Arc<Semaphore>,
@@ -169,7 +169,7 @@ impl Semaphore {
     ) -> impl Future<Output = Result<SemaphorePermit<'_>, AcquireError>> + '_ {
         let inner = self.inner.acquire_many(n);
         Acquiring::fallible(
-            self.meta.detector(),
+            self.meta.engine(),
             want,
             inner,
             Result::is_ok,
@@ -195,7 +195,7 @@ impl Semaphore {
         site: &'static Location<'static>,
     ) -> Result<SemaphorePermit<'_>, TryAcquireError> {
         let inner = self.inner.try_acquire_many(n)?;
-        let held = acquired_without_waiting(self.meta.detector(), self.want(site));
+        let held = acquired_without_waiting(self.meta.engine(), self.want(site));
         Ok(SemaphorePermit { held, inner })
     }
 
@@ -224,13 +224,13 @@ impl Semaphore {
         want: Acquire,
         n: u32,
     ) -> impl Future<Output = Result<OwnedSemaphorePermit, AcquireError>> {
-        let detector = self.meta.detector().map(DetectorRef::into_owned);
+        let detector = self.meta.engine();
         self.acquire_owned_with(detector, want, n)
     }
 
     async fn acquire_owned_with(
         self: Arc<Self>,
-        detector: Option<DetectorRef<'static>>,
+        detector: Option<Engine>,
         want: Acquire,
         n: u32,
     ) -> Result<OwnedSemaphorePermit, AcquireError> {
@@ -273,7 +273,7 @@ impl Semaphore {
         let permit = self.inner.try_acquire_many(n)?;
         // SAFETY: as in `acquire_owned_as`.
         let inner = unsafe { Detached::new(permit) };
-        let detector = self.meta.detector().map(DetectorRef::into_owned);
+        let detector = self.meta.engine();
         Ok(OwnedSemaphorePermit {
             held: acquired_without_waiting(detector, self.want(site).movable()),
             inner,
