@@ -1,6 +1,8 @@
 //! Executors as workqueues: flush/destroy/join dependencies, the "unused
 //! executor adds no edge" rule, and the LKML lazy-creation race.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +12,9 @@ use async_lockdep::{
 
 #[tokio::test]
 async fn flush_while_holding_a_lock_its_items_took_is_reported() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let inode = Arc::new(Mutex::with_class("inode", 0u32));
     let queue = WorkQueue::builder("dio").class("dio").build();
@@ -60,6 +65,9 @@ async fn flush_while_holding_a_lock_its_items_took_is_reported() {
 
 #[tokio::test]
 async fn destroying_or_dropping_an_unused_queue_while_holding_a_lock_is_silent() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let inode = Mutex::with_class("inode", ());
     let queue = WorkQueue::builder("dio").class("dio").build();
@@ -107,6 +115,9 @@ async fn race_to_create(dio: Arc<LazyWorkQueue>, inode_of: impl Fn() -> Arc<Mute
 
 #[tokio::test]
 async fn lazy_racy_creation_under_the_inode_lock_is_silent() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let dio = Arc::new(LazyWorkQueue::with_class("dio", "dio"));
     let inode_of = || Arc::new(Mutex::with_class("inode", 0u32));
@@ -127,6 +138,9 @@ async fn lazy_racy_creation_under_the_inode_lock_is_silent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lazy_race_on_a_multi_thread_runtime_destroys_losers_silently() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let dio = Arc::new(LazyWorkQueue::with_class("dio", "dio"));
     race_to_create(dio.clone(), || Arc::new(Mutex::with_class("inode", 0u32))).await;
@@ -140,6 +154,9 @@ async fn lazy_race_on_a_multi_thread_runtime_destroys_losers_silently() {
 
 #[tokio::test]
 async fn lazy_race_then_real_use_then_flush_under_the_inode_lock_is_reported() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let dio = Arc::new(LazyWorkQueue::with_class("dio", "dio"));
     race_to_create(dio.clone(), || Arc::new(Mutex::with_class("inode", 0u32))).await;
@@ -163,6 +180,9 @@ async fn lazy_race_then_real_use_then_flush_under_the_inode_lock_is_reported() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn awaiting_a_join_handle_while_holding_a_lock_the_task_needs_is_reported() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let a = Arc::new(Mutex::with_class("a", ()));
     let guard = a.lock().await;
@@ -215,6 +235,9 @@ async fn awaiting_a_join_handle_while_holding_a_lock_the_task_needs_is_reported(
 
 #[tokio::test]
 async fn a_handle_never_awaited_while_holding_adds_no_edge() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let a = Arc::new(Mutex::with_class("a", ()));
     let guard = a.lock().await;
@@ -230,6 +253,9 @@ async fn a_handle_never_awaited_while_holding_adds_no_edge() {
 
 #[tokio::test]
 async fn a_panicking_work_item_does_not_stop_the_queue() {
+    if common::own_process() {
+        return;
+    }
     let _lockdep = test_guard();
     let queue = WorkQueue::new("q");
     let lock = Arc::new(Mutex::with_class("held-by-panicker", ()));
@@ -254,6 +280,9 @@ async fn a_panicking_work_item_does_not_stop_the_queue() {
 
 #[tokio::test]
 async fn flushing_a_queue_from_its_own_item_is_a_self_deadlock_without_hanging() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let queue = Arc::new(WorkQueue::builder("events").class("events").build());
     let q = queue.clone();
@@ -280,6 +309,9 @@ async fn flushing_a_queue_from_its_own_item_is_a_self_deadlock_without_hanging()
 
 #[tokio::test]
 async fn nested_queues_form_a_three_class_cycle() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let q1 = Arc::new(WorkQueue::builder("q1").class("q1").build());
     let q2 = Arc::new(WorkQueue::builder("q2").class("q2").build());
@@ -319,6 +351,9 @@ async fn nested_queues_form_a_three_class_cycle() {
 
 #[tokio::test]
 async fn awaiting_a_work_handle_while_holding_is_a_wait_for_the_queue() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let queue = WorkQueue::builder("q").class("q").build();
     let a = Arc::new(Mutex::with_class("a", ()));
@@ -340,6 +375,9 @@ async fn awaiting_a_work_handle_while_holding_is_a_wait_for_the_queue() {
 /// uses, so its flush under a lock its items take is still reported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queue_created_in_a_plain_tokio_task_is_checked() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let inode = Arc::new(Mutex::with_class("inode", 0u32));
     let i = inode.clone();
@@ -365,6 +403,9 @@ async fn a_queue_created_in_a_plain_tokio_task_is_checked() {
 /// work that can only start once it has finished.
 #[tokio::test]
 async fn awaiting_a_later_item_of_the_same_ordered_queue_is_a_self_deadlock() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let queue = Arc::new(WorkQueue::builder("ordered").class("ordered").build());
     let q = queue.clone();
@@ -394,6 +435,9 @@ async fn awaiting_a_later_item_of_the_same_ordered_queue_is_a_self_deadlock() {
 
 #[tokio::test]
 async fn awaiting_an_earlier_item_or_one_of_a_concurrent_queue_is_fine() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let ordered = Arc::new(WorkQueue::builder("ordered").class("ordered").build());
     let first = ordered.queue(async { 1 });

@@ -1,11 +1,16 @@
 //! Lock-order cycles between mutexes: what must be reported, exactly.
 
+mod common;
+
 use std::sync::Arc;
 
 use async_lockdep::{test_guard, Access, Mutex, ReportKind};
 
 #[tokio::test]
 async fn abba_across_two_sequential_tasks_is_one_report_with_all_four_sites() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let accounts = Arc::new(Mutex::with_class("accounts", 0u32));
     let ledger = Arc::new(Mutex::with_class("ledger", 0u32));
@@ -66,6 +71,9 @@ async fn abba_across_two_sequential_tasks_is_one_report_with_all_four_sites() {
 
 #[tokio::test]
 async fn three_classes_in_three_tasks_form_one_three_edge_cycle() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let a = Arc::new(Mutex::with_class("a", ()));
     let b = Arc::new(Mutex::with_class("b", ()));
@@ -92,6 +100,9 @@ async fn three_classes_in_three_tasks_form_one_three_edge_cycle() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consistent_order_in_many_tasks_and_instances_is_silent() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let make = |_| {
         let outer = Arc::new(Mutex::new(0u64));
@@ -126,6 +137,9 @@ async fn consistent_order_in_many_tasks_and_instances_is_silent() {
 
 #[tokio::test]
 async fn inversion_only_through_try_lock_is_silent() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let a = Mutex::with_class("a", ());
     let b = Mutex::with_class("b", ());
@@ -147,6 +161,9 @@ async fn inversion_only_through_try_lock_is_silent() {
 
 #[tokio::test]
 async fn try_lock_held_lock_still_orders_later_waits() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let a = Mutex::with_class("a", ());
     let b = Mutex::with_class("b", ());
@@ -169,6 +186,9 @@ fn inode() -> Mutex<u32> {
 
 #[tokio::test]
 async fn instances_of_one_class_inverted_with_another_class_are_reported() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let journal = Mutex::with_class("journal", ());
     let (inode1, inode7) = (inode(), inode());
@@ -192,6 +212,9 @@ async fn instances_of_one_class_inverted_with_another_class_are_reported() {
 
 #[tokio::test]
 async fn two_instances_of_one_class_nested_is_recursive_locking() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let (inode1, inode2) = (inode(), inode());
     for _ in 0..3 {

@@ -14,6 +14,9 @@ use tokio::time::timeout;
 
 #[tokio::test]
 async fn same_instance_locked_twice_in_one_task_is_one_self_deadlock() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let m = Arc::new(Mutex::with_class("reentrant", ()));
     let task = tokio::spawn({
@@ -71,6 +74,9 @@ async fn same_instance_locked_twice_in_one_task_is_one_self_deadlock() {
 /// the same task is not reported at once (the watchdog still sees it).
 #[tokio::test]
 async fn same_owned_instance_locked_twice_is_not_a_certain_self_deadlock() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let m = Arc::new(Mutex::with_class("reentrant-owned", ()));
     let guard = m.clone().lock_owned().await;
@@ -85,6 +91,9 @@ async fn same_owned_instance_locked_twice_is_not_a_certain_self_deadlock() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_tasks_that_really_deadlock_are_reported_with_all_four_sites() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let left = Arc::new(Mutex::with_class("left", ()));
     let right = Arc::new(Mutex::with_class("right", ()));
@@ -177,6 +186,9 @@ async fn two_tasks_that_really_deadlock_are_reported_with_all_four_sites() {
 
 #[tokio::test]
 async fn blocking_lock_on_a_plain_thread_orders_locks_in_a_thread_context() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let a = Arc::new(Mutex::with_class("a", ()));
     let b = Arc::new(Mutex::with_class("b", ()));
@@ -231,6 +243,9 @@ async fn blocking_lock_on_a_plain_thread_orders_locks_in_a_thread_context() {
 
 #[tokio::test]
 async fn blocking_lock_that_has_to_wait_records_the_dependency_before_blocking() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let a = Arc::new(Mutex::with_class("a", ()));
     let b = Arc::new(Mutex::with_class("b", ()));
@@ -284,6 +299,9 @@ async fn blocking_lock_that_has_to_wait_records_the_dependency_before_blocking()
 /// Futures joined in one task share the task's context unless each is given
 /// its own with `own_context`; then this is no self-deadlock.
 async fn same_instance_locked_by_two_futures_joined_with_own_contexts_is_no_self_deadlock() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let m = Mutex::with_class("shared", 0u32);
     let both = async {
@@ -314,6 +332,9 @@ async fn same_instance_locked_by_two_futures_joined_with_own_contexts_is_no_self
 
 #[tokio::test]
 async fn locks_held_by_one_own_context_future_do_not_order_another_ones_locks() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let a = Mutex::with_class("a", ());
     let b = Mutex::with_class("b", ());

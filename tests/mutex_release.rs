@@ -35,6 +35,9 @@ fn held_sites(detector: &Detector) -> Vec<(String, u32)> {
 
 #[tokio::test]
 async fn owned_guard_moved_to_another_task_and_dropped_there_is_released() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let detector = lockdep.detector().clone();
     let a = Arc::new(Mutex::with_class("a", 0u32));
@@ -99,6 +102,9 @@ async fn owned_guard_moved_to_another_task_and_dropped_there_is_released() {
 
 #[tokio::test]
 async fn guards_dropped_on_another_os_thread_are_released() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let detector = lockdep.detector();
     let a = Arc::new(Mutex::with_class("a", ()));
@@ -141,6 +147,9 @@ async fn guards_dropped_on_another_os_thread_are_released() {
 
 #[tokio::test]
 async fn out_of_order_drop_orders_only_what_is_still_held() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let detector = lockdep.detector();
     let a = Arc::new(Mutex::with_class("a", ()));
@@ -206,6 +215,9 @@ async fn out_of_order_drop_orders_only_what_is_still_held() {
 
 #[tokio::test]
 async fn out_of_order_drop_then_inverse_closes_the_cycle_through_what_was_held() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let detector = lockdep.detector();
     let a = Arc::new(Mutex::with_class("a", ()));
@@ -241,6 +253,9 @@ async fn out_of_order_drop_then_inverse_closes_the_cycle_through_what_was_held()
 
 #[tokio::test]
 async fn lock_cancelled_by_timeout_leaves_nothing_held_and_no_edge_out_of_it() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let detector = lockdep.detector().clone();
     let h = Arc::new(Mutex::with_class("h", ()));
@@ -288,6 +303,9 @@ async fn lock_cancelled_by_timeout_leaves_nothing_held_and_no_edge_out_of_it() {
 
 #[tokio::test]
 async fn lock_polled_once_then_dropped_leaves_nothing_held() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let detector = lockdep.detector();
     let l = Arc::new(Mutex::with_class("l", ()));
@@ -342,6 +360,9 @@ async fn lock_polled_once_then_dropped_leaves_nothing_held() {
 
 #[tokio::test]
 async fn aborted_task_releases_the_guards_it_held() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let detector = lockdep.detector();
     let a = Arc::new(Mutex::with_class("a", ()));
@@ -371,6 +392,9 @@ async fn aborted_task_releases_the_guards_it_held() {
 
 #[tokio::test]
 async fn aborted_task_waiting_for_a_lock_holds_nothing() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let detector = lockdep.detector();
     let h = Arc::new(Mutex::with_class("h", ()));
@@ -407,6 +431,9 @@ async fn aborted_task_waiting_for_a_lock_holds_nothing() {
 
 #[tokio::test]
 async fn forgotten_guard_stays_held_and_other_locks_still_report_exactly() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let detector = lockdep.detector();
     let f = Arc::new(Mutex::with_class("forgotten", 0u32));
@@ -470,6 +497,9 @@ async fn forgotten_guard_stays_held_and_other_locks_still_report_exactly() {
 
 #[tokio::test]
 async fn mapped_guards_hold_the_lock_until_they_drop() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let detector = lockdep.detector();
     let a = Arc::new(Mutex::with_class("a", (1u32, Some(2u32))));
@@ -538,6 +568,9 @@ async fn mapped_guards_hold_the_lock_until_they_drop() {
 
 #[test]
 fn runtime_shutdown_releases_the_guards_of_its_tasks() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let a = Arc::new(Mutex::with_class("a", ()));
     let b = Arc::new(Mutex::with_class("b", ()));
@@ -568,6 +601,9 @@ fn runtime_shutdown_releases_the_guards_of_its_tasks() {
 #[tokio::test]
 #[ignore = "LIMITATION: an owned guard counts as held by the task that locked it until dropped, wherever it moved (documented); only its self-deadlock check is relaxed"]
 async fn owned_guard_handed_to_another_task_no_longer_orders_the_locking_tasks_locks() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let detector = lockdep.detector();
     let a = Arc::new(Mutex::with_class("a", ()));

@@ -450,6 +450,9 @@ async fn cancel_every_primitive_at_every_await_point(detector: &Detector, body_h
 
 #[test]
 fn lock_futures_dropped_at_every_await_point_leave_nothing_held_or_waiting() {
+    if common::own_process() {
+        return;
+    }
     run_current("cancel at every await point", |detector| async move {
         cancel_every_primitive_at_every_await_point(&detector, false).await;
         assert_idle(&detector, "cancellations");
@@ -470,6 +473,9 @@ fn lock_futures_dropped_at_every_await_point_leave_nothing_held_or_waiting() {
 
 #[test]
 fn lock_futures_dropped_at_every_await_point_inside_a_task_on_worker_threads() {
+    if common::own_process() {
+        return;
+    }
     run_multi("cancel inside a task", |detector| async move {
         let d = detector.clone();
         // With the detector as the task's default, so the locks it creates on
@@ -575,6 +581,9 @@ async fn hold_and_wait(
 
 #[test]
 fn tasks_aborted_while_holding_and_while_waiting_leave_nothing_behind() {
+    if common::own_process() {
+        return;
+    }
     run_multi("aborted tasks", |detector| async move {
         let locks = Locks::new("abort");
         let (holders, waiters) = hold_and_wait(&locks).await;
@@ -617,6 +626,9 @@ fn tasks_aborted_while_holding_and_while_waiting_leave_nothing_behind() {
 
 #[test]
 fn holders_aborted_first_let_waiters_through_then_those_are_aborted_too() {
+    if common::own_process() {
+        return;
+    }
     run_multi("aborted holders first", |detector| async move {
         let locks = Locks::new("abort-holders-first");
         let (holders, waiters) = hold_and_wait(&locks).await;
@@ -646,6 +658,9 @@ fn holders_aborted_first_let_waiters_through_then_those_are_aborted_too() {
 
 #[test]
 fn multi_thread_runtime_shut_down_while_tasks_hold_and_wait_leaves_nothing_behind() {
+    if common::own_process() {
+        return;
+    }
     with_deadline("runtime shutdown", || {
         let detector = Detector::new();
         let _default = detector.set_default();
@@ -683,6 +698,9 @@ fn multi_thread_runtime_shut_down_while_tasks_hold_and_wait_leaves_nothing_behin
 
 #[test]
 fn forgotten_guards_stay_held_forever_and_other_locks_still_report_exactly() {
+    if common::own_process() {
+        return;
+    }
     run_current("forgotten guards", |detector| async move {
         let m = Arc::new(Mutex::with_class(unique("forget-mutex"), 0u32));
         let r = Arc::new(RwLock::with_class(unique("forget-read"), 0u32));
@@ -771,6 +789,9 @@ fn forgotten_guards_stay_held_forever_and_other_locks_still_report_exactly() {
 
 #[test]
 fn work_queue_dropped_with_items_pending_still_runs_them() {
+    if common::own_process() {
+        return;
+    }
     run_multi("dropped queue", |detector| async move {
         const ITEMS: usize = 20;
         let gate = Arc::new(Mutex::with_class(unique("gate"), ()));
@@ -811,6 +832,9 @@ fn work_queue_dropped_with_items_pending_still_runs_them() {
 
 #[test]
 fn work_item_panicking_while_holding_a_lock_releases_it_and_the_queue_goes_on() {
+    if common::own_process() {
+        return;
+    }
     run_multi("panicking item", |detector| async move {
         let m = Arc::new(Mutex::with_class(unique("panic-held"), 0u32));
         let queue = WorkQueue::new("q");
@@ -862,6 +886,9 @@ fn work_item_panicking_while_holding_a_lock_releases_it_and_the_queue_goes_on() 
 
 #[test]
 fn flush_on_a_queue_whose_runtime_is_gone_returns_stopped() {
+    if common::own_process() {
+        return;
+    }
     with_deadline("orphaned queue", || {
         let detector = Detector::new();
         let _default = detector.set_default();
@@ -915,6 +942,9 @@ fn install_with_events(detector: &Detector) -> (tracing::subscriber::DefaultGuar
 
 #[test]
 fn max_edges_overflow_logs_once_keeps_locks_working_and_keeps_earlier_cycles() {
+    if common::own_process() {
+        return;
+    }
     with_deadline("max_edges overflow", || {
         let detector = Detector::builder().max_edges(2).build();
         let (_default, events) = install_with_events(&detector);
@@ -987,6 +1017,9 @@ fn max_edges_overflow_logs_once_keeps_locks_working_and_keeps_earlier_cycles() {
 
 #[test]
 fn max_classes_overflow_logs_once_keeps_locks_working_and_keeps_earlier_cycles() {
+    if common::own_process() {
+        return;
+    }
     with_deadline("max_classes overflow", || {
         let detector = Detector::builder().max_classes(3).build();
         let (_default, events) = install_with_events(&detector);
@@ -1035,6 +1068,9 @@ fn max_classes_overflow_logs_once_keeps_locks_working_and_keeps_earlier_cycles()
 
 #[test]
 fn overflow_hit_by_tasks_on_worker_threads_is_logged_once_to_the_detectors_subscriber() {
+    if common::own_process() {
+        return;
+    }
     with_deadline("overflow on workers", || {
         let detector = Detector::builder().max_edges(2).build();
         let (_default, events) = install_with_events(&detector);
@@ -1149,6 +1185,9 @@ impl<S: Subscriber> Layer<S> for BlockingLogger {
 
 #[test]
 fn a_layer_that_try_locks_on_every_event_does_not_deadlock_the_report() {
+    if common::own_process() {
+        return;
+    }
     with_deadline("try_lock in on_event", || {
         let detector = Detector::new();
         let events = Events::default();
@@ -1187,6 +1226,9 @@ fn a_layer_that_try_locks_on_every_event_does_not_deadlock_the_report() {
 
 #[test]
 fn a_layer_that_try_locks_on_every_event_does_not_deadlock_the_overflow_event() {
+    if common::own_process() {
+        return;
+    }
     with_deadline("try_lock in on_event, overflow", || {
         let detector = Detector::builder().max_edges(1).build();
         let events = Events::default();
@@ -1222,6 +1264,9 @@ fn a_layer_that_try_locks_on_every_event_does_not_deadlock_the_overflow_event() 
 
 #[test]
 fn a_layer_that_locks_on_every_event_records_dependencies_without_deadlock() {
+    if common::own_process() {
+        return;
+    }
     with_deadline("blocking_lock in on_event", || {
         let detector = Detector::new();
         let events = Events::default();
@@ -1254,6 +1299,9 @@ fn a_layer_that_locks_on_every_event_records_dependencies_without_deadlock() {
 
 #[test]
 fn a_cycle_closed_by_a_lock_taken_inside_another_layers_event_is_reported_without_panic() {
+    if common::own_process() {
+        return;
+    }
     with_deadline("cycle closed inside on_event", || {
         let detector = Detector::new();
         let events = Events::default();
@@ -1308,6 +1356,9 @@ fn a_cycle_closed_by_a_lock_taken_inside_another_layers_event_is_reported_withou
 
 #[test]
 fn a_layer_that_locks_on_every_event_does_not_deadlock_the_overflow_event() {
+    if common::own_process() {
+        return;
+    }
     with_deadline("blocking_lock in on_event, overflow", || {
         let detector = Detector::builder().max_edges(1).build();
         let events = Events::default();
@@ -1344,6 +1395,9 @@ fn a_layer_that_locks_on_every_event_does_not_deadlock_the_overflow_event() {
 
 #[test]
 fn empty_and_huge_class_names_are_cleaned_and_reported() {
+    if common::own_process() {
+        return;
+    }
     run_current("bad names", |detector| async move {
         let empty = Mutex::with_class("", ());
         let huge_name = "é".repeat(10_000);
@@ -1386,6 +1440,9 @@ fn same_class() -> Mutex<u32> {
 
 #[test]
 fn nesting_levels_out_of_range_count_as_the_highest() {
+    if common::own_process() {
+        return;
+    }
     run_current("nesting 255", |detector| async move {
         let (m0, m1, m2) = (same_class(), same_class(), same_class());
         {
@@ -1420,6 +1477,9 @@ fn nesting_levels_out_of_range_count_as_the_highest() {
 
 #[test]
 fn zero_permit_semaphore_acquires_can_be_cancelled() {
+    if common::own_process() {
+        return;
+    }
     run_current("zero permits", |detector| async move {
         let outer = Mutex::with_class(unique("zero-outer"), ());
         let sem = Arc::new(Semaphore::with_class(unique("zero"), 0));
@@ -1456,6 +1516,9 @@ fn zero_permit_semaphore_acquires_can_be_cancelled() {
 
 #[test]
 fn work_queue_with_empty_names_and_zero_concurrency_works() {
+    if common::own_process() {
+        return;
+    }
     run_current("bad queue input", |detector| async move {
         let queue = WorkQueue::builder("").class("").max_concurrency(0).build();
         assert_eq!(queue.name(), "");

@@ -1,6 +1,8 @@
 //! RwLock: tokio's RwLock is write-preferring, so read-after-read can
 //! deadlock once a writer queues. What must be reported, and how.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,6 +10,9 @@ use async_lockdep::{test_guard, Access, ReportKind, RwLock};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_twice_with_a_writer_queued_in_between_is_reported_before_the_hang() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let table = Arc::new(RwLock::with_class("table", 0u32));
     let first_line = line!() + 1;
@@ -48,6 +53,9 @@ async fn read_twice_with_a_writer_queued_in_between_is_reported_before_the_hang(
 
 #[tokio::test]
 async fn read_twice_without_any_writer_is_still_reported_as_potential() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let table = RwLock::with_class("table", ());
     let _first = table.read().await;
@@ -60,6 +68,9 @@ async fn read_twice_without_any_writer_is_still_reported_as_potential() {
 
 #[tokio::test]
 async fn read_only_cycle_across_tasks_is_reported_as_needing_a_writer() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let a = Arc::new(RwLock::with_class("a", ()));
     let b = Arc::new(RwLock::with_class("b", ()));
@@ -83,6 +94,9 @@ async fn read_only_cycle_across_tasks_is_reported_as_needing_a_writer() {
 
 #[tokio::test]
 async fn consistent_read_orders_are_silent() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let a = Arc::new(RwLock::with_class("a", ()));
     let b = Arc::new(RwLock::with_class("b", ()));
@@ -107,6 +121,9 @@ async fn consistent_read_orders_are_silent() {
 
 #[tokio::test]
 async fn write_then_read_inversion_across_two_rwlocks_is_a_plain_cycle() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let a = Arc::new(RwLock::with_class("a", ()));
     let b = Arc::new(RwLock::with_class("b", ()));
@@ -138,6 +155,9 @@ async fn write_then_read_inversion_across_two_rwlocks_is_a_plain_cycle() {
 
 #[tokio::test]
 async fn downgrade_keeps_the_lock_held_as_read_with_no_new_edge() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let a = RwLock::with_class("a", 1);
     let b = RwLock::with_class("b", 2);
@@ -166,6 +186,9 @@ async fn downgrade_keeps_the_lock_held_as_read_with_no_new_edge() {
 
 #[tokio::test]
 async fn write_after_read_of_the_same_lock_is_a_plain_self_deadlock() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let a = RwLock::with_class("a", ());
     let _r = a.read().await;
@@ -179,6 +202,9 @@ async fn write_after_read_of_the_same_lock_is_a_plain_self_deadlock() {
 
 #[tokio::test]
 async fn rwlock_api_mirrors_tokio() {
+    if common::own_process() {
+        return;
+    }
     let _lockdep = test_guard();
     let lock = Arc::new(RwLock::new(vec![1, 2, 3]));
     {

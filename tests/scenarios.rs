@@ -38,6 +38,9 @@ fn assert_idle(lockdep: &async_lockdep::TestGuard) {
 /// `a -> b` and reported a cycle.
 #[tokio::test]
 async fn interleaved_tasks_on_one_thread_do_not_share_held_locks() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let a = Arc::new(Mutex::with_class("a", 0u32));
     let b = Arc::new(Mutex::with_class("b", 0u32));
@@ -96,6 +99,9 @@ async fn interleaved_tasks_on_one_thread_do_not_share_held_locks() {
 /// work) before it takes `b`; the held lock must follow the task.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn held_lock_follows_a_task_across_worker_threads() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let a = Arc::new(Mutex::with_class("a", ()));
     let b = Arc::new(Mutex::with_class("b", ()));
@@ -137,6 +143,9 @@ async fn held_lock_follows_a_task_across_worker_threads() {
 /// is not ordered after `a`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spawned_child_does_not_inherit_the_parents_locks() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let a = Arc::new(Mutex::with_class("a", ()));
     let b = Arc::new(Mutex::with_class("b", ()));
@@ -176,6 +185,9 @@ async fn spawned_child_does_not_inherit_the_parents_locks() {
 /// deadlock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn try_lock_backoff_in_the_inverted_path_is_silent() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let a = Arc::new(Mutex::with_class("a", 0u64));
     let b = Arc::new(Mutex::with_class("b", 0u64));
@@ -222,6 +234,9 @@ async fn try_lock_backoff_in_the_inverted_path_is_silent() {
 /// `a -> b`, and `b -> a` then closes a cycle.
 #[tokio::test]
 async fn try_lock_chain_does_not_validate_the_waiting_chain() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let a = Mutex::with_class("a", ());
     let b = Mutex::with_class("b", ());
@@ -253,6 +268,9 @@ async fn try_lock_chain_does_not_validate_the_waiting_chain() {
 /// order and released first leaves nothing behind either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_try_lock_and_out_of_order_release_leave_no_stale_holds() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let a = Arc::new(Mutex::with_class("a", ()));
     let b = Arc::new(Mutex::with_class("b", ()));
@@ -310,6 +328,9 @@ async fn failed_try_lock_and_out_of_order_release_leave_no_stale_holds() {
 /// spawned, which needs the state lock. Deadlocks for real.
 #[tokio::test]
 async fn awaiting_a_spawned_helper_under_the_lock_it_needs_is_reported() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let state = Arc::new(Mutex::with_class("state", 0u32));
     let guard = state.lock().await;
@@ -334,6 +355,9 @@ async fn awaiting_a_spawned_helper_under_the_lock_it_needs_is_reported() {
 /// `async_lockdep::spawn` (which carries the detector to the worker thread).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn awaiting_a_spawned_helper_under_the_lock_it_needs_multi_thread() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let state = Arc::new(Mutex::with_class("state", 0u32));
     let outer = async_lockdep::spawn_named("handler", helper_under_lock(state));
@@ -351,6 +375,9 @@ async fn awaiting_a_spawned_helper_under_the_lock_it_needs_multi_thread() {
 /// pseudo-lock do not, so a real deadlock goes unreported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn awaiting_a_spawned_helper_from_a_plain_tokio_task_is_reported() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let state = Arc::new(Mutex::with_class("state", 0u32));
     let outer = tokio::spawn(helper_under_lock(state));
@@ -390,6 +417,9 @@ fn check_helper_reports(reports: Vec<async_lockdep::Report>) {
 /// Awaiting a helper while holding a lock the helper never takes is fine.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn awaiting_a_helper_under_an_unrelated_lock_is_silent() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let config = Arc::new(Mutex::with_class("config", ()));
     let stats = Arc::new(Mutex::with_class("stats", 0u32));
@@ -417,6 +447,9 @@ async fn awaiting_a_helper_under_an_unrelated_lock_is_silent() {
 /// takes the inode lock: the LKML deadlock, for real this time.
 #[tokio::test]
 async fn flush_under_inode_lock_whose_work_takes_the_inode_is_reported() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let inode = Arc::new(Mutex::with_class("inode", 0u64));
     let dio = WorkQueue::builder("dio").class("dio").build();
@@ -441,6 +474,9 @@ async fn flush_under_inode_lock_whose_work_takes_the_inode_is_reported() {
 /// work takes only the journal, fsync flushes under the inode lock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lazy_dio_race_then_correct_fsync_is_silent() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let dio = Arc::new(LazyWorkQueue::with_class("dio", "dio"));
     let journal = Arc::new(Mutex::with_class("journal", 0u64));
@@ -502,6 +538,9 @@ async fn query(pool: &Pool, key: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_pool_in_a_consistent_order_is_silent() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let pool = pool(3);
     let mut clients = Vec::new();
@@ -526,6 +565,9 @@ async fn connection_pool_in_a_consistent_order_is_silent() {
 /// permit to open a replacement: `conn -> pool` against `pool -> conn`.
 #[tokio::test]
 async fn connection_pool_reconnect_under_the_conn_lock_is_reported() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let pool = pool(2);
     query(&pool, 0).await;
@@ -549,6 +591,9 @@ async fn connection_pool_reconnect_under_the_conn_lock_is_reported() {
 
 #[tokio::test]
 async fn cache_read_then_db_write_against_db_read_then_cache_write_is_reported() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let cache = RwLock::with_class("cache", 0u32);
     let db = RwLock::with_class("db", 0u32);
@@ -576,6 +621,9 @@ async fn cache_read_then_db_write_against_db_read_then_cache_write_is_reported()
 
 #[tokio::test]
 async fn cache_and_db_read_in_both_orders_needs_a_writer() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let cache = RwLock::with_class("cache", 0u32);
     let db = RwLock::with_class("db", 0u32);
@@ -603,6 +651,9 @@ async fn cache_and_db_read_in_both_orders_needs_a_writer() {
 /// report must not say a queued writer is needed.
 #[tokio::test]
 async fn write_dependency_seen_after_a_read_one_is_not_a_reader_only_cycle() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let cache = RwLock::with_class("cache", 0u32);
     let m = Mutex::with_class("m", ());
@@ -636,6 +687,9 @@ async fn write_dependency_seen_after_a_read_one_is_not_a_reader_only_cycle() {
 /// real self-deadlock.
 #[tokio::test]
 async fn upgrade_while_reading_is_a_self_deadlock() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let cache = RwLock::with_class("cache", Option::<u32>::None);
     let c = cache.read().await;
@@ -658,6 +712,9 @@ async fn upgrade_while_reading_is_a_self_deadlock() {
 /// Downgrading and dropping, mapping and dropping: nothing stays held.
 #[tokio::test]
 async fn downgraded_and_mapped_guards_release_when_dropped() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let table = RwLock::with_class("table", vec![1u32, 2]);
     let row = Mutex::with_class("row", (0u32, 0u32));
@@ -720,6 +777,9 @@ async fn transfer_ordered(from: &Account, to: &Account, amount: i64, ledger: &Mu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bank_transfers_in_id_order_with_declared_nesting_are_silent() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let accts = accounts(5);
     let ledger = Arc::new(Mutex::with_class("ledger", Vec::new()));
@@ -751,6 +811,9 @@ async fn bank_transfers_in_id_order_with_declared_nesting_are_silent() {
 /// transfers in opposite directions deadlock.
 #[tokio::test]
 async fn bank_transfer_without_id_order_is_recursive_locking() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let accts = accounts(2);
     for (from, to) in [(0, 1), (1, 0)] {
@@ -772,6 +835,9 @@ async fn bank_transfer_without_id_order_is_recursive_locking() {
 /// `account -> ledger` from the transfers.
 #[tokio::test]
 async fn bank_audit_holding_the_ledger_then_an_account_is_reported() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let accts = accounts(2);
     let ledger = Mutex::with_class("ledger", Vec::new());
@@ -797,6 +863,9 @@ async fn bank_audit_holding_the_ledger_then_an_account_is_reported() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aborted_and_timed_out_tasks_leave_nothing_held_or_waiting() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let a = Arc::new(Mutex::with_class("a", 0u32));
     let b = Arc::new(Mutex::with_class("b", 0u32));
@@ -863,6 +932,9 @@ async fn aborted_and_timed_out_tasks_leave_nothing_held_or_waiting() {
 /// A runtime shut down while its tasks hold and wait for locks.
 #[test]
 fn runtime_shutdown_with_tasks_holding_and_waiting_leaves_nothing_behind() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let a = Arc::new(Mutex::with_class("a", ()));
     let b = Arc::new(Mutex::with_class("b", ()));
@@ -902,6 +974,9 @@ fn runtime_shutdown_with_tasks_holding_and_waiting_leaves_nothing_behind() {
 /// only then does task 1 take `c`. Nothing orders `c` after `a`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owned_guard_handed_off_and_dropped_then_other_locks_is_silent() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let a = Arc::new(Mutex::with_class("a", 0u32));
     let c = Arc::new(Mutex::with_class("c", 0u32));
@@ -940,6 +1015,9 @@ async fn owned_guard_handed_off_and_dropped_then_other_locks_is_silent() {
 /// after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owned_guard_still_alive_elsewhere_orders_the_lockers_next_locks() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let a = Arc::new(Mutex::with_class("a", ()));
     let b = Arc::new(Mutex::with_class("b", ()));
@@ -988,6 +1066,9 @@ async fn owned_guard_still_alive_elsewhere_orders_the_lockers_next_locks() {
 /// context, so `a` held by one orders `b` taken by the other.
 #[tokio::test]
 async fn joined_futures_without_own_context_share_the_task() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let a = Mutex::with_class("a", ());
     let b = Mutex::with_class("b", ());
@@ -1016,6 +1097,9 @@ async fn joined_futures_without_own_context_share_the_task() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joined_futures_with_own_context_are_separate() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let a = Mutex::with_class("a", 0u32);
     let b = Mutex::with_class("b", 0u32);
@@ -1051,6 +1135,9 @@ async fn joined_futures_with_own_context_are_separate() {
 
 #[tokio::test]
 async fn four_lock_cycle_across_four_sequential_tasks_is_one_report() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let locks: Vec<_> = ["a", "b", "c", "d"]
         .into_iter()
@@ -1082,6 +1169,9 @@ async fn four_lock_cycle_across_four_sequential_tasks_is_one_report() {
 /// registry inverted against any shard is one cycle.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loop_created_shards_against_a_registry_in_both_orders_is_reported() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let shard_line = line!() + 1;
     let shards: Arc<Vec<Mutex<u32>>> = Arc::new((0..4).map(|_| Mutex::new(0)).collect());
@@ -1128,6 +1218,9 @@ async fn loop_created_shards_against_a_registry_in_both_orders_is_reported() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_lived_correct_program_stays_small_and_idle() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let sem = Arc::new(Semaphore::with_class("inflight", 4));
     let sessions = Arc::new(RwLock::with_class("sessions", 0u64));
@@ -1194,6 +1287,9 @@ async fn long_lived_correct_program_stays_small_and_idle() {
 /// deadlocks as soon as a reload (writer) queues in between.
 #[tokio::test]
 async fn nested_read_of_the_same_rwlock_is_reported_as_needing_a_writer() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let config = RwLock::with_class("config", 3u32);
     async fn helper(config: &RwLock<u32>) -> u32 {
@@ -1213,6 +1309,9 @@ async fn nested_read_of_the_same_rwlock_is_reported_as_needing_a_writer() {
 /// worker thread report to the test's detector.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locks_created_inside_a_lockdep_spawned_task_are_checked() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let task = async_lockdep::spawn(async {
         let x = Arc::new(Mutex::with_class("x", ()));
@@ -1242,6 +1341,9 @@ async fn locks_created_inside_a_lockdep_spawned_task_are_checked() {
 /// Plain threads with `blocking_lock` are contexts of their own.
 #[test]
 fn blocking_threads_in_opposite_orders_are_reported() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let a = Arc::new(Mutex::with_class("a", ()));
     let b = Arc::new(Mutex::with_class("b", ()));
@@ -1273,6 +1375,9 @@ fn blocking_threads_in_opposite_orders_are_reported() {
 /// lock future is built but never polled: neither orders anything.
 #[tokio::test]
 async fn guard_dropped_on_a_thread_and_unpolled_lock_future_record_nothing() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let a = Mutex::with_class("a", ());
     let b = Mutex::with_class("b", ());
@@ -1310,6 +1415,9 @@ async fn guard_dropped_on_a_thread_and_unpolled_lock_future_record_nothing() {
 /// nobody. Neither leaves state behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closed_semaphore_and_forgotten_permits_leave_nothing_held() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let sem = Arc::new(Semaphore::with_class("slots", 1));
     let m = Arc::new(Mutex::with_class("m", ()));

@@ -1,5 +1,7 @@
 //! Semaphore permits as held locks of the semaphore's class.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -7,6 +9,9 @@ use async_lockdep::{test_guard, Access, Mutex, ReportKind, Semaphore};
 
 #[tokio::test]
 async fn waiting_for_permits_while_holding_a_lock_their_holders_need_is_reported() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let pool = Arc::new(Semaphore::with_class("pool", 1));
     let state = Arc::new(Mutex::with_class("state", ()));
@@ -37,6 +42,9 @@ async fn waiting_for_permits_while_holding_a_lock_their_holders_need_is_reported
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn semaphore_as_a_plain_concurrency_limiter_is_silent() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let limit = Arc::new(Semaphore::new(3));
     let stats = Arc::new(Mutex::new(0u64));
@@ -61,6 +69,9 @@ async fn semaphore_as_a_plain_concurrency_limiter_is_silent() {
 
 #[tokio::test]
 async fn forgotten_permits_leave_no_phantom_holder() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let sem = Arc::new(Semaphore::with_class("sem", 2));
     let lock = Mutex::with_class("lock", ());
@@ -74,6 +85,9 @@ async fn forgotten_permits_leave_no_phantom_holder() {
 
 #[tokio::test]
 async fn acquire_on_a_closed_semaphore_fails_and_holds_nothing() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let sem = Semaphore::with_class("sem", 0);
     let waiting = sem.acquire();
@@ -86,6 +100,9 @@ async fn acquire_on_a_closed_semaphore_fails_and_holds_nothing() {
 
 #[tokio::test]
 async fn zero_permit_semaphore_waits_and_can_be_cancelled() {
+    if common::own_process() {
+        return;
+    }
     let lockdep = test_guard();
     let sem = Semaphore::new(0);
     assert!(

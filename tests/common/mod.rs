@@ -30,3 +30,45 @@ pub async fn join_thread<T>(handle: std::thread::JoinHandle<T>) -> T {
     }
     handle.join().expect("thread panicked")
 }
+
+/// Set in a child process started by [`own_process`].
+const CHILD_ENV: &str = "ASYNC_LOCKDEP_OWN_PROCESS";
+
+/// Runs the calling test again in a child process of its own and returns
+/// true when the caller should stop (the child ran it and it passed); returns
+/// false in that child, or when the test already has a process of its own
+/// (under `cargo nextest run`).
+///
+/// There is one engine per process: tests that assert process-wide counters
+/// (dependencies, holders, every report) or that reuse class names need the
+/// process to themselves, as nextest gives every test. A failure in the child
+/// fails the test with the child's output.
+pub fn own_process() -> bool {
+    if std::env::var_os(CHILD_ENV).is_some()
+        || std::env::var("NEXTEST_EXECUTION_MODE").as_deref() == Ok("process-per-test")
+    {
+        return false;
+    }
+    let thread = std::thread::current();
+    let Some(name) = thread.name().filter(|n| *n != "main") else {
+        return false; // not run by libtest's threads: run here
+    };
+    let exe = std::env::current_exe().expect("test binary path");
+    let output = std::process::Command::new(exe)
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, "1")
+        .output()
+        .expect("run the test binary");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "test `{name}` failed in its own process ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        output.status
+    );
+    assert!(
+        stdout.contains("1 passed"),
+        "test `{name}` did not run in its own process:\n{stdout}\n{stderr}"
+    );
+    true
+}
