@@ -1,0 +1,458 @@
+//! One engine per process, as users run their tests: every task is checked
+//! (plain `tokio::spawn` included), a cycle split across two tests is found,
+//! reports are never lost, and `test_guard` leaves the user's subscriber
+//! alone.
+//!
+//! The outcome of a whole test ("it fails", "the other one passes") is
+//! asserted by running this test binary again as a child process on
+//! fixtures: tests that do nothing unless `ASYNC_LOCKDEP_FIXTURE` is set.
+
+mod common;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_lockdep::{test_guard, Detector, Mutex, ReportKind, WorkQueue};
+
+const FIXTURE_ENV: &str = "ASYNC_LOCKDEP_FIXTURE";
+
+/// The fixture mode this process runs, if it is a child run for a fixture.
+fn fixture() -> Option<String> {
+    std::env::var(FIXTURE_ENV).ok()
+}
+
+/// The outcome of running fixtures in a child process.
+struct Outcome {
+    success: bool,
+    /// stdout and stderr together.
+    output: String,
+}
+
+impl Outcome {
+    fn test_line(&self, name: &str) -> Option<&str> {
+        self.output
+            .lines()
+            .find(|l| l.starts_with(&format!("test {name} ...")))
+    }
+
+    fn passed(&self, name: &str) -> bool {
+        self.test_line(name).is_some_and(|l| l.ends_with("ok"))
+    }
+
+    fn failed(&self, name: &str) -> bool {
+        self.test_line(name).is_some_and(|l| l.ends_with("FAILED"))
+    }
+}
+
+/// Runs the fixtures named `names` (exact names) in a child process of this
+/// test binary, with the fixture mode `mode` and `threads` test threads.
+fn run_fixtures(names: &[&str], mode: &str, threads: usize) -> Outcome {
+    let exe = std::env::current_exe().expect("test binary path");
+    let mut command = Command::new(exe);
+    command
+        .args(names)
+        .arg("--exact")
+        .arg(format!("--test-threads={threads}"))
+        .env(FIXTURE_ENV, mode)
+        .env_remove("ASYNC_LOCKDEP")
+        .env_remove("ASYNC_LOCKDEP_PRINT");
+    let output = command.output().expect("run the test binary");
+    Outcome {
+        success: output.status.success(),
+        output: format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Locks created inside a plain `tokio::spawn` on worker threads.
+
+/// A cache whose two locks are taken in both orders by two handlers.
+struct Cache {
+    entries: Mutex<Vec<u32>>,
+    stats: Mutex<u32>,
+}
+
+impl Cache {
+    fn new() -> Arc<Cache> {
+        Arc::new(Cache {
+            entries: Mutex::with_class("spawn-cache-entries", Vec::new()),
+            stats: Mutex::with_class("spawn-cache-stats", 0),
+        })
+    }
+}
+
+/// Lines of the inversion inside `plain_spawn_inversion`.
+const ENTRIES_THEN_STATS: (u32, u32) = (ENTRIES_LINE, ENTRIES_LINE + 1);
+const STATS_THEN_ENTRIES: (u32, u32) = (STATS_LINE, STATS_LINE + 1);
+const ENTRIES_LINE: u32 = 101;
+const STATS_LINE: u32 = 106;
+
+async fn plain_spawn_inversion() {
+    // Locks are created on a worker thread, inside a plain tokio task.
+    tokio::spawn(async {
+        let cache = Cache::new();
+        let c = cache.clone();
+        tokio::spawn(async move {
+            let _e = c.entries.lock().await;
+            let _s = c.stats.lock().await;
+        })
+        .await
+        .unwrap();
+        let _s = cache.stats.lock().await;
+        let _e = cache.entries.lock().await;
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_made_inside_a_plain_tokio_spawn_are_checked() {
+    let lockdep = test_guard();
+    plain_spawn_inversion().await;
+    let reports = lockdep.take_reports();
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    let report = &reports[0];
+    assert_eq!(report.kind, ReportKind::CircularDependency);
+    assert_eq!(
+        report.class_names(),
+        ["spawn-cache-stats", "spawn-cache-entries"]
+    );
+    let closing = &report.dependencies[0];
+    assert_eq!(
+        (closing.held_at.line(), closing.waited_at.line()),
+        STATS_THEN_ENTRIES
+    );
+    let before = &report.dependencies[1];
+    assert_eq!(
+        (before.held_at.line(), before.waited_at.line()),
+        ENTRIES_THEN_STATS
+    );
+    assert_eq!(before.held_at.file(), file!());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixture_accept_loop_with_an_inversion() {
+    if fixture().as_deref() != Some("accept-loop") {
+        return;
+    }
+    let _lockdep = test_guard();
+    // An accept loop spawning one handler per connection, all plain tokio.
+    let server = tokio::spawn(async {
+        let sessions = Arc::new(Mutex::with_class("accept-sessions", 0u32));
+        let metrics = Arc::new(Mutex::with_class("accept-metrics", 0u32));
+        for conn in 0..4u32 {
+            let (s, m) = (sessions.clone(), metrics.clone());
+            tokio::spawn(async move {
+                if conn % 2 == 0 {
+                    let _s = s.lock().await;
+                    let _m = m.lock().await;
+                } else {
+                    let _m = m.lock().await;
+                    let _s = s.lock().await;
+                }
+            })
+            .await
+            .unwrap();
+        }
+    });
+    server.await.unwrap();
+}
+
+#[test]
+fn an_accept_loop_of_plain_tasks_with_an_inversion_fails_its_test() {
+    let outcome = run_fixtures(&["fixture_accept_loop_with_an_inversion"], "accept-loop", 1);
+    assert!(!outcome.success, "{}", outcome.output);
+    assert!(
+        outcome.failed("fixture_accept_loop_with_an_inversion"),
+        "{}",
+        outcome.output
+    );
+    assert!(
+        outcome
+            .output
+            .contains("WARNING: possible circular locking dependency detected"),
+        "{}",
+        outcome.output
+    );
+    assert!(
+        outcome.output.contains("`accept-metrics`") && outcome.output.contains("`accept-sessions`"),
+        "{}",
+        outcome.output
+    );
+}
+
+// ---------------------------------------------------------------------------
+// A cycle split across two tests of one binary.
+
+/// The line of the first lock in `nest`.
+const NEST_LINE: u32 = 199;
+
+/// Takes `first` then `second`, two classes shared by the two halves.
+async fn nest(first: &str, second: &str) {
+    let a = Mutex::with_class(first.to_string(), ());
+    let b = Mutex::with_class(second.to_string(), ());
+    let _a = a.lock().await;
+    let _b = b.lock().await;
+}
+
+/// Which order each half takes: mode `forward` has the first half take
+/// inode then journal; `backward` swaps the halves.
+fn half_order(first_half: bool) -> (&'static str, &'static str) {
+    let forward = fixture().as_deref() == Some("forward") || fixture().as_deref() == Some("both");
+    if forward == first_half {
+        ("split-inode", "split-journal")
+    } else {
+        ("split-journal", "split-inode")
+    }
+}
+
+#[tokio::test]
+async fn fixture_split_half_1() {
+    if fixture().is_none() || fixture().as_deref() == Some("accept-loop") {
+        return;
+    }
+    let _lockdep = test_guard();
+    let (first, second) = half_order(true);
+    nest(first, second).await;
+    if fixture().as_deref() == Some("both") {
+        // In parallel: stay alive until the other half has run too.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test]
+async fn fixture_split_half_2() {
+    if fixture().is_none() || fixture().as_deref() == Some("accept-loop") {
+        return;
+    }
+    let _lockdep = test_guard();
+    let (first, second) = half_order(false);
+    nest(first, second).await;
+    if fixture().as_deref() == Some("both") {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+const HALVES: [&str; 2] = ["fixture_split_half_1", "fixture_split_half_2"];
+
+/// Asserts the second half failed with a report naming both halves.
+fn assert_second_half_failed(outcome: &Outcome, closing: &str) {
+    assert!(!outcome.success, "{}", outcome.output);
+    assert!(outcome.passed(HALVES[0]), "{}", outcome.output);
+    assert!(outcome.failed(HALVES[1]), "{}", outcome.output);
+    let text = &outcome.output;
+    assert!(
+        text.contains("WARNING: possible circular locking dependency detected"),
+        "{text}"
+    );
+    assert!(
+        text.contains("`split-inode`") && text.contains("`split-journal`"),
+        "{text}"
+    );
+    // Both halves' test names and both lock sites (inside `nest`).
+    assert!(text.contains("in test `fixture_split_half_1`"), "{text}");
+    assert!(text.contains("in test `fixture_split_half_2`"), "{text}");
+    let lock_a = format!("{}:{}:", file!(), NEST_LINE);
+    let lock_b = format!("{}:{}:", file!(), NEST_LINE + 1);
+    assert!(text.contains(&lock_a) && text.contains(&lock_b), "{text}");
+    assert!(
+        text.contains(&format!("possible deadlock(s) found in test `{closing}`")),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_cycle_split_across_two_tests_fails_the_test_that_closes_it() {
+    // libtest runs the two halves in name order on one thread.
+    let outcome = run_fixtures(&HALVES, "forward", 1);
+    assert_second_half_failed(&outcome, HALVES[1]);
+}
+
+#[test]
+fn a_cycle_split_across_two_tests_in_the_other_order_fails_the_closing_test() {
+    let outcome = run_fixtures(&HALVES, "backward", 1);
+    assert_second_half_failed(&outcome, HALVES[1]);
+}
+
+#[test]
+fn a_cycle_split_across_two_tests_running_at_once_fails_exactly_one() {
+    let outcome = run_fixtures(&HALVES, "both", 2);
+    assert!(!outcome.success, "{}", outcome.output);
+    let failed: Vec<_> = HALVES.iter().filter(|h| outcome.failed(h)).collect();
+    let passed: Vec<_> = HALVES.iter().filter(|h| outcome.passed(h)).collect();
+    assert_eq!((failed.len(), passed.len()), (1, 1), "{}", outcome.output);
+    assert!(
+        outcome.output.contains("`split-inode`") && outcome.output.contains("`split-journal`"),
+        "{}",
+        outcome.output
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Reports are never lost.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixture_really_deadlocks_under_a_timeout() {
+    if fixture().as_deref() != Some("hang") {
+        return;
+    }
+    let _lockdep = test_guard();
+    let a = Arc::new(Mutex::with_class("hang-a", ()));
+    let b = Arc::new(Mutex::with_class("hang-b", ()));
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+    let one = tokio::spawn({
+        let (a, b, barrier) = (a.clone(), b.clone(), barrier.clone());
+        async move {
+            let _a = a.lock().await;
+            barrier.wait().await;
+            let _b = b.lock().await;
+        }
+    });
+    let two = tokio::spawn(async move {
+        let _b = b.lock().await;
+        barrier.wait().await;
+        let _a = a.lock().await;
+    });
+    tokio::time::timeout(Duration::from_millis(500), async {
+        one.await.unwrap();
+        two.await.unwrap();
+    })
+    .await
+    .expect("hung");
+}
+
+#[test]
+fn a_test_that_really_deadlocks_and_times_out_shows_the_reports() {
+    let outcome = run_fixtures(&["fixture_really_deadlocks_under_a_timeout"], "hang", 1);
+    let text = &outcome.output;
+    assert!(!outcome.success, "{text}");
+    assert!(text.contains("hung"), "{text}");
+    assert!(
+        text.contains("WARNING: possible circular locking dependency detected"),
+        "{text}"
+    );
+    assert!(
+        text.contains("WARNING: deadlock: these tasks are stuck now"),
+        "{text}"
+    );
+    assert!(text.contains("`hang-a`") && text.contains("`hang-b`"), "{text}");
+}
+
+#[tokio::test]
+async fn fixture_guard_bound_to_underscore() {
+    if fixture().as_deref() != Some("underscore") {
+        return;
+    }
+    let _ = test_guard();
+    let a = Mutex::with_class("underscore-a", ());
+    let b = Mutex::with_class("underscore-b", ());
+    {
+        let _a = a.lock().await;
+        let _b = b.lock().await;
+    }
+    let _b = b.lock().await;
+    let _a = a.lock().await;
+}
+
+#[test]
+fn let_underscore_test_guard_still_fails_the_test_process() {
+    let outcome = run_fixtures(&["fixture_guard_bound_to_underscore"], "underscore", 1);
+    let text = &outcome.output;
+    assert!(!outcome.success, "{text}");
+    assert!(text.contains("`let _ = test_guard()`"), "{text}");
+    assert!(
+        text.contains("`underscore-a`") && text.contains("`underscore-b`"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixture_panic_on_deadlock_inside_a_work_queue_item() {
+    if fixture().as_deref() != Some("queue-panic") {
+        return;
+    }
+    let _lockdep = Detector::builder().panic_on_deadlock(true).test_guard();
+    let inode = Arc::new(Mutex::with_class("queue-panic-inode", ()));
+    let queue = WorkQueue::new("queue-panic-dio");
+    let held = inode.lock().await;
+    let i = inode.clone();
+    let _item = queue.queue(async move {
+        let _i = i.lock().await; // waits for the flusher: stuck now, panics here
+    });
+    // The item panics inside the queue; the flush then completes.
+    let flushed = tokio::time::timeout(Duration::from_secs(5), queue.flush()).await;
+    drop(held);
+    assert!(flushed.is_ok(), "the flush ended");
+}
+
+#[test]
+fn panic_on_deadlock_inside_a_work_queue_item_fails_the_test() {
+    let outcome = run_fixtures(
+        &["fixture_panic_on_deadlock_inside_a_work_queue_item"],
+        "queue-panic",
+        1,
+    );
+    let text = &outcome.output;
+    assert!(!outcome.success, "{text}");
+    assert!(
+        outcome.failed("fixture_panic_on_deadlock_inside_a_work_queue_item"),
+        "{text}"
+    );
+    assert!(
+        text.contains("WARNING: deadlock: these tasks are stuck now"),
+        "{text}"
+    );
+    assert!(text.contains("`queue-panic-inode`"), "{text}");
+    assert!(text.contains("waits to   flush"), "{text}");
+    assert!(text.contains("async-lockdep found a possible deadlock"), "{text}");
+}
+
+// ---------------------------------------------------------------------------
+// The user's subscriber is left alone.
+
+#[test]
+fn a_global_fmt_subscriber_still_receives_events_after_test_guard() {
+    use std::io::Write;
+    use std::sync::Mutex as StdMutex;
+
+    if common::own_process() {
+        return;
+    }
+    static LOG: StdMutex<Vec<u8>> = StdMutex::new(Vec::new());
+    struct Writer;
+    impl Write for Writer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            LOG.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    tracing_subscriber::fmt()
+        .with_writer(|| Writer)
+        .with_ansi(false)
+        .init();
+    tracing::info!("before the guard");
+    let _lockdep = test_guard();
+    tracing::info!("after the guard");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        tokio::spawn(async { tracing::info!("from a worker") })
+            .await
+            .unwrap();
+    });
+    let log = String::from_utf8(LOG.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("before the guard"), "{log}");
+    assert!(log.contains("after the guard"), "{log}");
+    assert!(log.contains("from a worker"), "{log}");
+}
