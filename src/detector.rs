@@ -11,8 +11,8 @@ use tracing_core::Subscriber;
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::layer::DetectorLayer;
+use crate::lockdep::{self, TestKey, TestOptions};
 use crate::report::{render_all, Report};
-use crate::state::{self, TestKey, TestOptions};
 
 /// A handle to the process's lock-order checker. Cheap to clone: there is one
 /// engine per process, and every handle reads the same graph and reports.
@@ -89,16 +89,16 @@ impl Detector {
 
     /// A handle to the engine if detection is on in this process.
     pub fn current() -> Option<Detector> {
-        state::enabled().then(Detector::default)
+        lockdep::enabled().then(Detector::default)
     }
 
     /// Turns detection on for the process (unless `ASYNC_LOCKDEP=0`) and
     /// applies this handle's options, process-wide. Returns whether
     /// detection is on.
     pub fn enable(&self) -> bool {
-        let on = state::enable();
+        let on = lockdep::enable();
         if on {
-            state::engine_state().configure(&self.options);
+            lockdep::engine_state().configure(&self.options);
         }
         on
     }
@@ -140,24 +140,24 @@ impl Detector {
 
     /// Every report found so far in this process, in the order found.
     pub fn reports(&self) -> Vec<Report> {
-        state::engine_state().reports()
+        lockdep::engine_state().reports()
     }
 
     /// Whether any report was found (and not taken).
     pub fn has_reports(&self) -> bool {
-        state::engine_state().report_count() > 0
+        lockdep::engine_state().report_count() > 0
     }
 
     /// Returns the reports found so far and forgets them (the graph is kept,
     /// so the same cycles are not reported again). Reports attributed to a
     /// test still fail it: use [`TestGuard::take_reports`] in tests.
     pub fn take_reports(&self) -> Vec<Report> {
-        state::engine_state().take_reports()
+        lockdep::engine_state().take_reports()
     }
 
     /// Forgets the reports found so far (see [`Detector::take_reports`]).
     pub fn clear_reports(&self) {
-        state::engine_state().clear_reports();
+        lockdep::engine_state().clear_reports();
     }
 
     /// Panics with every report, in lockdep's format, if there is any: lock
@@ -181,9 +181,9 @@ impl Detector {
 
     /// Counters describing the engine's state.
     pub fn status(&self) -> Status {
-        let engine = state::engine_state();
+        let engine = lockdep::engine_state();
         Status {
-            enabled: state::enabled(),
+            enabled: lockdep::enabled(),
             edges: engine.edge_count(),
             reports: engine.report_count(),
             dropped_reports: engine.dropped_reports(),
@@ -195,12 +195,12 @@ impl Detector {
 
     /// The locks the calling task (or thread) holds, as `(class name, site)`.
     pub fn held_locks(&self) -> Vec<(String, &'static Location<'static>)> {
-        let context = crate::context::ContextId::current();
-        state::engine_state()
+        let context = crate::vocab::ContextId::current();
+        lockdep::engine_state()
             .held_by(context)
             .iter()
             .filter_map(|h| {
-                crate::class::describe(h.lock.class).map(|c| (c.name.into_owned(), h.site))
+                crate::lockdep::class::describe(h.lock.class).map(|c| (c.name.into_owned(), h.site))
             })
             .collect()
     }
@@ -385,7 +385,7 @@ struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        let (reports, dropped) = state::engine_state().unregister_test(self.key);
+        let (reports, dropped) = lockdep::engine_state().unregister_test(self.key);
         if reports.is_empty() && dropped == 0 {
             return;
         }
@@ -406,7 +406,11 @@ impl Drop for Registration {
 }
 
 impl TestGuard {
-    fn new(detector: Detector, options: TestOptions, created_at: &'static Location<'static>) -> Self {
+    fn new(
+        detector: Detector,
+        options: TestOptions,
+        created_at: &'static Location<'static>,
+    ) -> Self {
         let thread = std::thread::current();
         let name: Arc<str> = Arc::from(thread.name().unwrap_or("<unnamed thread>"));
         if !detector.enable() {
@@ -419,7 +423,7 @@ impl TestGuard {
         }
         // A test registered before on this thread ends here.
         let _ = REGISTERED.try_with(|r| r.borrow_mut().take());
-        let key = state::engine_state().register_test(Arc::clone(&name), options);
+        let key = lockdep::engine_state().register_test(Arc::clone(&name), options);
         let _ = REGISTERED.try_with(|r| {
             *r.borrow_mut() = Some(Registration {
                 key,
@@ -444,7 +448,7 @@ impl TestGuard {
     /// tests that expect a report and assert what it says.
     pub fn take_reports(&self) -> Vec<Report> {
         match self.key {
-            Some(key) => state::engine_state().take_test_reports(key).0,
+            Some(key) => lockdep::engine_state().take_test_reports(key).0,
             None => Vec::new(),
         }
     }
@@ -457,7 +461,7 @@ impl TestGuard {
     #[track_caller]
     pub fn check(&self) {
         let Some(key) = self.key else { return };
-        let (reports, dropped) = state::engine_state().take_test_reports(key);
+        let (reports, dropped) = lockdep::engine_state().take_test_reports(key);
         if !reports.is_empty() || dropped > 0 {
             panic!("{}", self.failure(&reports, dropped));
         }
@@ -492,7 +496,7 @@ impl fmt::Debug for TestGuard {
 impl Drop for TestGuard {
     fn drop(&mut self) {
         let Some(key) = self.key else { return };
-        let (reports, dropped) = state::engine_state().take_test_reports(key);
+        let (reports, dropped) = lockdep::engine_state().take_test_reports(key);
         if reports.is_empty() && dropped == 0 {
             return;
         }

@@ -18,7 +18,7 @@
 //! No tokio, no tracing: pure data structure code, tested against a naive
 //! reference below and in `tests/graph_model.rs`.
 
-use crate::fxhash::FxHashMap;
+use rustc_hash::FxHashMap;
 
 /// A node: a lock class id.
 pub type Node = u32;

@@ -8,7 +8,6 @@
 //! and the engine emits each report as an `ERROR` event through every
 //! dispatcher the layer is registered in.
 
-use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -19,35 +18,6 @@ use tracing_core::span::{Attributes, Id, Record};
 use tracing_core::Subscriber;
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
-
-/// Most spans shown per dependency in a report (innermost first).
-const MAX_SPANS_SHOWN: usize = 8;
-
-thread_local! {
-    /// The spans entered on this thread and not exited yet, outermost first,
-    /// with their `name{fields}` labels.
-    static ENTERED: RefCell<Vec<(Id, Arc<str>)>> = const { RefCell::new(Vec::new()) };
-}
-
-/// The spans entered on the calling thread, innermost first, as
-/// `name{fields}` (empty when no layer is installed).
-pub(crate) fn entered_spans() -> Vec<String> {
-    ENTERED
-        .try_with(|entered| {
-            entered.try_borrow().map_or_else(
-                |_| Vec::new(),
-                |entered| {
-                    entered
-                        .iter()
-                        .rev()
-                        .take(MAX_SPANS_SHOWN)
-                        .map(|(_, label)| label.to_string())
-                        .collect()
-                },
-            )
-        })
-        .unwrap_or_default()
-}
 
 /// The `tracing-subscriber` layer of async-lockdep, made by
 /// [`Detector::layer`](crate::Detector::layer).
@@ -63,7 +33,7 @@ pub struct DetectorLayer<S> {
 
 impl<S> DetectorLayer<S> {
     pub(crate) fn new() -> DetectorLayer<S> {
-        crate::emit::register_callsites();
+        crate::lockdep::emit::register_callsites();
         DetectorLayer {
             _subscriber: PhantomData,
         }
@@ -113,8 +83,8 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_register_dispatch(&self, dispatch: &Dispatch) {
-        if crate::state::enable() {
-            crate::state::engine_state().add_dispatch(dispatch);
+        if crate::lockdep::enable() {
+            crate::lockdep::engine_state().add_dispatch(dispatch);
         }
     }
 
@@ -147,21 +117,10 @@ where
             Some(label) => Arc::clone(&label.label),
             None => Arc::from(span.name()),
         };
-        let _ = ENTERED.try_with(|entered| {
-            if let Ok(mut entered) = entered.try_borrow_mut() {
-                entered.push((id.clone(), label));
-            }
-        });
+        crate::lockdep::context::span_entered(id, label);
     }
 
     fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
-        let _ = ENTERED.try_with(|entered| {
-            if let Ok(mut entered) = entered.try_borrow_mut() {
-                // Spans exit in order almost always; search from the top.
-                if let Some(pos) = entered.iter().rposition(|(entered, _)| entered == id) {
-                    entered.remove(pos);
-                }
-            }
-        });
+        crate::lockdep::context::span_exited(id);
     }
 }

@@ -62,36 +62,30 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
-mod class;
-mod context;
 mod detector;
-mod emit;
 mod executor;
-mod fxhash;
 mod graph;
-mod hooks;
 mod layer;
+mod lockdep;
 mod report;
-mod scope;
-mod state;
 mod sync;
-mod waits;
+mod vocab;
 
-pub use class::{ClassKind, LockClass, MAX_NESTING_LEVEL};
-pub use context::ContextId;
+pub use detector::{test_guard, Detector, DetectorBuilder, Status, TestGuard};
 pub use executor::{
     spawn, spawn_named, FlushError, JoinHandle, LazyWorkQueue, WorkError, WorkHandle, WorkQueue,
     WorkQueueBuilder,
 };
-pub use detector::{test_guard, Detector, DetectorBuilder, Status, TestGuard};
 pub use layer::DetectorLayer;
-pub use report::{Access, Dependency, LongWait, Report, ReportKind};
-pub use scope::{own_context, OwnContext};
+pub use lockdep::class::{ClassKind, LockClass, MAX_NESTING_LEVEL};
+pub use lockdep::context::{own_context, OwnContext};
+pub use report::{Dependency, LongWait, Report, ReportKind};
 pub use sync::{
     AcquireError, MappedMutexGuard, Mutex, MutexGuard, OwnedMutexGuard, OwnedRwLockReadGuard,
     OwnedRwLockWriteGuard, OwnedSemaphorePermit, RwLock, RwLockMappedWriteGuard, RwLockReadGuard,
     RwLockWriteGuard, Semaphore, SemaphorePermit, TryAcquireError, TryLockError,
 };
+pub use vocab::{Access, ContextId};
 
 /// Internals exposed for the crate's own benches and model tests only; not
 /// part of the API and not covered by semver.

@@ -3,55 +3,8 @@
 use std::fmt::{self, Write as _};
 use std::panic::Location;
 
-use crate::class::{ClassKind, LockClass};
-use crate::context::ContextId;
-
-/// How a lock or executor was held, or waited for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-#[repr(u8)]
-pub enum Access {
-    /// A mutex lock.
-    Lock = 1,
-    /// A shared (read) lock of an `RwLock`.
-    Read,
-    /// An exclusive (write) lock of an `RwLock`.
-    Write,
-    /// Semaphore permits.
-    Permits,
-    /// Running a work item of a queue (the queue's pseudo-lock).
-    RunWork,
-    /// Running a spawned task (the task's pseudo-lock).
-    RunTask,
-    /// Waiting for a queue's submitted work to finish.
-    Flush,
-    /// Destroying a queue: a flush, then stopping its worker.
-    Destroy,
-    /// Awaiting a spawned task's `JoinHandle`.
-    Join,
-}
-
-impl Access {
-    /// The verb used in reports' scenarios.
-    fn verb(self) -> &'static str {
-        match self {
-            Access::Lock => "lock",
-            Access::Read => "read",
-            Access::Write => "write",
-            Access::Permits => "acquire",
-            Access::RunWork => "work",
-            Access::RunTask => "task",
-            Access::Flush => "flush",
-            Access::Destroy => "destroy",
-            Access::Join => "join",
-        }
-    }
-
-    /// Whether this is a wait for an executor rather than a lock.
-    pub(crate) fn is_executor_wait(self) -> bool {
-        matches!(self, Access::Flush | Access::Destroy | Access::Join)
-    }
-}
+use crate::lockdep::class::{ClassKind, LockClass};
+use crate::vocab::{Access, ContextId};
 
 /// One dependency: `waited` was waited for while `held` was held.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -340,7 +340,10 @@ fn a_test_that_really_deadlocks_and_times_out_shows_the_reports() {
         text.contains("WARNING: deadlock: these tasks are stuck now"),
         "{text}"
     );
-    assert!(text.contains("`hang-a`") && text.contains("`hang-b`"), "{text}");
+    assert!(
+        text.contains("`hang-a`") && text.contains("`hang-b`"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -409,7 +412,10 @@ fn panic_on_deadlock_inside_a_work_queue_item_fails_the_test() {
     );
     assert!(text.contains("`queue-panic-inode`"), "{text}");
     assert!(text.contains("waits to   flush"), "{text}");
-    assert!(text.contains("async-lockdep found a possible deadlock"), "{text}");
+    assert!(
+        text.contains("async-lockdep found a possible deadlock"),
+        "{text}"
+    );
 }
 
 // ---------------------------------------------------------------------------

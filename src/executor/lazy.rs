@@ -8,8 +8,9 @@ use std::panic::Location;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
-use crate::class::{self, ClassId, ClassKind};
 use crate::executor::queue::WorkQueue;
+use crate::lockdep::class::{self, ClassKind};
+use crate::vocab::ClassId;
 
 /// A [`WorkQueue`] created on first use.
 ///

@@ -14,9 +14,10 @@ use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tracing::instrument::WithSubscriber;
 
-use crate::class::{self, ClassId, ClassKind};
-use crate::hooks::{Holding, LockMeta, Waiting};
-use crate::report::Access;
+use crate::lockdep::class::{self, ClassKind};
+use crate::lockdep::hooks::{Holding, LockMeta, Waiting};
+use crate::vocab::Access;
+use crate::vocab::ClassId;
 
 type Job = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
@@ -210,9 +211,10 @@ impl WorkQueue {
         let shared = Arc::clone(&self.shared);
         let job = async move {
             shared.started.store(seq + 1, Ordering::Release);
-            let holding = shared.meta.engine().map(|d| {
-                Holding::try_acquired(d, shared.meta.want(Access::RunWork, site))
-            });
+            let holding = shared
+                .meta
+                .engine()
+                .map(|d| Holding::try_acquired(d, shared.meta.want(Access::RunWork, site)));
             let outcome = AssertUnwindSafe(work).catch_unwind().await;
             drop(holding);
             let _ =
@@ -399,7 +401,7 @@ impl<T> fmt::Debug for WorkHandle<T> {
 impl<T> WorkHandle<T> {
     /// Whether this is awaited from an item of the same ordered queue that
     /// started before this item: then this item can never start.
-    fn waits_for_itself(&self, detector: &crate::state::State) -> bool {
+    fn waits_for_itself(&self, detector: &crate::lockdep::State) -> bool {
         let shared = &self.shared;
         shared.max_concurrency == 1
             && shared.started.load(Ordering::Acquire) <= self.seq
@@ -418,7 +420,7 @@ impl<T> Future for WorkHandle<T> {
             if let Some(detector) = self.shared.meta.engine() {
                 let want = self.shared.meta.want(Access::Join, self.site);
                 detector.record_wait_edges(want);
-                if self.waits_for_itself(&detector) {
+                if self.waits_for_itself(detector) {
                     detector.report_self_wait(want);
                     return Poll::Ready(Err(WorkError::SelfDeadlock));
                 }

@@ -9,9 +9,9 @@ use std::task::{Context, Poll};
 
 use tracing::instrument::WithSubscriber;
 
-use crate::class::{self, ClassKind};
-use crate::hooks::{Holding, LockMeta, Waiting};
-use crate::report::Access;
+use crate::lockdep::class::{self, ClassKind};
+use crate::lockdep::hooks::{Holding, LockMeta, Waiting};
+use crate::vocab::Access;
 
 /// Spawns a task, as [`tokio::spawn`], whose class is the caller's location.
 ///
@@ -61,7 +61,7 @@ where
 }
 
 fn spawn_with_class<F>(
-    class: class::ClassId,
+    class: crate::vocab::ClassId,
     site: &'static Location<'static>,
     future: F,
 ) -> JoinHandle<F::Output>
@@ -153,11 +153,7 @@ impl<T> Future for JoinHandle<T> {
         // if it really waits.
         let first = !std::mem::replace(&mut self.recorded, true);
         let want = self.meta.want(Access::Join, self.site);
-        let detector = if first {
-            self.meta.engine()
-        } else {
-            None
-        };
+        let detector = if first { self.meta.engine() } else { None };
         let mark = detector.as_ref().map(|d| d.record_wait_edges(want));
         let output = Pin::new(&mut self.inner).poll(cx);
         match (output.is_ready(), detector, mark) {

@@ -14,8 +14,8 @@ use std::task::{Context, Poll};
 
 use pin_project::pin_project;
 
-use crate::hooks::{Engine, Holding, Waiting};
-use crate::state::Acquire;
+use crate::lockdep::hooks::{Engine, Holding, Waiting};
+use crate::lockdep::Acquire;
 
 #[pin_project]
 pub(crate) struct Acquiring<F: Future, M, S = fn(&<F as Future>::Output) -> bool> {

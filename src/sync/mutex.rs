@@ -6,12 +6,12 @@ use std::future::Future;
 use std::panic::Location;
 use std::sync::Arc;
 
-use crate::class::{self, ClassKind};
-use crate::hooks::{acquire_blocking, acquired_without_waiting, Holding, LockMeta};
-use crate::report::Access;
-use crate::state::Acquire;
+use crate::lockdep::class::{self, ClassKind};
+use crate::lockdep::hooks::{acquire_blocking, acquired_without_waiting, Holding, LockMeta};
+use crate::lockdep::Acquire;
 use crate::sync::acquiring::Acquiring;
 use crate::sync::Detached;
+use crate::vocab::Access;
 
 pub use tokio::sync::TryLockError;
 

@@ -6,13 +6,13 @@ use std::future::Future;
 use std::panic::Location;
 use std::sync::Arc;
 
-use crate::class::{self, ClassKind};
-use crate::hooks::{acquire_blocking, acquired_without_waiting, Holding, LockMeta};
-use crate::report::Access;
-use crate::state::Acquire;
+use crate::lockdep::class::{self, ClassKind};
+use crate::lockdep::hooks::{acquire_blocking, acquired_without_waiting, Holding, LockMeta};
+use crate::lockdep::Acquire;
 use crate::sync::acquiring::Acquiring;
 use crate::sync::Detached;
 use crate::sync::TryLockError;
+use crate::vocab::Access;
 
 /// An asynchronous reader-writer lock, a drop-in for
 /// [`tokio::sync::RwLock`] that reports lock-order cycles.
@@ -136,7 +136,7 @@ impl<T> RwLock<T> {
     }
 
     #[track_caller]
-    fn from_parts(class: class::ClassId, inner: tokio::sync::RwLock<T>) -> RwLock<T> {
+    fn from_parts(class: crate::vocab::ClassId, inner: tokio::sync::RwLock<T>) -> RwLock<T> {
         RwLock {
             meta: LockMeta::new(class),
             inner,

@@ -6,12 +6,12 @@ use std::future::Future;
 use std::panic::Location;
 use std::sync::Arc;
 
-use crate::class::{self, ClassKind};
-use crate::hooks::{acquired_without_waiting, Engine, Holding, LockMeta};
-use crate::report::Access;
-use crate::state::Acquire;
+use crate::lockdep::class::{self, ClassKind};
+use crate::lockdep::hooks::{acquired_without_waiting, Engine, Holding, LockMeta};
+use crate::lockdep::Acquire;
 use crate::sync::acquiring::Acquiring;
 use crate::sync::Detached;
+use crate::vocab::Access;
 
 pub use tokio::sync::{AcquireError, TryAcquireError};
 
@@ -105,7 +105,7 @@ impl Semaphore {
     }
 
     #[track_caller]
-    fn from_parts(class: class::ClassId, permits: usize) -> Semaphore {
+    fn from_parts(class: crate::vocab::ClassId, permits: usize) -> Semaphore {
         Semaphore {
             meta: LockMeta::new(class),
             inner: tokio::sync::Semaphore::new(permits),

@@ -1,115 +1,23 @@
-//! Contexts and the locks each one holds.
+//! Held locks per context (the hot path).
 //!
-//! A context is whoever holds locks: the current tokio task, or the current
-//! thread when code runs outside any task (`block_on`, the body of
-//! `#[tokio::test]`, plain threads). Held locks live in a map keyed by
-//! context and split into shards, each behind its own small mutex, so tasks
-//! on different threads rarely touch the same cache line and no lock is
-//! global. A context that holds nothing keeps at most an empty stack, and
-//! those are swept when a shard grows, so memory follows the contexts that
-//! hold locks.
+//! Held locks live in a map keyed by context and split into shards, each
+//! behind its own small mutex, so tasks on different threads rarely touch
+//! the same cache line and no lock is global. A context that holds nothing
+//! keeps at most an empty stack, and those are swept when a shard grows, so
+//! memory follows the contexts that hold locks.
 
-use std::cell::Cell;
-use std::fmt;
+use std::hash::BuildHasher;
 use std::panic::Location;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::class::ClassId;
-use crate::fxhash::{mix, FxHashMap};
-use crate::report::Access;
+use rustc_hash::FxHashMap;
 
-/// Who holds locks: a tokio task or a thread outside any task.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ContextId {
-    /// A tokio task, by its runtime-wide unique id.
-    Task(tokio::task::Id),
-    /// A thread running code outside any task, by a small sequence number.
-    Thread(u64),
-    /// A future given its own context with [`crate::own_context`] (for
-    /// futures joined inside one task), by a sequence number.
-    Scope(u64),
-}
+use crate::vocab::{Access, ContextId, LockRef};
 
-impl fmt::Display for ContextId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ContextId::Task(id) => write!(f, "task {id}"),
-            ContextId::Thread(n) => write!(f, "thread #{n}"),
-            ContextId::Scope(n) => write!(f, "future #{n}"),
-        }
-    }
-}
-
-impl ContextId {
-    /// The context the caller runs in.
-    #[inline]
-    pub(crate) fn current() -> ContextId {
-        let task = tokio::task::try_id();
-        let (scope, scope_task) = SCOPE.try_with(Cell::get).unwrap_or(NO_SCOPE);
-        // A scope applies only to the task that polls it, not to other tasks
-        // an executor inside it polls (`LocalSet::run_until`).
-        if scope != 0 && scope_task == task {
-            return ContextId::Scope(scope);
-        }
-        match task {
-            Some(id) => ContextId::Task(id),
-            None => ContextId::Thread(thread_seq()),
-        }
-    }
-}
-
-thread_local! {
-    /// The innermost [`crate::own_context`] being polled on this thread, or 0.
-    static SCOPE: Cell<(u64, Option<tokio::task::Id>)> = const { Cell::new(NO_SCOPE) };
-}
-
-const NO_SCOPE: (u64, Option<tokio::task::Id>) = (0, None);
-
-/// A fresh scope id (never 0).
-pub(crate) fn new_scope() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    NEXT.fetch_add(1, Ordering::Relaxed)
-}
-
-/// Runs `f` with `scope` as the current context of this thread.
+/// Mixes `value` into `hash` (the chain key, as lockdep's `iterate_chain_key`).
 #[inline]
-pub(crate) fn in_scope<R>(scope: u64, f: impl FnOnce() -> R) -> R {
-    struct Restore((u64, Option<tokio::task::Id>));
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            let _ = SCOPE.try_with(|s| s.set(self.0));
-        }
-    }
-    let entered = (scope, tokio::task::try_id());
-    let _restore = Restore(SCOPE.try_with(|s| s.replace(entered)).unwrap_or(NO_SCOPE));
-    f()
-}
-
-fn thread_seq() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    thread_local! {
-        static SEQ: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
-    }
-    SEQ.try_with(|s| *s).unwrap_or(0)
-}
-
-/// The identity of one lock instance (or executor) plus its class.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct LockRef {
-    pub(crate) class: ClassId,
-    pub(crate) instance: u64,
-}
-
-impl LockRef {
-    /// A fresh instance id of `class`.
-    pub(crate) fn new(class: ClassId) -> LockRef {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        LockRef {
-            class,
-            instance: NEXT.fetch_add(1, Ordering::Relaxed),
-        }
-    }
+pub(crate) fn mix(hash: u64, value: u64) -> u64 {
+    rustc_hash::FxBuildHasher.hash_one((hash, value))
 }
 
 /// One lock held by a context.
@@ -165,12 +73,7 @@ impl HeldLocks {
     #[inline]
     pub(crate) fn shard(&self, context: ContextId) -> MutexGuard<'_, Shard> {
         let index = match context {
-            ContextId::Task(id) => {
-                use std::hash::{Hash, Hasher};
-                let mut h = crate::fxhash::FxHasher::default();
-                id.hash(&mut h);
-                h.finish()
-            }
+            ContextId::Task(id) => rustc_hash::FxBuildHasher.hash_one(id),
             ContextId::Thread(n) | ContextId::Scope(n) => n.wrapping_mul(0x9E37_79B9_7F4A_7C15),
         };
         let shard = &self.shards[(index >> 58) as usize % SHARDS].0;

@@ -7,10 +7,12 @@
 use std::panic::Location;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use crate::class::{self, ClassId, ClassKind};
-use crate::context::{ContextId, HeldKey, LockRef};
-use crate::report::Access;
-use crate::state::{Acquire, State};
+use crate::lockdep::class::{self, ClassKind};
+use crate::lockdep::held::HeldKey;
+use crate::lockdep::{Acquire, State};
+use crate::vocab::Access;
+use crate::vocab::ClassId;
+use crate::vocab::{ContextId, LockRef};
 
 /// The engine, as the wrappers hold it while detection is on.
 pub(crate) type Engine = &'static State;
@@ -90,7 +92,7 @@ impl LockMeta {
     /// The engine, if detection is on: one relaxed load when it is off.
     #[inline]
     pub(crate) fn engine(&self) -> Option<Engine> {
-        crate::state::engine()
+        crate::lockdep::engine()
     }
 
     pub(crate) fn class(&self) -> ClassId {
@@ -147,10 +149,7 @@ pub(crate) fn acquire_blocking<G>(
 }
 
 /// The `try_*` path: held if it succeeded, no dependency either way.
-pub(crate) fn acquired_without_waiting(
-    detector: Option<Engine>,
-    want: Acquire,
-) -> Option<Holding> {
+pub(crate) fn acquired_without_waiting(detector: Option<Engine>, want: Acquire) -> Option<Holding> {
     detector.map(|detector| Holding::try_acquired(detector, want))
 }
 

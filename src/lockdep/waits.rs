@@ -13,10 +13,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::context::{ContextId, HeldLock};
-use crate::fxhash::FxHashMap;
-use crate::report::{Access, LongWait, Report, ReportKind};
-use crate::state::{dependency_of, describe, Acquire, Panic, State};
+use crate::lockdep::held::HeldLock;
+use crate::lockdep::{dependency_of, describe, Acquire, Panic, State};
+use crate::report::{LongWait, Report, ReportKind};
+use crate::vocab::Access;
+use crate::vocab::ContextId;
+use rustc_hash::FxHashMap;
 
 /// One context's wait in progress.
 #[derive(Clone, Copy, Debug)]
@@ -205,7 +207,9 @@ static WATCHDOG_NANOS: AtomicU64 = AtomicU64::new(0);
 /// every `threshold / 4` it reports waits older than `threshold`, once
 /// each, naming the waiter and the holders.
 pub(crate) fn start_watchdog(state: &'static State, threshold: Duration) {
-    let nanos = u64::try_from(threshold.as_nanos()).unwrap_or(u64::MAX).max(1);
+    let nanos = u64::try_from(threshold.as_nanos())
+        .unwrap_or(u64::MAX)
+        .max(1);
     let previous = WATCHDOG_NANOS.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
         (old == 0 || nanos < old).then_some(nanos)
     });
@@ -223,7 +227,9 @@ pub(crate) fn start_watchdog(state: &'static State, threshold: Duration) {
         });
     if let Err(error) = spawned {
         WATCHDOG_NANOS.store(0, Ordering::Relaxed);
-        state.log_error(&format!("async-lockdep: could not start the watchdog: {error}"));
+        state.log_error(&format!(
+            "async-lockdep: could not start the watchdog: {error}"
+        ));
     }
 }
 

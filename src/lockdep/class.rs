@@ -10,10 +10,9 @@ use std::fmt;
 use std::panic::Location;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-use crate::fxhash::FxHashMap;
+use rustc_hash::FxHashMap;
 
-/// Interned class id: an index into the class table.
-pub(crate) type ClassId = u32;
+use crate::vocab::ClassId;
 
 /// Longest class name kept; longer names are cut (on a character boundary).
 pub(crate) const MAX_NAME_LEN: usize = 200;

@@ -1,5 +1,7 @@
-//! The detector's shared state and the one bookkeeping path every wrapper and
-//! executor goes through (through the handles in `hooks.rs`): `lock_now`,
+//! The engine: one per process, as the kernel's lockdep. Limits, status,
+//! report storage and the tests reports are attributed to live here, with the
+//! one bookkeeping path every wrapper and executor goes through (through the
+//! handles in `hooks.rs`): `lock_now`,
 //! `wait_start` / `record_wait_edges` + `register_wait`, `acquired`,
 //! `try_acquired`, `release` and `wait_end`.
 //!
@@ -16,29 +18,30 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
 use tracing_core::dispatcher::{Dispatch, WeakDispatch};
 
-use crate::class::{self, ClassId, ClassKind};
-use crate::context::{chain_after, ContextId, HeldKey, HeldLock, HeldLocks, LockRef};
-use crate::fxhash::FxHashSet;
-use crate::graph::{Graph, Insert};
-use crate::report::{Access, Dependency, Report, ReportKind};
-use crate::waits::{self, Waits};
+use rustc_hash::FxHashSet;
+
+use crate::graph::Graph;
+use crate::report::{Dependency, Report};
+use crate::vocab::{Access, ClassId, ContextId, LockRef};
+
+pub(crate) mod chain_cache;
+pub(crate) mod class;
+pub(crate) mod context;
+pub(crate) mod emit;
+pub(crate) mod held;
+pub(crate) mod hooks;
+mod validate;
+pub(crate) mod waits;
+
+use chain_cache::ChainCache;
+use held::{HeldKey, HeldLock, HeldLocks};
+use validate::{Check, EdgeInfo};
+use waits::Waits;
 
 /// Default limits on what the engine records (see [`crate::DetectorBuilder`]).
 pub(crate) const DEFAULT_MAX_CLASSES: usize = 65_536;
 pub(crate) const DEFAULT_MAX_EDGES: usize = 1 << 20;
 pub(crate) const DEFAULT_MAX_REPORTS: usize = 1024;
-
-/// The first-seen data of a dependency edge.
-#[derive(Clone)]
-struct EdgeInfo {
-    held_as: Access,
-    held_at: &'static Location<'static>,
-    waited_as: Access,
-    waited_at: &'static Location<'static>,
-    context: ContextId,
-    spans: Vec<String>,
-    test: Option<std::sync::Arc<str>>,
-}
 
 /// A lock, how it is wanted, and where.
 #[derive(Clone, Copy, Debug)]
@@ -94,7 +97,7 @@ struct Reports {
     dropped: usize,
 }
 
-fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -188,7 +191,9 @@ struct Tests {
 
 impl Tests {
     fn get(&self, key: TestKey) -> Option<&TestRecord> {
-        self.records.get(key.slot).filter(|r| r.serial == key.serial)
+        self.records
+            .get(key.slot)
+            .filter(|r| r.serial == key.serial)
     }
 
     fn get_mut(&mut self, key: TestKey) -> Option<&mut TestRecord> {
@@ -276,7 +281,7 @@ impl State {
             self.print_reports.store(yes, Ordering::Relaxed);
         }
         if let Some(threshold) = options.watchdog {
-            crate::waits::start_watchdog(self, threshold);
+            waits::start_watchdog(self, threshold);
         }
     }
 
@@ -445,48 +450,6 @@ impl State {
         self.held.shard(key.context).remove(key);
     }
 
-    /// Reports that the calling context waits for work of the executor it is
-    /// running (`want.lock`), which cannot start before it finishes.
-    pub(crate) fn report_self_wait(&self, want: Acquire) {
-        let context = ContextId::current();
-        let held = self.held_by(context);
-        let Some(held) = held.iter().find(|h| h.lock.instance == want.lock.instance) else {
-            return;
-        };
-        let spans = self.current_spans();
-        if let Some(report) = self.self_deadlock(held, want, context, &spans, false) {
-            self.publish(report, Panic::OnReport, || {});
-        }
-    }
-
-    /// The report for `context` waiting for what it holds (`held`), unless
-    /// the same pair of sites was reported before.
-    fn self_deadlock(
-        &self,
-        held: &HeldLock,
-        want: Acquire,
-        context: ContextId,
-        spans: &[String],
-        needs_writer: bool,
-    ) -> Option<Report> {
-        let key = (
-            want.lock.class,
-            held.site as *const _ as usize,
-            want.site as *const _ as usize,
-        );
-        if !lock_ignoring_poison(&self.reports).seen.insert(key) {
-            return None;
-        }
-        let mut dependency = dependency_of(held, want, context, spans);
-        dependency.test = self.current_test_name().map(|t| t.to_string());
-        Some(Report {
-            kind: ReportKind::SelfDeadlock,
-            dependencies: vec![dependency],
-            needs_writer,
-            long_wait: None,
-        })
-    }
-
     /// Whether the calling context holds the lock (or executor) `instance`.
     pub(crate) fn current_context_holds(&self, instance: u64) -> bool {
         let context = ContextId::current();
@@ -502,137 +465,6 @@ impl State {
         self.held.snapshot_of(context)
     }
 
-    fn check(&self, held: &[HeldLock], want: Acquire) -> Check {
-        let Some(top) = held.last() else {
-            return Check::Fine;
-        };
-        let mut same = None;
-        for h in held {
-            if h.lock.instance == want.lock.instance && !h.movable {
-                if let Some(needs_writer) = self_conflict(h.access, want.access) {
-                    same = Some((*h, needs_writer));
-                }
-            }
-        }
-        let chain = chain_after(top.chain, want.lock, want.access);
-        if same.is_none() && self.chains.contains(chain) {
-            return Check::Fine;
-        }
-        Check::Slow(Slow {
-            held: held.to_vec(),
-            chain,
-            same,
-        })
-    }
-
-    /// The slow path: a chain never validated before.
-    #[cold]
-    fn record(&self, context: ContextId, want: Acquire, slow: Slow) {
-        let spans = self.current_spans();
-        let test = self.current_test_name();
-        let mut reports = Vec::new();
-        if let Some((held, needs_writer)) = slow.same {
-            reports.extend(self.self_deadlock(&held, want, context, &spans, needs_writer));
-        }
-        let mut complete = true;
-        let mut cycles = Vec::new();
-        {
-            let mut graph = lock_ignoring_poison(&self.graph);
-            for held in &slow.held {
-                if held.lock.instance == want.lock.instance {
-                    continue;
-                }
-                if held.lock.class == want.lock.class
-                    && class::kind_of(held.lock.class) == ClassKind::Task
-                {
-                    // A task joining a task spawned at the same site (recursive
-                    // spawning) waits downward only: not a dependency.
-                    continue;
-                }
-                if self.over_limits(&graph, held.lock.class, want.lock.class) {
-                    complete = false;
-                    continue;
-                }
-                let info = || EdgeInfo {
-                    held_as: held.access,
-                    held_at: held.site,
-                    waited_as: want.access,
-                    waited_at: want.site,
-                    context,
-                    spans: spans.clone(),
-                    test: test.clone(),
-                };
-                match graph.insert(held.lock.class, want.lock.class, info) {
-                    Insert::Known => {
-                        // Keep the strongest kind seen: a dependency first
-                        // seen between reads and later with a write blocks
-                        // without any extra writer (lockdep merges these too).
-                        let new = info();
-                        if let Some(old) = graph.edge_mut(held.lock.class, want.lock.class) {
-                            if strength(&new) > strength(old) {
-                                *old = new;
-                            }
-                        }
-                    }
-                    Insert::New => {
-                        self.new_edges.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Insert::Cycle(path) => {
-                        let mut edges = vec![(held.lock.class, want.lock.class, info())];
-                        for pair in path.windows(2) {
-                            if let Some(edge) = graph.edge(pair[0], pair[1]) {
-                                edges.push((pair[0], pair[1], edge.clone()));
-                            }
-                        }
-                        cycles.push((path.len() == 1, edges));
-                    }
-                }
-            }
-        }
-        for (recursive, edges) in cycles {
-            reports.push(cycle_report(recursive, edges));
-        }
-        let same_instance_held = slow
-            .held
-            .iter()
-            .any(|h| h.lock.instance == want.lock.instance);
-        if complete && slow.same.is_none() && !same_instance_held {
-            self.chains.insert(slow.chain);
-        }
-        if !complete {
-            self.announce_overflow();
-        }
-        for report in reports {
-            self.publish(report, Panic::OnReport, || {});
-        }
-    }
-
-    fn over_limits(&self, graph: &Graph<EdgeInfo>, from: ClassId, to: ClassId) -> bool {
-        if graph.edge(from, to).is_some() {
-            return false;
-        }
-        let new_nodes = usize::from(!graph.has_node(from)) + usize::from(!graph.has_node(to));
-        let over = graph.edge_count() >= self.max_edges.load(Ordering::Relaxed)
-            || graph.node_count() + new_nodes > self.max_classes.load(Ordering::Relaxed);
-        if over {
-            self.overflowed.store(true, Ordering::Relaxed);
-        }
-        over
-    }
-
-    /// Logs the overflow once, after the graph's lock is released.
-    fn announce_overflow(&self) {
-        if self.overflowed() && !self.overflow_announced.swap(true, Ordering::Relaxed) {
-            self.log_error(&format!(
-                "async-lockdep: limit reached (max {} classes, {} dependencies); no new \
-                 dependencies are recorded from now on. Locks keep working and cycles already \
-                 found stay reported.",
-                self.max_classes.load(Ordering::Relaxed),
-                self.max_edges.load(Ordering::Relaxed)
-            ));
-        }
-    }
-
     pub(crate) fn overflowed(&self) -> bool {
         self.overflowed.load(Ordering::Relaxed)
     }
@@ -646,7 +478,7 @@ impl State {
     }
 
     fn current_spans(&self) -> Vec<String> {
-        crate::layer::entered_spans()
+        context::entered_spans()
     }
 
     /// Keeps a report, attributes it to its test, prints it to stderr, and
@@ -706,7 +538,7 @@ impl State {
                 eprintln!("(async-lockdep: this report fails the test it belongs to)");
             }
         }
-        self.emit(&crate::emit::ReportEvent {
+        self.emit(&emit::ReportEvent {
             message: &text,
             kind,
             classes: &classes,
@@ -724,13 +556,13 @@ impl State {
     }
 
     /// Emits an event through every dispatcher that has the layer.
-    fn emit(&self, event: &crate::emit::ReportEvent<'_>) {
+    fn emit(&self, event: &emit::ReportEvent<'_>) {
         let dispatches: Vec<Dispatch> = lock_ignoring_poison(&self.dispatches)
             .iter()
             .filter_map(WeakDispatch::upgrade)
             .collect();
         for dispatch in &dispatches {
-            crate::emit::report(dispatch, event);
+            emit::report(dispatch, event);
         }
     }
 
@@ -745,7 +577,7 @@ impl State {
             .filter_map(WeakDispatch::upgrade)
             .collect();
         for dispatch in &dispatches {
-            crate::emit::message(dispatch, message);
+            emit::message(dispatch, message);
         }
     }
 
@@ -795,40 +627,11 @@ fn report_sites(report: &Report) -> String {
         .join(", ")
 }
 
-/// How many sides of a dependency block regardless of queued writers.
-fn strength(edge: &EdgeInfo) -> u8 {
-    u8::from(edge.held_as != Access::Read) + u8::from(edge.waited_as != Access::Read)
-}
-
-/// For a second acquisition of the same instance: `Some(needs_writer)` when
-/// it can deadlock, `None` when it cannot (semaphore permits).
-fn self_conflict(held: Access, wanted: Access) -> Option<bool> {
-    match (held, wanted) {
-        (Access::Permits, _) | (_, Access::Permits) => None,
-        (Access::RunTask, _) => None,
-        (Access::RunWork, Access::Flush | Access::Destroy) => Some(false),
-        (Access::RunWork, _) => None,
-        (Access::Read, Access::Read) => Some(true),
-        _ => Some(false),
-    }
-}
-
-enum Check {
-    Fine,
-    Slow(Slow),
-}
-
-struct Slow {
-    held: Vec<HeldLock>,
-    chain: u64,
-    same: Option<(HeldLock, bool)>,
-}
-
-pub(crate) fn describe(class: ClassId) -> crate::class::LockClass {
-    class::describe(class).unwrap_or_else(|| crate::class::LockClass {
+pub(crate) fn describe(class: ClassId) -> class::LockClass {
+    class::describe(class).unwrap_or_else(|| class::LockClass {
         name: "<unknown>".into(),
         created_at: Location::caller(),
-        kind: ClassKind::Mutex,
+        kind: class::ClassKind::Mutex,
         subclass: 0,
     })
 }
@@ -849,82 +652,5 @@ pub(crate) fn dependency_of(
         context,
         spans: spans.to_vec(),
         test: None,
-    }
-}
-
-fn cycle_report(recursive: bool, edges: Vec<(ClassId, ClassId, EdgeInfo)>) -> Report {
-    let dependencies: Vec<Dependency> = edges
-        .into_iter()
-        .map(|(from, to, e)| Dependency {
-            held: describe(from),
-            held_as: e.held_as,
-            held_at: e.held_at,
-            waited: describe(to),
-            waited_as: e.waited_as,
-            waited_at: e.waited_at,
-            context: e.context,
-            spans: e.spans,
-            test: e.test.map(|t| t.to_string()),
-        })
-        .collect();
-    let n = dependencies.len();
-    let needs_writer = (0..n).any(|i| {
-        dependencies[i].waited_as == Access::Read
-            && dependencies[(i + 1) % n].held_as == Access::Read
-    });
-    let kind = if recursive {
-        ReportKind::RecursiveLocking
-    } else {
-        ReportKind::CircularDependency
-    };
-    Report {
-        kind,
-        dependencies,
-        needs_writer,
-        long_wait: None,
-    }
-}
-
-/// A lock-free, insert-only set of validated chain hashes (open addressing,
-/// linear probing). When full, lookups miss and the slow path runs: slower,
-/// never wrong.
-struct ChainCache {
-    slots: Box<[AtomicU64]>,
-}
-
-const PROBES: usize = 8;
-
-impl ChainCache {
-    fn new(size: usize) -> ChainCache {
-        ChainCache {
-            slots: (0..size).map(|_| AtomicU64::new(0)).collect(),
-        }
-    }
-
-    #[inline]
-    fn contains(&self, chain: u64) -> bool {
-        let chain = chain.max(1);
-        let mask = self.slots.len() - 1;
-        for i in 0..PROBES {
-            match self.slots[(chain as usize).wrapping_add(i) & mask].load(Ordering::Acquire) {
-                0 => return false,
-                found if found == chain => return true,
-                _ => {}
-            }
-        }
-        false
-    }
-
-    fn insert(&self, chain: u64) {
-        let chain = chain.max(1);
-        let mask = self.slots.len() - 1;
-        for i in 0..PROBES {
-            let slot = &self.slots[(chain as usize).wrapping_add(i) & mask];
-            match slot.compare_exchange(0, chain, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return,
-                Err(found) if found == chain => return,
-                Err(_) => {}
-            }
-        }
     }
 }

@@ -1,0 +1,264 @@
+//! Lockdep's `validate_chain`: a chain of held locks never seen before is
+//! checked here. The dependencies "held -> wanted" go into the class graph,
+//! a cycle becomes a report, a second wait for an instance the context
+//! holds is a self-deadlock, and a chain found clean goes into the chain
+//! cache so it is never checked again.
+
+use std::panic::Location;
+use std::sync::atomic::Ordering;
+
+use super::class::{self, ClassKind};
+use super::held::{chain_after, HeldLock};
+use super::{dependency_of, describe, lock_ignoring_poison, Acquire, Panic, State};
+use crate::graph::{Graph, Insert};
+use crate::report::{Dependency, Report, ReportKind};
+use crate::vocab::{Access, ClassId, ContextId};
+
+/// The first-seen data of a dependency edge.
+#[derive(Clone)]
+pub(super) struct EdgeInfo {
+    held_as: Access,
+    held_at: &'static Location<'static>,
+    waited_as: Access,
+    waited_at: &'static Location<'static>,
+    context: ContextId,
+    spans: Vec<String>,
+    test: Option<std::sync::Arc<str>>,
+}
+
+impl State {
+    /// Reports that the calling context waits for work of the executor it is
+    /// running (`want.lock`), which cannot start before it finishes.
+    pub(crate) fn report_self_wait(&self, want: Acquire) {
+        let context = ContextId::current();
+        let held = self.held_by(context);
+        let Some(held) = held.iter().find(|h| h.lock.instance == want.lock.instance) else {
+            return;
+        };
+        let spans = self.current_spans();
+        if let Some(report) = self.self_deadlock(held, want, context, &spans, false) {
+            self.publish(report, Panic::OnReport, || {});
+        }
+    }
+
+    /// The report for `context` waiting for what it holds (`held`), unless
+    /// the same pair of sites was reported before.
+    pub(super) fn self_deadlock(
+        &self,
+        held: &HeldLock,
+        want: Acquire,
+        context: ContextId,
+        spans: &[String],
+        needs_writer: bool,
+    ) -> Option<Report> {
+        let key = (
+            want.lock.class,
+            held.site as *const _ as usize,
+            want.site as *const _ as usize,
+        );
+        if !lock_ignoring_poison(&self.reports).seen.insert(key) {
+            return None;
+        }
+        let mut dependency = dependency_of(held, want, context, spans);
+        dependency.test = self.current_test_name().map(|t| t.to_string());
+        Some(Report {
+            kind: ReportKind::SelfDeadlock,
+            dependencies: vec![dependency],
+            needs_writer,
+            long_wait: None,
+        })
+    }
+
+    pub(super) fn check(&self, held: &[HeldLock], want: Acquire) -> Check {
+        let Some(top) = held.last() else {
+            return Check::Fine;
+        };
+        let mut same = None;
+        for h in held {
+            if h.lock.instance == want.lock.instance && !h.movable {
+                if let Some(needs_writer) = self_conflict(h.access, want.access) {
+                    same = Some((*h, needs_writer));
+                }
+            }
+        }
+        let chain = chain_after(top.chain, want.lock, want.access);
+        if same.is_none() && self.chains.contains(chain) {
+            return Check::Fine;
+        }
+        Check::Slow(Slow {
+            held: held.to_vec(),
+            chain,
+            same,
+        })
+    }
+
+    /// The slow path: a chain never validated before.
+    #[cold]
+    pub(super) fn record(&self, context: ContextId, want: Acquire, slow: Slow) {
+        let spans = self.current_spans();
+        let test = self.current_test_name();
+        let mut reports = Vec::new();
+        if let Some((held, needs_writer)) = slow.same {
+            reports.extend(self.self_deadlock(&held, want, context, &spans, needs_writer));
+        }
+        let mut complete = true;
+        let mut cycles = Vec::new();
+        {
+            let mut graph = lock_ignoring_poison(&self.graph);
+            for held in &slow.held {
+                if held.lock.instance == want.lock.instance {
+                    continue;
+                }
+                if held.lock.class == want.lock.class
+                    && class::kind_of(held.lock.class) == ClassKind::Task
+                {
+                    // A task joining a task spawned at the same site (recursive
+                    // spawning) waits downward only: not a dependency.
+                    continue;
+                }
+                if self.over_limits(&graph, held.lock.class, want.lock.class) {
+                    complete = false;
+                    continue;
+                }
+                let info = || EdgeInfo {
+                    held_as: held.access,
+                    held_at: held.site,
+                    waited_as: want.access,
+                    waited_at: want.site,
+                    context,
+                    spans: spans.clone(),
+                    test: test.clone(),
+                };
+                match graph.insert(held.lock.class, want.lock.class, info) {
+                    Insert::Known => {
+                        // Keep the strongest kind seen: a dependency first
+                        // seen between reads and later with a write blocks
+                        // without any extra writer (lockdep merges these too).
+                        let new = info();
+                        if let Some(old) = graph.edge_mut(held.lock.class, want.lock.class) {
+                            if strength(&new) > strength(old) {
+                                *old = new;
+                            }
+                        }
+                    }
+                    Insert::New => {
+                        self.new_edges.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Insert::Cycle(path) => {
+                        let mut edges = vec![(held.lock.class, want.lock.class, info())];
+                        for pair in path.windows(2) {
+                            if let Some(edge) = graph.edge(pair[0], pair[1]) {
+                                edges.push((pair[0], pair[1], edge.clone()));
+                            }
+                        }
+                        cycles.push((path.len() == 1, edges));
+                    }
+                }
+            }
+        }
+        for (recursive, edges) in cycles {
+            reports.push(cycle_report(recursive, edges));
+        }
+        let same_instance_held = slow
+            .held
+            .iter()
+            .any(|h| h.lock.instance == want.lock.instance);
+        if complete && slow.same.is_none() && !same_instance_held {
+            self.chains.insert(slow.chain);
+        }
+        if !complete {
+            self.announce_overflow();
+        }
+        for report in reports {
+            self.publish(report, Panic::OnReport, || {});
+        }
+    }
+
+    fn over_limits(&self, graph: &Graph<EdgeInfo>, from: ClassId, to: ClassId) -> bool {
+        if graph.edge(from, to).is_some() {
+            return false;
+        }
+        let new_nodes = usize::from(!graph.has_node(from)) + usize::from(!graph.has_node(to));
+        let over = graph.edge_count() >= self.max_edges.load(Ordering::Relaxed)
+            || graph.node_count() + new_nodes > self.max_classes.load(Ordering::Relaxed);
+        if over {
+            self.overflowed.store(true, Ordering::Relaxed);
+        }
+        over
+    }
+
+    /// Logs the overflow once, after the graph's lock is released.
+    fn announce_overflow(&self) {
+        if self.overflowed() && !self.overflow_announced.swap(true, Ordering::Relaxed) {
+            self.log_error(&format!(
+                "async-lockdep: limit reached (max {} classes, {} dependencies); no new \
+                 dependencies are recorded from now on. Locks keep working and cycles already \
+                 found stay reported.",
+                self.max_classes.load(Ordering::Relaxed),
+                self.max_edges.load(Ordering::Relaxed)
+            ));
+        }
+    }
+}
+
+/// How many sides of a dependency block regardless of queued writers.
+fn strength(edge: &EdgeInfo) -> u8 {
+    u8::from(edge.held_as != Access::Read) + u8::from(edge.waited_as != Access::Read)
+}
+
+/// For a second acquisition of the same instance: `Some(needs_writer)` when
+/// it can deadlock, `None` when it cannot (semaphore permits).
+fn self_conflict(held: Access, wanted: Access) -> Option<bool> {
+    match (held, wanted) {
+        (Access::Permits, _) | (_, Access::Permits) => None,
+        (Access::RunTask, _) => None,
+        (Access::RunWork, Access::Flush | Access::Destroy) => Some(false),
+        (Access::RunWork, _) => None,
+        (Access::Read, Access::Read) => Some(true),
+        _ => Some(false),
+    }
+}
+
+pub(super) enum Check {
+    Fine,
+    Slow(Slow),
+}
+
+pub(super) struct Slow {
+    held: Vec<HeldLock>,
+    chain: u64,
+    same: Option<(HeldLock, bool)>,
+}
+
+fn cycle_report(recursive: bool, edges: Vec<(ClassId, ClassId, EdgeInfo)>) -> Report {
+    let dependencies: Vec<Dependency> = edges
+        .into_iter()
+        .map(|(from, to, e)| Dependency {
+            held: describe(from),
+            held_as: e.held_as,
+            held_at: e.held_at,
+            waited: describe(to),
+            waited_as: e.waited_as,
+            waited_at: e.waited_at,
+            context: e.context,
+            spans: e.spans,
+            test: e.test.map(|t| t.to_string()),
+        })
+        .collect();
+    let n = dependencies.len();
+    let needs_writer = (0..n).any(|i| {
+        dependencies[i].waited_as == Access::Read
+            && dependencies[(i + 1) % n].held_as == Access::Read
+    });
+    let kind = if recursive {
+        ReportKind::RecursiveLocking
+    } else {
+        ReportKind::CircularDependency
+    };
+    Report {
+        kind,
+        dependencies,
+        needs_writer,
+        long_wait: None,
+    }
+}

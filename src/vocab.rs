@@ -1,0 +1,95 @@
+//! The small shared types every layer of the crate uses: class ids, lock
+//! references, context ids, and how a lock is held or waited for.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Interned class id: an index into the class table.
+pub(crate) type ClassId = u32;
+
+/// Who holds locks: a tokio task or a thread outside any task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ContextId {
+    /// A tokio task, by its runtime-wide unique id.
+    Task(tokio::task::Id),
+    /// A thread running code outside any task, by a small sequence number.
+    Thread(u64),
+    /// A future given its own context with [`crate::own_context`] (for
+    /// futures joined inside one task), by a sequence number.
+    Scope(u64),
+}
+
+impl fmt::Display for ContextId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ContextId::Task(id) => write!(f, "task {id}"),
+            ContextId::Thread(n) => write!(f, "thread #{n}"),
+            ContextId::Scope(n) => write!(f, "future #{n}"),
+        }
+    }
+}
+
+/// The identity of one lock instance (or executor) plus its class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LockRef {
+    pub(crate) class: ClassId,
+    pub(crate) instance: u64,
+}
+
+impl LockRef {
+    /// A fresh instance id of `class`.
+    pub(crate) fn new(class: ClassId) -> LockRef {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        LockRef {
+            class,
+            instance: NEXT.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+}
+
+/// How a lock or executor was held, or waited for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+#[repr(u8)]
+pub enum Access {
+    /// A mutex lock.
+    Lock = 1,
+    /// A shared (read) lock of an `RwLock`.
+    Read,
+    /// An exclusive (write) lock of an `RwLock`.
+    Write,
+    /// Semaphore permits.
+    Permits,
+    /// Running a work item of a queue (the queue's pseudo-lock).
+    RunWork,
+    /// Running a spawned task (the task's pseudo-lock).
+    RunTask,
+    /// Waiting for a queue's submitted work to finish.
+    Flush,
+    /// Destroying a queue: a flush, then stopping its worker.
+    Destroy,
+    /// Awaiting a spawned task's `JoinHandle`.
+    Join,
+}
+
+impl Access {
+    /// The verb used in reports' scenarios.
+    pub(crate) fn verb(self) -> &'static str {
+        match self {
+            Access::Lock => "lock",
+            Access::Read => "read",
+            Access::Write => "write",
+            Access::Permits => "acquire",
+            Access::RunWork => "work",
+            Access::RunTask => "task",
+            Access::Flush => "flush",
+            Access::Destroy => "destroy",
+            Access::Join => "join",
+        }
+    }
+
+    /// Whether this is a wait for an executor rather than a lock.
+    pub(crate) fn is_executor_wait(self) -> bool {
+        matches!(self, Access::Flush | Access::Destroy | Access::Join)
+    }
+}
