@@ -23,9 +23,7 @@
 //! use tracing_subscriber::prelude::*;
 //!
 //! let detector = async_lockdep::Detector::new();
-//! let _default = tracing::subscriber::set_default(
-//!     tracing_subscriber::registry().with(detector.layer()),
-//! );
+//! tracing_subscriber::registry().with(detector.layer()).init();
 //!
 //! let accounts = async_lockdep::Mutex::with_class("accounts", ());
 //! let ledger = async_lockdep::Mutex::with_class("ledger", ());
@@ -42,23 +40,37 @@
 //! # }
 //! ```
 //!
-//! In tests, [`test_guard`] does the set-up and fails the test on a report.
+//! In tests, [`test_guard`] turns detection on and fails the test on a
+//! report that belongs to it.
 //!
-//! # Which installation to use
+//! # One engine per process
 //!
-//! A lock (or queue, or task) reports to the detector of the **current**
-//! `tracing` dispatcher when there is one, and otherwise to the detector that
-//! was current **when it was created**. So a detector installed with
-//! [`Detector::set_default`] (or [`test_guard`]) in the body of a
-//! `#[tokio::test(flavor = "multi_thread")]` sees everything created in that
-//! body even on worker threads (which have no default dispatcher), and in
-//! tasks started with [`spawn`] (which carries the dispatcher along); a
-//! static lock shared by several tests reports to each test's own detector.
-//! A lock, queue or task created on a thread with no detector in its
-//! dispatcher (a worker thread, inside a plain `tokio::spawn` task) binds to
-//! the detector the creating task last reported to — the one of the locks
-//! that task uses. For a whole program, install the detector globally
-//! ([`Detector::install_global`]) and none of this matters.
+//! As in the kernel's lockdep, one engine per process keeps the classes, the
+//! dependency graph, the validated chains, the held locks of every context
+//! and the waits in progress. Every lock, queue and task of this crate
+//! reports to it directly from any thread — a lock created inside a plain
+//! `tokio::spawn` on a worker thread included — so dependencies learned by
+//! unrelated code paths (two tests of one binary, a handler and a background
+//! job) join into one cycle.
+//!
+//! Detection is off until turned on, and then stays on: adding
+//! [`Detector::layer`] to a subscriber, [`test_guard`],
+//! [`Detector::install_global`], [`Detector::enable`], or the environment
+//! variable `ASYNC_LOCKDEP=1`. `ASYNC_LOCKDEP=0` keeps it off. While off, a
+//! wrapper costs one relaxed atomic load and tokio's own lock.
+//!
+//! The layer gives reports their `tracing` span context (it keeps each
+//! thread's stack of entered spans) and receives each report as an `ERROR`
+//! event at target `async_lockdep`. Each report is also printed to stderr
+//! once, the moment it is found (`ASYNC_LOCKDEP_PRINT=0` turns that off).
+//!
+//! # Layout
+//!
+//! Along lockdep's pipeline, each module using only those before it:
+//! `vocab` (shared small types), `graph` (the class graph, pure), `report`,
+//! `lockdep` (the engine: classes, contexts, held locks, chain cache,
+//! validation, waits), `layer`, `detector`, then the wrappers (`sync`) and
+//! executors (`executor`).
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
