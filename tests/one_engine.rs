@@ -462,3 +462,181 @@ fn a_global_fmt_subscriber_still_receives_events_after_test_guard() {
     assert!(log.contains("after the guard"), "{log}");
     assert!(log.contains("from a worker"), "{log}");
 }
+
+// ---------------------------------------------------------------------------
+// Turning detection on and off from the environment.
+
+#[tokio::test]
+async fn fixture_inversion_without_any_set_up() {
+    if fixture().as_deref() != Some("env") {
+        return;
+    }
+    let a = Mutex::with_class("env-a", ());
+    let b = Mutex::with_class("env-b", ());
+    {
+        let _a = a.lock().await;
+        let _b = b.lock().await;
+    }
+    let _b = b.lock().await;
+    let _a = a.lock().await;
+    let detector = Detector::new();
+    println!(
+        "enabled={} reports={}",
+        detector.status().enabled,
+        detector.reports().len()
+    );
+}
+
+#[tokio::test]
+async fn fixture_inversion_with_a_guard() {
+    if fixture().as_deref() != Some("env") {
+        return;
+    }
+    let lockdep = test_guard();
+    let a = Mutex::with_class("env-guard-a", ());
+    let b = Mutex::with_class("env-guard-b", ());
+    {
+        let _a = a.lock().await;
+        let _b = b.lock().await;
+    }
+    let _b = b.lock().await;
+    let _a = a.lock().await;
+    println!(
+        "enabled={} reports={}",
+        lockdep.detector().status().enabled,
+        lockdep.take_reports().len()
+    );
+}
+
+fn run_with_env(name: &str, value: Option<&str>) -> Outcome {
+    let exe = std::env::current_exe().expect("test binary path");
+    let mut command = Command::new(exe);
+    command
+        .args([name, "--exact", "--nocapture"])
+        .env(FIXTURE_ENV, "env")
+        .env("ASYNC_LOCKDEP_PRINT", "0");
+    match value {
+        Some(value) => command.env("ASYNC_LOCKDEP", value),
+        None => command.env_remove("ASYNC_LOCKDEP"),
+    };
+    let output = command.output().expect("run the test binary");
+    Outcome {
+        success: output.status.success(),
+        output: format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    }
+}
+
+#[test]
+fn async_lockdep_1_turns_detection_on_with_no_code() {
+    let on = run_with_env("fixture_inversion_without_any_set_up", Some("1"));
+    assert!(
+        on.output.contains("enabled=true reports=1"),
+        "{}",
+        on.output
+    );
+    let off = run_with_env("fixture_inversion_without_any_set_up", None);
+    assert!(
+        off.output.contains("enabled=false reports=0"),
+        "{}",
+        off.output
+    );
+}
+
+#[test]
+fn async_lockdep_0_keeps_detection_off_even_with_a_guard() {
+    let forced_off = run_with_env("fixture_inversion_with_a_guard", Some("0"));
+    assert!(forced_off.success, "{}", forced_off.output);
+    assert!(
+        forced_off.output.contains("enabled=false reports=0"),
+        "{}",
+        forced_off.output
+    );
+    let default = run_with_env("fixture_inversion_with_a_guard", None);
+    assert!(
+        default.output.contains("enabled=true reports=1"),
+        "{}",
+        default.output
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Report events.
+
+#[tokio::test]
+async fn reports_reach_every_subscriber_with_the_layer_as_structured_events() {
+    use std::sync::Mutex as StdMutex;
+    use tracing::field::{Field, Visit};
+    use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+
+    #[derive(Default, Clone)]
+    struct Capture(Arc<StdMutex<Vec<(String, String, String, String)>>>);
+    #[derive(Default)]
+    struct Fields(String, String, String, String);
+    impl Visit for Fields {
+        fn record_str(&mut self, field: &Field, value: &str) {
+            match field.name() {
+                "message" => self.0 = value.to_string(),
+                "kind" => self.1 = value.to_string(),
+                "classes" => self.2 = value.to_string(),
+                "sites" => self.3 = value.to_string(),
+                _ => {}
+            }
+        }
+        fn record_debug(&mut self, _: &Field, _: &dyn std::fmt::Debug) {}
+    }
+    impl<S: tracing::Subscriber> Layer<S> for Capture {
+        fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+            if event.metadata().target() != "async_lockdep" {
+                return;
+            }
+            let mut fields = Fields::default();
+            event.record(&mut fields);
+            if fields.2.starts_with("event-") {
+                self.0
+                    .lock()
+                    .unwrap()
+                    .push((fields.0, fields.1, fields.2, fields.3));
+            }
+        }
+    }
+
+    let lockdep = test_guard();
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::registry()
+        .with(Detector::new().layer())
+        .with(capture.clone());
+    let _default = tracing::subscriber::set_default(subscriber);
+
+    let a = Mutex::with_class("event-a", ());
+    let b = Mutex::with_class("event-b", ());
+    let first = line!() + 2;
+    {
+        let _a = a.lock().await;
+        let _b = b.lock().await;
+    }
+    let second = line!() + 1;
+    let _b = b.lock().await;
+    let _a = a.lock().await;
+
+    let reports = lockdep.take_reports();
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    let events = capture.0.lock().unwrap().clone();
+    assert_eq!(events.len(), 1, "{events:#?}");
+    let (message, kind, classes, sites) = &events[0];
+    assert_eq!(message, &reports[0].to_string());
+    assert_eq!(kind, "CircularDependency");
+    assert_eq!(classes, "event-b -> event-a");
+    let f = file!();
+    assert_eq!(
+        sites,
+        &format!(
+            "{f}:{second}:16 -> {f}:{}:16, {f}:{first}:20 -> {f}:{}:20",
+            second + 1,
+            first + 1
+        )
+    );
+}

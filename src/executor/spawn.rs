@@ -18,8 +18,8 @@ use crate::vocab::Access;
 /// The task holds its class's pseudo-lock while it runs, so locks it takes
 /// record "task → lock"; awaiting its [`JoinHandle`] while holding a lock `H`
 /// records "H → task". A handle never awaited records nothing. The task also
-/// runs with the caller's `tracing` dispatcher, so locks it creates report to
-/// the same detector on any worker thread.
+/// runs with the caller's `tracing` dispatcher, so its spans and events go
+/// to the caller's subscriber on any worker thread.
 ///
 /// The class is the caller's location: a helper of your own that wraps
 /// `spawn` should be `#[track_caller]` (or use [`spawn_named`]), or every

@@ -43,8 +43,7 @@ impl LockMeta {
     }
 
     /// Identity for a lock made in a `const` context (a `static`): the class
-    /// of `site` and an instance id are assigned at first use, and no
-    /// detector is bound (it reports to the current dispatcher's).
+    /// of `site` and an instance id are assigned at first use.
     pub(crate) const fn lazy(site: &'static Location<'static>, kind: ClassKind) -> LockMeta {
         LockMeta {
             class: AtomicU32::new(UNSET_CLASS),

@@ -209,14 +209,19 @@ thread_local! {
 }
 
 /// The test the calling context belongs to, if known: the test running on
-/// this thread, else the test whose runtime this is.
-fn current_test(tests: &Tests) -> Option<TestKey> {
+/// this thread, else the test whose runtime this is. A test registered
+/// outside a runtime learns its runtime when its thread is seen inside one.
+fn current_test(tests: &mut Tests) -> Option<TestKey> {
+    let runtime = tokio::runtime::Handle::try_current().ok().map(|h| h.id());
     if let Some(key) = CURRENT_TEST.try_with(std::cell::Cell::get).ok().flatten() {
-        if tests.get(key).is_some() {
+        if let Some(record) = tests.get_mut(key) {
+            if record.runtime.is_none() {
+                record.runtime = runtime;
+            }
             return Some(key);
         }
     }
-    let runtime = tokio::runtime::Handle::try_current().ok()?.id();
+    let runtime = runtime?;
     tests
         .records
         .iter()
@@ -343,8 +348,8 @@ impl State {
 
     /// The name of the test the calling context belongs to, if known.
     fn current_test_name(&self) -> Option<Arc<str>> {
-        let tests = lock_ignoring_poison(&self.tests);
-        let key = current_test(&tests)?;
+        let mut tests = lock_ignoring_poison(&self.tests);
+        let key = current_test(&mut tests)?;
         tests.get(key).map(|r| Arc::clone(&r.name))
     }
 
@@ -491,7 +496,7 @@ impl State {
         let max_reports = self.max_reports.load(Ordering::Relaxed);
         let (test_panics, attributed) = {
             let mut tests = lock_ignoring_poison(&self.tests);
-            let keys: Vec<TestKey> = match current_test(&tests) {
+            let keys: Vec<TestKey> = match current_test(&mut tests) {
                 Some(key) => vec![key],
                 // Unknown test: every test alive now is failed by it.
                 None => tests

@@ -90,8 +90,7 @@ impl<T> Mutex<T> {
     }
 
     /// A new unlocked mutex usable in a `static`, as tokio's `const_new`. Its
-    /// class is the caller's location, interned at first use; it reports to
-    /// the current dispatcher's detector.
+    /// class is the caller's location, interned at first use.
     ///
     /// ```
     /// static CACHE: async_lockdep::Mutex<Vec<u8>> = async_lockdep::Mutex::const_new(Vec::new());
