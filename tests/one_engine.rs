@@ -572,8 +572,10 @@ async fn reports_reach_every_subscriber_with_the_layer_as_structured_events() {
     use tracing::field::{Field, Visit};
     use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 
+    /// message, kind, classes, sites
+    type Captured = (String, String, String, String);
     #[derive(Default, Clone)]
-    struct Capture(Arc<StdMutex<Vec<(String, String, String, String)>>>);
+    struct Capture(Arc<StdMutex<Vec<Captured>>>);
     #[derive(Default)]
     struct Fields(String, String, String, String);
     impl Visit for Fields {
