@@ -16,7 +16,6 @@
 //! cargo bench --bench graph -- --quick
 //! ```
 
-use async_lockdep::__private::XorShift as Rng;
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::hint::black_box;
@@ -35,17 +34,14 @@ const CLOSING: usize = 100;
 /// The edge sequence: `edges` distinct edges that agree with a hidden random
 /// order of `classes` nodes, then `closing` distinct edges against it.
 fn workload(classes: u32, edges: usize, closing: usize, seed: u64) -> Vec<(Node, Node)> {
-    let mut rng = Rng::new(seed);
+    let mut rng = fastrand::Rng::with_seed(seed);
     // Hidden topological order: rank[node], a random permutation.
     let mut rank: Vec<u32> = (0..classes).collect();
-    for i in (1..classes as usize).rev() {
-        let j = rng.below(i as u32 + 1) as usize;
-        rank.swap(i, j);
-    }
+    rng.shuffle(&mut rank);
     let mut seen = HashSet::with_capacity(edges + closing);
     let mut list = Vec::with_capacity(edges + closing);
     while list.len() < edges {
-        let (a, b) = (rng.below(classes), rng.below(classes));
+        let (a, b) = (rng.u32(..classes), rng.u32(..classes));
         if a == b {
             continue;
         }
@@ -59,7 +55,7 @@ fn workload(classes: u32, edges: usize, closing: usize, seed: u64) -> Vec<(Node,
         }
     }
     while list.len() < edges + closing {
-        let (a, b) = (rng.below(classes), rng.below(classes));
+        let (a, b) = (rng.u32(..classes), rng.u32(..classes));
         if a == b {
             continue;
         }

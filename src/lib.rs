@@ -103,5 +103,5 @@ pub use vocab::{Access, ContextId};
 /// part of the API and not covered by semver.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::graph::{Graph, Insert, Node, XorShift};
+    pub use crate::graph::{Graph, Insert, Node};
 }

@@ -1,17 +1,24 @@
-//! Model-based tests of the class graph: thousands of random insert sequences
-//! checked against a naive reference graph (adjacency lists and a DFS on
+//! Model-based tests of the class graph (`async_lockdep::__private::Graph`,
+//! Pearce–Kelly): random insert sequences, generated with `proptest`, checked
+//! against a naive reference graph kept here (adjacency lists and a DFS on
 //! every new edge). The graph must give the same New / Known / Cycle answers,
 //! every cycle path must be a real path `to, ..., from` along accepted edges,
 //! a rejected edge must be Cycle once and Known afterwards, payloads must be
-//! the first-seen ones, and the accepted edges must never form a cycle.
+//! the first-seen ones, the accepted edges must never form a cycle, and the
+//! graph's own order must stay topological.
 //!
-//! No extra crates: a small xorshift generator drives everything, and every
-//! failure names the seed, so a failing sequence can be replayed.
+//! A failing sequence is shrunk by proptest to a minimal one (fewer edges,
+//! smaller node counts and ids), printed with the failure and saved under
+//! `tests/graph_model.proptest-regressions` to be replayed first next time.
+//! `PROPTEST_CASES=N` does not apply (each property sets its own count);
+//! edit the counts below for a longer run.
 
-use async_lockdep::__private::XorShift as Rng;
 use std::collections::{HashMap, HashSet};
 
 use async_lockdep::__private::{Graph, Insert};
+use proptest::collection::vec;
+use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Answer {
@@ -112,12 +119,12 @@ struct Checked {
     first_seen: HashMap<(u32, u32), u32>,
     inserts: u32,
     cycles: usize,
-    longest_path: usize,
-    context: String,
 }
 
+type Check<T = ()> = Result<T, TestCaseError>;
+
 impl Checked {
-    fn new(context: String) -> Checked {
+    fn new() -> Checked {
         Checked {
             graph: Graph::default(),
             naive: Naive::default(),
@@ -125,12 +132,20 @@ impl Checked {
             first_seen: HashMap::new(),
             inserts: 0,
             cycles: 0,
-            longest_path: 0,
-            context,
         }
     }
 
-    fn insert(&mut self, from: u32, to: u32) -> Answer {
+    /// Feeds every edge, then checks the whole graph.
+    fn run(edges: &[(u32, u32)], ids: &[u32]) -> Check<Checked> {
+        let mut checked = Checked::new();
+        for &(a, b) in edges {
+            checked.insert(a, b)?;
+        }
+        checked.check_all(ids)?;
+        Ok(checked)
+    }
+
+    fn insert(&mut self, from: u32, to: u32) -> Check<Answer> {
         let step = self.inserts;
         self.inserts += 1;
         let was_known = self.naive.known(from, to);
@@ -140,20 +155,27 @@ impl Checked {
             payload_calls += 1;
             step
         });
-        let ctx = &self.context;
         let answer = match &got {
             Insert::New => Answer::New,
             Insert::Known => Answer::Known,
             Insert::Cycle(_) => Answer::Cycle,
         };
-        assert_eq!(
-            answer, expected,
-            "{ctx}, insert #{step} {from}->{to}: graph said {got:?}"
+        prop_assert_eq!(
+            answer,
+            expected,
+            "insert #{} {}->{}: graph said {:?}",
+            step,
+            from,
+            to,
+            got
         );
-        assert_eq!(
+        prop_assert_eq!(
             payload_calls,
             usize::from(!was_known),
-            "{ctx}, insert #{step} {from}->{to}: payload must be built exactly once, for a new edge"
+            "insert #{} {}->{}: payload must be built exactly once, for a new edge",
+            step,
+            from,
+            to
         );
         match got {
             Insert::New => {
@@ -163,249 +185,315 @@ impl Checked {
             Insert::Known => {}
             Insert::Cycle(path) => {
                 self.cycles += 1;
-                self.longest_path = self.longest_path.max(path.len());
                 self.first_seen.insert((from, to), step);
-                self.check_path(from, to, &path, step);
+                self.check_path(from, to, &path, step)?;
             }
         }
-        assert_eq!(
+        prop_assert_eq!(
             self.graph.edge(from, to),
             self.first_seen.get(&(from, to)),
-            "{ctx}, insert #{step} {from}->{to}: payload must be the first-seen one"
+            "insert #{} {}->{}: payload must be the first-seen one",
+            step,
+            from,
+            to
         );
-        assert_eq!(
+        prop_assert_eq!(
             self.graph.edge_count(),
             self.naive.edge_count(),
-            "{ctx}, insert #{step}: edge count"
+            "insert #{}: edge count",
+            step
         );
-        assert_eq!(
+        prop_assert_eq!(
             self.graph.node_count(),
             self.naive.nodes.len(),
-            "{ctx}, insert #{step}: node count (nodes with an accepted edge)"
+            "insert #{}: node count (nodes with an accepted edge)",
+            step
         );
-        answer
+        prop_assert!(
+            self.graph.order_is_topological(),
+            "insert #{} {}->{}: the graph's order is no longer topological",
+            step,
+            from,
+            to
+        );
+        Ok(answer)
     }
 
-    fn check_path(&self, from: u32, to: u32, path: &[u32], step: u32) {
-        let ctx = &self.context;
-        assert_eq!(
+    fn check_path(&self, from: u32, to: u32, path: &[u32], step: u32) -> Check {
+        prop_assert_eq!(
             path.first(),
             Some(&to),
-            "{ctx}, insert #{step} {from}->{to}: path {path:?} must start at `to`"
+            "insert #{} {}->{}: path {:?} must start at `to`",
+            step,
+            from,
+            to,
+            path
         );
-        assert_eq!(
+        prop_assert_eq!(
             path.last(),
             Some(&from),
-            "{ctx}, insert #{step} {from}->{to}: path {path:?} must end at `from`"
+            "insert #{} {}->{}: path {:?} must end at `from`",
+            step,
+            from,
+            to,
+            path
         );
         if from == to {
-            assert_eq!(path, [from], "{ctx}: self loop path");
+            prop_assert_eq!(path, &[from][..], "self loop path");
         }
         let distinct: HashSet<_> = path.iter().collect();
-        assert_eq!(
+        prop_assert_eq!(
             distinct.len(),
             path.len(),
-            "{ctx}, insert #{step} {from}->{to}: path {path:?} repeats a node"
+            "insert #{} {}->{}: path {:?} repeats a node",
+            step,
+            from,
+            to,
+            path
         );
         for pair in path.windows(2) {
-            assert!(
+            prop_assert!(
                 self.accepted.contains(&(pair[0], pair[1])),
-                "{ctx}, insert #{step} {from}->{to}: path {path:?} uses {}->{} which is not an accepted edge",
+                "insert #{} {}->{}: path {:?} uses {}->{} which is not an accepted edge",
+                step,
+                from,
+                to,
+                path,
                 pair[0],
                 pair[1]
             );
-            assert!(self.graph.edge(pair[0], pair[1]).is_some());
         }
+        Ok(())
     }
 
-    /// Whole-graph checks, done now and then (they cost O(nodes^2)).
-    fn check_all(&mut self, nodes: &[u32]) {
-        let ctx = self.context.clone();
-        assert!(
+    /// Whole-graph checks, at the end of a sequence (they cost O(nodes^2)).
+    fn check_all(&mut self, ids: &[u32]) -> Check {
+        prop_assert!(
             is_acyclic(&self.accepted),
-            "{ctx}: the accepted edges form a cycle"
+            "the accepted edges form a cycle"
         );
-        assert_eq!(self.accepted, self.naive.accepted, "{ctx}: accepted edges");
-        for &a in nodes {
-            assert_eq!(
+        prop_assert_eq!(&self.accepted, &self.naive.accepted, "accepted edges");
+        for &a in ids {
+            prop_assert_eq!(
                 self.graph.has_node(a),
                 self.naive.nodes.contains(&a),
-                "{ctx}: has_node({a})"
+                "has_node({})",
+                a
             );
-            for &b in nodes {
-                assert_eq!(
+            for &b in ids {
+                prop_assert_eq!(
                     self.graph.edge(a, b).is_some(),
                     self.naive.known(a, b),
-                    "{ctx}: edge({a}, {b})"
+                    "edge({}, {})",
+                    a,
+                    b
                 );
             }
         }
         // Every rejected edge stays rejected: Known, payload unchanged.
-        let rejected: Vec<_> = self.naive.rejected.iter().copied().collect();
+        let mut rejected: Vec<_> = self.naive.rejected.iter().copied().collect();
+        rejected.sort_unstable();
         for (a, b) in rejected {
-            assert_eq!(
-                self.insert(a, b),
-                Answer::Known,
-                "{ctx}: re-insert {a}->{b}"
-            );
+            prop_assert_eq!(self.insert(a, b)?, Answer::Known, "re-insert {}->{}", a, b);
         }
+        Ok(())
     }
 }
 
-/// The node ids a sequence uses: dense `0..n`, or spread out (class ids are
-/// dense in the crate, but the graph must not depend on that).
-fn node_ids(rng: &mut Rng, n: u32) -> Vec<u32> {
-    match rng.below(3) {
-        0 => (0..n).collect(),
-        1 => (0..n).map(|i| 1000 + i * 37).collect(),
-        _ => {
-            let mut ids: Vec<u32> = (0..n).map(|i| i * 3 + rng.below(3)).collect();
-            rng.shuffle(&mut ids);
-            ids
-        }
-    }
+/// A generated case: the node ids and the edge sequence over them.
+type Sequence = (Vec<u32>, Vec<(u32, u32)>);
+
+/// A generated chain case: the hidden order, forward and backward edges.
+type Chain = (Vec<u32>, Vec<(u32, u32)>, Vec<(u32, u32)>);
+
+/// The node ids of a sequence of `n` nodes: dense `0..n`, spread out, or
+/// sparse and shuffled (class ids are dense in the crate, but the graph must
+/// not depend on that). Shrinks towards dense ids.
+fn ids(n: u32) -> impl Strategy<Value = Vec<u32>> {
+    prop_oneof![
+        Just((0..n).collect::<Vec<u32>>()),
+        Just((0..n).map(|i| 1000 + i * 37).collect::<Vec<u32>>()),
+        vec(0..3u32, n as usize)
+            .prop_map(|offsets| {
+                offsets
+                    .iter()
+                    .enumerate()
+                    .map(|(i, off)| i as u32 * 3 + off)
+                    .collect::<Vec<u32>>()
+            })
+            .prop_shuffle(),
+    ]
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Shape {
-    /// Uniform random pairs, self loops included.
-    Uniform,
-    /// Mostly agreeing with a hidden random order, rarely against it: long
-    /// paths, few but long cycles.
-    MostlyOrdered,
-    /// Edges along a hidden order inserted in reverse, so the graph's own
-    /// order has to be rebuilt again and again, then random closing edges.
-    ReverseChain,
-    /// Every pair, in random order: the densest possible sequence.
-    AllPairs,
+/// Uniform random pairs among `2..=max_nodes` nodes, self loops included,
+/// up to `n * n` inserts: the node ids and the edge sequence.
+fn uniform(max_nodes: u32) -> impl Strategy<Value = Sequence> {
+    (2..=max_nodes).prop_flat_map(|n| {
+        let len = (n * n) as usize;
+        (ids(n), vec((0..n, 0..n), 0..=len)).prop_map(|(ids, pairs)| {
+            let edges = pairs
+                .into_iter()
+                .map(|(a, b)| (ids[a as usize], ids[b as usize]))
+                .collect();
+            (ids, edges)
+        })
+    })
 }
 
-fn run_sequence(seed: u64, shape: Shape, n: u32, dense: bool) -> Checked {
-    let mut rng = Rng::new(seed);
-    let ids = node_ids(&mut rng, n);
-    let mut checked = Checked::new(format!("seed {seed}, {shape:?}, {n} nodes, dense {dense}"));
-    let inserts = if dense { n * n } else { n + rng.below(2 * n) };
-    match shape {
-        Shape::Uniform => {
-            for _ in 0..inserts {
-                let (a, b) = (rng.below(n), rng.below(n));
-                checked.insert(ids[a as usize], ids[b as usize]);
-            }
-        }
-        Shape::MostlyOrdered => {
-            let mut order = ids.clone();
-            rng.shuffle(&mut order);
-            for _ in 0..inserts {
-                let (mut a, mut b) = (rng.below(n), rng.below(n));
-                if a > b && !rng.chance(5) {
-                    std::mem::swap(&mut a, &mut b);
-                }
-                checked.insert(order[a as usize], order[b as usize]);
-            }
-        }
-        Shape::ReverseChain => {
-            let mut order = ids.clone();
-            rng.shuffle(&mut order);
-            for i in (0..order.len() - 1).rev() {
-                assert_eq!(
-                    checked.insert(order[i], order[i + 1]),
-                    Answer::New,
-                    "{}: chain edge {i}",
-                    checked.context
-                );
-            }
-            // Skip edges forward (all New), then every backward edge is a cycle.
-            for _ in 0..inserts / 2 {
-                let (a, b) = (rng.below(n), rng.below(n));
-                let (lo, hi) = (a.min(b) as usize, a.max(b) as usize);
-                checked.insert(order[lo], order[hi]);
-            }
-            for _ in 0..inserts / 2 {
-                let (a, b) = (rng.below(n), rng.below(n));
-                let (lo, hi) = (a.min(b) as usize, a.max(b) as usize);
-                let answer = checked.insert(order[hi], order[lo]);
-                let fresh = answer != Answer::Known;
-                if fresh {
-                    assert_eq!(answer, Answer::Cycle, "{}", checked.context);
-                }
-            }
-        }
-        Shape::AllPairs => {
-            let mut pairs: Vec<(u32, u32)> = ids
+/// Mostly agreeing with a hidden random order, against it one time in 20:
+/// long paths, few but long cycles.
+fn mostly_ordered(max_nodes: u32) -> impl Strategy<Value = Sequence> {
+    (2..=max_nodes).prop_flat_map(|n| {
+        let len = 3 * n as usize;
+        (
+            ids(n).prop_shuffle(),
+            vec((0..n, 0..n, prop::bool::weighted(0.05)), 0..=len),
+        )
+            .prop_map(|(order, pairs)| {
+                let edges = pairs
+                    .into_iter()
+                    .map(|(a, b, against)| {
+                        let (a, b) = if a > b && !against { (b, a) } else { (a, b) };
+                        (order[a as usize], order[b as usize])
+                    })
+                    .collect();
+                (order, edges)
+            })
+    })
+}
+
+/// A hidden order, forward skip edges along it and backward edges against
+/// it: `(order, forward, backward)`.
+fn reverse_chain(max_nodes: u32) -> impl Strategy<Value = Chain> {
+    (2..=max_nodes).prop_flat_map(|n| {
+        let len = 2 * n as usize;
+        (
+            ids(n).prop_shuffle(),
+            vec((0..n, 0..n), 0..=len),
+            vec((0..n, 0..n), 0..=len),
+        )
+            .prop_map(|(order, forward, backward)| {
+                let span = |(a, b): (u32, u32)| (a.min(b) as usize, a.max(b) as usize);
+                let forward = forward
+                    .into_iter()
+                    .map(span)
+                    .map(|(lo, hi)| (order[lo], order[hi]))
+                    .collect();
+                let backward = backward
+                    .into_iter()
+                    .map(span)
+                    .map(|(lo, hi)| (order[hi], order[lo]))
+                    .collect();
+                (order, forward, backward)
+            })
+    })
+}
+
+/// Every ordered pair of `2..=max_nodes` nodes, self loops included, in
+/// random order: the densest possible sequence.
+fn all_pairs(max_nodes: u32) -> impl Strategy<Value = Sequence> {
+    (2..=max_nodes).prop_flat_map(|n| {
+        ids(n).prop_flat_map(|ids| {
+            let pairs: Vec<(u32, u32)> = ids
                 .iter()
                 .flat_map(|&a| ids.iter().map(move |&b| (a, b)))
                 .collect();
-            rng.shuffle(&mut pairs);
-            for (a, b) in pairs {
-                assert_ne!(checked.insert(a, b), Answer::Known, "{}", checked.context);
-            }
+            (Just(ids), Just(pairs).prop_shuffle())
+        })
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    #[test]
+    fn uniform_sequences_agree_with_the_naive_reference((ids, edges) in uniform(24)) {
+        Checked::run(&edges, &ids)?;
+    }
+
+    #[test]
+    fn mostly_ordered_sequences_agree_with_the_naive_reference(
+        (ids, edges) in mostly_ordered(64),
+    ) {
+        Checked::run(&edges, &ids)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// Edges along a hidden order inserted in reverse, so the graph's own
+    /// order has to be rebuilt again and again; then skip edges forward (all
+    /// New), then edges backward (each a cycle unless already known).
+    #[test]
+    fn reverse_chains_are_accepted_and_every_backward_edge_closes_a_cycle(
+        (order, forward, backward) in reverse_chain(64),
+    ) {
+        let mut checked = Checked::new();
+        for i in (0..order.len() - 1).rev() {
+            prop_assert_eq!(
+                checked.insert(order[i], order[i + 1])?,
+                Answer::New,
+                "chain edge {}",
+                i
+            );
         }
+        for &(a, b) in &forward {
+            let answer = checked.insert(a, b)?;
+            prop_assert!(answer != Answer::Cycle || a == b, "forward {}->{}", a, b);
+        }
+        for &(a, b) in &backward {
+            let answer = checked.insert(a, b)?;
+            prop_assert!(answer != Answer::New, "backward {}->{} accepted", a, b);
+        }
+        checked.check_all(&order)?;
     }
-    checked.check_all(&ids);
-    checked
 }
 
-#[test]
-fn random_sparse_and_dense_sequences_agree_with_the_naive_reference() {
-    let mut sequences = 0;
-    let mut inserts = 0u64;
-    let mut cycles = 0;
-    for seed in 1..=3000u64 {
-        let mut rng = Rng::new(seed ^ 0xA5A5);
-        let shape = match seed % 3 {
-            0 => Shape::Uniform,
-            1 => Shape::MostlyOrdered,
-            _ => Shape::ReverseChain,
-        };
-        // Mostly small graphs (where cycles are frequent), some up to 64 nodes.
-        let n = if rng.chance(75) {
-            2 + rng.below(15)
-        } else {
-            2 + rng.below(63)
-        };
-        // Dense sequences (n^2 inserts) only on the smaller graphs, to keep
-        // the naive reference affordable in debug builds.
-        let dense = n <= 24 && rng.chance(40);
-        let checked = run_sequence(seed, shape, n, dense);
-        sequences += 1;
-        inserts += u64::from(checked.inserts);
-        cycles += checked.cycles;
-    }
-    assert_eq!(sequences, 3000);
-    // The generator must really exercise the rejection path.
-    assert!(cycles > 3000, "only {cycles} cycles in {inserts} inserts");
-}
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
 
-#[test]
-fn every_pair_of_up_to_64_nodes_in_random_order() {
-    for (seed, n) in (1..=24u64).zip((2..=64u32).step_by(3).cycle()) {
-        let checked = run_sequence(seed, Shape::AllPairs, n, true);
+    #[test]
+    fn every_pair_in_random_order((ids, pairs) in all_pairs(40)) {
+        let n = ids.len() as u32;
+        let mut checked = Checked::new();
+        for &(a, b) in &pairs {
+            prop_assert_ne!(checked.insert(a, b)?, Answer::Known, "{}->{}", a, b);
+        }
+        checked.check_all(&ids)?;
         // Every pair was tried once: n*(n-1)/2 accepted (a tournament plus
         // nothing else can be acyclic), the rest rejected.
-        assert_eq!(
-            checked.accepted.len() as u32,
-            n * (n - 1) / 2,
-            "seed {seed}, {n} nodes"
-        );
-        assert_eq!(checked.graph.edge_count() as u32, n * n);
+        prop_assert_eq!(checked.accepted.len() as u32, n * (n - 1) / 2);
+        prop_assert_eq!(checked.graph.edge_count() as u32, n * n);
+        prop_assert_eq!(checked.cycles as u32, n * n - n * (n - 1) / 2);
     }
 }
 
 #[test]
-fn large_mostly_ordered_graphs_with_long_cycle_paths() {
-    let mut longest = 0;
-    for seed in 1..=30u64 {
-        let checked = run_sequence(seed, Shape::MostlyOrdered, 64, false);
-        longest = longest.max(checked.longest_path);
-        let checked = run_sequence(seed + 1000, Shape::ReverseChain, 64, false);
-        assert!(
-            checked.cycles > 0,
-            "seed {seed}: reverse chain closes cycles"
-        );
-        longest = longest.max(checked.longest_path);
+fn a_long_reverse_chain_closes_a_cycle_through_all_of_it() {
+    let mut checked = Checked::new();
+    for i in (0..63u32).rev() {
+        assert_eq!(checked.insert(i, i + 1).unwrap(), Answer::New);
     }
-    // Reverse chains of 64 nodes close cycles through long paths.
-    assert!(longest >= 16, "longest cycle path only {longest}");
+    match checked.graph.insert(63, 0, || 0) {
+        Insert::Cycle(path) => assert_eq!(path, (0..64).collect::<Vec<u32>>()),
+        other => panic!("expected a cycle, got {other:?}"),
+    }
+}
+
+#[test]
+fn reports_a_cycle_once_and_keeps_finding_others() {
+    let mut g = Graph::<u8>::default();
+    assert_eq!(g.insert(0, 1, || 1), Insert::New);
+    assert_eq!(g.insert(1, 0, || 2), Insert::Cycle(vec![0, 1]));
+    assert_eq!(g.insert(1, 0, || 3), Insert::Known);
+    assert_eq!(g.edge(1, 0), Some(&2));
+    assert_eq!(g.insert(1, 2, || 4), Insert::New);
+    assert_eq!(g.insert(2, 3, || 5), Insert::New);
+    assert_eq!(g.insert(3, 1, || 6), Insert::Cycle(vec![1, 2, 3]));
+    assert_eq!(g.insert(2, 2, || 7), Insert::Cycle(vec![2]));
+    assert_eq!(g.edge_count(), 6);
+    assert!(g.order_is_topological());
 }
 
 #[test]

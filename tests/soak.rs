@@ -12,7 +12,7 @@
 
 mod common;
 
-use async_lockdep::__private::XorShift as Rng;
+use fastrand::Rng;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -49,15 +49,15 @@ struct Stats {
 /// One pass: a random subset of the locks, in increasing index order, held
 /// together, then released in random order.
 async fn pass(locks: &[Mutex<u64>], rng: &mut Rng, stats: &Stats) {
-    let density = 1 + rng.below_u64(6); // about 1..6 locks per pass
+    let density = 1 + rng.u64(..6); // about 1..6 locks per pass
     let mut guards = Vec::new();
     for lock in locks {
-        if rng.below_u64(LOCKS as u64) >= density {
+        if rng.u64(..LOCKS as u64) >= density {
             continue;
         }
-        let mut guard = match rng.below_u64(16) {
+        let mut guard = match rng.u64(..16) {
             0 | 1 => {
-                let wait = Duration::from_micros(rng.below_u64(200));
+                let wait = Duration::from_micros(rng.u64(..200));
                 match tokio::time::timeout(wait, lock.lock()).await {
                     Ok(guard) => guard,
                     Err(_) => {
@@ -80,7 +80,7 @@ async fn pass(locks: &[Mutex<u64>], rng: &mut Rng, stats: &Stats) {
         *guard += 1;
         stats.acquisitions.fetch_add(1, Ordering::Relaxed);
         guards.push(guard);
-        if rng.below_u64(4) == 0 {
+        if rng.u64(..4) == 0 {
             tokio::task::yield_now().await;
         }
     }
@@ -240,15 +240,15 @@ impl Soak {
         for t in 0..self.tasks {
             let (locks, stats, gate) = (locks.clone(), stats.clone(), gate.clone());
             let work = async move {
-                let mut rng = Rng::new(t as u64 + 1);
+                let mut rng = Rng::with_seed(t as u64 + 1);
                 while Instant::now() < deadline {
                     let _pass = gate.read().await;
-                    match rng.below_u64(32) {
+                    match rng.u64(..32) {
                         0 => {
                             // Spawned work, joined while holding no tracked lock.
-                            let (l, s, seed) = (locks.clone(), stats.clone(), rng.next_u64());
+                            let (l, s, seed) = (locks.clone(), stats.clone(), rng.u64(..));
                             let job = async_lockdep::spawn(async move {
-                                let mut rng = Rng::new(seed);
+                                let mut rng = Rng::with_seed(seed);
                                 pass(&l, &mut rng, &s).await;
                             });
                             stats.spawned.fetch_add(1, Ordering::Relaxed);
@@ -256,8 +256,8 @@ impl Soak {
                         }
                         1 | 2 => {
                             // The whole pass cancelled part-way, guards held.
-                            let wait = Duration::from_micros(rng.below_u64(500));
-                            let mut inner = Rng::new(rng.next_u64());
+                            let wait = Duration::from_micros(rng.u64(..500));
+                            let mut inner = Rng::with_seed(rng.u64(..));
                             if tokio::time::timeout(wait, pass(&locks, &mut inner, &stats))
                                 .await
                                 .is_err()
