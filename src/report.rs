@@ -360,15 +360,22 @@ impl fmt::Display for Report {
             }
             ReportKind::RecursiveLocking => {
                 print_attempt(f, first)?;
+                print_chain(f, &self.dependencies[1..])?;
                 writeln!(f)?;
                 writeln!(
                     f,
-                    "Both are instances of the class {}. Another task nesting them in the\n\
-                     other order deadlocks with this one. If the order is fixed (parent then\n\
-                     child, lower id first), declare it with a nesting level (`lock_nested`).",
+                    "These are instances of one class, {}, nested in orders that form a\n\
+                     cycle: tasks nesting them in these orders at once deadlock. Give locks\n\
+                     with distinct roles distinct classes (`with_class`); for instances with\n\
+                     a fixed order (parent then child, lower id first), declare it with a\n\
+                     nesting level (`lock_nested`).",
                     first.held
                 )?;
-                print_scenario(f, &[first.clone(), swapped(first)])?;
+                if self.dependencies.len() >= 2 {
+                    print_scenario(f, &self.dependencies)?;
+                } else {
+                    print_scenario(f, &[first.clone(), swapped(first)])?;
+                }
             }
             ReportKind::DeadlockNow => print_stuck(f, &self.dependencies)?,
             ReportKind::LongWait => {}

@@ -211,7 +211,7 @@ async fn instances_of_one_class_inverted_with_another_class_are_reported() {
 }
 
 #[tokio::test]
-async fn two_instances_of_one_class_nested_is_recursive_locking() {
+async fn two_instances_of_one_class_nested_in_both_orders_is_recursive_locking() {
     if common::own_process() {
         return;
     }
@@ -221,9 +221,15 @@ async fn two_instances_of_one_class_nested_is_recursive_locking() {
         let _p = inode1.lock().await;
         let _c = inode2.lock().await;
     }
+    assert!(lockdep.detector().reports().is_empty(), "one order is fine");
+    for _ in 0..3 {
+        let _c = inode2.lock().await;
+        let _p = inode1.lock().await;
+    }
     let reports = lockdep.take_reports();
     assert_eq!(reports.len(), 1, "reported once: {reports:#?}");
     assert_eq!(reports[0].kind, ReportKind::RecursiveLocking);
+    assert_eq!(reports[0].dependencies.len(), 2);
     assert_eq!(
         reports[0].dependencies[0].held,
         reports[0].dependencies[0].waited

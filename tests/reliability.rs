@@ -1454,6 +1454,11 @@ fn nesting_levels_out_of_range_count_as_the_highest() {
             let _level7 = m1.lock_nested(255).await;
             let _also7 = m2.lock_nested(MAX_NESTING_LEVEL).await; // the same level
         }
+        assert!(detector.reports().is_empty(), "one instance order is fine");
+        {
+            let _level7 = m2.lock_nested(MAX_NESTING_LEVEL).await;
+            let _also7 = m1.lock_nested(255).await; // the other order: a cycle
+        }
         let reports = detector.take_reports();
         assert_eq!(reports.len(), 1, "{reports:#?}");
         assert_eq!(reports[0].kind, ReportKind::RecursiveLocking);

@@ -828,7 +828,7 @@ async fn bank_transfer_without_id_order_is_recursive_locking() {
         [ReportKind::RecursiveLocking],
         "{reports:#?}"
     );
-    assert_eq!(reports[0].class_names(), ["account"]);
+    assert_eq!(reports[0].class_names(), ["account", "account"]);
 }
 
 /// An audit that holds the ledger and then reads an account inverts
@@ -1014,7 +1014,7 @@ async fn owned_guard_handed_off_and_dropped_then_other_locks_is_silent() {
 /// held by the task that locked it, so that task's later locks are ordered
 /// after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn owned_guard_still_alive_elsewhere_orders_the_lockers_next_locks() {
+async fn owned_guard_moved_away_does_not_order_the_lockers_next_locks() {
     if common::own_process() {
         return;
     }
@@ -1031,7 +1031,7 @@ async fn owned_guard_still_alive_elsewhere_orders_the_lockers_next_locks() {
                 drop_rx.await.unwrap();
                 drop(guard);
             });
-            drop(b1.lock().await); // recorded as a -> b (the move is invisible)
+            drop(b1.lock().await); // a -> b is provisional: the guard moved away
             drop_tx.send(()).unwrap();
             keeper.await.unwrap();
         }),
@@ -1049,13 +1049,9 @@ async fn owned_guard_still_alive_elsewhere_orders_the_lockers_next_locks() {
     )
     .await
     .unwrap();
+    // Released by another task: `a -> b` was dropped, so no cycle.
     let reports = lockdep.take_reports();
-    assert_eq!(
-        kinds(&reports),
-        [ReportKind::CircularDependency],
-        "{reports:#?}"
-    );
-    assert_eq!(reports[0].class_names(), ["b", "a"]);
+    assert_eq!(kinds(&reports), [], "{reports:#?}");
 }
 
 // ---------------------------------------------------------------------------

@@ -37,10 +37,20 @@ pub(crate) struct HeldLock {
 
 /// Where a guard's acquisition is recorded, so the release finds it even when
 /// the guard is dropped in another task or thread.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct HeldKey {
     pub(crate) context: ContextId,
     pub(crate) token: u64,
+}
+
+impl HeldKey {
+    /// The key of `held`, held by `context`.
+    pub(crate) fn of(context: ContextId, held: &HeldLock) -> HeldKey {
+        HeldKey {
+            context,
+            token: held.token,
+        }
+    }
 }
 
 /// The chain hash of `lock` acquired with `access` on top of `below`.

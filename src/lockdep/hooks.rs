@@ -156,6 +156,8 @@ pub(crate) fn acquired_without_waiting(detector: Option<Engine>, want: Acquire) 
 pub(crate) struct Holding {
     detector: Engine,
     key: HeldKey,
+    /// An owned guard or permit, which may be released in another context.
+    movable: bool,
 }
 
 impl Holding {
@@ -163,14 +165,22 @@ impl Holding {
     #[inline]
     pub(crate) fn lock_now(detector: Engine, want: Acquire) -> Holding {
         let key = detector.lock_now(want);
-        Holding { detector, key }
+        Holding {
+            detector,
+            key,
+            movable: want.movable,
+        }
     }
 
     /// A successful `try_lock`.
     #[inline]
     pub(crate) fn try_acquired(detector: Engine, want: Acquire) -> Holding {
         let key = detector.try_acquired(want);
-        Holding { detector, key }
+        Holding {
+            detector,
+            key,
+            movable: want.movable,
+        }
     }
 }
 
@@ -184,7 +194,11 @@ impl Holding {
 impl Drop for Holding {
     #[inline]
     fn drop(&mut self) {
-        self.detector.release(self.key);
+        if self.movable {
+            self.detector.release_movable(self.key);
+        } else {
+            self.detector.release(self.key);
+        }
     }
 }
 
@@ -232,7 +246,11 @@ impl Waiting {
         let detector = self.detector.take()?;
         detector.wait_end(self.context);
         let key = detector.acquired(self.context, self.want);
-        Some(Holding { detector, key })
+        Some(Holding {
+            detector,
+            key,
+            movable: self.want.movable,
+        })
     }
 }
 

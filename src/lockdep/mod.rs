@@ -35,7 +35,7 @@ pub(crate) mod waits;
 
 use chain_cache::ChainCache;
 use held::{HeldKey, HeldLock, HeldLocks};
-use validate::{Check, EdgeInfo};
+use validate::{Check, EdgeInfo, InstanceOrder, Pending};
 use waits::Waits;
 
 /// Default limits on what the engine records (see [`crate::DetectorBuilder`]).
@@ -69,6 +69,11 @@ pub(crate) struct State {
     held: HeldLocks,
     chains: ChainCache,
     graph: Mutex<Graph<EdgeInfo>>,
+    /// The order of instances of one class nested in each other.
+    instances: Mutex<InstanceOrder>,
+    /// Dependencies recorded while an owned guard was held, by its
+    /// acquisition, until it is released.
+    provisional: Mutex<rustc_hash::FxHashMap<HeldKey, Vec<Pending>>>,
     reports: Mutex<Reports>,
     max_classes: AtomicUsize,
     max_edges: AtomicUsize,
@@ -245,6 +250,8 @@ impl State {
             held: HeldLocks::default(),
             chains: ChainCache::new(1 << 14),
             graph: Mutex::new(Graph::default()),
+            instances: Mutex::new(InstanceOrder::default()),
+            provisional: Mutex::new(rustc_hash::FxHashMap::default()),
             reports: Mutex::new(Reports::default()),
             max_classes: AtomicUsize::new(DEFAULT_MAX_CLASSES),
             max_edges: AtomicUsize::new(DEFAULT_MAX_EDGES),

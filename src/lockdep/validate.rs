@@ -8,15 +8,25 @@ use std::panic::Location;
 use std::sync::atomic::Ordering;
 
 use super::class::{self, ClassKind};
-use super::held::{chain_after, HeldLock};
+use super::held::{chain_after, HeldKey, HeldLock};
 use super::{dependency_of, describe, lock_ignoring_poison, Acquire, Panic, State};
 use crate::graph::{Graph, Insert};
 use crate::report::{Dependency, Report, ReportKind};
-use crate::vocab::{Access, ClassId, ContextId};
+use crate::vocab::{Access, ClassId, ContextId, LockRef};
+
+/// Most owned guards with provisional dependencies kept at once.
+const MAX_PROVISIONAL: usize = 4096;
+
+/// A dependency about to be added: `to` was waited for while `from` was held.
+pub(crate) struct Pending {
+    from: LockRef,
+    to: LockRef,
+    info: EdgeInfo,
+}
 
 /// The first-seen data of a dependency edge.
 #[derive(Clone)]
-pub(super) struct EdgeInfo {
+pub(crate) struct EdgeInfo {
     held_as: Access,
     held_at: &'static Location<'static>,
     waited_as: Access,
@@ -101,26 +111,28 @@ impl State {
         if let Some((held, needs_writer)) = slow.same {
             reports.extend(self.self_deadlock(&held, want, context, &spans, needs_writer));
         }
-        let mut complete = true;
-        let mut cycles = Vec::new();
-        {
-            let mut graph = lock_ignoring_poison(&self.graph);
-            for held in &slow.held {
-                if held.lock.instance == want.lock.instance {
-                    continue;
-                }
-                if held.lock.class == want.lock.class
-                    && class::kind_of(held.lock.class) == ClassKind::Task
-                {
+        let mut now = Vec::new();
+        let mut provisional = Vec::new();
+        let mut cacheable = slow.same.is_none();
+        for held in &slow.held {
+            if held.lock.instance == want.lock.instance {
+                cacheable = false;
+                continue;
+            }
+            if held.lock.class == want.lock.class {
+                if class::kind_of(held.lock.class) == ClassKind::Task {
                     // A task joining a task spawned at the same site (recursive
                     // spawning) waits downward only: not a dependency.
                     continue;
                 }
-                if self.over_limits(&graph, held.lock.class, want.lock.class) {
-                    complete = false;
-                    continue;
-                }
-                let info = || EdgeInfo {
+                // Judged by instance order, which a chain of classes does not
+                // show: never cached.
+                cacheable = false;
+            }
+            let dependency = Pending {
+                from: held.lock,
+                to: want.lock,
+                info: EdgeInfo {
                     held_as: held.access,
                     held_at: held.site,
                     waited_as: want.access,
@@ -128,14 +140,68 @@ impl State {
                     context,
                     spans: spans.clone(),
                     test: test.clone(),
-                };
-                match graph.insert(held.lock.class, want.lock.class, info) {
+                },
+            };
+            if held.movable {
+                // Held through an owned guard that may move to another task:
+                // provisional until the guard is released (see `release_movable`).
+                cacheable = false;
+                provisional.push((HeldKey::of(context, held), dependency));
+            } else {
+                now.push(dependency);
+            }
+        }
+        let complete = self.add_dependencies(now, &mut reports);
+        if !provisional.is_empty() {
+            self.keep_provisional(provisional);
+        }
+        if complete && cacheable {
+            self.chains.insert(slow.chain);
+        }
+        for report in reports {
+            self.publish(report, Panic::OnReport, || {});
+        }
+    }
+
+    /// Adds dependencies to the class graph (or, between two instances of
+    /// one class, to the instance order) and collects the cycles they close.
+    /// Returns false if a limit kept some out.
+    fn add_dependencies(&self, dependencies: Vec<Pending>, reports: &mut Vec<Report>) -> bool {
+        if dependencies.is_empty() {
+            return true;
+        }
+        let mut complete = true;
+        let mut cycles = Vec::new();
+        {
+            let mut graph = lock_ignoring_poison(&self.graph);
+            for Pending { from, to, info } in dependencies {
+                if from.class == to.class {
+                    let mut instances = lock_ignoring_poison(&self.instances);
+                    match instances.insert(from.instance, to.instance, info) {
+                        Some(edges) => cycles.push((
+                            true,
+                            edges
+                                .into_iter()
+                                .map(|e| (from.class, to.class, e))
+                                .collect(),
+                        )),
+                        None if instances.full() => complete = false,
+                        None => {}
+                    }
+                    continue;
+                }
+                if self.over_limits(&graph, from.class, to.class) {
+                    complete = false;
+                    continue;
+                }
+                let mut info = Some(info);
+                match graph.insert(from.class, to.class, || info.take().expect("called once")) {
                     Insert::Known => {
                         // Keep the strongest kind seen: a dependency first
                         // seen between reads and later with a write blocks
                         // without any extra writer (lockdep merges these too).
-                        let new = info();
-                        if let Some(old) = graph.edge_mut(held.lock.class, want.lock.class) {
+                        if let (Some(new), Some(old)) = (info, graph.edge_mut(from.class, to.class))
+                        {
                             if strength(&new) > strength(old) {
                                 *old = new;
                             }
@@ -145,7 +211,11 @@ impl State {
                         self.new_edges.fetch_add(1, Ordering::Relaxed);
                     }
                     Insert::Cycle(path) => {
-                        let mut edges = vec![(held.lock.class, want.lock.class, info())];
+                        let closing = graph.edge(from.class, to.class).cloned();
+                        let mut edges: Vec<_> = closing
+                            .into_iter()
+                            .map(|e| (from.class, to.class, e))
+                            .collect();
                         for pair in path.windows(2) {
                             if let Some(edge) = graph.edge(pair[0], pair[1]) {
                                 edges.push((pair[0], pair[1], edge.clone()));
@@ -159,16 +229,37 @@ impl State {
         for (recursive, edges) in cycles {
             reports.push(cycle_report(recursive, edges));
         }
-        let same_instance_held = slow
-            .held
-            .iter()
-            .any(|h| h.lock.instance == want.lock.instance);
-        if complete && slow.same.is_none() && !same_instance_held {
-            self.chains.insert(slow.chain);
-        }
         if !complete {
             self.announce_overflow();
         }
+        complete
+    }
+
+    /// Keeps dependencies recorded while an owned guard was held, until it
+    /// is released.
+    fn keep_provisional(&self, provisional: Vec<(HeldKey, Pending)>) {
+        let mut moved = lock_ignoring_poison(&self.provisional);
+        for (key, dependency) in provisional {
+            if moved.len() >= MAX_PROVISIONAL && !moved.contains_key(&key) {
+                continue; // forgotten owned guards: stop keeping more (silence)
+            }
+            moved.entry(key).or_default().push(dependency);
+        }
+    }
+
+    /// An owned guard or permit was released: its provisional dependencies
+    /// are committed (and checked) if the context that took it released it,
+    /// and dropped if it was released elsewhere (it moved: the context that
+    /// took it no longer held it when it waited afterwards).
+    pub(crate) fn release_movable(&self, key: HeldKey) {
+        self.release(key);
+        let pending = lock_ignoring_poison(&self.provisional).remove(&key);
+        let Some(pending) = pending else { return };
+        if ContextId::current() != key.context {
+            return;
+        }
+        let mut reports = Vec::new();
+        self.add_dependencies(pending, &mut reports);
         for report in reports {
             self.publish(report, Panic::OnReport, || {});
         }
@@ -260,5 +351,63 @@ fn cycle_report(recursive: bool, edges: Vec<(ClassId, ClassId, EdgeInfo)>) -> Re
         dependencies,
         needs_writer,
         long_wait: None,
+    }
+}
+
+/// The order in which instances of one class were nested: a graph over
+/// instance ids, kept for same-class nesting only. Instances of one class
+/// nested in one fixed order (two fields of a struct, parent then child) are
+/// fine; nested in orders that form a cycle they can deadlock.
+///
+/// Bounded: past `MAX_INSTANCES` instances nothing new is recorded (no
+/// report rather than a wrong one).
+#[derive(Default)]
+pub(crate) struct InstanceOrder {
+    nodes: rustc_hash::FxHashMap<u64, crate::graph::Node>,
+    graph: Graph<EdgeInfo>,
+}
+
+const MAX_INSTANCES: usize = 65_536;
+
+impl InstanceOrder {
+    /// Whether no new instance can be recorded.
+    fn full(&self) -> bool {
+        self.nodes.len() >= MAX_INSTANCES
+    }
+
+    fn node(&mut self, instance: u64) -> Option<crate::graph::Node> {
+        if let Some(node) = self.nodes.get(&instance) {
+            return Some(*node);
+        }
+        if self.full() {
+            return None;
+        }
+        let node = self.nodes.len() as crate::graph::Node;
+        self.nodes.insert(instance, node);
+        Some(node)
+    }
+
+    /// Records that `to` was waited for while `from` (same class) was held;
+    /// returns the cycle it closes, closing dependency first.
+    fn insert(&mut self, from: u64, to: u64, info: EdgeInfo) -> Option<Vec<EdgeInfo>> {
+        let (Some(a), Some(b)) = (self.node(from), self.node(to)) else {
+            return None;
+        };
+        let mut info = Some(info);
+        match self
+            .graph
+            .insert(a, b, || info.take().expect("called once"))
+        {
+            Insert::Cycle(path) => {
+                let mut edges: Vec<EdgeInfo> = self.graph.edge(a, b).cloned().into_iter().collect();
+                for pair in path.windows(2) {
+                    if let Some(edge) = self.graph.edge(pair[0], pair[1]) {
+                        edges.push(edge.clone());
+                    }
+                }
+                Some(edges)
+            }
+            Insert::New | Insert::Known => None,
+        }
     }
 }
