@@ -2,16 +2,23 @@
 //! *own* pair of mutexes (outer then inner), where every pair was created at
 //! the same two source lines, so all tasks share the same two classes and the
 //! same `outer -> inner` dependency. No two tasks ever wait for each other's
-//! locks: what is measured is the detector's shared bookkeeping under
-//! parallel use (held-lock table, chain cache), compared with plain tokio and
-//! with the wrapper without a detector.
+//! locks: what is measured is the engine's shared bookkeeping under parallel
+//! use (held-lock table, chain cache), compared with plain tokio and with the
+//! wrapper while detection is off.
 //!
 //! One iteration = one round: spawn the 64 tasks, each takes its pair
 //! `PER_TASK` times (yielding while holding both every 16th time, so tasks
 //! interleave on the workers as they hold locks), join them all.
 //!
-//! Prints `RATIO contention/throughput/detector = ...x no detector` (issue 5
-//! target: >= 0.70x) and the same against plain tokio.
+//! Detection, once on, stays on for the process, so the bench runs in two
+//! phases: first plain tokio against the wrapper with detection off
+//! (interleaved), then, after `Detector::new().enable()` and a warm-up round,
+//! plain tokio against the wrapper with detection on (interleaved, the same
+//! iteration count). Prints
+//! `RATIO contention/throughput/detection_on = ...x detection off` (target
+//! at least 0.90x). The two were measured one phase after the other, so the
+//! same ratio normalised by each phase's plain tokio is printed too, to show
+//! drift, and each phase against its plain tokio.
 //!
 //! ```sh
 //! cargo bench --bench contention -- --quick
@@ -20,9 +27,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_lockdep::Detector;
 use criterion::{Criterion, Throughput};
 use tokio::runtime::{Builder, Runtime};
-use tracing::Dispatch;
 
 mod common;
 use common::{Routine, Target};
@@ -92,13 +99,14 @@ async fn round(pairs: &Pairs) -> Duration {
     start.elapsed()
 }
 
-const VARIANTS: [&str; 3] = ["plain_tokio", "no_detector", "detector"];
+/// The variants of a phase: plain tokio, then the wrapper.
+const OFF: [&str; 2] = ["plain_tokio", "detection_off"];
+const ON: [&str; 2] = ["plain_tokio", "detection_on"];
 
 struct Env {
     runtime: Runtime,
-    detector: async_lockdep::Detector,
-    dispatch: Dispatch,
-    variants: [Pairs; 3],
+    /// Plain tokio, then the wrapper (the same instances in both phases).
+    variants: [Pairs; 2],
 }
 
 impl Env {
@@ -107,102 +115,132 @@ impl Env {
             .worker_threads(2)
             .build()
             .unwrap();
-        let detector = async_lockdep::Detector::new();
-        let dispatch = detector.dispatch();
         let plain = Pairs::Plain((0..TASKS).map(|_| Arc::new(plain_pair())).collect());
-        let no_detector = Pairs::Lockdep((0..TASKS).map(|_| Arc::new(lockdep_pair())).collect());
-        // Bound to the detector at creation, from whichever worker they are used.
-        let with_detector = tracing::dispatcher::with_default(&dispatch, || {
-            Pairs::Lockdep((0..TASKS).map(|_| Arc::new(lockdep_pair())).collect())
-        });
+        let lockdep = Pairs::Lockdep((0..TASKS).map(|_| Arc::new(lockdep_pair())).collect());
         Env {
             runtime,
-            detector,
-            dispatch,
-            variants: [plain, no_detector, with_detector],
+            variants: [plain, lockdep],
         }
     }
 
     fn routine(&self, variant: usize) -> Routine<'_> {
         let pairs = &self.variants[variant];
-        let detector = variant == 2;
         Box::new(move |iters| {
-            let go = || {
-                self.runtime.block_on(async {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iters {
-                        total += round(pairs).await;
-                    }
-                    total
-                })
-            };
-            if detector {
-                tracing::dispatcher::with_default(&self.dispatch, go)
-            } else {
-                go()
-            }
+            self.runtime.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    total += round(pairs).await;
+                }
+                total
+            })
         })
     }
-}
 
-fn main() {
-    let env = Env::new();
-    for variant in 0..VARIANTS.len() {
-        env.routine(variant)(1);
-    }
-    assert_eq!(env.detector.status().edges, 1);
-
-    let mut c: Criterion = common::criterion();
-    {
-        let mut group = c.benchmark_group("contention");
+    /// Criterion's run of a phase's variants.
+    fn bench(&self, c: &mut Criterion, group: &str, names: [&str; 2]) {
+        let mut group = c.benchmark_group(group);
         group.throughput(Throughput::Elements(TASKS as u64 * PER_TASK));
-        for (variant, name) in VARIANTS.iter().enumerate() {
-            let mut routine = env.routine(variant);
+        for (variant, name) in names.iter().enumerate() {
+            let mut routine = self.routine(variant);
             group.bench_function(*name, |b| b.iter_custom(&mut routine));
         }
         group.finish();
     }
-    c.final_summary();
 
-    if !common::compare_mode("contention") {
-        return;
+    /// Both variants, interleaved, `iters` rounds each time (calibrated on
+    /// plain tokio when `None`); returns the iteration count and the median
+    /// nanoseconds per round of each.
+    fn compare(&self, iters: Option<u64>, rounds: usize, target: Duration) -> (u64, Vec<f64>) {
+        let mut routines: Vec<Routine<'_>> = (0..2).map(|v| self.routine(v)).collect();
+        let iters = iters.unwrap_or_else(|| common::calibrate(&mut routines[0], target));
+        (iters, common::medians(rounds, iters, &mut routines))
     }
-    let (rounds, target) = if common::quick_mode() {
-        (7, Duration::from_millis(30))
-    } else {
-        (15, Duration::from_millis(80))
-    };
-    let mut routines: Vec<Routine<'_>> = (0..VARIANTS.len()).map(|v| env.routine(v)).collect();
-    let iters = common::calibrate(&mut routines[0], target);
-    let ns = common::medians(rounds, iters, &mut routines);
+}
+
+fn print_times(phase: &str, names: [&str; 2], iters: u64, rounds: usize, ns: &[f64]) {
     let pairs = (TASKS as u64 * PER_TASK) as f64;
-    println!();
-    for (name, ns) in VARIANTS.iter().zip(&ns) {
+    for (name, ns) in names.iter().zip(ns) {
         println!(
-            "TIME contention/{name} = {:.1} ns per outer+inner pair, {:.2} M pairs/s \
+            "TIME contention/{phase}/{name} = {:.1} ns per outer+inner pair, {:.2} M pairs/s \
              ({TASKS} tasks x {PER_TASK} pairs, {iters} rounds x {rounds}, median)",
             ns / pairs,
             pairs / ns * 1e3,
         );
     }
-    // Throughput ratios: time without / time with.
-    common::print_ratio(
-        "contention/throughput/detector",
-        ns[1] / ns[2],
-        "no detector",
-        Target::AtLeast(0.70),
-    );
-    common::print_ratio(
-        "contention/throughput/detector",
-        ns[0] / ns[2],
-        "plain tokio",
-        Target::None,
-    );
-    common::print_ratio(
-        "contention/throughput/no_detector",
-        ns[0] / ns[1],
-        "plain tokio",
-        Target::None,
-    );
-    assert!(!env.detector.has_reports(), "{:?}", env.detector.reports());
+}
+
+fn main() {
+    let env = Env::new();
+    let compare = common::compare_mode("contention");
+    let (rounds, target) = if common::quick_mode() {
+        (7, Duration::from_millis(30))
+    } else {
+        (15, Duration::from_millis(80))
+    };
+    let mut c: Criterion = common::criterion();
+
+    // Phase 1: nothing has turned detection on in this process yet.
+    let mut off = None;
+    if Detector::new().status().enabled {
+        println!("contention: detection is already on (ASYNC_LOCKDEP=1?): phase 1 (off) skipped");
+    } else {
+        env.routine(1)(1);
+        env.bench(&mut c, "contention/off", OFF);
+        if compare {
+            let (iters, ns) = env.compare(None, rounds, target);
+            println!();
+            print_times("off", OFF, iters, rounds, &ns);
+            common::print_ratio(
+                "contention/throughput/detection_off",
+                ns[0] / ns[1],
+                "plain tokio",
+                Target::None,
+            );
+            println!();
+            off = Some((iters, ns));
+        }
+        assert!(!Detector::new().status().enabled, "detection turned on");
+    }
+
+    // Phase 2: detection on for the rest of the process.
+    let detector = Detector::new();
+    if !detector.enable() {
+        println!(
+            "contention: detection cannot be turned on (ASYNC_LOCKDEP=0?): phase 2 (on) skipped"
+        );
+        c.final_summary();
+        return;
+    }
+    env.routine(1)(1);
+    assert_eq!(detector.status().edges, 1, "{:?}", detector.status());
+    env.bench(&mut c, "contention/on", ON);
+    if compare {
+        let (iters, ns) = env.compare(off.as_ref().map(|(iters, _)| *iters), rounds, target);
+        println!();
+        print_times("on", ON, iters, rounds, &ns);
+        // Throughput ratios: time without / time with.
+        common::print_ratio(
+            "contention/throughput/detection_on",
+            ns[0] / ns[1],
+            "plain tokio",
+            Target::None,
+        );
+        if let Some((_, off)) = &off {
+            common::print_ratio(
+                "contention/throughput/detection_on",
+                off[1] / ns[1],
+                "detection off",
+                Target::AtLeast(0.90),
+            );
+            common::print_ratio(
+                "contention/throughput/detection_on",
+                (off[1] / off[0]) / (ns[1] / ns[0]),
+                "detection off, each against its phase's plain tokio",
+                Target::None,
+            );
+        }
+        println!();
+    }
+    c.final_summary();
+    assert!(!detector.has_reports(), "{:?}", detector.reports());
 }

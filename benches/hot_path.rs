@@ -1,17 +1,30 @@
 //! Hot path: lock + drop of one mutex, and of two nested mutexes (A then B),
-//! uncontended, for plain `tokio::sync::Mutex`, `async_lockdep::Mutex` with no
-//! detector installed, and `async_lockdep::Mutex` bound to a detector whose
-//! chain was already seen (warmed up before measuring).
+//! uncontended, for plain `tokio::sync::Mutex` and `async_lockdep::Mutex`.
+//!
+//! There is one engine per process and detection, once on, stays on, so the
+//! bench runs in two phases, each comparing the wrapper with plain tokio
+//! measured in the same phase:
+//!
+//! 1. detection **off** (nothing has enabled it yet): the wrapper costs one
+//!    relaxed load of the engine's mode plus tokio's own lock;
+//! 2. detection **on** (`Detector::new().enable()`, no subscriber needed),
+//!    after a warm-up that takes every chain once, so the measured runs see
+//!    only known chains; then the span enter + exit cost of a registry with
+//!    the layer against one without it (the layer keeps the per-thread span
+//!    stack on `on_enter` / `on_exit`).
 //!
 //! Two contexts: the body of `block_on` on a current-thread runtime (a thread
-//! context for the detector), and a task spawned on a 2-worker multi-thread
+//! context for the engine), and a task spawned on a 2-worker multi-thread
 //! runtime (a task context). Runtime entry and spawning are outside the
 //! timing (`iter_custom`).
 //!
-//! After criterion's run, all variants are timed again with one iteration
-//! count, interleaved round-robin, and the medians printed as
-//! `TIME ... ns/op` and `RATIO ... x plain tokio` lines (issue 5 targets:
-//! no detector <= 1.10x, detector with a seen chain <= 1.50x).
+//! In each phase, after criterion's run, the variants are timed again with
+//! one iteration count, interleaved round-robin, and the medians printed as
+//! `TIME ... ns/op` and `RATIO ... x plain tokio` lines (targets: detection
+//! off <= 1.10x, detection on with a seen chain <= 1.50x).
+//!
+//! Started with `ASYNC_LOCKDEP=1`, detection is on from the start and phase 1
+//! is skipped; with `ASYNC_LOCKDEP=0` it cannot be enabled and phase 2 is.
 //!
 //! ```sh
 //! cargo bench --bench hot_path                 # full
@@ -19,9 +32,11 @@
 //! cargo bench --bench '*' -- --quick           # all four benches, short
 //! ```
 
+use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_lockdep::Detector;
 use criterion::Criterion;
 use tokio::runtime::{Builder, Runtime};
 use tracing::Dispatch;
@@ -89,10 +104,40 @@ enum Shape {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Variant {
+enum Kind {
     Plain,
-    NoDetector,
-    DetectorSeen,
+    Lockdep,
+}
+
+/// What the wrapper is measured with, and its name and target.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Off,
+    On,
+}
+
+impl Phase {
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Off => "off",
+            Phase::On => "on",
+        }
+    }
+
+    /// The name of the wrapper's variant in this phase.
+    fn variant(self) -> &'static str {
+        match self {
+            Phase::Off => "detection_off",
+            Phase::On => "detection_on_seen",
+        }
+    }
+
+    fn target(self) -> Target {
+        match self {
+            Phase::Off => Target::AtMost(1.10),
+            Phase::On => Target::AtMost(1.50),
+        }
+    }
 }
 
 const CTXS: [(Ctx, &str); 2] = [
@@ -103,20 +148,20 @@ const SHAPES: [(Shape, &str); 2] = [
     (Shape::OneLock, "one_lock"),
     (Shape::TwoNested, "two_nested"),
 ];
-const VARIANTS: [(Variant, &str); 3] = [
-    (Variant::Plain, "plain_tokio"),
-    (Variant::NoDetector, "no_detector"),
-    (Variant::DetectorSeen, "detector_seen"),
-];
+const KINDS: [Kind; 2] = [Kind::Plain, Kind::Lockdep];
+
+fn kind_name(kind: Kind, phase: Phase) -> &'static str {
+    match kind {
+        Kind::Plain => "plain_tokio",
+        Kind::Lockdep => phase.variant(),
+    }
+}
 
 struct Env {
     current_thread: Runtime,
     multi_thread: Runtime,
-    detector: async_lockdep::Detector,
-    dispatch: Dispatch,
     plain: Locks,
-    no_detector: Locks,
-    with_detector: Locks,
+    lockdep: Locks,
 }
 
 impl Env {
@@ -126,132 +171,178 @@ impl Env {
             .worker_threads(2)
             .build()
             .unwrap();
-        let detector = async_lockdep::Detector::new();
-        let dispatch = detector.dispatch();
         let plain = Locks::Plain(Arc::new(PlainMutex::new(0)), Arc::new(PlainMutex::new(0)));
-        // No dispatcher is installed here, so these bind to no detector and
-        // look one up (finding none) at each lock.
-        let no_detector = Locks::Lockdep(
+        // The same instances serve both phases: a lock reports to the engine
+        // whenever detection is on, whenever it was created.
+        let lockdep = Locks::Lockdep(
             Arc::new(LockdepMutex::new(0)),
             Arc::new(LockdepMutex::new(0)),
         );
-        // Created while the detector is the default: bound to it for life.
-        let with_detector = tracing::dispatcher::with_default(&dispatch, || {
-            Locks::Lockdep(
-                Arc::new(LockdepMutex::new(0)),
-                Arc::new(LockdepMutex::new(0)),
-            )
-        });
         Env {
             current_thread,
             multi_thread,
-            detector,
-            dispatch,
             plain,
-            no_detector,
-            with_detector,
+            lockdep,
         }
     }
 
-    fn routine(&self, ctx: Ctx, shape: Shape, variant: Variant) -> Routine<'_> {
-        let (locks, dispatch) = match variant {
-            Variant::Plain => (&self.plain, None),
-            Variant::NoDetector => (&self.no_detector, None),
-            Variant::DetectorSeen => (&self.with_detector, Some(&self.dispatch)),
+    fn routine(&self, ctx: Ctx, shape: Shape, kind: Kind) -> Routine<'_> {
+        let locks = match kind {
+            Kind::Plain => &self.plain,
+            Kind::Lockdep => &self.lockdep,
         };
         Box::new(move |iters| {
             let locks = locks.clone();
-            let go = || match ctx {
+            match ctx {
                 Ctx::CurrentThread => self.current_thread.block_on(run(locks, shape, iters)),
                 Ctx::MultiThread => self
                     .multi_thread
                     .block_on(async move { tokio::spawn(run(locks, shape, iters)).await.unwrap() }),
-            };
-            // The detector variant runs with the detector as the default
-            // dispatcher, as in a test using `test_guard()`; the others with
-            // none at all.
-            match dispatch {
-                Some(dispatch) => tracing::dispatcher::with_default(dispatch, go),
-                None => go(),
             }
         })
     }
 
-    /// Takes every chain once so the measured runs see only known chains.
-    fn warm_up(&self) {
-        for (ctx, _) in CTXS {
-            for (shape, _) in SHAPES {
-                for (variant, _) in VARIANTS {
-                    self.routine(ctx, shape, variant)(16);
+    /// Criterion's run of every case of `phase`, then the interleaved
+    /// comparison behind the `TIME` / `RATIO` lines.
+    fn measure(&self, c: &mut Criterion, phase: Phase, rounds: usize, target: Duration) {
+        {
+            let mut group = c.benchmark_group(format!("hot_path/{}", phase.name()));
+            for (ctx, ctx_name) in CTXS {
+                for (shape, shape_name) in SHAPES {
+                    for kind in KINDS {
+                        let mut routine = self.routine(ctx, shape, kind);
+                        let id = format!("{ctx_name}/{shape_name}/{}", kind_name(kind, phase));
+                        group.bench_function(id, |b| b.iter_custom(&mut routine));
+                    }
                 }
             }
+            group.finish();
         }
-        let status = self.detector.status();
-        assert_eq!(status.edges, 1, "expected just a -> b: {status:?}");
-        assert!(
-            !self.detector.has_reports(),
-            "{:?}",
-            self.detector.reports()
-        );
+        println!();
+        for (ctx, ctx_name) in CTXS {
+            for (shape, shape_name) in SHAPES {
+                let case = format!("hot_path/{}/{ctx_name}/{shape_name}", phase.name());
+                if !common::compare_mode(&case) {
+                    continue;
+                }
+                let mut routines: Vec<Routine<'_>> = KINDS
+                    .iter()
+                    .map(|&kind| self.routine(ctx, shape, kind))
+                    .collect();
+                let iters = common::calibrate(&mut routines[0], target);
+                let ns = common::medians(rounds, iters, &mut routines);
+                for (kind, ns) in KINDS.iter().zip(&ns) {
+                    println!(
+                        "TIME {case}/{} = {ns:.1} ns/op ({iters} iters x {rounds} rounds, median)",
+                        kind_name(*kind, phase)
+                    );
+                }
+                common::print_ratio(
+                    &format!("{case}/{}", phase.variant()),
+                    ns[1] / ns[0],
+                    "plain tokio",
+                    phase.target(),
+                );
+            }
+        }
+        println!();
     }
+
+    /// Takes every chain once with detection on, so that the measured runs
+    /// see only known chains.
+    fn warm_up(&self, detector: &Detector) {
+        for (ctx, _) in CTXS {
+            for (shape, _) in SHAPES {
+                self.routine(ctx, shape, Kind::Lockdep)(16);
+            }
+        }
+        let status = detector.status();
+        assert_eq!(status.edges, 1, "expected just a -> b: {status:?}");
+        assert!(!detector.has_reports(), "{:?}", detector.reports());
+    }
+}
+
+/// Span enter + exit in a registry without the layer and in one with it.
+fn span_routine(dispatch: &Dispatch) -> Routine<'_> {
+    Box::new(move |iters| {
+        tracing::dispatcher::with_default(dispatch, || {
+            let span = tracing::info_span!("bench", n = 1u64);
+            let start = Instant::now();
+            for _ in 0..iters {
+                let entered = span.enter();
+                black_box(&entered);
+                drop(entered);
+            }
+            start.elapsed()
+        })
+    })
+}
+
+fn measure_spans(c: &mut Criterion, detector: &Detector, rounds: usize, target: Duration) {
+    use tracing_subscriber::layer::SubscriberExt;
+    let without = Dispatch::new(tracing_subscriber::registry());
+    let with = Dispatch::new(tracing_subscriber::registry().with(detector.layer()));
+    let variants = [("registry", &without), ("registry_with_layer", &with)];
+    {
+        let mut group = c.benchmark_group("span/enter_exit");
+        for (name, dispatch) in variants {
+            let mut routine = span_routine(dispatch);
+            group.bench_function(name, |b| b.iter_custom(&mut routine));
+        }
+        group.finish();
+    }
+    let case = "span/enter_exit";
+    if !common::compare_mode(case) {
+        return;
+    }
+    let mut routines: Vec<Routine<'_>> = variants.iter().map(|(_, d)| span_routine(d)).collect();
+    let iters = common::calibrate(&mut routines[0], target);
+    let ns = common::medians(rounds, iters, &mut routines);
+    println!();
+    for ((name, _), ns) in variants.iter().zip(&ns) {
+        println!("TIME {case}/{name} = {ns:.1} ns/op ({iters} iters x {rounds} rounds, median)");
+    }
+    common::print_ratio(
+        &format!("{case}/registry_with_layer"),
+        ns[1] / ns[0],
+        "registry without the layer",
+        Target::None,
+    );
+    println!();
 }
 
 fn main() {
     let env = Env::new();
-    env.warm_up();
-
     let mut c: Criterion = common::criterion();
-    {
-        let mut group = c.benchmark_group("hot_path");
-        for (ctx, ctx_name) in CTXS {
-            for (shape, shape_name) in SHAPES {
-                for (variant, variant_name) in VARIANTS {
-                    let mut routine = env.routine(ctx, shape, variant);
-                    group.bench_function(format!("{ctx_name}/{shape_name}/{variant_name}"), |b| {
-                        b.iter_custom(&mut routine)
-                    });
-                }
-            }
-        }
-        group.finish();
-    }
-    c.final_summary();
-
     // Same iteration count for all variants of a case, interleaved rounds.
     let (rounds, target) = if common::quick_mode() {
         (7, Duration::from_millis(20))
     } else {
         (15, Duration::from_millis(50))
     };
-    println!();
-    for (ctx, ctx_name) in CTXS {
-        for (shape, shape_name) in SHAPES {
-            let case = format!("hot_path/{ctx_name}/{shape_name}");
-            if !common::compare_mode(&case) {
-                continue;
-            }
-            let mut routines: Vec<Routine<'_>> = VARIANTS
-                .iter()
-                .map(|&(variant, _)| env.routine(ctx, shape, variant))
-                .collect();
-            let iters = common::calibrate(&mut routines[0], target);
-            let ns = common::medians(rounds, iters, &mut routines);
-            for ((_, variant_name), ns) in VARIANTS.iter().zip(&ns) {
-                println!("TIME {case}/{variant_name} = {ns:.1} ns/op ({iters} iters x {rounds} rounds, median)");
-            }
-            common::print_ratio(
-                &format!("{case}/no_detector"),
-                ns[1] / ns[0],
-                "plain tokio",
-                Target::AtMost(1.10),
-            );
-            common::print_ratio(
-                &format!("{case}/detector_seen"),
-                ns[2] / ns[0],
-                "plain tokio",
-                Target::AtMost(1.50),
-            );
-        }
+
+    // Phase 1: nothing has turned detection on in this process yet.
+    if Detector::new().status().enabled {
+        println!("hot_path: detection is already on (ASYNC_LOCKDEP=1?): phase 1 (off) skipped");
+    } else {
+        env.measure(&mut c, Phase::Off, rounds, target);
+        assert!(!Detector::new().status().enabled, "detection turned on");
     }
-    assert!(!env.detector.has_reports(), "{:?}", env.detector.reports());
+
+    // Phase 2: detection on for the rest of the process.
+    let detector = Detector::new();
+    if !detector.enable() {
+        println!(
+            "hot_path: detection cannot be turned on (ASYNC_LOCKDEP=0?): phase 2 (on) skipped"
+        );
+        c.final_summary();
+        return;
+    }
+    env.warm_up(&detector);
+    env.measure(&mut c, Phase::On, rounds, target);
+    measure_spans(&mut c, &detector, rounds, target);
+    c.final_summary();
+
+    assert_eq!(detector.status().edges, 1);
+    assert!(!detector.has_reports(), "{:?}", detector.reports());
 }

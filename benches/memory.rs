@@ -1,9 +1,11 @@
-//! Memory: with a detector installed, create and drop 1 000 000 mutexes
-//! (locking each, half of them nested under another) and 100 000 work queues
-//! (a few used, all destroyed), and compare resident memory (from
+//! Memory: with detection on, create and drop 1 000 000 mutexes (locking
+//! each, half of them nested under another) and 100 000 work queues (a few
+//! used, all destroyed), and compare resident memory (from
 //! `/proc/self/statm`) before and after. Instances must be freed and classes
-//! are interned per creation site, so nothing should grow; the same churn
-//! with plain tokio mutexes is run first, for reference.
+//! are interned per creation site, so nothing should grow. For reference,
+//! the same mutex churn runs first with plain tokio mutexes and with the
+//! wrapper before detection is turned on (once on, it stays on for the
+//! process).
 //!
 //! Not a criterion bench (`harness = false`, plain `main`): it prints
 //! `MEMORY ...` lines with the figures in MiB.
@@ -155,30 +157,41 @@ fn main() {
     let start = Instant::now();
     println!("MEMORY start: {:.1} MiB resident", mib(rss()));
 
-    // Reference: plain tokio, no detector.
+    // Reference: plain tokio.
     let plain = measure(&runtime, WARM_UP, mutexes / mutex_batch, || {
         plain_mutexes(mutex_batch)
     });
     plain.print(&format!("plain tokio, {mutexes} mutexes"));
 
     let detector = async_lockdep::Detector::new();
-    let _default = detector.set_default();
+    if detector.status().enabled {
+        println!("MEMORY detection is already on (ASYNC_LOCKDEP=1?): the off run is skipped");
+    } else {
+        let off = measure(&runtime, WARM_UP, mutexes / mutex_batch, || {
+            lockdep_mutexes(mutex_batch)
+        });
+        off.print(&format!("async_lockdep, detection off, {mutexes} mutexes"));
+    }
 
+    assert!(
+        detector.enable(),
+        "detection cannot be turned on (ASYNC_LOCKDEP=0?)"
+    );
     let mutex_figures = measure(&runtime, WARM_UP, mutexes / mutex_batch, || {
         lockdep_mutexes(mutex_batch)
     });
-    mutex_figures.print(&format!("async_lockdep with detector, {mutexes} mutexes"));
+    mutex_figures.print(&format!("async_lockdep, detection on, {mutexes} mutexes"));
 
     let queue_figures = measure(&runtime, WARM_UP, queues / queue_batch, || {
         work_queues(queue_batch)
     });
     queue_figures.print(&format!(
-        "async_lockdep with detector, {queues} work queues ({} used)",
+        "async_lockdep, detection on, {queues} work queues ({} used)",
         queues / USED_EVERY
     ));
 
     let status = detector.status();
-    println!("MEMORY detector status after: {status:?}");
+    println!("MEMORY engine status after: {status:?}");
     println!("MEMORY took {:.1} s", start.elapsed().as_secs_f64());
     assert!(!detector.has_reports(), "{:?}", detector.reports());
     assert_eq!(status.contexts_holding_locks, 0);
