@@ -7,6 +7,11 @@
 //! worker thread with no default dispatcher still sees its enters and exits);
 //! and the engine emits each report as an `ERROR` event through every
 //! dispatcher the layer is registered in.
+//!
+//! The span stack also makes spans sub-contexts: a lock taken inside span
+//! `S` is held by the code running inside `S` (its callees included), not by
+//! a sibling future in another span of the same task; when `S` closes while
+//! the guard lives, the hold passes to `S`'s parent.
 
 use std::fmt::{self, Write as _};
 use std::marker::PhantomData;
@@ -48,6 +53,8 @@ impl<S> fmt::Debug for DetectorLayer<S> {
 
 /// The formatted fields of a span and its label, kept in its extensions.
 struct SpanLabel {
+    /// Unique per span instance in the process (registry ids are reused).
+    serial: u64,
     name: &'static str,
     fields: String,
     label: Arc<str>,
@@ -90,6 +97,7 @@ where
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let mut label = SpanLabel {
+            serial: crate::lockdep::context::new_span_serial(),
             name: attrs.metadata().name(),
             fields: String::new(),
             label: Arc::from(""),
@@ -113,14 +121,29 @@ where
 
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
-        let label = match span.extensions().get::<SpanLabel>() {
-            Some(label) => Arc::clone(&label.label),
-            None => Arc::from(span.name()),
+        let (serial, label) = match span.extensions().get::<SpanLabel>() {
+            Some(label) => (label.serial, Arc::clone(&label.label)),
+            None => return,
         };
-        crate::lockdep::context::span_entered(id, label);
+        crate::lockdep::context::span_entered(id, serial, label);
     }
 
     fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
         crate::lockdep::context::span_exited(id);
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let Some(engine) = crate::lockdep::engine() else {
+            return;
+        };
+        let Some(span) = ctx.span(&id) else { return };
+        let Some(serial) = span.extensions().get::<SpanLabel>().map(|l| l.serial) else {
+            return;
+        };
+        let parent = span
+            .parent()
+            .and_then(|p| p.extensions().get::<SpanLabel>().map(|l| l.serial))
+            .unwrap_or(0);
+        engine.span_closed(serial, parent);
     }
 }

@@ -41,6 +41,12 @@ pub enum ReportKind {
     /// A context waits for a lock instance it already holds (or flushes the
     /// queue whose work item it is running): it can never proceed.
     SelfDeadlock,
+    /// A task waits for a lock instance the same task holds, outside any
+    /// span: a re-lock by the waiter itself (a self-deadlock), or a lock held
+    /// by another future joined in the task (`join!`, `select!`,
+    /// `join_all`), which is fine. Separate such futures with a span each or
+    /// [`crate::own_context`] to tell.
+    PossibleSelfDeadlock,
     /// Two instances of one lock class were nested without a declared
     /// nesting order.
     RecursiveLocking,
@@ -106,6 +112,9 @@ impl Report {
         match self.kind {
             ReportKind::CircularDependency => "possible circular locking dependency detected",
             ReportKind::SelfDeadlock => "self-deadlock: waiting for what this context holds",
+            ReportKind::PossibleSelfDeadlock => {
+                "possible self-deadlock: waiting for a lock this task holds"
+            }
             ReportKind::RecursiveLocking => "possible recursive locking detected",
             ReportKind::DeadlockNow => "deadlock: these tasks are stuck now",
             ReportKind::LongWait => "a lock wait exceeded the watchdog threshold",
@@ -262,6 +271,17 @@ fn print_notes(f: &mut fmt::Formatter<'_>, report: &Report) -> fmt::Result {
              write-preferring, so it deadlocks as soon as a writer queues on that lock in between."
         )?;
     }
+    let one_task = report.dependencies.len() > 1
+        && matches!(report.dependencies[0].context, ContextId::Task(_))
+        && report
+            .dependencies
+            .iter()
+            .all(|d| d.context == report.dependencies[0].context && d.spans.is_empty());
+    if report.kind == ReportKind::CircularDependency && one_task {
+        writeln!(f)?;
+        write!(f, "Note: ")?;
+        print_joined_note(f)?;
+    }
     if report
         .dependencies
         .iter()
@@ -275,6 +295,17 @@ fn print_notes(f: &mut fmt::Formatter<'_>, report: &Report) -> fmt::Result {
         )?;
     }
     Ok(())
+}
+
+/// The note for waits that may come from futures joined in one task.
+fn print_joined_note(f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    writeln!(
+        f,
+        "Both happened in one task outside any span. If they come from futures joined in\n\
+         that task (`join!`, `select!`, `join_all`, `FuturesUnordered`), nothing deadlocks:\n\
+         say so by instrumenting each future with a span of its own (`.instrument(span)`,\n\
+         `#[tracing::instrument]`) or by wrapping it in `async_lockdep::own_context`."
+    )
 }
 
 fn print_stuck(f: &mut fmt::Formatter<'_>, deps: &[Dependency]) -> fmt::Result {
@@ -339,7 +370,7 @@ impl fmt::Display for Report {
                 print_chain(f, &self.dependencies[1..])?;
                 print_scenario(f, &self.dependencies)?;
             }
-            ReportKind::SelfDeadlock => {
+            ReportKind::SelfDeadlock | ReportKind::PossibleSelfDeadlock => {
                 print_attempt(f, first)?;
                 writeln!(f)?;
                 if first.waited_as.is_executor_wait() {
@@ -356,7 +387,16 @@ impl fmt::Display for Report {
                     )?;
                 }
                 writeln!(f)?;
-                writeln!(f, " *** DEADLOCK ***")?;
+                if self.kind == ReportKind::PossibleSelfDeadlock {
+                    print_joined_note(f)?;
+                    writeln!(f)?;
+                    writeln!(
+                        f,
+                        " *** DEADLOCK *** (if the waiting future itself holds it)"
+                    )?;
+                } else {
+                    writeln!(f, " *** DEADLOCK ***")?;
+                }
             }
             ReportKind::RecursiveLocking => {
                 print_attempt(f, first)?;

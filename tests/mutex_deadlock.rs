@@ -44,7 +44,7 @@ async fn same_instance_locked_twice_in_one_task_is_one_self_deadlock() {
     let reports = lockdep.take_reports();
     assert_eq!(reports.len(), 1, "reported once: {reports:#?}");
     let report = &reports[0];
-    assert_eq!(report.kind, ReportKind::SelfDeadlock);
+    assert_eq!(report.kind, ReportKind::PossibleSelfDeadlock);
     assert!(!report.needs_writer);
     assert_eq!(report.dependencies.len(), 1);
     let dep = &report.dependencies[0];

@@ -760,7 +760,7 @@ fn forgotten_guards_stay_held_forever_and_other_locks_still_report_exactly() {
         }
         let reports = detector.take_reports();
         assert_eq!(reports.len(), 1, "{reports:#?}");
-        assert_eq!(reports[0].kind, ReportKind::SelfDeadlock);
+        assert_eq!(reports[0].kind, ReportKind::PossibleSelfDeadlock);
         assert!(reports[0].class_names()[0].starts_with("forget-mutex"));
 
         // Other locks report exactly, in another task and in this context

@@ -32,7 +32,7 @@ async fn read_twice_with_a_writer_queued_in_between_is_reported_before_the_hang(
     let reports = lockdep.take_reports();
     assert_eq!(reports.len(), 1, "{reports:#?}");
     let report = &reports[0];
-    assert_eq!(report.kind, ReportKind::SelfDeadlock);
+    assert_eq!(report.kind, ReportKind::PossibleSelfDeadlock);
     assert!(report.needs_writer);
     let dep = &report.dependencies[0];
     assert_eq!(
@@ -62,7 +62,7 @@ async fn read_twice_without_any_writer_is_still_reported_as_potential() {
     let _second = table.read().await; // succeeds in this run
     let reports = lockdep.take_reports();
     assert_eq!(reports.len(), 1);
-    assert_eq!(reports[0].kind, ReportKind::SelfDeadlock);
+    assert_eq!(reports[0].kind, ReportKind::PossibleSelfDeadlock);
     assert!(reports[0].needs_writer);
 }
 
@@ -177,7 +177,7 @@ async fn downgrade_keeps_the_lock_held_as_read_with_no_new_edge() {
     let again = a.read().await; // read after a (now) read hold: needs a writer
     let reports = lockdep.take_reports();
     assert_eq!(reports.len(), 1);
-    assert_eq!(reports[0].kind, ReportKind::SelfDeadlock);
+    assert_eq!(reports[0].kind, ReportKind::PossibleSelfDeadlock);
     assert!(reports[0].needs_writer);
     assert_eq!(reports[0].dependencies[0].held_as, Access::Read);
     drop((r, again));
@@ -196,7 +196,7 @@ async fn write_after_read_of_the_same_lock_is_a_plain_self_deadlock() {
     assert!(w.is_err());
     let reports = lockdep.take_reports();
     assert_eq!(reports.len(), 1);
-    assert_eq!(reports[0].kind, ReportKind::SelfDeadlock);
+    assert_eq!(reports[0].kind, ReportKind::PossibleSelfDeadlock);
     assert!(!reports[0].needs_writer);
 }
 

@@ -121,18 +121,27 @@ fn thread_seq() -> u64 {
 /// Most spans shown per dependency in a report (innermost first).
 const MAX_SPANS_SHOWN: usize = 8;
 
+/// One entered span: its id, its serial (unique per span instance in the
+/// process, unlike ids, which the registry reuses) and its label.
+type Entered = (tracing_core::span::Id, u64, Arc<str>);
+
 thread_local! {
-    /// The spans entered on this thread and not exited yet, outermost first,
-    /// with their `name{fields}` labels (kept by the layer).
-    static ENTERED: RefCell<Vec<(tracing_core::span::Id, Arc<str>)>> =
-        const { RefCell::new(Vec::new()) };
+    /// The spans entered on this thread and not exited yet, outermost first
+    /// (kept by the layer).
+    static ENTERED: RefCell<Vec<Entered>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A fresh span serial (never 0: 0 means "no span").
+pub(crate) fn new_span_serial() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 /// The layer entered span `id` on this thread.
-pub(crate) fn span_entered(id: &tracing_core::span::Id, label: Arc<str>) {
+pub(crate) fn span_entered(id: &tracing_core::span::Id, serial: u64, label: Arc<str>) {
     let _ = ENTERED.try_with(|entered| {
         if let Ok(mut entered) = entered.try_borrow_mut() {
-            entered.push((id.clone(), label));
+            entered.push((id.clone(), serial, label));
         }
     });
 }
@@ -142,11 +151,37 @@ pub(crate) fn span_exited(id: &tracing_core::span::Id) {
     let _ = ENTERED.try_with(|entered| {
         if let Ok(mut entered) = entered.try_borrow_mut() {
             // Spans exit in order almost always; search from the top.
-            if let Some(pos) = entered.iter().rposition(|(entered, _)| entered == id) {
+            if let Some(pos) = entered.iter().rposition(|(entered, ..)| entered == id) {
                 entered.remove(pos);
             }
         }
     });
+}
+
+/// The serial of the innermost span entered on this thread, or 0.
+#[inline]
+pub(crate) fn current_span() -> u64 {
+    ENTERED
+        .try_with(|entered| {
+            entered
+                .try_borrow()
+                .ok()
+                .and_then(|e| e.last().map(|(_, serial, _)| *serial))
+                .unwrap_or(0)
+        })
+        .unwrap_or(0)
+}
+
+/// Whether the span `serial` is entered on this thread: code running now is
+/// inside it (it, or a callee of it).
+pub(crate) fn span_is_entered(serial: u64) -> bool {
+    ENTERED
+        .try_with(|entered| {
+            entered
+                .try_borrow()
+                .is_ok_and(|e| e.iter().any(|(_, s, _)| *s == serial))
+        })
+        .unwrap_or(false)
 }
 
 /// The spans entered on the calling thread, innermost first, as
@@ -161,7 +196,7 @@ pub(crate) fn entered_spans() -> Vec<String> {
                         .iter()
                         .rev()
                         .take(MAX_SPANS_SHOWN)
-                        .map(|(_, label)| label.to_string())
+                        .map(|(.., label)| label.to_string())
                         .collect()
                 },
             )

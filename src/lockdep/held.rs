@@ -31,6 +31,9 @@ pub(crate) struct HeldLock {
     pub(crate) movable: bool,
     /// Identifies this acquisition within its shard, for the release.
     pub(crate) token: u64,
+    /// The span (serial) the lock was taken in, or 0: a hold of a span is
+    /// seen only by code running inside that span.
+    pub(crate) span: u64,
     /// Hash of the classes held up to and including this one.
     pub(crate) chain: u64,
 }
@@ -243,6 +246,16 @@ impl Shard {
         self.sweep_at = (self.map.len() * 2).max(MIN_SWEEP_AT);
     }
 
+    /// The span `serial` closed: holds of `context` taken in it pass to its
+    /// parent span (0: the context itself).
+    pub(crate) fn pass_span(&mut self, context: ContextId, serial: u64, parent: u64) {
+        if let Some(stack) = self.map.get_mut(&context) {
+            for held in stack.iter_mut().filter(|h| h.span == serial) {
+                held.span = parent;
+            }
+        }
+    }
+
     /// Changes how `key` is held (an `RwLock` write guard downgraded).
     pub(crate) fn change_access(&mut self, key: HeldKey, access: Access) {
         let Some(stack) = self.map.get_mut(&key.context) else {
@@ -299,6 +312,7 @@ impl StackRef<'_> {
             movable,
             token,
             chain,
+            span: super::context::current_span(),
         });
         HeldKey {
             context: self.context,

@@ -105,6 +105,7 @@ impl LockMeta {
             access,
             site,
             movable: false,
+            blocking: false,
         }
     }
 
@@ -126,6 +127,7 @@ impl LockMeta {
             access,
             site,
             movable: false,
+            blocking: false,
         }
     }
 }
@@ -142,7 +144,7 @@ pub(crate) fn acquire_blocking<G>(
     let Some(detector) = detector else {
         return (wait(), None);
     };
-    let waiting = Waiting::start(detector, want);
+    let waiting = Waiting::start(detector, want.blocking());
     let guard = wait();
     (guard, waiting.acquired())
 }

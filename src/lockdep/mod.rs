@@ -51,9 +51,19 @@ pub(crate) struct Acquire {
     pub(crate) site: &'static Location<'static>,
     /// Through an owned guard or permit, which may move to another task.
     pub(crate) movable: bool,
+    /// A `blocking_*` wait: the whole thread (and task) waits.
+    pub(crate) blocking: bool,
 }
 
 impl Acquire {
+    /// The same acquisition, blocking the thread.
+    pub(crate) fn blocking(self) -> Acquire {
+        Acquire {
+            blocking: true,
+            ..self
+        }
+    }
+
     /// The same acquisition, through an owned guard.
     pub(crate) fn movable(self) -> Acquire {
         Acquire {
@@ -427,6 +437,13 @@ impl State {
     #[inline]
     pub(crate) fn wait_end(&self, context: ContextId) {
         self.waits.end(context);
+    }
+
+    /// The span `serial` closed on this thread: holds the current context
+    /// took in it pass to `parent` (0: the context itself).
+    pub(crate) fn span_closed(&self, serial: u64, parent: u64) {
+        let context = ContextId::current();
+        self.held.shard(context).pass_span(context, serial, parent);
     }
 
     /// Changes how the acquisition `key` holds its lock (`RwLock` downgrade).

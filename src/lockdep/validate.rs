@@ -46,7 +46,7 @@ impl State {
             return;
         };
         let spans = self.current_spans();
-        if let Some(report) = self.self_deadlock(held, want, context, &spans, false) {
+        if let Some(report) = self.self_deadlock(held, want, context, &spans, false, true) {
             self.publish(report, Panic::OnReport, || {});
         }
     }
@@ -60,6 +60,7 @@ impl State {
         context: ContextId,
         spans: &[String],
         needs_writer: bool,
+        certain: bool,
     ) -> Option<Report> {
         let key = (
             want.lock.class,
@@ -72,7 +73,11 @@ impl State {
         let mut dependency = dependency_of(held, want, context, spans);
         dependency.test = self.current_test_name().map(|t| t.to_string());
         Some(Report {
-            kind: ReportKind::SelfDeadlock,
+            kind: if certain {
+                ReportKind::SelfDeadlock
+            } else {
+                ReportKind::PossibleSelfDeadlock
+            },
             dependencies: vec![dependency],
             needs_writer,
             long_wait: None,
@@ -83,15 +88,50 @@ impl State {
         let Some(top) = held.last() else {
             return Check::Fine;
         };
+        // Holds taken inside a span are seen only by code running inside
+        // that span: a sibling future's holds do not order this one's locks.
+        let visible: Option<Vec<HeldLock>> = if held.iter().any(|h| h.span != 0) {
+            Some(
+                held.iter()
+                    .filter(|h| h.span == 0 || super::context::span_is_entered(h.span))
+                    .copied()
+                    .collect(),
+            )
+        } else {
+            None
+        };
+        let held = visible.as_deref().unwrap_or(held);
         let mut same = None;
         for h in held {
             if h.lock.instance == want.lock.instance && !h.movable {
                 if let Some(needs_writer) = self_conflict(h.access, want.access) {
-                    same = Some((*h, needs_writer));
+                    // Certain when the waiter itself holds it: nested in the
+                    // holder's span, blocking the whole thread, or a work item
+                    // waiting for its own executor. A hold of the task outside
+                    // any span may be a joined sibling's.
+                    let certain = h.span != 0
+                        || want.blocking
+                        || matches!(h.access, Access::RunWork | Access::RunTask);
+                    same = Some(SameInstance {
+                        held: *h,
+                        needs_writer,
+                        certain,
+                    });
                 }
             }
         }
-        let chain = chain_after(top.chain, want.lock, want.access);
+        let chain = match &visible {
+            None => chain_after(top.chain, want.lock, want.access),
+            Some(visible) => {
+                let below = visible
+                    .iter()
+                    .fold(0, |chain, h| chain_after(chain, h.lock, h.access));
+                if visible.is_empty() {
+                    return Check::Fine;
+                }
+                chain_after(below, want.lock, want.access)
+            }
+        };
         if same.is_none() && self.chains.contains(chain) {
             return Check::Fine;
         }
@@ -108,8 +148,15 @@ impl State {
         let spans = self.current_spans();
         let test = self.current_test_name();
         let mut reports = Vec::new();
-        if let Some((held, needs_writer)) = slow.same {
-            reports.extend(self.self_deadlock(&held, want, context, &spans, needs_writer));
+        if let Some(same) = slow.same {
+            reports.extend(self.self_deadlock(
+                &same.held,
+                want,
+                context,
+                &spans,
+                same.needs_writer,
+                same.certain,
+            ));
         }
         let mut now = Vec::new();
         let mut provisional = Vec::new();
@@ -316,9 +363,19 @@ pub(super) enum Check {
 }
 
 pub(super) struct Slow {
+    /// The held locks the waiter sees (see `check`).
     held: Vec<HeldLock>,
     chain: u64,
-    same: Option<(HeldLock, bool)>,
+    same: Option<SameInstance>,
+}
+
+/// A wait for an instance the context holds.
+#[derive(Clone, Copy)]
+pub(super) struct SameInstance {
+    held: HeldLock,
+    needs_writer: bool,
+    /// The waiter itself holds it (not possibly a joined sibling future).
+    certain: bool,
 }
 
 fn cycle_report(recursive: bool, edges: Vec<(ClassId, ClassId, EdgeInfo)>) -> Report {
