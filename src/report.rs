@@ -126,7 +126,11 @@ fn class_with_site(class: &LockClass) -> String {
     let site = class.created_at;
     let created = format!("{}:{}:{}", site.file(), site.line(), site.column());
     if class.name == created {
-        format!("{class}")
+        match &class.type_name {
+            // An unnamed class: its type says which lock it is.
+            Some(type_name) => format!("{class} ({type_name})"),
+            None => format!("{class}"),
+        }
     } else {
         format!("{class} (created at {created})")
     }

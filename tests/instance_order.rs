@@ -52,6 +52,8 @@ async fn counters_from_one_helper_in_one_order_across_tasks_are_silent() {
     assert!(reports.is_empty(), "{reports:#?}");
 }
 
+const NODE_LINE: u32 = line!() + 3;
+
 fn node() -> Arc<Mutex<u64>> {
     Arc::new(Mutex::new(0))
 }
@@ -94,6 +96,10 @@ async fn two_instances_nested_in_both_orders_in_two_tasks_are_reported() {
         text.contains("`with_class`") && text.contains("`lock_nested`"),
         "{text}"
     );
+    // An unnamed class shows its creation site and its type.
+    let site = format!("`{}:{}:", file!(), NODE_LINE);
+    assert!(text.contains(&site), "{text}");
+    assert!(text.contains("(Mutex<u64>)"), "{text}");
 }
 
 #[tokio::test]

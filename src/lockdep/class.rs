@@ -47,6 +47,10 @@ pub struct LockClass {
     pub kind: ClassKind,
     /// The declared nesting level (0 unless declared).
     pub subclass: u8,
+    /// For a class with no explicit name, the type of its first lock without
+    /// module paths (`Mutex<u64>`), when known: many locks can share a
+    /// creation site (a `#[derive(Default)]` struct, a helper function).
+    pub type_name: Option<Cow<'static, str>>,
 }
 
 impl fmt::Display for LockClass {
@@ -82,12 +86,22 @@ fn table() -> MutexGuard<'static, Table> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn intern(key: Key, kind: ClassKind, subclass: u8, site: &'static Location<'static>) -> ClassId {
+fn intern(
+    key: Key,
+    kind: ClassKind,
+    subclass: u8,
+    site: &'static Location<'static>,
+    type_name: Option<&'static str>,
+) -> ClassId {
     let mut table = table();
     let lookup = (key, kind, subclass);
     if let Some(&id) = table.index.get(&lookup) {
         return id;
     }
+    let type_name = match (&lookup.0, type_name) {
+        (Key::Site(..), Some(type_name)) => Some(Cow::Owned(short_type_name(type_name))),
+        _ => None,
+    };
     let name = match &lookup.0 {
         Key::Site(..) => Cow::Owned(format!("{}:{}:{}", site.file(), site.line(), site.column())),
         Key::Named(name) => name.clone(),
@@ -98,6 +112,7 @@ fn intern(key: Key, kind: ClassKind, subclass: u8, site: &'static Location<'stat
         created_at: site,
         kind,
         subclass,
+        type_name,
     });
     table.keys.push(lookup.0.clone());
     table.index.insert(lookup, id);
@@ -106,12 +121,43 @@ fn intern(key: Key, kind: ClassKind, subclass: u8, site: &'static Location<'stat
 
 /// The class of a lock created at `site` with no explicit name.
 pub(crate) fn for_site(site: &'static Location<'static>, kind: ClassKind) -> ClassId {
+    for_site_typed(site, kind, None)
+}
+
+/// As [`for_site`], remembering the type of the lock (`type_name::<T>()`)
+/// if the class is new.
+pub(crate) fn for_site_typed(
+    site: &'static Location<'static>,
+    kind: ClassKind,
+    type_name: Option<&'static str>,
+) -> ClassId {
     intern(
         Key::Site(site.file(), site.line(), site.column()),
         kind,
         0,
         site,
+        type_name,
     )
+}
+
+/// `alloc::vec::Vec<u8>` as `Vec<u8>`: each path keeps its last segment.
+fn short_type_name(full: &str) -> String {
+    let mut short = String::with_capacity(full.len());
+    let mut segment_start = 0;
+    for (i, c) in full.char_indices() {
+        if c.is_alphanumeric() || c == '_' || c == ':' {
+            continue;
+        }
+        push_last_segment(&mut short, &full[segment_start..i]);
+        short.push(c);
+        segment_start = i + c.len_utf8();
+    }
+    push_last_segment(&mut short, &full[segment_start..]);
+    short
+}
+
+fn push_last_segment(out: &mut String, path: &str) {
+    out.push_str(path.rsplit("::").next().unwrap_or(path));
 }
 
 /// The class with an explicit name; `site` is remembered if the class is new.
@@ -120,7 +166,7 @@ pub(crate) fn named(
     kind: ClassKind,
     site: &'static Location<'static>,
 ) -> ClassId {
-    intern(Key::Named(clean_name(name.into())), kind, 0, site)
+    intern(Key::Named(clean_name(name.into())), kind, 0, site, None)
 }
 
 /// The class for nesting level `subclass` of `base` (the base itself for 0).
@@ -129,7 +175,7 @@ pub(crate) fn nested(base: ClassId, subclass: u8) -> ClassId {
         return base;
     }
     let subclass = subclass.min(MAX_NESTING_LEVEL);
-    let (key, kind, site) = {
+    let (key, kind, site, type_name) = {
         let table = table();
         let Some(class) = table.classes.get(base as usize) else {
             return base;
@@ -138,9 +184,16 @@ pub(crate) fn nested(base: ClassId, subclass: u8) -> ClassId {
             table.keys[base as usize].clone(),
             class.kind,
             class.created_at,
+            class.type_name.clone(),
         )
     };
-    intern(key, kind, subclass, site)
+    let id = intern(key, kind, subclass, site, None);
+    if let Some(class) = table().classes.get_mut(id as usize) {
+        if class.type_name.is_none() {
+            class.type_name = type_name;
+        }
+    }
+    id
 }
 
 /// Empty names become `<unnamed>`; very long names are cut.
@@ -194,6 +247,18 @@ mod tests {
         assert_eq!(
             describe(self::nested(a, 200)).unwrap().subclass,
             MAX_NESTING_LEVEL
+        );
+    }
+
+    #[test]
+    fn type_names_lose_their_module_paths() {
+        assert_eq!(
+            short_type_name("async_lockdep::sync::mutex::Mutex<alloc::vec::Vec<u8>>"),
+            "Mutex<Vec<u8>>"
+        );
+        assert_eq!(
+            short_type_name("Mutex<(u64, std::string::String)>"),
+            "Mutex<(u64, String)>"
         );
     }
 

@@ -662,6 +662,7 @@ pub(crate) fn describe(class: ClassId) -> class::LockClass {
         created_at: Location::caller(),
         kind: class::ClassKind::Mutex,
         subclass: 0,
+        type_name: None,
     })
 }
 

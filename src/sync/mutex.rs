@@ -65,9 +65,24 @@ pub struct MappedMutexGuard<'a, T: ?Sized> {
 
 impl<T> Mutex<T> {
     /// A new unlocked mutex whose class is the caller's source location.
+    ///
+    /// Every lock created at one source location shares one class: the
+    /// fields of a `#[derive(Default)]` struct (the derive is their creation
+    /// site), or the locks a helper `fn counter() -> Mutex<u64>` returns.
+    /// Nesting two locks of one class is judged by the order of the
+    /// instances: one fixed order (field `a` then field `b`, parent then
+    /// child) is fine; orders that form a cycle are reported as recursive
+    /// locking. Give locks with distinct roles their own class with
+    /// `with_class`, and declare ordered nesting with `lock_nested`. In
+    /// reports, an unnamed class shows its site and type
+    /// (`` `src/metrics.rs:4:10` (Mutex<u64>) ``).
     #[track_caller]
     pub fn new(value: T) -> Mutex<T> {
-        let class = class::for_site(Location::caller(), ClassKind::Mutex);
+        let class = class::for_site_typed(
+            Location::caller(),
+            ClassKind::Mutex,
+            Some(std::any::type_name::<Mutex<T>>()),
+        );
         Mutex {
             meta: LockMeta::new(class),
             inner: tokio::sync::Mutex::new(value),

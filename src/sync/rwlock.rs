@@ -85,9 +85,24 @@ pub struct OwnedRwLockWriteGuard<T: ?Sized + 'static> {
 
 impl<T> RwLock<T> {
     /// A new unlocked `RwLock` whose class is the caller's source location.
+    ///
+    /// Every lock created at one source location shares one class: the
+    /// fields of a `#[derive(Default)]` struct (the derive is their creation
+    /// site), or the locks a helper `fn counter() -> RwLock<u64>` returns.
+    /// Nesting two locks of one class is judged by the order of the
+    /// instances: one fixed order (field `a` then field `b`, parent then
+    /// child) is fine; orders that form a cycle are reported as recursive
+    /// locking. Give locks with distinct roles their own class with
+    /// `with_class`, and declare ordered nesting with `read_nested` / `write_nested`. In
+    /// reports, an unnamed class shows its site and type
+    /// (`` `src/metrics.rs:4:10` (RwLock<u64>) ``).
     #[track_caller]
     pub fn new(value: T) -> RwLock<T> {
-        let class = class::for_site(Location::caller(), ClassKind::RwLock);
+        let class = class::for_site_typed(
+            Location::caller(),
+            ClassKind::RwLock,
+            Some(std::any::type_name::<RwLock<T>>()),
+        );
         RwLock::from_parts(class, tokio::sync::RwLock::new(value))
     }
 
@@ -105,7 +120,11 @@ impl<T> RwLock<T> {
     /// As tokio's: if `max_reads` is more than `u32::MAX >> 3`.
     #[track_caller]
     pub fn with_max_readers(value: T, max_reads: u32) -> RwLock<T> {
-        let class = class::for_site(Location::caller(), ClassKind::RwLock);
+        let class = class::for_site_typed(
+            Location::caller(),
+            ClassKind::RwLock,
+            Some(std::any::type_name::<RwLock<T>>()),
+        );
         RwLock::from_parts(
             class,
             tokio::sync::RwLock::with_max_readers(value, max_reads),
