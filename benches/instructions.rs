@@ -49,6 +49,8 @@ use std::process::Command;
 
 use async_lockdep::Detector;
 
+mod common;
+
 /// Iterations of the shorter run; the longer one does twice as many.
 const N: u64 = 50_000;
 
@@ -167,8 +169,10 @@ fn main() {
         .filter(|a| !a.starts_with('-'))
         .collect();
     if let [variant, iters] = positional[..] {
-        run(variant, iters.parse().expect("iteration count"));
-        return;
+        if let (true, Ok(iters)) = (VARIANTS.contains(&variant), iters.parse()) {
+            run(variant, iters);
+            return;
+        }
     }
     let exe = std::env::current_exe().expect("own path");
     if !args.iter().any(|a| a == "--bench") {
@@ -188,11 +192,20 @@ fn main() {
         println!("instructions: valgrind not found, nothing measured (see the top of benches/instructions.rs)");
         return;
     }
+    // A criterion-style filter (`cargo bench -- FILTER`) selects variants.
+    let filter = common::filter().unwrap_or_default();
+    let selected: Vec<&str> = VARIANTS
+        .into_iter()
+        .filter(|v| format!("instructions/{v}").contains(&filter))
+        .collect();
+    if selected.is_empty() {
+        return;
+    }
     println!(
         "instructions: callgrind, {N} and {} iterations per variant",
         2 * N
     );
-    for variant in VARIANTS {
+    for variant in selected {
         match (callgrind(&exe, variant, N), callgrind(&exe, variant, 2 * N)) {
             (Ok(short), Ok(long)) => {
                 let per_op = (long as f64 - short as f64) / N as f64;
