@@ -193,6 +193,33 @@ impl Detector {
         }
     }
 
+    /// Whether this process shares its dependencies with the other test
+    /// processes of the run through the run's store (on by default when a
+    /// store is configured: under `cargo nextest run`, or with
+    /// `ASYNC_LOCKDEP_DIR`). Call it before the first lock is taken; tests
+    /// that must not see the rest of the run call it with `false`.
+    pub fn use_shared_store(&self, yes: bool) {
+        crate::lockdep::store::allow(yes);
+    }
+
+    /// The dependency graph learned in this process, in Graphviz DOT: one
+    /// edge `"held" -> "waited"` per class dependency, sorted by when each
+    /// class was first seen, and the edges of reported cycles in red.
+    ///
+    /// ```
+    /// let dot = async_lockdep::Detector::new().to_dot();
+    /// assert!(dot.starts_with("digraph async_lockdep {"));
+    /// ```
+    pub fn to_dot(&self) -> String {
+        lockdep::engine_state().to_dot()
+    }
+
+    /// Every report found so far, as JSON lines (one object per line; see
+    /// [`Report::to_json`]).
+    pub fn reports_json(&self) -> String {
+        self.reports().iter().map(|r| r.to_json() + "\n").collect()
+    }
+
     /// The locks the calling task (or thread) holds, as `(class name, site)`.
     pub fn held_locks(&self) -> Vec<(String, &'static Location<'static>)> {
         let context = crate::vocab::ContextId::current();
@@ -461,6 +488,7 @@ impl TestGuard {
     #[track_caller]
     pub fn check(&self) {
         let Some(key) = self.key else { return };
+        lockdep::engine_state().check_store(key);
         let (reports, dropped) = lockdep::engine_state().take_test_reports(key);
         if !reports.is_empty() || dropped > 0 {
             panic!("{}", self.failure(&reports, dropped));
@@ -496,6 +524,9 @@ impl fmt::Debug for TestGuard {
 impl Drop for TestGuard {
     fn drop(&mut self) {
         let Some(key) = self.key else { return };
+        // Cycles through this test's dependencies and what other test
+        // processes of the run wrote meanwhile (the run's store).
+        lockdep::engine_state().check_store(key);
         let (reports, dropped) = lockdep::engine_state().take_test_reports(key);
         if reports.is_empty() && dropped == 0 {
             return;

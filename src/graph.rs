@@ -114,6 +114,18 @@ impl<E> Graph<E> {
         self.edges.get_mut(&(from, to)).map(|e| &mut e.payload)
     }
 
+    /// Every known edge as `(from, to, payload, in_order)`, sorted by
+    /// `(from, to)`; `in_order` is false for an edge that closed a cycle.
+    pub fn edges(&self) -> Vec<(Node, Node, &E, bool)> {
+        let mut edges: Vec<_> = self
+            .edges
+            .iter()
+            .map(|(&(from, to), e)| (from, to, &e.payload, e.in_order))
+            .collect();
+        edges.sort_by_key(|&(from, to, ..)| (from, to));
+        edges
+    }
+
     /// Inserts `from -> to`, calling `payload` only if the edge is new.
     pub fn insert(&mut self, from: Node, to: Node, payload: impl FnOnce() -> E) -> Insert {
         if self.edges.contains_key(&(from, to)) {

@@ -91,13 +91,14 @@ pub use executor::{
 pub use layer::DetectorLayer;
 pub use lockdep::class::{ClassKind, LockClass, MAX_NESTING_LEVEL};
 pub use lockdep::context::{own_context, OwnContext};
+pub use lockdep::store::RunStore;
 pub use report::{Dependency, LongWait, Report, ReportKind};
 pub use sync::{
     AcquireError, MappedMutexGuard, Mutex, MutexGuard, OwnedMutexGuard, OwnedRwLockReadGuard,
     OwnedRwLockWriteGuard, OwnedSemaphorePermit, RwLock, RwLockMappedWriteGuard, RwLockReadGuard,
     RwLockWriteGuard, Semaphore, SemaphorePermit, TryAcquireError, TryLockError,
 };
-pub use vocab::{Access, ContextId};
+pub use vocab::{Access, ContextId, Site};
 
 /// Internals exposed for the crate's own benches and model tests only; not
 /// part of the API and not covered by semver.

@@ -1,10 +1,9 @@
 //! Reports: structured values first, lockdep-style text second.
 
 use std::fmt::{self, Write as _};
-use std::panic::Location;
 
 use crate::lockdep::class::{ClassKind, LockClass};
-use crate::vocab::{Access, ContextId};
+use crate::vocab::{Access, ContextId, Site};
 
 /// One dependency: `waited` was waited for while `held` was held.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,13 +14,13 @@ pub struct Dependency {
     /// How it was held.
     pub held_as: Access,
     /// Where it was taken.
-    pub held_at: &'static Location<'static>,
+    pub held_at: Site,
     /// The class that was waited for.
     pub waited: LockClass,
     /// How it was waited for.
     pub waited_as: Access,
     /// Where the wait started (the `lock()`, `flush()` or `.await` call).
-    pub waited_at: &'static Location<'static>,
+    pub waited_at: Site,
     /// The task or thread that did it.
     pub context: ContextId,
     /// The `tracing` spans around the wait, innermost first, as `name{fields}`.
@@ -69,7 +68,7 @@ pub struct LongWait {
     /// How it waits.
     pub access: Access,
     /// Where the wait started.
-    pub at: &'static Location<'static>,
+    pub at: Site,
     /// How long it had waited when reported.
     pub elapsed: std::time::Duration,
 }
@@ -107,6 +106,69 @@ impl Report {
             .collect()
     }
 
+    /// The report as one line of JSON: `kind`, `title`, `classes`,
+    /// `needs_writer`, and `dependencies` (each with `held`, `held_as`,
+    /// `held_at`, `waited`, `waited_as`, `waited_at`, `context`, `test`,
+    /// `spans`), then `text`, the rendered report.
+    ///
+    /// Classes are written as their display names (`name` or `name/level`),
+    /// sites as `file:line:column`, accesses in lower case (`lock`, `read`,
+    /// `join`, ...), a missing test as `null`.
+    pub fn to_json(&self) -> String {
+        let mut out = String::from("{");
+        json_field(&mut out, "kind", &format!("{:?}", self.kind));
+        out.push(',');
+        json_field(&mut out, "title", self.title());
+        out.push_str(",\"classes\":[");
+        for (i, class) in self.classes().iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            json_string(&mut out, &class.to_string().replace('`', ""));
+        }
+        let _ = write!(
+            out,
+            "],\"needs_writer\":{},\"dependencies\":[",
+            self.needs_writer
+        );
+        for (i, d) in self.dependencies.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push('{');
+            json_field(&mut out, "held", &d.held.to_string().replace('`', ""));
+            out.push(',');
+            json_field(&mut out, "held_as", d.held_as.verb());
+            out.push(',');
+            json_field(&mut out, "held_at", &d.held_at.to_string());
+            out.push(',');
+            json_field(&mut out, "waited", &d.waited.to_string().replace('`', ""));
+            out.push(',');
+            json_field(&mut out, "waited_as", d.waited_as.verb());
+            out.push(',');
+            json_field(&mut out, "waited_at", &d.waited_at.to_string());
+            out.push(',');
+            json_field(&mut out, "context", &d.context.to_string());
+            out.push_str(",\"test\":");
+            match &d.test {
+                Some(test) => json_string(&mut out, test),
+                None => out.push_str("null"),
+            }
+            out.push_str(",\"spans\":[");
+            for (j, span) in d.spans.iter().enumerate() {
+                if j > 0 {
+                    out.push(',');
+                }
+                json_string(&mut out, span);
+            }
+            out.push_str("]}");
+        }
+        out.push_str("],");
+        json_field(&mut out, "text", &self.to_string());
+        out.push('}');
+        out
+    }
+
     /// The title line, as in the kernel's lockdep.
     pub fn title(&self) -> &'static str {
         match self.kind {
@@ -123,7 +185,7 @@ impl Report {
 }
 
 fn class_with_site(class: &LockClass) -> String {
-    let site = class.created_at;
+    let site = &class.created_at;
     let created = format!("{}:{}:{}", site.file(), site.line(), site.column());
     if class.name == created {
         match &class.type_name {
@@ -436,6 +498,30 @@ fn swapped(dep: &Dependency) -> Dependency {
         waited_as: dep.waited_as,
         ..dep.clone()
     }
+}
+
+fn json_field(out: &mut String, name: &str, value: &str) {
+    json_string(out, name);
+    out.push(':');
+    json_string(out, value);
+}
+
+fn json_string(out: &mut String, value: &str) {
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 /// All reports as one text, separated by blank lines (what the panics show).

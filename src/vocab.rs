@@ -1,14 +1,69 @@
 //! The small shared types every layer of the crate uses: class ids, lock
 //! references, context ids, and how a lock is held or waited for.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::panic::Location;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Interned class id: an index into the class table.
 pub(crate) type ClassId = u32;
 
+/// A source location in a report: where a lock was created, taken or
+/// waited for. Made from a `#[track_caller]` location in this process, or
+/// read back from another test process's dependencies.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Site {
+    file: Cow<'static, str>,
+    line: u32,
+    column: u32,
+}
+
+impl Site {
+    /// A site from its parts.
+    pub fn new(file: impl Into<Cow<'static, str>>, line: u32, column: u32) -> Site {
+        Site {
+            file: file.into(),
+            line,
+            column,
+        }
+    }
+
+    /// The source file, as `Location::file` gives it.
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    /// The line, starting at 1.
+    pub fn line(&self) -> u32 {
+        self.line
+    }
+
+    /// The column, starting at 1.
+    pub fn column(&self) -> u32 {
+        self.column
+    }
+}
+
+impl From<&'static Location<'static>> for Site {
+    fn from(location: &'static Location<'static>) -> Site {
+        Site {
+            file: Cow::Borrowed(location.file()),
+            line: location.line(),
+            column: location.column(),
+        }
+    }
+}
+
+impl fmt::Display for Site {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
 /// Who holds locks: a tokio task or a thread outside any task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ContextId {
     /// A tokio task, by its runtime-wide unique id.
     Task(tokio::task::Id),
@@ -17,6 +72,9 @@ pub enum ContextId {
     /// A future given its own context with [`crate::own_context`] (for
     /// futures joined inside one task), by a sequence number.
     Scope(u64),
+    /// A task or thread of another test process of the same run (its
+    /// dependencies were read from the run's store), by process id.
+    Process(u32),
 }
 
 impl fmt::Display for ContextId {
@@ -25,6 +83,7 @@ impl fmt::Display for ContextId {
             ContextId::Task(id) => write!(f, "task {id}"),
             ContextId::Thread(n) => write!(f, "thread #{n}"),
             ContextId::Scope(n) => write!(f, "future #{n}"),
+            ContextId::Process(pid) => write!(f, "process {pid}"),
         }
     }
 }

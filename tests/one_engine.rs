@@ -56,7 +56,9 @@ fn run_fixtures(names: &[&str], mode: &str, threads: usize) -> Outcome {
         .arg(format!("--test-threads={threads}"))
         .env(FIXTURE_ENV, mode)
         .env_remove("ASYNC_LOCKDEP")
-        .env_remove("ASYNC_LOCKDEP_PRINT");
+        .env_remove("ASYNC_LOCKDEP_PRINT")
+        .env_remove("NEXTEST_RUN_ID")
+        .env_remove("ASYNC_LOCKDEP_DIR");
     let output = command.output().expect("run the test binary");
     Outcome {
         success: output.status.success(),
@@ -86,34 +88,34 @@ impl Cache {
     }
 }
 
-/// Lines of the inversion inside `plain_spawn_inversion`.
-const ENTRIES_THEN_STATS: (u32, u32) = (ENTRIES_LINE, ENTRIES_LINE + 1);
-const STATS_THEN_ENTRIES: (u32, u32) = (STATS_LINE, STATS_LINE + 1);
-const ENTRIES_LINE: u32 = 101;
-const STATS_LINE: u32 = 106;
-
-async fn plain_spawn_inversion() {
+/// Runs an inversion in plain tokio tasks; returns the lines of the first
+/// lock of each order (entries then stats, stats then entries).
+async fn plain_spawn_inversion() -> (u32, u32) {
     // Locks are created on a worker thread, inside a plain tokio task.
     tokio::spawn(async {
         let cache = Cache::new();
         let c = cache.clone();
-        tokio::spawn(async move {
+        let entries_first = tokio::spawn(async move {
+            let line = line!() + 1;
             let _e = c.entries.lock().await;
             let _s = c.stats.lock().await;
+            line
         })
         .await
         .unwrap();
+        let stats_first = line!() + 1;
         let _s = cache.stats.lock().await;
         let _e = cache.entries.lock().await;
+        (entries_first, stats_first)
     })
     .await
-    .unwrap();
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locks_made_inside_a_plain_tokio_spawn_are_checked() {
     let lockdep = test_guard();
-    plain_spawn_inversion().await;
+    let (entries_first, stats_first) = plain_spawn_inversion().await;
     let reports = lockdep.take_reports();
     assert_eq!(reports.len(), 1, "{reports:#?}");
     let report = &reports[0];
@@ -125,12 +127,12 @@ async fn locks_made_inside_a_plain_tokio_spawn_are_checked() {
     let closing = &report.dependencies[0];
     assert_eq!(
         (closing.held_at.line(), closing.waited_at.line()),
-        STATS_THEN_ENTRIES
+        (stats_first, stats_first + 1)
     );
     let before = &report.dependencies[1];
     assert_eq!(
         (before.held_at.line(), before.waited_at.line()),
-        ENTRIES_THEN_STATS
+        (entries_first, entries_first + 1)
     );
     assert_eq!(before.held_at.file(), file!());
 }
@@ -190,7 +192,7 @@ fn an_accept_loop_of_plain_tasks_with_an_inversion_fails_its_test() {
 // A cycle split across two tests of one binary.
 
 /// The line of the first lock in `nest`.
-const NEST_LINE: u32 = 199;
+const NEST_LINE: u32 = line!() + 6;
 
 /// Takes `first` then `second`, two classes shared by the two halves.
 async fn nest(first: &str, second: &str) {
@@ -514,7 +516,9 @@ fn run_with_env(name: &str, value: Option<&str>) -> Outcome {
     command
         .args([name, "--exact", "--nocapture"])
         .env(FIXTURE_ENV, "env")
-        .env("ASYNC_LOCKDEP_PRINT", "0");
+        .env("ASYNC_LOCKDEP_PRINT", "0")
+        .env_remove("NEXTEST_RUN_ID")
+        .env_remove("ASYNC_LOCKDEP_DIR");
     match value {
         Some(value) => command.env("ASYNC_LOCKDEP", value),
         None => command.env_remove("ASYNC_LOCKDEP"),

@@ -12,7 +12,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use rustc_hash::FxHashMap;
 
-use crate::vocab::ClassId;
+use crate::vocab::{ClassId, Site};
 
 /// Longest class name kept; longer names are cut (on a character boundary).
 pub(crate) const MAX_NAME_LEN: usize = 200;
@@ -42,7 +42,7 @@ pub struct LockClass {
     /// The class name: the explicit name, or the creation site as `file:line:column`.
     pub name: Cow<'static, str>,
     /// Where the first lock of this class was created.
-    pub created_at: &'static Location<'static>,
+    pub created_at: Site,
     /// What kind of primitive the class describes.
     pub kind: ClassKind,
     /// The declared nesting level (0 unless declared).
@@ -90,7 +90,7 @@ fn intern(
     key: Key,
     kind: ClassKind,
     subclass: u8,
-    site: &'static Location<'static>,
+    site: Site,
     type_name: Option<&'static str>,
 ) -> ClassId {
     let mut table = table();
@@ -103,7 +103,7 @@ fn intern(
         _ => None,
     };
     let name = match &lookup.0 {
-        Key::Site(..) => Cow::Owned(format!("{}:{}:{}", site.file(), site.line(), site.column())),
+        Key::Site(..) => Cow::Owned(site.to_string()),
         Key::Named(name) => name.clone(),
     };
     let id = table.classes.len() as ClassId;
@@ -135,7 +135,7 @@ pub(crate) fn for_site_typed(
         Key::Site(site.file(), site.line(), site.column()),
         kind,
         0,
-        site,
+        Site::from(site),
         type_name,
     )
 }
@@ -166,7 +166,13 @@ pub(crate) fn named(
     kind: ClassKind,
     site: &'static Location<'static>,
 ) -> ClassId {
-    intern(Key::Named(clean_name(name.into())), kind, 0, site, None)
+    intern(
+        Key::Named(clean_name(name.into())),
+        kind,
+        0,
+        Site::from(site),
+        None,
+    )
 }
 
 /// The class for nesting level `subclass` of `base` (the base itself for 0).
@@ -183,7 +189,7 @@ pub(crate) fn nested(base: ClassId, subclass: u8) -> ClassId {
         (
             table.keys[base as usize].clone(),
             class.kind,
-            class.created_at,
+            class.created_at.clone(),
             class.type_name.clone(),
         )
     };

@@ -88,6 +88,7 @@ impl HeldLocks {
         let index = match context {
             ContextId::Task(id) => rustc_hash::FxBuildHasher.hash_one(id),
             ContextId::Thread(n) | ContextId::Scope(n) => n.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            ContextId::Process(pid) => u64::from(pid).wrapping_mul(0x9E37_79B9_7F4A_7C15),
         };
         let shard = &self.shards[(index >> 58) as usize % SHARDS].0;
         // Shard operations never panic midway, so a poisoned shard is intact.

@@ -30,6 +30,7 @@ pub(crate) mod context;
 pub(crate) mod emit;
 pub(crate) mod held;
 pub(crate) mod hooks;
+pub(crate) mod store;
 mod validate;
 pub(crate) mod waits;
 
@@ -100,6 +101,8 @@ pub(crate) struct State {
     tests: Mutex<Tests>,
     report_count: AtomicUsize,
     new_edges: AtomicU64,
+    /// Cycles across processes already reported, by their classes.
+    store_cycles: Mutex<FxHashSet<Vec<String>>>,
 }
 
 #[derive(Default)]
@@ -189,7 +192,12 @@ pub(crate) struct TestRecord {
     panic_on_deadlock: bool,
     reports: Vec<Report>,
     dropped: usize,
+    /// The class dependencies first seen in this test (for the run's store).
+    own: Vec<(ClassId, ClassId)>,
 }
+
+/// Most dependencies remembered per test for the cross-process check.
+const MAX_OWN_DEPENDENCIES: usize = 4096;
 
 /// A registered test: its slot and serial.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -279,6 +287,7 @@ impl State {
             tests: Mutex::new(Tests::default()),
             report_count: AtomicUsize::new(0),
             new_edges: AtomicU64::new(0),
+            store_cycles: Mutex::new(FxHashSet::default()),
         }
     }
 
@@ -328,6 +337,7 @@ impl State {
             panic_on_deadlock: options.panic_on_deadlock,
             reports: Vec::new(),
             dropped: 0,
+            own: Vec::new(),
         });
         let key = TestKey { slot, serial };
         let _ = CURRENT_TEST.try_with(|c| c.set(Some(key)));
@@ -361,6 +371,77 @@ impl State {
         }
         let record = tests.records.remove(key.slot);
         (record.reports, record.dropped)
+    }
+
+    /// New class dependencies were added to the graph: they belong to the
+    /// current test (for its cross-process check), and go to the run's store.
+    fn learned(&self, new: Vec<(ClassId, ClassId, EdgeInfo)>) {
+        {
+            let mut tests = lock_ignoring_poison(&self.tests);
+            if let Some(key) = current_test(&mut tests) {
+                if let Some(record) = tests.get_mut(key) {
+                    for (from, to, _) in &new {
+                        if record.own.len() < MAX_OWN_DEPENDENCIES {
+                            record.own.push((*from, *to));
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(store) = store::store() {
+            let pid = std::process::id();
+            let records: Vec<store::Record> = new
+                .iter()
+                .map(|(from, to, info)| {
+                    let dependency = info.dependency(*from, *to);
+                    store::Record {
+                        from: dependency.held,
+                        to: dependency.waited,
+                        held_as: dependency.held_as,
+                        held_at: dependency.held_at,
+                        waited_as: dependency.waited_as,
+                        waited_at: dependency.waited_at,
+                        pid,
+                        test: dependency.test,
+                        spans: dependency.spans,
+                    }
+                })
+                .collect();
+            store.append(&records);
+        }
+    }
+
+    /// The class dependencies the test `key` added, for the run's store.
+    pub(crate) fn test_dependencies(&self, key: TestKey) -> Vec<(ClassId, ClassId)> {
+        lock_ignoring_poison(&self.tests)
+            .get(key)
+            .map(|r| r.own.clone())
+            .unwrap_or_default()
+    }
+
+    /// Every dependency in the graph, in the order or not, with its info.
+    fn all_dependencies(&self) -> Vec<(ClassId, ClassId, EdgeInfo, bool)> {
+        lock_ignoring_poison(&self.graph)
+            .edges()
+            .into_iter()
+            .map(|(from, to, info, in_order)| (from, to, info.clone(), in_order))
+            .collect()
+    }
+
+    /// The graph in DOT (see `Detector::to_dot`).
+    pub(crate) fn to_dot(&self) -> String {
+        let reports = lock_ignoring_poison(&self.reports).list.clone();
+        let cycle_edges = store::cycle_pairs(&reports);
+        let edges: Vec<(String, String, bool)> = self
+            .all_dependencies()
+            .into_iter()
+            .map(|(from, to, _, in_order)| {
+                let (a, b) = (describe(from).to_string(), describe(to).to_string());
+                let in_cycle = !in_order || cycle_edges.contains(&(a.clone(), b.clone()));
+                (a, b, in_cycle)
+            })
+            .collect();
+        store::render_dot(&edges)
     }
 
     /// The name of the test the calling context belongs to, if known.
@@ -659,7 +740,7 @@ fn report_sites(report: &Report) -> String {
 pub(crate) fn describe(class: ClassId) -> class::LockClass {
     class::describe(class).unwrap_or_else(|| class::LockClass {
         name: "<unknown>".into(),
-        created_at: Location::caller(),
+        created_at: Location::caller().into(),
         kind: class::ClassKind::Mutex,
         subclass: 0,
         type_name: None,
@@ -675,10 +756,10 @@ pub(crate) fn dependency_of(
     Dependency {
         held: describe(held.lock.class),
         held_as: held.access,
-        held_at: held.site,
+        held_at: held.site.into(),
         waited: describe(want.lock.class),
         waited_as: want.access,
-        waited_at: want.site,
+        waited_at: want.site.into(),
         context,
         spans: spans.to_vec(),
         test: None,

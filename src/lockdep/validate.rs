@@ -27,13 +27,30 @@ pub(crate) struct Pending {
 /// The first-seen data of a dependency edge.
 #[derive(Clone)]
 pub(crate) struct EdgeInfo {
-    held_as: Access,
-    held_at: &'static Location<'static>,
-    waited_as: Access,
-    waited_at: &'static Location<'static>,
-    context: ContextId,
-    spans: Vec<String>,
-    test: Option<std::sync::Arc<str>>,
+    pub(super) held_as: Access,
+    pub(super) held_at: &'static Location<'static>,
+    pub(super) waited_as: Access,
+    pub(super) waited_at: &'static Location<'static>,
+    pub(super) context: ContextId,
+    pub(super) spans: Vec<String>,
+    pub(super) test: Option<std::sync::Arc<str>>,
+}
+
+impl EdgeInfo {
+    /// The dependency `from -> to` this edge describes, for reports.
+    pub(super) fn dependency(&self, from: ClassId, to: ClassId) -> Dependency {
+        Dependency {
+            held: describe(from),
+            held_as: self.held_as,
+            held_at: self.held_at.into(),
+            waited: describe(to),
+            waited_as: self.waited_as,
+            waited_at: self.waited_at.into(),
+            context: self.context,
+            spans: self.spans.clone(),
+            test: self.test.as_ref().map(|t| t.to_string()),
+        }
+    }
 }
 
 impl State {
@@ -219,6 +236,7 @@ impl State {
         }
         let mut complete = true;
         let mut cycles = Vec::new();
+        let mut new = Vec::new();
         {
             let mut graph = lock_ignoring_poison(&self.graph);
             for Pending { from, to, info } in dependencies {
@@ -256,6 +274,9 @@ impl State {
                     }
                     Insert::New => {
                         self.new_edges.fetch_add(1, Ordering::Relaxed);
+                        if let Some(info) = graph.edge(from.class, to.class) {
+                            new.push((from.class, to.class, info.clone()));
+                        }
                     }
                     Insert::Cycle(path) => {
                         let closing = graph.edge(from.class, to.class).cloned();
@@ -278,6 +299,9 @@ impl State {
         }
         if !complete {
             self.announce_overflow();
+        }
+        if !new.is_empty() {
+            self.learned(new);
         }
         complete
     }
@@ -381,17 +405,7 @@ pub(super) struct SameInstance {
 fn cycle_report(recursive: bool, edges: Vec<(ClassId, ClassId, EdgeInfo)>) -> Report {
     let dependencies: Vec<Dependency> = edges
         .into_iter()
-        .map(|(from, to, e)| Dependency {
-            held: describe(from),
-            held_as: e.held_as,
-            held_at: e.held_at,
-            waited: describe(to),
-            waited_as: e.waited_as,
-            waited_at: e.waited_at,
-            context: e.context,
-            spans: e.spans,
-            test: e.test.map(|t| t.to_string()),
-        })
+        .map(|(from, to, e)| e.dependency(from, to))
         .collect();
     let n = dependencies.len();
     let needs_writer = (0..n).any(|i| {

@@ -243,7 +243,7 @@ fn long_wait_report(state: &State, waiter: ContextId, wait: Wait) -> Report {
         waiter,
         lock: describe(wait.want.lock.class),
         access: wait.want.access,
-        at: wait.want.site,
+        at: wait.want.site.into(),
         elapsed: wait.since.elapsed(),
     };
     Report {

@@ -44,6 +44,8 @@ const CHILD_ENV: &str = "ASYNC_LOCKDEP_OWN_PROCESS";
 /// process to themselves, as nextest gives every test. A failure in the child
 /// fails the test with the child's output.
 pub fn own_process() -> bool {
+    // Such a test must not see, nor feed, the rest of a nextest run.
+    async_lockdep::Detector::new().use_shared_store(false);
     if std::env::var_os(CHILD_ENV).is_some()
         || std::env::var("NEXTEST_EXECUTION_MODE").as_deref() == Ok("process-per-test")
     {
@@ -57,6 +59,8 @@ pub fn own_process() -> bool {
     let output = std::process::Command::new(exe)
         .args([name, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, "1")
+        .env_remove("NEXTEST_RUN_ID")
+        .env_remove("ASYNC_LOCKDEP_DIR")
         .output()
         .expect("run the test binary");
     let stdout = String::from_utf8_lossy(&output.stdout);
