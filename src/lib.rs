@@ -93,6 +93,7 @@ pub use lockdep::class::{ClassKind, LockClass, MAX_NESTING_LEVEL};
 pub use lockdep::context::{own_context, OwnContext};
 pub use lockdep::store::RunStore;
 pub use report::{Dependency, LongWait, Report, ReportKind};
+pub use sync::mpsc;
 pub use sync::{
     AcquireError, MappedMutexGuard, Mutex, MutexGuard, OwnedMutexGuard, OwnedRwLockReadGuard,
     OwnedRwLockWriteGuard, OwnedSemaphorePermit, RwLock, RwLockMappedWriteGuard, RwLockReadGuard,

@@ -221,6 +221,7 @@ fn print_attempt(f: &mut fmt::Formatter<'_>, dep: &Dependency) -> fmt::Result {
         Access::Flush => "is flushing",
         Access::Destroy => "is destroying",
         Access::Join => "is joining",
+        Access::Send => "is sending into (the channel can be full)",
         _ => "is trying to acquire",
     };
     writeln!(f, "{} {verb}:", who(dep))?;
@@ -231,9 +232,13 @@ fn print_attempt(f: &mut fmt::Formatter<'_>, dep: &Dependency) -> fmt::Result {
         dep.waited_at
     )?;
     writeln!(f, "while holding:")?;
+    let taken = match dep.held_as {
+        Access::Receive => "received from at",
+        _ => "taken at",
+    };
     writeln!(
         f,
-        "  {}   taken at {}",
+        "  {}   {taken} {}",
         class_with_site(&dep.held),
         dep.held_at
     )
@@ -247,6 +252,7 @@ fn print_chain(f: &mut fmt::Formatter<'_>, deps: &[Dependency]) -> fmt::Result {
         let at = match dep.held_as {
             Access::RunWork => "queued at",
             Access::RunTask => "spawned at",
+            Access::Receive => "(the receiver's code between two `recv` calls), received at",
             _ => "at",
         };
         let (verb, held) = (held_verb(dep.held_as), &dep.held);
@@ -268,6 +274,7 @@ fn held_verb(access: Access) -> &'static str {
         Access::RunTask => "ran as task",
         Access::Read => "read-locked",
         Access::Permits => "took permits of",
+        Access::Receive => "received from",
         _ => "took",
     }
 }
@@ -279,6 +286,7 @@ fn wait_phrase(access: Access) -> &'static str {
         Access::Join => "joined",
         Access::Read => "waited to read",
         Access::Permits => "waited for permits of",
+        Access::Send => "sent into",
         _ => "waited for",
     }
 }

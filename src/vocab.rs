@@ -129,6 +129,12 @@ pub enum Access {
     Destroy,
     /// Awaiting a spawned task's `JoinHandle`.
     Join,
+    /// Sending into (or reserving a slot of) a bounded channel, which waits
+    /// while the channel is full.
+    Send,
+    /// Running the code between two `recv` calls of a channel's receiver
+    /// (the channel's pseudo-lock).
+    Receive,
 }
 
 impl Access {
@@ -144,6 +150,8 @@ impl Access {
             Access::Flush => "flush",
             Access::Destroy => "destroy",
             Access::Join => "join",
+            Access::Send => "send",
+            Access::Receive => "receive",
         }
     }
 

@@ -34,6 +34,8 @@ pub enum ClassKind {
     WorkQueue,
     /// A task started with [`crate::spawn`].
     Task,
+    /// A bounded channel of [`crate::mpsc`].
+    Channel,
 }
 
 /// A description of a lock class, as shown in reports.

@@ -159,6 +159,7 @@ fn kind_code(kind: ClassKind) -> u8 {
         ClassKind::Semaphore => 3,
         ClassKind::WorkQueue => 4,
         ClassKind::Task => 5,
+        ClassKind::Channel => 6,
     }
 }
 
@@ -169,6 +170,7 @@ fn kind_of_code(code: &str) -> Option<ClassKind> {
         "3" => ClassKind::Semaphore,
         "4" => ClassKind::WorkQueue,
         "5" => ClassKind::Task,
+        "6" => ClassKind::Channel,
         _ => return None,
     })
 }
@@ -184,6 +186,8 @@ fn access_of_code(code: &str) -> Option<Access> {
         7 => Access::Flush,
         8 => Access::Destroy,
         9 => Access::Join,
+        10 => Access::Send,
+        11 => Access::Receive,
         _ => return None,
     })
 }

@@ -374,6 +374,8 @@ fn self_conflict(held: Access, wanted: Access) -> Option<bool> {
     match (held, wanted) {
         (Access::Permits, _) | (_, Access::Permits) => None,
         (Access::RunTask, _) => None,
+        // Sending into the channel one is receiving from: only when full.
+        (Access::Receive, _) | (_, Access::Send | Access::Receive) => None,
         (Access::RunWork, Access::Flush | Access::Destroy) => Some(false),
         (Access::RunWork, _) => None,
         (Access::Read, Access::Read) => Some(true),

@@ -95,6 +95,9 @@ fn blocks(held: Access, wanted: Access) -> bool {
         (Access::Permits, _) | (_, Access::Permits) => false,
         (Access::Read, Access::Read) => false,
         (Access::RunWork | Access::RunTask, wanted) => wanted.is_executor_wait(),
+        // A receiver busy between two `recv` calls keeps a full channel full.
+        (Access::Receive, wanted) => wanted == Access::Send,
+        (_, Access::Send) => false,
         (_, wanted) => !wanted.is_executor_wait(),
     }
 }

@@ -117,6 +117,7 @@ use std::mem::{ManuallyDrop, MaybeUninit};
 use std::ops::{Deref, DerefMut};
 
 mod acquiring;
+pub mod mpsc;
 mod mutex;
 mod rwlock;
 mod semaphore;

@@ -1,0 +1,503 @@
+//! `mpsc`: tokio's bounded channel, modelled as an executor.
+//!
+//! The code a receiving context runs between two `recv` calls holds the
+//! channel's pseudo-lock (its class: the channel's creation site, or a
+//! name), so the locks it takes, and the sends it makes into other bounded
+//! channels, record "channel → L". A `send` or `reserve` on a bounded channel
+//! made while holding `H` records "H → channel": the channel can be full,
+//! and then the sender waits for the receiver. This finds a lock held across
+//! a send whose consumer needs that lock, and two services each sending into
+//! the other's full inbox. An unbounded send never waits and records
+//! nothing: the unbounded channel is tokio's own.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::panic::Location;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use pin_project::pin_project;
+
+pub use tokio::sync::mpsc::error;
+pub use tokio::sync::mpsc::{
+    unbounded_channel, OwnedPermit, Permit, PermitIterator, UnboundedReceiver, UnboundedSender,
+    WeakUnboundedSender,
+};
+
+use self::error::{SendError, TryRecvError, TrySendError};
+use crate::lockdep::class::{self, ClassKind};
+use crate::lockdep::hooks::{Holding, LockMeta, Waiting};
+use crate::lockdep::Acquire;
+use crate::vocab::Access;
+
+/// A bounded channel of capacity `buffer`, as `tokio::sync::mpsc::channel`,
+/// whose class is the caller's source location.
+///
+/// # Panics
+///
+/// If `buffer` is 0, as tokio's.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let (tx, mut rx) = async_lockdep::mpsc::channel::<u32>(8);
+/// tx.send(1).await.unwrap();
+/// assert_eq!(rx.recv().await, Some(1));
+/// # }
+/// ```
+#[track_caller]
+pub fn channel<T>(buffer: usize) -> (Sender<T>, Receiver<T>) {
+    let class = class::for_site(Location::caller(), ClassKind::Channel);
+    with_class_id(class, buffer)
+}
+
+/// A bounded channel whose class is `name` (every channel named alike shares
+/// it). See [`channel`].
+///
+/// # Panics
+///
+/// If `buffer` is 0, as tokio's.
+#[track_caller]
+pub fn channel_with_class<T>(
+    name: impl Into<Cow<'static, str>>,
+    buffer: usize,
+) -> (Sender<T>, Receiver<T>) {
+    let class = class::named(name, ClassKind::Channel, Location::caller());
+    with_class_id(class, buffer)
+}
+
+#[track_caller]
+fn with_class_id<T>(class: crate::vocab::ClassId, buffer: usize) -> (Sender<T>, Receiver<T>) {
+    let (tx, rx) = tokio::sync::mpsc::channel(buffer);
+    let meta = Arc::new(LockMeta::new(class));
+    (
+        Sender {
+            inner: tx,
+            meta: Arc::clone(&meta),
+        },
+        Receiver {
+            inner: rx,
+            meta,
+            section: None,
+        },
+    )
+}
+
+/// The sending half of a bounded channel, as `tokio::sync::mpsc::Sender`.
+pub struct Sender<T> {
+    inner: tokio::sync::mpsc::Sender<T>,
+    meta: Arc<LockMeta>,
+}
+
+impl<T> Clone for Sender<T> {
+    fn clone(&self) -> Self {
+        Sender {
+            inner: self.inner.clone(),
+            meta: Arc::clone(&self.meta),
+        }
+    }
+}
+
+impl<T> fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sender")
+            .field("capacity", &self.inner.capacity())
+            .field("max_capacity", &self.inner.max_capacity())
+            .finish()
+    }
+}
+
+/// A wait for room in a channel: "held → channel" is recorded at the first
+/// poll whether or not it waits; the wait itself (for the "stuck now"
+/// check) only if it does.
+#[pin_project]
+struct SendWait<F> {
+    #[pin]
+    inner: F,
+    want: Option<Acquire>,
+    waiting: Option<Waiting>,
+}
+
+impl<F: Future> Future for SendWait<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let first = this.want.take().and_then(|want| {
+            crate::lockdep::engine().map(|engine| (engine, want, engine.record_wait_edges(want)))
+        });
+        let output = this.inner.poll(cx);
+        match (&output, first) {
+            (Poll::Ready(_), _) => *this.waiting = None,
+            (Poll::Pending, Some((engine, want, (context, mark)))) => {
+                *this.waiting = Some(Waiting::register(engine, context, mark, want));
+            }
+            (Poll::Pending, None) => {}
+        }
+        output
+    }
+}
+
+impl<T> Sender<T> {
+    fn wait<F: Future>(&self, site: &'static Location<'static>, inner: F) -> SendWait<F> {
+        let want = crate::lockdep::engine().map(|_| self.meta.want(Access::Send, site));
+        SendWait {
+            inner,
+            want,
+            waiting: None,
+        }
+    }
+
+    /// Sends `value`, waiting for room if the channel is full. Records
+    /// "channel waited for while holding `H`" for every held `H`, full or
+    /// not.
+    ///
+    /// # Errors
+    ///
+    /// If the receiver is gone, with the value back.
+    ///
+    /// # Cancel safety
+    ///
+    /// As tokio's: dropping the future loses the place in the queue, and the
+    /// value.
+    #[track_caller]
+    pub fn send(&self, value: T) -> impl Future<Output = Result<(), SendError<T>>> + '_ {
+        self.wait(Location::caller(), self.inner.send(value))
+    }
+
+    /// Sends `value` if there is room now; records nothing.
+    ///
+    /// # Errors
+    ///
+    /// `Full` or `Closed`, with the value back.
+    pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+        self.inner.try_send(value)
+    }
+
+    /// Sends `value`, waiting at most `timeout` for room. See
+    /// [`Sender::send`].
+    ///
+    /// # Errors
+    ///
+    /// `Timeout` or `Closed`, with the value back.
+    #[track_caller]
+    pub fn send_timeout(
+        &self,
+        value: T,
+        timeout: std::time::Duration,
+    ) -> impl Future<Output = Result<(), error::SendTimeoutError<T>>> + '_ {
+        self.wait(Location::caller(), self.inner.send_timeout(value, timeout))
+    }
+
+    /// Sends from synchronous code, blocking the thread while the channel is
+    /// full. Records as [`Sender::send`].
+    ///
+    /// # Errors
+    ///
+    /// If the receiver is gone, with the value back.
+    ///
+    /// # Panics
+    ///
+    /// As tokio's: if called within an asynchronous execution context.
+    #[track_caller]
+    pub fn blocking_send(&self, value: T) -> Result<(), SendError<T>> {
+        if let Some(engine) = crate::lockdep::engine() {
+            engine.record_wait_edges(self.meta.want(Access::Send, Location::caller()));
+        }
+        self.inner.blocking_send(value)
+    }
+
+    /// Waits for room for one value and reserves it. Records as
+    /// [`Sender::send`].
+    ///
+    /// # Errors
+    ///
+    /// If the receiver is gone.
+    ///
+    /// # Cancel safety
+    ///
+    /// As tokio's.
+    #[track_caller]
+    pub fn reserve(&self) -> impl Future<Output = Result<Permit<'_, T>, SendError<()>>> + '_ {
+        self.wait(Location::caller(), self.inner.reserve())
+    }
+
+    /// Waits for room for `n` values and reserves it. Records as
+    /// [`Sender::send`].
+    ///
+    /// # Errors
+    ///
+    /// If the receiver is gone, or `n` is more than the capacity.
+    #[track_caller]
+    pub fn reserve_many(
+        &self,
+        n: usize,
+    ) -> impl Future<Output = Result<PermitIterator<'_, T>, SendError<()>>> + '_ {
+        self.wait(Location::caller(), self.inner.reserve_many(n))
+    }
+
+    /// [`Sender::reserve`] with an owned permit (which gives back tokio's
+    /// sender on `release`).
+    ///
+    /// # Errors
+    ///
+    /// If the receiver is gone.
+    #[track_caller]
+    pub fn reserve_owned(self) -> impl Future<Output = Result<OwnedPermit<T>, SendError<()>>> {
+        let site = Location::caller();
+        let want = crate::lockdep::engine().map(|_| self.meta.want(Access::Send, site));
+        SendWait {
+            inner: self.inner.reserve_owned(),
+            want,
+            waiting: None,
+        }
+    }
+
+    /// Reserves room for one value if there is some now; records nothing.
+    ///
+    /// # Errors
+    ///
+    /// `Full` or `Closed`.
+    pub fn try_reserve(&self) -> Result<Permit<'_, T>, TrySendError<()>> {
+        self.inner.try_reserve()
+    }
+
+    /// Completes when the receiver is dropped or closed.
+    pub async fn closed(&self) {
+        self.inner.closed().await;
+    }
+
+    /// Whether the receiver is gone.
+    pub fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+
+    /// The room left now.
+    pub fn capacity(&self) -> usize {
+        self.inner.capacity()
+    }
+
+    /// The channel's capacity.
+    pub fn max_capacity(&self) -> usize {
+        self.inner.max_capacity()
+    }
+
+    /// Whether `other` sends into the same channel.
+    pub fn same_channel(&self, other: &Sender<T>) -> bool {
+        self.inner.same_channel(&other.inner)
+    }
+
+    /// A sender that does not keep the channel open.
+    pub fn downgrade(&self) -> WeakSender<T> {
+        WeakSender {
+            inner: self.inner.downgrade(),
+            meta: Arc::clone(&self.meta),
+        }
+    }
+
+    /// The number of senders.
+    pub fn strong_count(&self) -> usize {
+        self.inner.strong_count()
+    }
+
+    /// The number of weak senders.
+    pub fn weak_count(&self) -> usize {
+        self.inner.weak_count()
+    }
+}
+
+/// A sender that does not keep the channel open, as tokio's `WeakSender`.
+pub struct WeakSender<T> {
+    inner: tokio::sync::mpsc::WeakSender<T>,
+    meta: Arc<LockMeta>,
+}
+
+impl<T> Clone for WeakSender<T> {
+    fn clone(&self) -> Self {
+        WeakSender {
+            inner: self.inner.clone(),
+            meta: Arc::clone(&self.meta),
+        }
+    }
+}
+
+impl<T> fmt::Debug for WeakSender<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeakSender").finish_non_exhaustive()
+    }
+}
+
+impl<T> WeakSender<T> {
+    /// A sender, if the channel is still open.
+    pub fn upgrade(&self) -> Option<Sender<T>> {
+        self.inner.upgrade().map(|inner| Sender {
+            inner,
+            meta: Arc::clone(&self.meta),
+        })
+    }
+}
+
+/// The receiving half of a bounded channel, as `tokio::sync::mpsc::Receiver`.
+///
+/// Between two `recv` calls (and after the last one, until the receiver is
+/// closed or dropped), the context that received holds the channel's
+/// pseudo-lock: locks it takes and bounded sends it makes record
+/// "channel → L".
+pub struct Receiver<T> {
+    inner: tokio::sync::mpsc::Receiver<T>,
+    meta: Arc<LockMeta>,
+    /// The receiving section in progress: the pseudo-lock, held.
+    section: Option<Holding>,
+}
+
+impl<T> fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receiver")
+            .field("len", &self.inner.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> Receiver<T> {
+    /// Starts a receiving section after a value was received.
+    fn received(&mut self, site: &'static Location<'static>) {
+        self.section = None;
+        if let Some(engine) = crate::lockdep::engine() {
+            self.section = Some(Holding::try_acquired(
+                engine,
+                self.meta.want(Access::Receive, site),
+            ));
+        }
+    }
+
+    /// Receives the next value, waiting for one. Ends the receiving section
+    /// of the previous value first.
+    ///
+    /// # Cancel safety
+    ///
+    /// As tokio's: no value is lost if the future is dropped.
+    #[track_caller]
+    pub fn recv(&mut self) -> impl Future<Output = Option<T>> + '_ {
+        let site = Location::caller();
+        self.section = None;
+        async move {
+            let value = self.inner.recv().await;
+            if value.is_some() {
+                self.received(site);
+            }
+            value
+        }
+    }
+
+    /// Receives up to `limit` values into `buffer`, waiting for at least one;
+    /// counts as a `recv`. Returns how many were received (0 once closed).
+    ///
+    /// # Cancel safety
+    ///
+    /// As tokio's.
+    #[track_caller]
+    pub fn recv_many<'a>(
+        &'a mut self,
+        buffer: &'a mut Vec<T>,
+        limit: usize,
+    ) -> impl Future<Output = usize> + 'a {
+        let site = Location::caller();
+        self.section = None;
+        async move {
+            let n = self.inner.recv_many(buffer, limit).await;
+            if n > 0 {
+                self.received(site);
+            }
+            n
+        }
+    }
+
+    /// Receives a value if one is there now; counts as a `recv`.
+    ///
+    /// # Errors
+    ///
+    /// `Empty` or `Disconnected`.
+    #[track_caller]
+    pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
+        let site = Location::caller();
+        self.section = None;
+        let value = self.inner.try_recv()?;
+        self.received(site);
+        Ok(value)
+    }
+
+    /// Receives from synchronous code, blocking the thread; counts as a
+    /// `recv`.
+    ///
+    /// # Panics
+    ///
+    /// As tokio's: if called within an asynchronous execution context.
+    #[track_caller]
+    pub fn blocking_recv(&mut self) -> Option<T> {
+        let site = Location::caller();
+        self.section = None;
+        let value = self.inner.blocking_recv();
+        if value.is_some() {
+            self.received(site);
+        }
+        value
+    }
+
+    /// Polls for the next value, as tokio's `poll_recv`; counts as a `recv`.
+    #[track_caller]
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let site = Location::caller();
+        self.section = None;
+        let polled = self.inner.poll_recv(cx);
+        if let Poll::Ready(Some(_)) = &polled {
+            self.received(site);
+        }
+        polled
+    }
+
+    /// Closes the channel: senders fail from now on, buffered values can
+    /// still be received. Ends the receiving section.
+    pub fn close(&mut self) {
+        self.section = None;
+        self.inner.close();
+    }
+
+    /// Whether the channel is closed (by `close`, or all senders gone).
+    pub fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+
+    /// Whether no value is buffered.
+    pub fn is_empty(&self) -> bool {
+        self.inner.is_empty()
+    }
+
+    /// The number of buffered values.
+    pub fn len(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// The room left now.
+    pub fn capacity(&self) -> usize {
+        self.inner.capacity()
+    }
+
+    /// The channel's capacity.
+    pub fn max_capacity(&self) -> usize {
+        self.inner.max_capacity()
+    }
+
+    /// The number of senders.
+    pub fn sender_strong_count(&self) -> usize {
+        self.inner.sender_strong_count()
+    }
+
+    /// The number of weak senders.
+    pub fn sender_weak_count(&self) -> usize {
+        self.inner.sender_weak_count()
+    }
+}

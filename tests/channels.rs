@@ -1,0 +1,176 @@
+//! Bounded channels are executors: the receiver's code between two `recv`
+//! calls holds the channel's pseudo-lock, and a bounded send made while
+//! holding `H` records "H → channel" (the channel can be full).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_lockdep::{mpsc, test_guard, Mutex, ReportKind, RwLock};
+
+/// The child-process handle of a public bug report: `kill()` holds a read
+/// guard of the state while sending into the child's command channel
+/// (capacity 1); the child's task takes the state's write lock before it
+/// receives the next command. Once the channel is full, all three wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_guard_held_across_a_send_whose_consumer_writes_really_hangs_and_is_reported() {
+    let lockdep = test_guard();
+    let state = Arc::new(RwLock::with_class("child-state", 0u32));
+    let (commands, mut inbox) = mpsc::channel_with_class::<u32>("child-commands", 1);
+    let s = state.clone();
+    let child = tokio::spawn(async move {
+        while let Some(command) = inbox.recv().await {
+            let mut state = s.write().await; // before the next recv
+            *state += command;
+        }
+    });
+    let kill = async {
+        let _state = state.read().await;
+        commands.send(1).await.unwrap();
+        commands.send(2).await.unwrap();
+        commands.send(3).await.unwrap(); // full: waits for the child, which waits for us
+    };
+    let outcome = tokio::time::timeout(Duration::from_millis(300), kill).await;
+    assert!(outcome.is_err(), "it really hangs");
+    child.abort();
+    let reports = lockdep.take_reports();
+    let kinds: Vec<_> = reports.iter().map(|r| r.kind).collect();
+    assert!(
+        kinds.contains(&ReportKind::CircularDependency),
+        "{reports:#?}"
+    );
+    let cycle = reports
+        .iter()
+        .find(|r| r.kind == ReportKind::CircularDependency)
+        .unwrap();
+    let mut classes = cycle.class_names();
+    classes.sort();
+    assert_eq!(classes, ["child-commands", "child-state"]);
+    let text = cycle.to_string();
+    assert!(
+        text.contains("sent into `child-commands`") || text.contains("is sending into"),
+        "{text}"
+    );
+    assert!(text.contains("received from"), "{text}");
+    assert!(
+        kinds.contains(&ReportKind::DeadlockNow),
+        "the live check sees the sender stuck: {reports:#?}"
+    );
+}
+
+#[tokio::test]
+async fn the_guard_dropped_before_the_send_is_silent() {
+    let lockdep = test_guard();
+    let state = Arc::new(RwLock::with_class("child-ok-state", 0u32));
+    let (commands, mut inbox) = mpsc::channel_with_class::<u32>("child-ok-commands", 1);
+    let s = state.clone();
+    let child = tokio::spawn(async move {
+        while let Some(command) = inbox.recv().await {
+            *s.write().await += command;
+        }
+    });
+    for n in 0..3 {
+        let value = *state.read().await; // dropped before sending
+        commands.send(value + n).await.unwrap();
+    }
+    drop(commands);
+    child.await.unwrap();
+    let reports = lockdep.take_reports();
+    assert!(reports.is_empty(), "{reports:#?}");
+}
+
+#[tokio::test]
+async fn an_unbounded_send_under_a_lock_is_silent() {
+    let lockdep = test_guard();
+    let state = Arc::new(Mutex::with_class("unbounded-state", 0u32));
+    let (tx, mut rx) = mpsc::unbounded_channel::<u32>();
+    let s = state.clone();
+    let child = tokio::spawn(async move {
+        while let Some(v) = rx.recv().await {
+            *s.lock().await += v;
+        }
+    });
+    for n in 0..3 {
+        let _held = state.lock().await;
+        tx.send(n).unwrap(); // never waits
+    }
+    drop(tx);
+    child.await.unwrap();
+    let reports = lockdep.take_reports();
+    assert!(reports.is_empty(), "{reports:#?}");
+}
+
+#[tokio::test]
+async fn a_consumer_that_takes_no_lock_is_silent() {
+    let lockdep = test_guard();
+    let state = Arc::new(Mutex::with_class("nolock-state", 0u32));
+    let (tx, mut rx) = mpsc::channel_with_class::<u32>("nolock-commands", 1);
+    let child = tokio::spawn(async move {
+        let mut sum = 0;
+        while let Some(v) = rx.recv().await {
+            sum += v;
+        }
+        sum
+    });
+    for n in 0..3 {
+        let _held = state.lock().await;
+        tx.send(n).await.unwrap();
+    }
+    drop(tx);
+    assert_eq!(child.await.unwrap(), 3);
+    let reports = lockdep.take_reports();
+    assert!(reports.is_empty(), "{reports:#?}");
+}
+
+#[tokio::test]
+async fn a_consumer_locking_what_the_producer_holds_across_send_is_reported() {
+    let lockdep = test_guard();
+    let cache = Arc::new(Mutex::with_class("producer-cache", 0u32));
+    let (tx, mut rx) = mpsc::channel_with_class::<u32>("producer-queue", 4);
+    {
+        let _cache = cache.lock().await;
+        tx.send(1).await.unwrap(); // cache -> queue (room now, but it can be full)
+    }
+    let c = cache.clone();
+    let consumer = tokio::spawn(async move {
+        let v = rx.recv().await.unwrap();
+        *c.lock().await += v; // queue -> cache
+    });
+    consumer.await.unwrap();
+    let reports = lockdep.take_reports();
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    assert_eq!(reports[0].kind, ReportKind::CircularDependency);
+    assert_eq!(
+        reports[0].class_names(),
+        ["producer-queue", "producer-cache"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_services_sending_into_each_others_inbox_are_reported() {
+    let lockdep = test_guard();
+    let (to_a, mut inbox_a) = mpsc::channel_with_class::<u32>("service-a-inbox", 1);
+    let (to_b, mut inbox_b) = mpsc::channel_with_class::<u32>("service-b-inbox", 1);
+    let (a_out, b_out) = (to_b.clone(), to_a.clone());
+    let a = tokio::spawn(async move {
+        if let Some(v) = inbox_a.recv().await {
+            let _ = a_out.send(v + 1).await; // inbox_a -> inbox_b
+        }
+    });
+    let b = tokio::spawn(async move {
+        if let Some(v) = inbox_b.recv().await {
+            let _ = b_out.send(v + 1).await; // inbox_b -> inbox_a
+        }
+    });
+    to_a.send(1).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        a.await.unwrap();
+        b.await.unwrap();
+    })
+    .await
+    .expect("one message each: no hang");
+    let reports = lockdep.take_reports();
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    let mut classes = reports[0].class_names();
+    classes.sort();
+    assert_eq!(classes, ["service-a-inbox", "service-b-inbox"]);
+}
