@@ -46,6 +46,10 @@ pub enum ReportKind {
     /// `join_all`), which is fine. Separate such futures with a span each or
     /// [`crate::own_context`] to tell.
     PossibleSelfDeadlock,
+    /// A context holding a permit of a semaphore waits for another permit of
+    /// the same semaphore (a second connection from the pool it has one of):
+    /// it deadlocks when every permit is held by a task waiting for another.
+    PoolExhaustion,
     /// Two instances of one lock class were nested without a declared
     /// nesting order.
     RecursiveLocking,
@@ -176,6 +180,9 @@ impl Report {
             ReportKind::SelfDeadlock => "self-deadlock: waiting for what this context holds",
             ReportKind::PossibleSelfDeadlock => {
                 "possible self-deadlock: waiting for a lock this task holds"
+            }
+            ReportKind::PoolExhaustion => {
+                "possible pool exhaustion: waiting for a permit of a pool while holding one"
             }
             ReportKind::RecursiveLocking => "possible recursive locking detected",
             ReportKind::DeadlockNow => "deadlock: these tasks are stuck now",
@@ -471,6 +478,23 @@ impl fmt::Display for Report {
                 } else {
                     writeln!(f, " *** DEADLOCK ***")?;
                 }
+            }
+            ReportKind::PoolExhaustion => {
+                print_attempt(f, first)?;
+                writeln!(f)?;
+                writeln!(
+                    f,
+                    "It already holds a permit of {} (a connection pool?) and waits for another.\n\
+                     This deadlocks when every permit is held by a task waiting for another one:\n\
+                     none is ever given back. Take one permit per task (pass it down to the code\n\
+                     that needs it), or take all at once with `acquire_many`.",
+                    first.held
+                )?;
+                writeln!(f)?;
+                writeln!(
+                    f,
+                    " *** DEADLOCK *** (when every permit is held by such a waiter)"
+                )?;
             }
             ReportKind::RecursiveLocking => {
                 print_attempt(f, first)?;

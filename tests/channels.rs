@@ -174,3 +174,65 @@ async fn two_services_sending_into_each_others_inbox_are_reported() {
     classes.sort();
     assert_eq!(classes, ["service-a-inbox", "service-b-inbox"]);
 }
+
+// ---------------------------------------------------------------------------
+// Pools: a second permit of the pool one holds a permit of.
+
+use async_lockdep::Semaphore;
+
+async fn query(pool: &Semaphore) -> u32 {
+    let _connection = pool.acquire().await.unwrap(); // a connection of its own
+    1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_connection_inside_a_transaction_really_hangs_and_is_reported() {
+    let lockdep = test_guard();
+    let pool = Arc::new(Semaphore::with_class("db-pool", 2));
+    let mut transactions = Vec::new();
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+    for _ in 0..2 {
+        let (pool, barrier) = (pool.clone(), barrier.clone());
+        transactions.push(tokio::spawn(async move {
+            let held = line!() + 1;
+            let _transaction = pool.acquire().await.unwrap();
+            barrier.wait().await; // every permit is taken now
+            query(&pool).await + held // waits for a permit nobody gives back
+        }));
+    }
+    let all = async {
+        for t in transactions {
+            t.await.unwrap();
+        }
+    };
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), all)
+            .await
+            .is_err(),
+        "it really hangs"
+    );
+    let reports = lockdep.take_reports();
+    assert_eq!(reports.len(), 1, "once per pair of sites: {reports:#?}");
+    let report = &reports[0];
+    assert_eq!(report.kind, ReportKind::PoolExhaustion);
+    assert_eq!(report.class_names(), ["db-pool"]);
+    let text = report.to_string();
+    assert!(text.contains("possible pool exhaustion"), "{text}");
+    assert!(
+        text.contains("every permit is held by a task waiting"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn one_connection_per_transaction_is_silent() {
+    let lockdep = test_guard();
+    let pool = Semaphore::with_class("db-pool-ok", 2);
+    for _ in 0..3 {
+        let _transaction = pool.acquire().await.unwrap();
+        // the query uses the transaction's connection, not a second one
+    }
+    let _a = query(&pool).await;
+    let reports = lockdep.take_reports();
+    assert!(reports.is_empty(), "{reports:#?}");
+}

@@ -101,6 +101,33 @@ impl State {
         })
     }
 
+    /// The report for `context` waiting for a permit of a semaphore it holds
+    /// a permit of (`held`), unless the same pair of sites was reported.
+    fn pool_exhaustion(
+        &self,
+        held: &HeldLock,
+        want: Acquire,
+        context: ContextId,
+        spans: &[String],
+    ) -> Option<Report> {
+        let key = (
+            want.lock.class,
+            held.site as *const _ as usize,
+            want.site as *const _ as usize,
+        );
+        if !lock_ignoring_poison(&self.reports).seen.insert(key) {
+            return None;
+        }
+        let mut dependency = dependency_of(held, want, context, spans);
+        dependency.test = self.current_test_name().map(|t| t.to_string());
+        Some(Report {
+            kind: ReportKind::PoolExhaustion,
+            dependencies: vec![dependency],
+            needs_writer: false,
+            long_wait: None,
+        })
+    }
+
     pub(super) fn check(&self, held: &[HeldLock], want: Acquire) -> Check {
         let Some(top) = held.last() else {
             return Check::Fine;
@@ -119,7 +146,15 @@ impl State {
         };
         let held = visible.as_deref().unwrap_or(held);
         let mut same = None;
+        let mut pool = None;
         for h in held {
+            if h.lock.instance == want.lock.instance
+                && h.access == Access::Permits
+                && want.access == Access::Permits
+                && !h.movable
+            {
+                pool = Some(*h);
+            }
             if h.lock.instance == want.lock.instance && !h.movable {
                 if let Some(needs_writer) = self_conflict(h.access, want.access) {
                     // Certain when the waiter itself holds it: nested in the
@@ -149,13 +184,14 @@ impl State {
                 chain_after(below, want.lock, want.access)
             }
         };
-        if same.is_none() && self.chains.contains(chain) {
+        if same.is_none() && pool.is_none() && self.chains.contains(chain) {
             return Check::Fine;
         }
         Check::Slow(Slow {
             held: held.to_vec(),
             chain,
             same,
+            pool,
         })
     }
 
@@ -175,9 +211,12 @@ impl State {
                 same.certain,
             ));
         }
+        if let Some(held) = slow.pool {
+            reports.extend(self.pool_exhaustion(&held, want, context, &spans));
+        }
         let mut now = Vec::new();
         let mut provisional = Vec::new();
-        let mut cacheable = slow.same.is_none();
+        let mut cacheable = slow.same.is_none() && slow.pool.is_none();
         for held in &slow.held {
             if held.lock.instance == want.lock.instance {
                 cacheable = false;
@@ -393,6 +432,8 @@ pub(super) struct Slow {
     held: Vec<HeldLock>,
     chain: u64,
     same: Option<SameInstance>,
+    /// A permit of the semaphore waited for, held by the waiter.
+    pool: Option<HeldLock>,
 }
 
 /// A wait for an instance the context holds.
