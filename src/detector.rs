@@ -332,6 +332,7 @@ impl DetectorBuilder {
         let test = TestOptions {
             panic_on_report: self.options.panic_on_report.unwrap_or(false),
             panic_on_deadlock: self.options.panic_on_deadlock.unwrap_or(false),
+            watchdog: self.options.watchdog.is_some(),
         };
         let global = Options {
             panic_on_report: None,

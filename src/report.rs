@@ -353,7 +353,10 @@ fn print_notes(f: &mut fmt::Formatter<'_>, report: &Report) -> fmt::Result {
         )?;
     }
     let one_task = report.dependencies.len() > 1
-        && matches!(report.dependencies[0].context, ContextId::Task(_))
+        && matches!(
+            report.dependencies[0].context,
+            ContextId::Task(_) | ContextId::Thread(_)
+        )
         && report
             .dependencies
             .iter()
@@ -382,10 +385,13 @@ fn print_notes(f: &mut fmt::Formatter<'_>, report: &Report) -> fmt::Result {
 fn print_joined_note(f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(
         f,
-        "Both happened in one task outside any span. If they come from futures joined in\n\
-         that task (`join!`, `select!`, `join_all`, `FuturesUnordered`), nothing deadlocks:\n\
-         say so by instrumenting each future with a span of its own (`.instrument(span)`,\n\
-         `#[tracing::instrument]`) or by wrapping it in `async_lockdep::own_context`."
+        "All of it happened in one task (or thread) outside any span. If it comes from\n\
+         futures joined in that task (`join!`, `select!`, `join_all`, `FuturesUnordered`),\n\
+         a lock held by one future looks held by the others, and this may be about\n\
+         sibling futures rather than one order of locks. Let the detector tell them\n\
+         apart: give each future a span of its own (`.instrument(span)`,\n\
+         `#[tracing::instrument]`, with async-lockdep's layer installed in the\n\
+         subscriber the spans are made with), or wrap it in `async_lockdep::own_context`."
     )
 }
 

@@ -190,6 +190,7 @@ pub(crate) struct TestRecord {
     runtime: Option<tokio::runtime::Id>,
     panic_on_report: bool,
     panic_on_deadlock: bool,
+    watchdog: bool,
     reports: Vec<Report>,
     dropped: usize,
     /// The class dependencies first seen in this test (for the run's store).
@@ -260,6 +261,9 @@ fn current_test(tests: &mut Tests) -> Option<TestKey> {
 pub(crate) struct TestOptions {
     pub(crate) panic_on_report: bool,
     pub(crate) panic_on_deadlock: bool,
+    /// The test asked for the watchdog: long waits it cannot be told apart
+    /// from are attributed to it.
+    pub(crate) watchdog: bool,
 }
 
 impl State {
@@ -335,6 +339,7 @@ impl State {
             runtime,
             panic_on_report: options.panic_on_report,
             panic_on_deadlock: options.panic_on_deadlock,
+            watchdog: options.watchdog,
             reports: Vec::new(),
             dropped: 0,
             own: Vec::new(),
@@ -495,7 +500,8 @@ impl State {
     /// Registers the wait of `context` (for the wait-for check and the
     /// watchdog) and reports the tasks stuck now, if it closes a cycle.
     pub(crate) fn register_wait(&self, context: ContextId, want: Acquire, mark: u64) {
-        self.waits.begin(context, want, mark);
+        let test = self.test_for_watchdog();
+        self.waits.begin(context, want, mark, test);
         let Some(report) = waits::stuck_cycle(self, context) else {
             return;
         };
@@ -597,21 +603,72 @@ impl State {
     /// runs first). No internal lock is held while printing, emitting or
     /// panicking.
     pub(crate) fn publish(&self, report: Report, panic: Panic, before_panic: impl FnOnce()) {
-        let text = report.to_string();
-        let max_reports = self.max_reports.load(Ordering::Relaxed);
-        let (test_panics, attributed) = {
-            let mut tests = lock_ignoring_poison(&self.tests);
-            let keys: Vec<TestKey> = match current_test(&mut tests) {
-                Some(key) => vec![key],
-                // Unknown test: every test alive now is failed by it.
+        self.publish_to(report, panic, before_panic, None);
+    }
+
+    /// The test the calling context belongs to, when a watchdog runs (long
+    /// waits are reported from the watchdog's thread, which cannot tell).
+    pub(crate) fn test_for_watchdog(&self) -> Option<TestKey> {
+        if !waits::watchdog_running() {
+            return None;
+        }
+        current_test(&mut lock_ignoring_poison(&self.tests))
+    }
+
+    /// A long wait's report fails only tests that asked for the watchdog:
+    /// the test of the wait if it did, or, when the wait's test is unknown,
+    /// every test that did. A long wait is legitimate in other tests.
+    pub(crate) fn publish_long_wait(&self, report: Report, test: Option<TestKey>) {
+        let keys = {
+            let tests = lock_ignoring_poison(&self.tests);
+            match test {
+                Some(key) => tests
+                    .get(key)
+                    .filter(|r| r.watchdog)
+                    .map(|_| key)
+                    .into_iter()
+                    .collect(),
                 None => tests
                     .records
                     .iter()
+                    .filter(|(_, r)| r.watchdog)
                     .map(|(slot, r)| TestKey {
                         slot,
                         serial: r.serial,
                     })
                     .collect(),
+            }
+        };
+        self.publish_to(report, Panic::Never, || {}, Some(keys));
+    }
+
+    /// As [`State::publish`], attributed to `tests` when given, else to the
+    /// test of the calling context (every live test when unknown).
+    fn publish_to(
+        &self,
+        report: Report,
+        panic: Panic,
+        before_panic: impl FnOnce(),
+        tests_given: Option<Vec<TestKey>>,
+    ) {
+        let text = report.to_string();
+        let max_reports = self.max_reports.load(Ordering::Relaxed);
+        let (test_panics, attributed) = {
+            let mut tests = lock_ignoring_poison(&self.tests);
+            let keys: Vec<TestKey> = match tests_given {
+                Some(keys) => keys,
+                None => match current_test(&mut tests) {
+                    Some(key) => vec![key],
+                    // Unknown test: every test alive now is failed by it.
+                    None => tests
+                        .records
+                        .iter()
+                        .map(|(slot, r)| TestKey {
+                            slot,
+                            serial: r.serial,
+                        })
+                        .collect(),
+                },
             };
             let mut test_panics = false;
             for key in &keys {
@@ -643,9 +700,18 @@ impl State {
             }
         }
         if self.print_reports.load(Ordering::Relaxed) {
-            eprint!("\n{text}");
-            if attributed {
-                eprintln!("(async-lockdep: this report fails the test it belongs to)");
+            let note = if attributed {
+                "(async-lockdep: this report fails the test it belongs to)\n"
+            } else {
+                ""
+            };
+            if std::thread::current().name() == Some(waits::WATCHDOG_THREAD) {
+                // The watchdog's thread inherited the output capture of the
+                // test that started it: write past it.
+                use std::io::Write as _;
+                let _ = write!(std::io::stderr(), "\n{text}{note}");
+            } else {
+                eprint!("\n{text}{note}");
             }
         }
         self.emit(&emit::ReportEvent {

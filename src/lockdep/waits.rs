@@ -14,7 +14,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::lockdep::held::HeldLock;
-use crate::lockdep::{dependency_of, describe, Acquire, Panic, State};
+use crate::lockdep::{dependency_of, describe, Acquire, State, TestKey};
 use crate::report::{LongWait, Report, ReportKind};
 use crate::vocab::Access;
 use crate::vocab::ContextId;
@@ -32,6 +32,8 @@ pub(crate) struct Wait {
     /// context holds with a larger token was taken while it "waited", so the
     /// context was running (a `select!` branch), not blocked by this wait.
     mark: u64,
+    /// The test the waiter belongs to, when a watchdog runs.
+    test: Option<TestKey>,
 }
 
 /// The waits in progress, by context.
@@ -48,7 +50,13 @@ impl Waits {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub(crate) fn begin(&self, context: ContextId, want: Acquire, mark: u64) {
+    pub(crate) fn begin(
+        &self,
+        context: ContextId,
+        want: Acquire,
+        mark: u64,
+        test: Option<TestKey>,
+    ) {
         let seq = self
             .next_seq
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -58,6 +66,7 @@ impl Waits {
             reported_long: false,
             seq,
             mark,
+            test,
         };
         self.map().insert(context, wait);
     }
@@ -206,6 +215,14 @@ fn still_stuck(state: &State, chain: &[(ContextId, Wait)], blockers: &[HeldLock]
 /// The watchdog's threshold in nanoseconds (0: no watchdog running).
 static WATCHDOG_NANOS: AtomicU64 = AtomicU64::new(0);
 
+/// The watchdog thread's name.
+pub(crate) const WATCHDOG_THREAD: &str = "async-lockdep-watchdog";
+
+/// Whether the watchdog thread runs.
+pub(crate) fn watchdog_running() -> bool {
+    WATCHDOG_NANOS.load(Ordering::Relaxed) != 0
+}
+
 /// Starts the watchdog thread (once per process), or lowers its threshold:
 /// every `threshold / 4` it reports waits older than `threshold`, once
 /// each, naming the waiter and the holders.
@@ -220,12 +237,12 @@ pub(crate) fn start_watchdog(state: &'static State, threshold: Duration) {
         return; // already running; the threshold was lowered if asked
     }
     let spawned = std::thread::Builder::new()
-        .name("async-lockdep-watchdog".into())
+        .name(WATCHDOG_THREAD.into())
         .spawn(move || loop {
             let threshold = Duration::from_nanos(WATCHDOG_NANOS.load(Ordering::Relaxed));
             std::thread::sleep((threshold / 4).max(Duration::from_millis(5)));
             for (waiter, wait) in state.waits().take_long(threshold) {
-                state.publish(long_wait_report(state, waiter, wait), Panic::Never, || {});
+                state.publish_long_wait(long_wait_report(state, waiter, wait), wait.test);
             }
         });
     if let Err(error) = spawned {

@@ -72,7 +72,8 @@ impl Semaphore {
     /// As tokio's: if `permits` exceeds [`Semaphore::MAX_PERMITS`].
     #[track_caller]
     pub fn new(permits: usize) -> Semaphore {
-        let class = class::for_site(Location::caller(), ClassKind::Semaphore);
+        let class =
+            class::for_site_typed(Location::caller(), ClassKind::Semaphore, Some("Semaphore"));
         Semaphore::from_parts(class, permits)
     }
 
