@@ -93,6 +93,10 @@ pub struct Report {
     /// For [`ReportKind::LongWait`]: the wait. Its holders are in
     /// `dependencies` (each `context` holds `held`, taken at `held_at`).
     pub long_wait: Option<LongWait>,
+    /// For a self-deadlock: the first acquisition is not held yet but a
+    /// pending wait (a lock future polled once and kept aside, whose place
+    /// in tokio's queue may be granted while the second wait lasts).
+    pub pending_wait: bool,
 }
 
 impl Report {
@@ -464,6 +468,13 @@ impl fmt::Display for Report {
                     writeln!(
                         f,
                         "The work it waits for cannot finish before the waiter itself does."
+                    )?;
+                } else if self.pending_wait {
+                    writeln!(
+                        f,
+                        "It already waits for this very lock with a future that is still pending\n\
+                         (polled once and kept aside). tokio queues waiters in order and may hand\n\
+                         the lock to that future, which nothing polls while this wait lasts."
                     )?;
                 } else if self.needs_writer {
                     writeln!(f, "It already holds this very lock for reading.")?;

@@ -210,6 +210,8 @@ pub(crate) struct Waiting {
     /// `None` once acquired.
     detector: Option<Engine>,
     context: ContextId,
+    /// The wait's sequence number among the context's waits.
+    seq: u64,
     want: Acquire,
 }
 
@@ -218,10 +220,11 @@ impl Waiting {
     /// (for the wait-for check and the watchdog).
     #[inline]
     pub(crate) fn start(detector: Engine, want: Acquire) -> Waiting {
-        let context = detector.wait_start(want);
+        let (context, seq) = detector.wait_start(want);
         Waiting {
             detector: Some(detector),
             context,
+            seq,
             want,
         }
     }
@@ -234,10 +237,11 @@ impl Waiting {
         mark: u64,
         want: Acquire,
     ) -> Waiting {
-        detector.register_wait(context, want, mark);
+        let seq = detector.register_wait(context, want, mark);
         Waiting {
             detector: Some(detector),
             context,
+            seq,
             want,
         }
     }
@@ -246,7 +250,7 @@ impl Waiting {
     #[inline]
     pub(crate) fn acquired(mut self) -> Option<Holding> {
         let detector = self.detector.take()?;
-        detector.wait_end(self.context);
+        detector.wait_end(self.context, self.seq);
         let key = detector.acquired(self.context, self.want);
         Some(Holding {
             detector,
@@ -259,7 +263,7 @@ impl Waiting {
 impl Drop for Waiting {
     fn drop(&mut self) {
         if let Some(detector) = &self.detector {
-            detector.wait_end(self.context);
+            detector.wait_end(self.context, self.seq);
         }
     }
 }

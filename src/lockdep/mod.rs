@@ -21,7 +21,7 @@ use tracing_core::dispatcher::{Dispatch, WeakDispatch};
 use rustc_hash::FxHashSet;
 
 use crate::graph::Graph;
-use crate::report::{Dependency, Report};
+use crate::report::{self, Dependency, Report};
 use crate::vocab::{Access, ClassId, ContextId, LockRef};
 
 pub(crate) mod chain_cache;
@@ -473,12 +473,13 @@ impl State {
     }
 
     /// A wait for `want` starts: checks and records the dependencies first,
-    /// so a real deadlock is reported before it hangs.
+    /// so a real deadlock is reported before it hangs. Returns the context
+    /// and the wait's sequence number.
     #[inline]
-    pub(crate) fn wait_start(&self, want: Acquire) -> ContextId {
+    pub(crate) fn wait_start(&self, want: Acquire) -> (ContextId, u64) {
         let (context, mark) = self.record_wait_edges(want);
-        self.register_wait(context, want, mark);
-        context
+        let seq = self.register_wait(context, want, mark);
+        (context, seq)
     }
 
     /// The dependencies of a wait for `want` (no wait registered). Returns
@@ -499,11 +500,15 @@ impl State {
 
     /// Registers the wait of `context` (for the wait-for check and the
     /// watchdog) and reports the tasks stuck now, if it closes a cycle.
-    pub(crate) fn register_wait(&self, context: ContextId, want: Acquire, mark: u64) {
+    /// Returns the wait's sequence number.
+    pub(crate) fn register_wait(&self, context: ContextId, want: Acquire, mark: u64) -> u64 {
         let test = self.test_for_watchdog();
-        self.waits.begin(context, want, mark, test);
-        let Some(report) = waits::stuck_cycle(self, context) else {
-            return;
+        let (seq, earlier) = self.waits.begin(context, want, mark, test);
+        if let Some(earlier) = earlier {
+            self.second_wait(context, want, earlier);
+        }
+        let Some(report) = waits::stuck_cycle(self, context, seq) else {
+            return seq;
         };
         // Two waiters closing one cycle at once may both find it.
         let mut stuck: Vec<ContextId> = report.dependencies.iter().map(|d| d.context).collect();
@@ -516,14 +521,62 @@ impl State {
             reports.stuck.insert(stuck)
         };
         if first_time {
-            self.publish(report, Panic::OnDeadlock, || self.waits.end(context));
+            self.publish(report, Panic::OnDeadlock, || self.waits.end(context, seq));
         }
+        seq
     }
 
-    /// A wait of `context` ended (acquired, or cancelled).
+    /// `context` starts waiting for an instance it already has a pending
+    /// wait for: tokio may grant the lock to the earlier future, which is not
+    /// polled while this wait lasts. Certain when this wait blocks the
+    /// thread; possible otherwise (the earlier wait may be a joined sibling
+    /// future's); not reported when the earlier wait belongs to a sibling
+    /// future in another span.
+    #[cold]
+    fn second_wait(&self, context: ContextId, want: Acquire, earlier: waits::Wait) {
+        if earlier.span != 0 && !context::span_is_entered(earlier.span) {
+            return;
+        }
+        let certain = want.blocking || earlier.span != 0;
+        let key = (
+            want.lock.class,
+            earlier.want.site as *const _ as usize,
+            want.site as *const _ as usize,
+        );
+        if !lock_ignoring_poison(&self.reports).seen.insert(key) {
+            return;
+        }
+        let spans = self.current_spans();
+        let mut dependency = Dependency {
+            held: describe(earlier.want.lock.class),
+            held_as: earlier.want.access,
+            held_at: earlier.want.site.into(),
+            waited: describe(want.lock.class),
+            waited_as: want.access,
+            waited_at: want.site.into(),
+            context,
+            spans,
+            test: None,
+        };
+        dependency.test = self.current_test_name().map(|t| t.to_string());
+        let report = Report {
+            kind: if certain {
+                report::ReportKind::SelfDeadlock
+            } else {
+                report::ReportKind::PossibleSelfDeadlock
+            },
+            dependencies: vec![dependency],
+            needs_writer: false,
+            long_wait: None,
+            pending_wait: true,
+        };
+        self.publish(report, Panic::OnReport, || {});
+    }
+
+    /// The wait `seq` of `context` ended (acquired, or cancelled).
     #[inline]
-    pub(crate) fn wait_end(&self, context: ContextId) {
-        self.waits.end(context);
+    pub(crate) fn wait_end(&self, context: ContextId, seq: u64) {
+        self.waits.end(context, seq);
     }
 
     /// The span `serial` closed on this thread: holds the current context

@@ -522,6 +522,7 @@ fn cycle_of(dependencies: Vec<Dependency>) -> Report {
         dependencies,
         needs_writer,
         long_wait: None,
+        pending_wait: false,
     }
 }
 

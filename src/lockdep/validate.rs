@@ -98,6 +98,7 @@ impl State {
             dependencies: vec![dependency],
             needs_writer,
             long_wait: None,
+            pending_wait: false,
         })
     }
 
@@ -125,6 +126,7 @@ impl State {
             dependencies: vec![dependency],
             needs_writer: false,
             long_wait: None,
+            pending_wait: false,
         })
     }
 
@@ -465,6 +467,7 @@ fn cycle_report(recursive: bool, edges: Vec<(ClassId, ClassId, EdgeInfo)>) -> Re
         dependencies,
         needs_writer,
         long_wait: None,
+        pending_wait: false,
     }
 }
 

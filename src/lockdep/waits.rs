@@ -20,43 +20,48 @@ use crate::vocab::Access;
 use crate::vocab::ContextId;
 use rustc_hash::FxHashMap;
 
-/// One context's wait in progress.
+/// One wait in progress.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Wait {
     pub(crate) want: Acquire,
     since: Instant,
     reported_long: bool,
-    /// Tells this wait from a later wait of the same context.
-    seq: u64,
+    /// Tells this wait from the other waits of the same context.
+    pub(crate) seq: u64,
     /// The last token of the context's shard when the wait began: a lock the
     /// context holds with a larger token was taken while it "waited", so the
     /// context was running (a `select!` branch), not blocked by this wait.
     mark: u64,
     /// The test the waiter belongs to, when a watchdog runs.
-    test: Option<TestKey>,
+    pub(crate) test: Option<TestKey>,
+    /// The span (serial) the wait began in, or 0.
+    pub(crate) span: u64,
 }
 
-/// The waits in progress, by context.
+/// The waits in progress, by context: a context can have several pending
+/// waits (a lock future polled once and kept aside, futures joined in it).
 #[derive(Default)]
 pub(crate) struct Waits {
-    map: Mutex<FxHashMap<ContextId, Wait>>,
+    map: Mutex<FxHashMap<ContextId, Vec<Wait>>>,
     next_seq: std::sync::atomic::AtomicU64,
 }
 
 impl Waits {
-    fn map(&self) -> MutexGuard<'_, FxHashMap<ContextId, Wait>> {
+    fn map(&self) -> MutexGuard<'_, FxHashMap<ContextId, Vec<Wait>>> {
         self.map
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Registers a wait of `context`; returns its sequence number and a
+    /// pending wait of the same context for the same instance, if any.
     pub(crate) fn begin(
         &self,
         context: ContextId,
         want: Acquire,
         mark: u64,
         test: Option<TestKey>,
-    ) {
+    ) -> (u64, Option<Wait>) {
         let seq = self
             .next_seq
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -67,31 +72,57 @@ impl Waits {
             seq,
             mark,
             test,
+            span: super::context::current_span(),
         };
-        self.map().insert(context, wait);
+        let mut map = self.map();
+        let waits = map.entry(context).or_default();
+        let earlier = waits
+            .iter()
+            .find(|w| w.want.lock.instance == want.lock.instance)
+            .copied();
+        waits.push(wait);
+        (seq, earlier)
     }
 
-    pub(crate) fn end(&self, context: ContextId) {
-        self.map().remove(&context);
+    /// The wait `seq` of `context` ended.
+    pub(crate) fn end(&self, context: ContextId, seq: u64) {
+        let mut map = self.map();
+        if let Some(waits) = map.get_mut(&context) {
+            waits.retain(|w| w.seq != seq);
+            if waits.is_empty() {
+                map.remove(&context);
+            }
+        }
     }
 
-    fn get(&self, context: ContextId) -> Option<Wait> {
-        self.map().get(&context).copied()
+    /// The pending waits of `context`.
+    fn of(&self, context: ContextId) -> Vec<Wait> {
+        self.map().get(&context).cloned().unwrap_or_default()
+    }
+
+    /// Whether the wait `seq` of `context` is still pending.
+    fn pending(&self, context: ContextId, seq: u64) -> bool {
+        self.map()
+            .get(&context)
+            .is_some_and(|waits| waits.iter().any(|w| w.seq == seq))
     }
 
     /// Waits older than `threshold` not reported yet; marks them reported.
     fn take_long(&self, threshold: Duration) -> Vec<(ContextId, Wait)> {
         let mut map = self.map();
         let mut long = Vec::new();
-        for (context, wait) in map.iter_mut() {
-            if !wait.reported_long && wait.since.elapsed() >= threshold {
-                wait.reported_long = true;
-                long.push((*context, *wait));
+        for (context, waits) in map.iter_mut() {
+            for wait in waits.iter_mut() {
+                if !wait.reported_long && wait.since.elapsed() >= threshold {
+                    wait.reported_long = true;
+                    long.push((*context, *wait));
+                }
             }
         }
         long
     }
 
+    /// How many contexts wait.
     pub(crate) fn len(&self) -> usize {
         self.map().len()
     }
@@ -113,11 +144,15 @@ fn blocks(held: Access, wanted: Access) -> bool {
 
 /// Looks for a cycle of waits through `waiter`, which just started waiting
 /// for `want`. Returns the report if the contexts are stuck now.
-pub(crate) fn stuck_cycle(state: &State, waiter: ContextId) -> Option<Report> {
+pub(crate) fn stuck_cycle(state: &State, waiter: ContextId, seq: u64) -> Option<Report> {
     if state.waits().len() < 2 {
         return None; // a cycle of waits needs another waiter (this one is registered)
     }
-    let first = state.waits().get(waiter)?;
+    let first = state
+        .waits()
+        .of(waiter)
+        .into_iter()
+        .find(|w| w.seq == seq)?;
     let mut chain = vec![(waiter, first)];
     let mut blockers = Vec::new();
     if !search(state, &mut chain, &mut blockers) {
@@ -150,6 +185,7 @@ pub(crate) fn stuck_cycle(state: &State, waiter: ContextId) -> Option<Report> {
         dependencies,
         needs_writer: false,
         long_wait: None,
+        pending_wait: false,
     })
 }
 
@@ -175,19 +211,18 @@ fn search(state: &State, chain: &mut Vec<(ContextId, Wait)>, blockers: &mut Vec<
         if chain.iter().any(|(c, _)| *c == holder) {
             continue;
         }
-        let Some(next) = state.waits().get(holder) else {
-            continue;
-        };
-        if held.token > next.mark {
-            continue; // taken after its wait began: the holder is running
+        for next in state.waits().of(holder) {
+            if held.token > next.mark {
+                continue; // taken after its wait began: the holder is running
+            }
+            chain.push((holder, next));
+            blockers.push(held);
+            if search(state, chain, blockers) {
+                return true;
+            }
+            chain.pop();
+            blockers.pop();
         }
-        chain.push((holder, next));
-        blockers.push(held);
-        if search(state, chain, blockers) {
-            return true;
-        }
-        chain.pop();
-        blockers.pop();
     }
     false
 }
@@ -198,10 +233,7 @@ fn still_stuck(state: &State, chain: &[(ContextId, Wait)], blockers: &[HeldLock]
     let n = chain.len();
     (0..n).all(|i| {
         let (context, wait) = chain[i];
-        let same_wait = state
-            .waits()
-            .get(context)
-            .is_some_and(|w| w.seq == wait.seq);
+        let same_wait = state.waits().pending(context, wait.seq);
         let holder = chain[(i + 1) % n].0;
         let blocker = blockers[i];
         let still_held = state
@@ -271,5 +303,6 @@ fn long_wait_report(state: &State, waiter: ContextId, wait: Wait) -> Report {
         dependencies,
         needs_writer: false,
         long_wait: Some(long_wait),
+        pending_wait: false,
     }
 }
