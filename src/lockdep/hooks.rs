@@ -26,6 +26,16 @@ pub(crate) struct LockMeta {
     /// Where a lazily classed lock was created, and what it is.
     site: &'static Location<'static>,
     kind: ClassKind,
+    /// Whether the engine remembers the test that created this instance.
+    noted: bool,
+}
+
+impl Drop for LockMeta {
+    fn drop(&mut self) {
+        if self.noted {
+            crate::lockdep::engine_state().forget_creation(*self.instance.get_mut());
+        }
+    }
 }
 
 const UNSET_CLASS: u32 = u32::MAX;
@@ -34,11 +44,14 @@ impl LockMeta {
     /// Identity for a new instance of `class`.
     #[track_caller]
     pub(crate) fn new(class: ClassId) -> LockMeta {
+        let instance = LockRef::new(class).instance;
+        let noted = crate::lockdep::engine().is_some_and(|e| e.note_creation(instance));
         LockMeta {
             class: AtomicU32::new(class),
-            instance: AtomicU64::new(LockRef::new(class).instance),
+            instance: AtomicU64::new(instance),
             site: Location::caller(),
             kind: ClassKind::Mutex,
+            noted,
         }
     }
 
@@ -50,6 +63,7 @@ impl LockMeta {
             instance: AtomicU64::new(0),
             site,
             kind,
+            noted: false,
         }
     }
 

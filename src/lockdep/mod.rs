@@ -103,6 +103,10 @@ pub(crate) struct State {
     new_edges: AtomicU64,
     /// Cycles across processes already reported, by their classes.
     store_cycles: Mutex<FxHashSet<Vec<String>>>,
+    /// The test whose thread created each live lock instance (made while a
+    /// test was registered there): reports found where no test can be told
+    /// (a thread of its own) go to the test that made the lock.
+    created_by: Mutex<rustc_hash::FxHashMap<u64, TestKey>>,
 }
 
 #[derive(Default)]
@@ -118,6 +122,9 @@ struct Reports {
 pub(crate) fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+/// Most live lock instances whose creating test is remembered.
+const MAX_CREATED_REMEMBERED: usize = 1 << 20;
 
 /// Live deadlocks remembered for de-duplication before the memory is reset.
 const MAX_STUCK_REMEMBERED: usize = 4096;
@@ -292,6 +299,7 @@ impl State {
             report_count: AtomicUsize::new(0),
             new_edges: AtomicU64::new(0),
             store_cycles: Mutex::new(FxHashSet::default()),
+            created_by: Mutex::new(rustc_hash::FxHashMap::default()),
         }
     }
 
@@ -521,7 +529,12 @@ impl State {
             reports.stuck.insert(stuck)
         };
         if first_time {
-            self.publish(report, Panic::OnDeadlock, || self.waits.end(context, seq));
+            self.publish_for(
+                report,
+                Panic::OnDeadlock,
+                || self.waits.end(context, seq),
+                want.lock.instance,
+            );
         }
         seq
     }
@@ -570,7 +583,7 @@ impl State {
             long_wait: None,
             pending_wait: true,
         };
-        self.publish(report, Panic::OnReport, || {});
+        self.publish_for(report, Panic::OnReport, || {}, want.lock.instance);
     }
 
     /// The wait `seq` of `context` ended (acquired, or cancelled).
@@ -657,6 +670,49 @@ impl State {
     /// panicking.
     pub(crate) fn publish(&self, report: Report, panic: Panic, before_panic: impl FnOnce()) {
         self.publish_to(report, panic, before_panic, None);
+    }
+
+    /// As [`State::publish`], for a report about waiting for lock instance
+    /// `lock`: when the calling context's test is unknown, the report goes to
+    /// the test that created that lock, if it is alive.
+    pub(crate) fn publish_for(
+        &self,
+        report: Report,
+        panic: Panic,
+        before_panic: impl FnOnce(),
+        lock: u64,
+    ) {
+        let creator = {
+            let mut tests = lock_ignoring_poison(&self.tests);
+            if current_test(&mut tests).is_some() {
+                None
+            } else {
+                lock_ignoring_poison(&self.created_by)
+                    .get(&lock)
+                    .copied()
+                    .filter(|key| tests.get(*key).is_some())
+            }
+        };
+        self.publish_to(report, panic, before_panic, creator.map(|key| vec![key]));
+    }
+
+    /// A lock instance was made: remembers the test registered on this
+    /// thread, if any, as its creator. Returns whether it did.
+    pub(crate) fn note_creation(&self, instance: u64) -> bool {
+        let Some(key) = CURRENT_TEST.try_with(std::cell::Cell::get).ok().flatten() else {
+            return false;
+        };
+        let mut created_by = lock_ignoring_poison(&self.created_by);
+        if created_by.len() >= MAX_CREATED_REMEMBERED {
+            return false;
+        }
+        created_by.insert(instance, key);
+        true
+    }
+
+    /// A lock instance noted by [`State::note_creation`] is gone.
+    pub(crate) fn forget_creation(&self, instance: u64) {
+        lock_ignoring_poison(&self.created_by).remove(&instance);
     }
 
     /// The test the calling context belongs to, when a watchdog runs (long

@@ -64,7 +64,7 @@ impl State {
         };
         let spans = self.current_spans();
         if let Some(report) = self.self_deadlock(held, want, context, &spans, false, true) {
-            self.publish(report, Panic::OnReport, || {});
+            self.publish_for(report, Panic::OnReport, || {}, want.lock.instance);
         }
     }
 
@@ -264,7 +264,7 @@ impl State {
             self.chains.insert(slow.chain);
         }
         for report in reports {
-            self.publish(report, Panic::OnReport, || {});
+            self.publish_for(report, Panic::OnReport, || {}, want.lock.instance);
         }
     }
 
@@ -370,10 +370,11 @@ impl State {
         if ContextId::current() != key.context {
             return;
         }
+        let lock = pending.first().map_or(0, |p| p.to.instance);
         let mut reports = Vec::new();
         self.add_dependencies(pending, &mut reports);
         for report in reports {
-            self.publish(report, Panic::OnReport, || {});
+            self.publish_for(report, Panic::OnReport, || {}, lock);
         }
     }
 
