@@ -81,7 +81,10 @@ impl fmt::Display for ContextId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ContextId::Task(id) => write!(f, "task {id}"),
-            ContextId::Thread(n) => write!(f, "thread #{n}"),
+            ContextId::Thread(n) => match thread_name(*n) {
+                Some(name) => write!(f, "thread `{name}`"),
+                None => write!(f, "thread #{n}"),
+            },
             ContextId::Scope(n) => write!(f, "future #{n}"),
             ContextId::Process(pid) => write!(f, "process {pid}"),
         }
@@ -159,4 +162,35 @@ impl Access {
     pub(crate) fn is_executor_wait(self) -> bool {
         matches!(self, Access::Flush | Access::Destroy | Access::Join)
     }
+}
+
+/// The names of the live threads that have a context, by sequence number:
+/// reports say "thread `name`" (cargo test names each test's thread after
+/// the test) rather than a number.
+static THREAD_NAMES: std::sync::Mutex<Option<rustc_hash::FxHashMap<u64, std::sync::Arc<str>>>> =
+    std::sync::Mutex::new(None);
+
+fn thread_names(
+) -> std::sync::MutexGuard<'static, Option<rustc_hash::FxHashMap<u64, std::sync::Arc<str>>>> {
+    THREAD_NAMES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Remembers the name of the thread with context `Thread(seq)`.
+pub(crate) fn name_thread(seq: u64, name: &str) {
+    thread_names()
+        .get_or_insert_with(Default::default)
+        .insert(seq, std::sync::Arc::from(name));
+}
+
+/// Forgets the thread `seq` (it ended).
+pub(crate) fn forget_thread(seq: u64) {
+    if let Some(names) = thread_names().as_mut() {
+        names.remove(&seq);
+    }
+}
+
+fn thread_name(seq: u64) -> Option<std::sync::Arc<str>> {
+    thread_names().as_ref()?.get(&seq).cloned()
 }

@@ -134,7 +134,8 @@ impl fmt::Debug for WorkQueue {
 }
 
 impl WorkQueue {
-    /// A queue named `name` whose class is the caller's source location.
+    /// A queue named `name` (shown in reports) whose class is the caller's
+    /// source location.
     ///
     /// # Panics
     ///
@@ -338,7 +339,7 @@ impl WorkQueueBuilder {
     pub fn build(self) -> WorkQueue {
         let class = match self.class {
             Some(name) => class::named(name, ClassKind::WorkQueue, self.site),
-            None => class::for_site(self.site, ClassKind::WorkQueue),
+            None => class::for_site_labeled(self.site, ClassKind::WorkQueue, &self.name),
         };
         WorkQueue::with_class_id(class, self.name, self.max_concurrency)
     }

@@ -142,6 +142,23 @@ pub(crate) fn for_site_typed(
     )
 }
 
+/// The class of a lock (a work queue) created at `site` with no explicit
+/// class but a label: the class is the site, shown as `label` if new.
+pub(crate) fn for_site_labeled(
+    site: &'static Location<'static>,
+    kind: ClassKind,
+    label: &str,
+) -> ClassId {
+    let id = for_site(site, kind);
+    let label = clean_name(Cow::Owned(label.to_string()));
+    if let Some(class) = table().classes.get_mut(id as usize) {
+        if class.name == class.created_at.to_string() && class.subclass == 0 {
+            class.name = label;
+        }
+    }
+    id
+}
+
 /// `alloc::vec::Vec<u8>` as `Vec<u8>`: each path keeps its last segment.
 fn short_type_name(full: &str) -> String {
     let mut short = String::with_capacity(full.len());

@@ -110,12 +110,26 @@ pub(crate) fn in_scope<R>(scope: u64, f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// This thread's sequence number (its context outside tasks); a named
+/// thread's name is remembered for reports while it lives.
 fn thread_seq() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
-    thread_local! {
-        static SEQ: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+    struct Seq(u64);
+    impl Drop for Seq {
+        fn drop(&mut self) {
+            crate::vocab::forget_thread(self.0);
+        }
     }
-    SEQ.try_with(|s| *s).unwrap_or(0)
+    thread_local! {
+        static SEQ: Seq = {
+            let seq = NEXT.fetch_add(1, Ordering::Relaxed);
+            if let Some(name) = std::thread::current().name() {
+                crate::vocab::name_thread(seq, name);
+            }
+            Seq(seq)
+        };
+    }
+    SEQ.try_with(|s| s.0).unwrap_or(0)
 }
 
 /// Most spans shown per dependency in a report (innermost first).

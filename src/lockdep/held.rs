@@ -12,6 +12,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rustc_hash::FxHashMap;
 
+use super::Acquire;
 use crate::vocab::{Access, ContextId, LockRef};
 
 /// Mixes `value` into `hash` (the chain key, as lockdep's `iterate_chain_key`).
@@ -26,6 +27,8 @@ pub(crate) struct HeldLock {
     pub(crate) lock: LockRef,
     pub(crate) access: Access,
     pub(crate) site: &'static Location<'static>,
+    /// Where this lock instance was created.
+    pub(crate) created: &'static Location<'static>,
     /// Held through an owned guard, which may have moved to another task:
     /// waiting for it again is then not a certain self-deadlock.
     pub(crate) movable: bool,
@@ -172,15 +175,8 @@ impl Shard {
 
     /// Records that `context` now holds `lock`.
     #[inline]
-    pub(crate) fn push(
-        &mut self,
-        context: ContextId,
-        lock: LockRef,
-        access: Access,
-        site: &'static Location<'static>,
-        movable: bool,
-    ) -> HeldKey {
-        self.stack_of(context).push(lock, access, site, movable)
+    pub(crate) fn push(&mut self, context: ContextId, want: &Acquire) -> HeldKey {
+        self.stack_of(context).push(want)
     }
 
     /// The stack of `context` (created empty if needed), to check and push
@@ -295,22 +291,17 @@ impl StackRef<'_> {
 
     /// Records that the context now holds `lock`.
     #[inline]
-    pub(crate) fn push(
-        self,
-        lock: LockRef,
-        access: Access,
-        site: &'static Location<'static>,
-        movable: bool,
-    ) -> HeldKey {
+    pub(crate) fn push(self, want: &Acquire) -> HeldKey {
         *self.next_token = self.next_token.wrapping_add(1);
         let token = *self.next_token;
         let below = self.held.last().map_or(0, |h| h.chain);
-        let chain = chain_after(below, lock, access);
+        let chain = chain_after(below, want.lock, want.access);
         self.held.push(HeldLock {
-            lock,
-            access,
-            site,
-            movable,
+            lock: want.lock,
+            access: want.access,
+            site: want.site,
+            created: want.created,
+            movable: want.movable,
             token,
             chain,
             span: super::context::current_span(),

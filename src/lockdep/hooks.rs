@@ -120,6 +120,7 @@ impl LockMeta {
             site,
             movable: false,
             blocking: false,
+            created: self.site,
         }
     }
 
@@ -142,6 +143,7 @@ impl LockMeta {
             site,
             movable: false,
             blocking: false,
+            created: self.site,
         }
     }
 }

@@ -54,6 +54,8 @@ pub(crate) struct Acquire {
     pub(crate) movable: bool,
     /// A `blocking_*` wait: the whole thread (and task) waits.
     pub(crate) blocking: bool,
+    /// Where the lock instance was created (its class may be named).
+    pub(crate) created: &'static Location<'static>,
 }
 
 impl Acquire {
@@ -472,7 +474,7 @@ impl State {
         let mut shard = self.held.shard(context);
         let stack = shard.stack_of(context);
         let slow = match self.check(stack.held(), want) {
-            Check::Fine => return stack.push(want.lock, want.access, want.site, want.movable),
+            Check::Fine => return stack.push(&want),
             Check::Slow(slow) => slow,
         };
         drop(shard);
@@ -561,10 +563,10 @@ impl State {
         }
         let spans = self.current_spans();
         let mut dependency = Dependency {
-            held: describe(earlier.want.lock.class),
+            held: describe_instance(earlier.want.lock.class, earlier.want.created),
             held_as: earlier.want.access,
             held_at: earlier.want.site.into(),
-            waited: describe(want.lock.class),
+            waited: describe_instance(want.lock.class, want.created),
             waited_as: want.access,
             waited_at: want.site.into(),
             context,
@@ -615,9 +617,7 @@ impl State {
     /// The lock waited for was acquired by `context`.
     #[inline]
     pub(crate) fn acquired(&self, context: ContextId, want: Acquire) -> HeldKey {
-        self.held
-            .shard(context)
-            .push(context, want.lock, want.access, want.site, want.movable)
+        self.held.shard(context).push(context, &want)
     }
 
     /// A `try_lock` succeeded: held, but no dependency (it never waited).
@@ -912,6 +912,16 @@ fn report_sites(report: &Report) -> String {
         .join(", ")
 }
 
+/// The class of a lock, shown with where this instance was created.
+pub(crate) fn describe_instance(
+    class: ClassId,
+    created: &'static Location<'static>,
+) -> class::LockClass {
+    let mut described = describe(class);
+    described.created_at = created.into();
+    described
+}
+
 pub(crate) fn describe(class: ClassId) -> class::LockClass {
     class::describe(class).unwrap_or_else(|| class::LockClass {
         name: "<unknown>".into(),
@@ -929,10 +939,10 @@ pub(crate) fn dependency_of(
     spans: &[String],
 ) -> Dependency {
     Dependency {
-        held: describe(held.lock.class),
+        held: describe_instance(held.lock.class, held.created),
         held_as: held.access,
         held_at: held.site.into(),
-        waited: describe(want.lock.class),
+        waited: describe_instance(want.lock.class, want.created),
         waited_as: want.access,
         waited_at: want.site.into(),
         context,

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 
 use super::class::{self, ClassKind};
 use super::held::{chain_after, HeldKey, HeldLock};
-use super::{dependency_of, describe, lock_ignoring_poison, Acquire, Panic, State};
+use super::{dependency_of, describe_instance, lock_ignoring_poison, Acquire, Panic, State};
 use crate::graph::{Graph, Insert};
 use crate::report::{Dependency, Report, ReportKind};
 use crate::vocab::{Access, ClassId, ContextId, LockRef};
@@ -31,6 +31,9 @@ pub(crate) struct EdgeInfo {
     pub(super) held_at: &'static Location<'static>,
     pub(super) waited_as: Access,
     pub(super) waited_at: &'static Location<'static>,
+    /// Where the held and the waited-for lock instances were created.
+    pub(super) held_created: &'static Location<'static>,
+    pub(super) waited_created: &'static Location<'static>,
     pub(super) context: ContextId,
     pub(super) spans: Vec<String>,
     pub(super) test: Option<std::sync::Arc<str>>,
@@ -40,10 +43,10 @@ impl EdgeInfo {
     /// The dependency `from -> to` this edge describes, for reports.
     pub(super) fn dependency(&self, from: ClassId, to: ClassId) -> Dependency {
         Dependency {
-            held: describe(from),
+            held: describe_instance(from, self.held_created),
             held_as: self.held_as,
             held_at: self.held_at.into(),
-            waited: describe(to),
+            waited: describe_instance(to, self.waited_created),
             waited_as: self.waited_as,
             waited_at: self.waited_at.into(),
             context: self.context,
@@ -242,6 +245,8 @@ impl State {
                     held_at: held.site,
                     waited_as: want.access,
                     waited_at: want.site,
+                    held_created: held.created,
+                    waited_created: want.created,
                     context,
                     spans: spans.clone(),
                     test: test.clone(),

@@ -1,0 +1,79 @@
+//! Reports point at the right lines and use the names users gave.
+
+use std::sync::Arc;
+
+use async_lockdep::{test_guard, Mutex, ReportKind, WorkQueue};
+
+#[tokio::test]
+async fn a_named_class_shows_each_instance_where_it_was_created() {
+    let lockdep = test_guard();
+    let first_made = line!() + 1;
+    let a = Mutex::with_class("lines-account", ());
+    let other = Mutex::with_class("lines-other", ());
+    let second_made = line!() + 1;
+    let b = Mutex::with_class("lines-account", ()); // same class, made here
+    {
+        let _a = a.lock().await;
+        let _o = other.lock().await; // account -> other
+    }
+    {
+        let _o = other.lock().await;
+        let _b = b.lock().await; // other -> account
+    }
+    let reports = lockdep.take_reports();
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    let closing = &reports[0].dependencies[0];
+    assert_eq!(closing.waited.name, "lines-account");
+    assert_eq!(closing.waited.created_at.line(), second_made);
+    let before = &reports[0].dependencies[1];
+    assert_eq!(before.held.created_at.line(), first_made);
+    let text = reports[0].to_string();
+    assert!(
+        text.contains(&format!("(created at {}:{second_made}:", file!())),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_work_queue_is_shown_by_its_name() {
+    let lockdep = test_guard();
+    let inode = Arc::new(Mutex::with_class("lines-inode", ()));
+    let queue = WorkQueue::new("lines-flusher");
+    let i = inode.clone();
+    queue
+        .queue(async move {
+            let _i = i.lock().await; // flusher -> inode
+        })
+        .await
+        .unwrap();
+    {
+        let _i = inode.lock().await;
+        queue.flush().await.unwrap(); // inode -> flusher
+    }
+    let reports = lockdep.take_reports();
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    assert_eq!(reports[0].kind, ReportKind::CircularDependency);
+    let mut classes = reports[0].class_names();
+    classes.sort();
+    assert_eq!(classes, ["lines-flusher", "lines-inode"]);
+}
+
+#[tokio::test]
+async fn the_test_body_is_named_after_its_thread() {
+    let lockdep = test_guard();
+    let a = Mutex::with_class("lines-thread-a", ());
+    let b = Mutex::with_class("lines-thread-b", ());
+    {
+        let _a = a.lock().await;
+        let _b = b.lock().await;
+    }
+    let _b = b.lock().await;
+    let _a = a.lock().await;
+    let reports = lockdep.take_reports();
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    let text = reports[0].to_string();
+    assert!(
+        text.contains("thread `the_test_body_is_named_after_its_thread`"),
+        "{text}"
+    );
+}
