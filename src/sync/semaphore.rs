@@ -7,7 +7,7 @@ use std::panic::Location;
 use std::sync::Arc;
 
 use crate::lockdep::class::{self, ClassKind};
-use crate::lockdep::hooks::{acquired_without_waiting, Engine, Holding, LockMeta};
+use crate::lockdep::hooks::{acquired_without_waiting, Engine, Holding, LockMeta, Waiting};
 use crate::lockdep::Acquire;
 use crate::sync::acquiring::Acquiring;
 use crate::sync::Detached;
@@ -46,19 +46,69 @@ pub struct Semaphore {
 }
 
 /// Permits borrowed from a [`Semaphore`], given back on drop.
+///
+/// For the detector, the semaphore is held while the permit lives. A permit
+/// split with [`SemaphorePermit::split`] shares the record of its
+/// acquisition with the part split off: the semaphore counts as held until
+/// the last part is dropped. [`SemaphorePermit::merge`] keeps the record of
+/// the permit merged into and releases the other's.
+#[clippy::has_significant_drop]
 #[must_use = "if unused the permits are given back at once"]
 pub struct SemaphorePermit<'a> {
-    held: Option<Holding>,
+    held: PermitHold,
     inner: tokio::sync::SemaphorePermit<'a>,
+    semaphore: &'a Semaphore,
 }
 
 /// Owned permits, from [`Semaphore::acquire_owned`]; can move between tasks.
+/// Split and merged as [`SemaphorePermit`].
+#[clippy::has_significant_drop]
 #[must_use = "if unused the permits are given back at once"]
 pub struct OwnedSemaphorePermit {
-    held: Option<Holding>,
+    held: PermitHold,
     // Borrows `semaphore`'s semaphore: declared (so dropped) before it.
     inner: Detached<tokio::sync::SemaphorePermit<'static>>,
     semaphore: Arc<Semaphore>,
+}
+
+/// The detector's record of a permit's acquisition. The parts of a split
+/// permit share it (`Shared`): it is released when the last part is dropped.
+enum PermitHold {
+    /// Acquired while detection was off.
+    Off,
+    One(Holding),
+    Shared(Arc<Holding>),
+}
+
+impl PermitHold {
+    fn new(held: Option<Holding>) -> PermitHold {
+        held.map_or(PermitHold::Off, PermitHold::One)
+    }
+
+    /// The record for a part split off this permit: the same one, shared.
+    fn split(&mut self) -> PermitHold {
+        match std::mem::replace(self, PermitHold::Off) {
+            PermitHold::Off => PermitHold::Off,
+            PermitHold::One(held) => {
+                let shared = Arc::new(held);
+                *self = PermitHold::Shared(Arc::clone(&shared));
+                PermitHold::Shared(shared)
+            }
+            PermitHold::Shared(shared) => {
+                *self = PermitHold::Shared(Arc::clone(&shared));
+                PermitHold::Shared(shared)
+            }
+        }
+    }
+
+    /// `other`'s permits join this permit: this record stays (the semaphore
+    /// is still held through it), `other`'s is dropped, unless this permit
+    /// has none.
+    fn merge(&mut self, other: PermitHold) {
+        if let PermitHold::Off = self {
+            *self = other;
+        }
+    }
 }
 
 impl Semaphore {
@@ -174,7 +224,13 @@ impl Semaphore {
             want,
             inner,
             Result::is_ok,
-            |inner, held| inner.map(|inner| SemaphorePermit { held, inner }),
+            |inner, held| {
+                inner.map(|inner| SemaphorePermit {
+                    held: PermitHold::new(held),
+                    inner,
+                    semaphore: self,
+                })
+            },
         )
     }
 
@@ -197,7 +253,11 @@ impl Semaphore {
     ) -> Result<SemaphorePermit<'_>, TryAcquireError> {
         let inner = self.inner.try_acquire_many(n)?;
         let held = acquired_without_waiting(self.meta.engine(), self.want(site));
-        Ok(SemaphorePermit { held, inner })
+        Ok(SemaphorePermit {
+            held: PermitHold::new(held),
+            inner,
+            semaphore: self,
+        })
     }
 
     /// [`Semaphore::acquire`] with an owned permit.
@@ -243,7 +303,7 @@ impl Semaphore {
         // owned permit keeps in `semaphore`, declared after `inner`.
         let inner = unsafe { Detached::new(permit) };
         Ok(OwnedSemaphorePermit {
-            held,
+            held: PermitHold::new(held),
             inner,
             semaphore: self,
         })
@@ -276,7 +336,90 @@ impl Semaphore {
         let inner = unsafe { Detached::new(permit) };
         let detector = self.meta.engine();
         Ok(OwnedSemaphorePermit {
-            held: acquired_without_waiting(detector, self.want(site).movable()),
+            held: PermitHold::new(acquired_without_waiting(
+                detector,
+                self.want(site).movable(),
+            )),
+            inner,
+            semaphore: self,
+        })
+    }
+
+    /// Waits for one permit from synchronous code, blocking the thread.
+    /// Records the same dependencies as [`Semaphore::acquire`].
+    ///
+    /// # Panics
+    ///
+    /// As tokio's: if called within an asynchronous execution context.
+    #[track_caller]
+    pub fn blocking_acquire(&self) -> Result<SemaphorePermit<'_>, AcquireError> {
+        self.blocking_acquire_many_at(1, Location::caller())
+    }
+
+    /// Waits for `n` permits from synchronous code, blocking the thread.
+    ///
+    /// # Panics
+    ///
+    /// As tokio's: if called within an asynchronous execution context.
+    #[track_caller]
+    pub fn blocking_acquire_many(&self, n: u32) -> Result<SemaphorePermit<'_>, AcquireError> {
+        self.blocking_acquire_many_at(n, Location::caller())
+    }
+
+    fn blocking_acquire_many_at(
+        &self,
+        n: u32,
+        site: &'static Location<'static>,
+    ) -> Result<SemaphorePermit<'_>, AcquireError> {
+        let (inner, held) = acquire_blocking_fallible(self.meta.engine(), self.want(site), || {
+            self.inner.blocking_acquire_many(n)
+        });
+        Ok(SemaphorePermit {
+            held,
+            inner: inner?,
+            semaphore: self,
+        })
+    }
+
+    /// [`Semaphore::blocking_acquire`] with an owned permit.
+    ///
+    /// # Panics
+    ///
+    /// As tokio's: if called within an asynchronous execution context.
+    #[track_caller]
+    pub fn blocking_acquire_owned(self: Arc<Self>) -> Result<OwnedSemaphorePermit, AcquireError> {
+        let site = Location::caller();
+        self.blocking_acquire_many_owned_at(1, site)
+    }
+
+    /// [`Semaphore::blocking_acquire_many`] with an owned permit.
+    ///
+    /// # Panics
+    ///
+    /// As tokio's: if called within an asynchronous execution context.
+    #[track_caller]
+    pub fn blocking_acquire_many_owned(
+        self: Arc<Self>,
+        n: u32,
+    ) -> Result<OwnedSemaphorePermit, AcquireError> {
+        let site = Location::caller();
+        self.blocking_acquire_many_owned_at(n, site)
+    }
+
+    fn blocking_acquire_many_owned_at(
+        self: Arc<Self>,
+        n: u32,
+        site: &'static Location<'static>,
+    ) -> Result<OwnedSemaphorePermit, AcquireError> {
+        let want = self.want(site).movable();
+        let (permit, held) = acquire_blocking_fallible(self.meta.engine(), want, || {
+            self.inner.blocking_acquire_many(n)
+        });
+        // SAFETY: the permit borrows the semaphore inside the `Arc` the
+        // owned permit keeps in `semaphore`, declared after `inner`.
+        let inner = unsafe { Detached::new(permit?) };
+        Ok(OwnedSemaphorePermit {
+            held,
             inner,
             semaphore: self,
         })
@@ -285,6 +428,26 @@ impl Semaphore {
     fn want(&self, site: &'static Location<'static>) -> Acquire {
         self.meta.want(Access::Permits, site)
     }
+}
+
+/// The blocking acquire path: as `hooks::acquire_blocking`, but an
+/// acquisition that fails (a closed semaphore) ends the wait with nothing
+/// held, as the async path does.
+fn acquire_blocking_fallible<P>(
+    detector: Option<Engine>,
+    want: Acquire,
+    wait: impl FnOnce() -> Result<P, AcquireError>,
+) -> (Result<P, AcquireError>, PermitHold) {
+    let Some(detector) = detector else {
+        return (wait(), PermitHold::Off);
+    };
+    let waiting = Waiting::start(detector, want.blocking());
+    let out = wait();
+    let held = match out {
+        Ok(_) => waiting.acquired(),
+        Err(_) => None, // dropping `waiting` ends the wait
+    };
+    (out, PermitHold::new(held))
 }
 
 impl fmt::Debug for Semaphore {
@@ -297,13 +460,49 @@ impl fmt::Debug for Semaphore {
     }
 }
 
-impl SemaphorePermit<'_> {
+impl<'a> SemaphorePermit<'a> {
     /// Keeps the permits out of the semaphore for good. The detector stops
-    /// counting them as held by anyone (no phantom holder).
+    /// counting them as held by anyone (no phantom holder); the parts split
+    /// from this permit still hold the semaphore until they are dropped.
     pub fn forget(self) {
-        let SemaphorePermit { held, inner } = self;
+        let SemaphorePermit { held, inner, .. } = self;
         drop(held);
         inner.forget();
+    }
+
+    /// Moves `other`'s permits into this permit. The detector keeps this
+    /// permit's record of holding the semaphore and releases `other`'s.
+    ///
+    /// # Panics
+    ///
+    /// As tokio's: if the permits come from different semaphores, or if the
+    /// number of permits overflows.
+    #[track_caller]
+    pub fn merge(&mut self, other: Self) {
+        assert!(
+            std::ptr::eq(self.semaphore, other.semaphore),
+            "merging permits from different semaphore instances"
+        );
+        let SemaphorePermit { held, inner, .. } = other;
+        self.inner.merge(inner);
+        self.held.merge(held);
+    }
+
+    /// Splits `n` permits off this one, or returns `None` if it has fewer.
+    /// Both parts share the detector's record: the semaphore counts as held
+    /// until the last part is dropped.
+    pub fn split(&mut self, n: usize) -> Option<Self> {
+        let inner = self.inner.split(n)?;
+        Some(SemaphorePermit {
+            held: self.held.split(),
+            inner,
+            semaphore: self.semaphore,
+        })
+    }
+
+    /// The semaphore the permits come from.
+    pub fn semaphore(&self) -> &Semaphore {
+        self.semaphore
     }
 
     /// How many permits this holds.
@@ -323,6 +522,41 @@ impl OwnedSemaphorePermit {
         drop(held);
         inner.into_inner().forget();
         drop(semaphore);
+    }
+
+    /// As [`SemaphorePermit::merge`].
+    ///
+    /// # Panics
+    ///
+    /// As tokio's: if the permits come from different semaphores, or if the
+    /// number of permits overflows.
+    #[track_caller]
+    pub fn merge(&mut self, other: Self) {
+        assert!(
+            Arc::ptr_eq(&self.semaphore, &other.semaphore),
+            "merging permits from different semaphore instances"
+        );
+        // Bound in this order so that the `Arc` outlives the permit, which
+        // tokio drops if it panics.
+        let OwnedSemaphorePermit {
+            semaphore,
+            inner,
+            held,
+        } = other;
+        self.inner.merge(inner.into_inner());
+        self.held.merge(held);
+        drop(semaphore);
+    }
+
+    /// As [`SemaphorePermit::split`].
+    pub fn split(&mut self, n: usize) -> Option<Self> {
+        let inner = self.inner.split(n)?;
+        Some(OwnedSemaphorePermit {
+            held: self.held.split(),
+            // Borrows the same semaphore, kept alive by its own `Arc` too.
+            inner: Detached::wrap(inner),
+            semaphore: Arc::clone(&self.semaphore),
+        })
     }
 
     /// How many permits this holds.
