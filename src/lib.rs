@@ -95,9 +95,10 @@ pub use lockdep::store::RunStore;
 pub use report::{Dependency, LongWait, Report, ReportKind};
 pub use sync::mpsc;
 pub use sync::{
-    AcquireError, MappedMutexGuard, Mutex, MutexGuard, OwnedMutexGuard, OwnedRwLockReadGuard,
-    OwnedRwLockWriteGuard, OwnedSemaphorePermit, RwLock, RwLockMappedWriteGuard, RwLockReadGuard,
-    RwLockWriteGuard, Semaphore, SemaphorePermit, TryAcquireError, TryLockError,
+    AcquireError, MappedMutexGuard, Mutex, MutexGuard, OwnedMappedMutexGuard, OwnedMutexGuard,
+    OwnedRwLockMappedWriteGuard, OwnedRwLockReadGuard, OwnedRwLockWriteGuard, OwnedSemaphorePermit,
+    RwLock, RwLockMappedWriteGuard, RwLockReadGuard, RwLockWriteGuard, Semaphore, SemaphorePermit,
+    TryAcquireError, TryLockError,
 };
 pub use vocab::{Access, ContextId, Site};
 

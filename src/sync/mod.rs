@@ -6,21 +6,66 @@
 //! - `mutex.rs`: [`Mutex`] and its guards.
 //! - `rwlock.rs`: [`RwLock`] and its guards.
 //! - `semaphore.rs`: [`Semaphore`] and its permits.
+//!
+//! Below: the trait impls the guards share, and how owned guards keep
+//! tokio's guard next to the `Arc` of their lock.
 
-/// `Deref`, `Debug` and `Display` for guards whose `inner` derefs to `T`;
-/// each guard comes with its generic parameters in brackets.
-macro_rules! read_guard_impls {
-    ($([$($generics:tt)*] $guard:ty),* $(,)?) => {$(
+/// `Deref` (and `DerefMut` for the `mut` entries) for guards wrapping one
+/// of tokio's guards in `inner`; each guard comes with its generic
+/// parameters in brackets.
+macro_rules! deref_inner {
+    ($($kind:ident [$($generics:tt)*] $guard:ty => $target:ident),* $(,)?) => {$(
         impl<$($generics)*> std::ops::Deref for $guard {
-            type Target = T;
-            fn deref(&self) -> &T {
+            type Target = $target;
+            fn deref(&self) -> &$target {
                 &self.inner
             }
         }
+        deref_inner!(@mut $kind [$($generics)*] $guard => $target);
+    )*};
+    (@mut ref [$($generics:tt)*] $guard:ty => $target:ident) => {};
+    (@mut mut [$($generics:tt)*] $guard:ty => $target:ident) => {
+        impl<$($generics)*> std::ops::DerefMut for $guard {
+            fn deref_mut(&mut self) -> &mut $target {
+                &mut self.inner
+            }
+        }
+    };
+}
 
+/// `Deref` (and `DerefMut` for the `mut` entries) for owned guards, whose
+/// `data` points into the lock that their `guard` holds.
+macro_rules! deref_data {
+    ($($kind:ident [$($generics:tt)*] $guard:ty => $target:ident),* $(,)?) => {$(
+        impl<$($generics)*> std::ops::Deref for $guard {
+            type Target = $target;
+            fn deref(&self) -> &$target {
+                // SAFETY: `data` points into the lock kept alive by `lock`,
+                // which `guard` holds (shared or exclusive as the guard's
+                // kind says) for as long as `self` lives.
+                unsafe { &*self.data }
+            }
+        }
+        deref_data!(@mut $kind [$($generics)*] $guard => $target);
+    )*};
+    (@mut ref [$($generics:tt)*] $guard:ty => $target:ident) => {};
+    (@mut mut [$($generics:tt)*] $guard:ty => $target:ident) => {
+        impl<$($generics)*> std::ops::DerefMut for $guard {
+            fn deref_mut(&mut self) -> &mut $target {
+                // SAFETY: as in `deref`; the lock is held exclusively, and
+                // `&mut self` makes this the only access through the guard.
+                unsafe { &mut *self.data }
+            }
+        }
+    };
+}
+
+/// `Debug` and `Display` of the guarded data, as tokio's guards have them.
+macro_rules! fmt_via_deref {
+    ($([$($generics:tt)*] $guard:ty => $target:ident),* $(,)?) => {$(
         impl<$($generics)*> std::fmt::Debug for $guard
         where
-            T: std::fmt::Debug,
+            $target: std::fmt::Debug,
         {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 std::fmt::Debug::fmt(&**self, f)
@@ -29,7 +74,7 @@ macro_rules! read_guard_impls {
 
         impl<$($generics)*> std::fmt::Display for $guard
         where
-            T: std::fmt::Display,
+            $target: std::fmt::Display,
         {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 std::fmt::Display::fmt(&**self, f)
@@ -38,19 +83,124 @@ macro_rules! read_guard_impls {
     )*};
 }
 
-/// `DerefMut` for guards whose `inner` derefs mutably to `T`.
-macro_rules! write_guard_impls {
-    ($([$($generics:tt)*] $guard:ty),* $(,)?) => {$(
-        impl<$($generics)*> std::ops::DerefMut for $guard {
-            fn deref_mut(&mut self) -> &mut T {
-                &mut self.inner
-            }
-        }
-    )*};
+/// One of tokio's guards, kept by an owned guard next to the `Arc` that
+/// keeps its lock alive, with its type erased: the owned guard's type names
+/// neither the borrow's lifetime nor tokio's guard, so it needs no
+/// `T: 'static` (as tokio's owned guards). The owned guard reaches the data
+/// through a pointer of its own, taken from the guard before erasing it;
+/// this value only releases the lock when dropped, or gives the guard back
+/// for tokio's by-value methods (`downgrade`).
+///
+/// A guard of up to `SLOT_WORDS` words is stored in place (tokio's guards
+/// are one to four); a larger one (tokio built with its `tracing`
+/// instrumentation) in a box. The bytes live in a `MaybeUninit` (a union):
+/// no reference inside is asserted valid while the owned guard is moved
+/// around or dropped.
+pub(crate) struct ErasedGuard {
+    slot: Slot,
+    /// Drops the guard of the type given to `new` in `slot`.
+    drop_guard: unsafe fn(&mut Slot),
+    /// The owned guards state their `Send` and `Sync` themselves, as tokio's.
+    _not_send: PhantomData<*mut ()>,
 }
 
-/// A guard of tokio's that borrows a lock kept alive by an `Arc` stored
-/// next to it in an owned guard, with the borrow widened to `'static`.
+const SLOT_WORDS: usize = 4;
+
+type Slot = MaybeUninit<[usize; SLOT_WORDS]>;
+
+/// Whether a `G` is stored in place rather than boxed; its layout does not
+/// depend on lifetimes, so `new` and `take` agree.
+const fn inline<G>() -> bool {
+    std::mem::size_of::<G>() <= std::mem::size_of::<Slot>()
+        && std::mem::align_of::<G>() <= std::mem::align_of::<Slot>()
+}
+
+impl ErasedGuard {
+    /// Erases `guard`'s type.
+    ///
+    /// # Safety
+    ///
+    /// The lock that `guard` borrows must outlive the result: owned guards
+    /// keep it in a field declared after this one (so dropped later), in an
+    /// `Arc` they hold until then.
+    pub(crate) unsafe fn new<G>(guard: G) -> ErasedGuard {
+        let mut slot = Slot::uninit();
+        if inline::<G>() {
+            // SAFETY: `inline` checked that a `G` fits in the slot and that
+            // the slot is aligned enough for it.
+            unsafe { slot.as_mut_ptr().cast::<G>().write(guard) };
+        } else {
+            let boxed = Box::into_raw(Box::new(guard));
+            // SAFETY: a thin pointer fits in a slot of words, aligned.
+            unsafe { slot.as_mut_ptr().cast::<*mut G>().write(boxed) };
+        }
+        ErasedGuard {
+            slot,
+            drop_guard: drop_slot::<G>,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Gives the guard back, without releasing the lock.
+    ///
+    /// # Safety
+    ///
+    /// `G` must be the type given to [`ErasedGuard::new`], up to lifetimes,
+    /// and the lock must outlive the lifetimes chosen (the caller keeps the
+    /// `Arc` alive while it has the guard).
+    pub(crate) unsafe fn take<G>(self) -> G {
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: the caller's promise; `ManuallyDrop` skips our `Drop`, so
+        // the guard is read out once.
+        unsafe { read_slot::<G>(&mut this.slot) }
+    }
+}
+
+/// Reads the guard out of `slot`.
+///
+/// # Safety
+///
+/// `slot` holds a `G` (up to lifetimes) put there by `ErasedGuard::new`,
+/// not read since.
+unsafe fn read_slot<G>(slot: &mut Slot) -> G {
+    if inline::<G>() {
+        // SAFETY: the slot holds a `G` in place (the caller's promise).
+        unsafe { slot.as_ptr().cast::<G>().read() }
+    } else {
+        // SAFETY: the slot holds the pointer from `Box::into_raw`.
+        unsafe { *Box::from_raw(slot.as_ptr().cast::<*mut G>().read()) }
+    }
+}
+
+/// Drops the `G` in `slot`: `ErasedGuard::drop_guard`.
+///
+/// # Safety
+///
+/// As [`read_slot`].
+unsafe fn drop_slot<G>(slot: &mut Slot) {
+    // SAFETY: forwarded.
+    drop(unsafe { read_slot::<G>(slot) });
+}
+
+impl Drop for ErasedGuard {
+    fn drop(&mut self) {
+        // SAFETY: `drop_guard` was made for the guard in the slot by `new`,
+        // which is read out once: `take` skips this.
+        unsafe { (self.drop_guard)(&mut self.slot) }
+    }
+}
+
+// The owned guards' `Send`/`Sync` impls rely on the detector's record of a
+// hold being sendable and shareable, as it is.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<crate::lockdep::hooks::Holding>();
+};
+
+/// A permit of tokio's that borrows a semaphore kept alive by an `Arc`
+/// stored next to it in an `OwnedSemaphorePermit`, with the borrow widened
+/// to `'static` (a semaphore has no type parameter, so this needs no
+/// erasing, unlike [`ErasedGuard`]).
 ///
 /// It lives in a `MaybeUninit` (a union) so that no reference inside it is
 /// asserted valid while the owned guard is moved around or dropped (the
@@ -64,8 +214,8 @@ impl<G> Detached<G> {
     /// # Safety
     ///
     /// `G` must be `Short` with only lifetimes changed, and the result must
-    /// be dropped before the lock it borrows can go away: the owned guards
-    /// keep it in a field declared before the `Arc` that owns the lock.
+    /// be dropped before the lock it borrows can go away: the owned permit
+    /// keeps it in a field declared before the `Arc` that owns the lock.
     pub(crate) unsafe fn new<Short>(guard: Short) -> Detached<G> {
         let guard = ManuallyDrop::new(guard);
         // SAFETY: the two types differ only in lifetimes (caller's promise),
@@ -75,14 +225,14 @@ impl<G> Detached<G> {
         Detached(MaybeUninit::new(widened))
     }
 
-    /// Wraps a guard derived from a detached one (a downgrade), which
+    /// Wraps a guard derived from a detached one (a split permit), which
     /// borrows the same lock for `'static` already.
     pub(crate) fn wrap(guard: G) -> Detached<G> {
         Detached(MaybeUninit::new(guard))
     }
 
     /// Takes the guard out (for tokio's by-value methods: `forget`,
-    /// `downgrade`); the caller keeps the `Arc` alive meanwhile.
+    /// `merge`); the caller keeps the `Arc` alive meanwhile.
     pub(crate) fn into_inner(self) -> G {
         let this = ManuallyDrop::new(self);
         // SAFETY: the value is initialized from construction until `drop`
@@ -113,6 +263,7 @@ impl<G> Drop for Detached<G> {
     }
 }
 
+use std::marker::PhantomData;
 use std::mem::{ManuallyDrop, MaybeUninit};
 use std::ops::{Deref, DerefMut};
 
@@ -122,10 +273,12 @@ mod mutex;
 mod rwlock;
 mod semaphore;
 
-pub use mutex::{MappedMutexGuard, Mutex, MutexGuard, OwnedMutexGuard, TryLockError};
+pub use mutex::{
+    MappedMutexGuard, Mutex, MutexGuard, OwnedMappedMutexGuard, OwnedMutexGuard, TryLockError,
+};
 pub use rwlock::{
-    OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock, RwLockMappedWriteGuard, RwLockReadGuard,
-    RwLockWriteGuard,
+    OwnedRwLockMappedWriteGuard, OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock,
+    RwLockMappedWriteGuard, RwLockReadGuard, RwLockWriteGuard,
 };
 pub use semaphore::{
     AcquireError, OwnedSemaphorePermit, Semaphore, SemaphorePermit, TryAcquireError,

@@ -10,7 +10,7 @@ use crate::lockdep::class::{self, ClassKind};
 use crate::lockdep::hooks::{acquire_blocking, acquired_without_waiting, Holding, LockMeta};
 use crate::lockdep::Acquire;
 use crate::sync::acquiring::Acquiring;
-use crate::sync::Detached;
+use crate::sync::ErasedGuard;
 use crate::vocab::Access;
 
 pub use tokio::sync::TryLockError;
@@ -40,27 +40,83 @@ pub struct Mutex<T: ?Sized> {
 }
 
 /// A handle to a held [`Mutex`]; the lock is released when it is dropped.
+#[clippy::has_significant_drop]
 #[must_use = "if unused the Mutex will immediately unlock"]
 pub struct MutexGuard<'a, T: ?Sized> {
     held: Option<Holding>,
     inner: tokio::sync::MutexGuard<'a, T>,
+    lock: &'a Mutex<T>,
 }
 
 /// An owned handle to a held [`Mutex`], from [`Mutex::lock_owned`]. It can be
 /// moved to other tasks; the release is recorded for the task that locked.
+///
+/// As tokio's, it needs no `T: 'static`: it keeps tokio's guard with its
+/// type erased next to the `Arc` of the mutex.
+#[clippy::has_significant_drop]
 #[must_use = "if unused the Mutex will immediately unlock"]
-pub struct OwnedMutexGuard<T: ?Sized + 'static> {
-    _held: Option<Holding>,
-    // Borrows `lock`'s mutex: declared (so dropped) before it.
-    inner: Detached<tokio::sync::MutexGuard<'static, T>>,
+pub struct OwnedMutexGuard<T: ?Sized> {
+    held: Option<Holding>,
+    /// The data, in `lock`'s mutex.
+    data: *mut T,
+    /// tokio's guard of `lock`'s mutex: declared (so dropped) before it.
+    guard: ErasedGuard,
     lock: Arc<Mutex<T>>,
 }
 
 /// A guard for a part of the data of a [`Mutex`], from [`MutexGuard::map`].
+/// It holds the lock (and its place in the detector) of the guard it was
+/// made from.
+#[clippy::has_significant_drop]
 #[must_use = "if unused the Mutex will immediately unlock"]
 pub struct MappedMutexGuard<'a, T: ?Sized> {
     held: Option<Holding>,
     inner: tokio::sync::MappedMutexGuard<'a, T>,
+}
+
+/// An owned guard for a part `U` of the data of a [`Mutex<T>`], from
+/// [`OwnedMutexGuard::map`]. It holds the lock (and its place in the
+/// detector) of the guard it was made from.
+#[clippy::has_significant_drop]
+#[must_use = "if unused the Mutex will immediately unlock"]
+pub struct OwnedMappedMutexGuard<T: ?Sized, U: ?Sized = T> {
+    held: Option<Holding>,
+    /// The part, in `lock`'s mutex.
+    data: *mut U,
+    /// tokio's guard of `lock`'s mutex: declared (so dropped) before it.
+    guard: ErasedGuard,
+    lock: Arc<Mutex<T>>,
+}
+
+// SAFETY: as tokio's owned guards, which hold the same things: the `Arc` of
+// the mutex (sendable and shareable when `T: Send`), a pointer to data that
+// only the guard reaches (sent along with it when `T: Send`; shared through
+// `&self` when `T: Sync`), tokio's guard of that mutex (`Send` when
+// `T: Send`, `Sync` when `T: Send + Sync`), and the detector's record
+// (`Send + Sync`, asserted in `sync/mod.rs`).
+unsafe impl<T: ?Sized + Send> Send for OwnedMutexGuard<T> {}
+// SAFETY: as above.
+unsafe impl<T: ?Sized + Send + Sync> Sync for OwnedMutexGuard<T> {}
+// SAFETY: as above, the data being the part `U`, reached through the guard.
+unsafe impl<T: ?Sized + Send, U: ?Sized + Send> Send for OwnedMappedMutexGuard<T, U> {}
+// SAFETY: as above.
+unsafe impl<T, U> Sync for OwnedMappedMutexGuard<T, U>
+where
+    T: ?Sized + Send + Sync,
+    U: ?Sized + Send + Sync,
+{
+}
+
+/// Takes the data pointer out of tokio's guard `guard`, then erases it.
+///
+/// # Safety
+///
+/// As [`ErasedGuard::new`]: the caller keeps the mutex alive until the
+/// result is dropped.
+unsafe fn erase<T: ?Sized>(mut guard: tokio::sync::MutexGuard<'_, T>) -> (*mut T, ErasedGuard) {
+    let data: *mut T = &mut *guard;
+    // SAFETY: forwarded to the caller.
+    (data, unsafe { ErasedGuard::new(guard) })
 }
 
 impl<T> Mutex<T> {
@@ -196,7 +252,11 @@ impl<T: ?Sized> Mutex<T> {
             self.meta.engine(),
             want,
             self.inner.lock(),
-            |inner, held| MutexGuard { held, inner },
+            |inner, held| MutexGuard {
+                held,
+                inner,
+                lock: self,
+            },
         )
     }
 
@@ -210,7 +270,11 @@ impl<T: ?Sized> Mutex<T> {
         let want = self.meta.want(Access::Lock, Location::caller());
         let (inner, held) =
             acquire_blocking(self.meta.engine(), want, || self.inner.blocking_lock());
-        MutexGuard { held, inner }
+        MutexGuard {
+            held,
+            inner,
+            lock: self,
+        }
     }
 
     /// Locks the mutex if it is free, without waiting. Records no dependency
@@ -227,7 +291,11 @@ impl<T: ?Sized> Mutex<T> {
         let want = self.meta.want(Access::Lock, Location::caller());
         let inner = self.inner.try_lock()?;
         let held = acquired_without_waiting(self.meta.engine(), want);
-        Ok(MutexGuard { held, inner })
+        Ok(MutexGuard {
+            held,
+            inner,
+            lock: self,
+        })
     }
 
     /// A mutable reference to the data; no locking needed, `&mut` proves
@@ -237,14 +305,7 @@ impl<T: ?Sized> Mutex<T> {
     }
 }
 
-impl<T: ?Sized + 'static> OwnedMutexGuard<T> {
-    /// The mutex this guard holds, as tokio's `OwnedMutexGuard::mutex`.
-    pub fn mutex(this: &Self) -> &Arc<Mutex<T>> {
-        &this.lock
-    }
-}
-
-impl<T: ?Sized + 'static> Mutex<T> {
+impl<T: ?Sized> Mutex<T> {
     /// [`Mutex::blocking_lock`] with an owned guard.
     ///
     /// # Panics
@@ -255,12 +316,13 @@ impl<T: ?Sized + 'static> Mutex<T> {
         let want = self.meta.want(Access::Lock, Location::caller()).movable();
         let detector = self.meta.engine();
         let (guard, held) = acquire_blocking(detector, want, || self.inner.blocking_lock());
-        // SAFETY: as in `lock_owned`: the guard borrows the mutex in the `Arc`
-        // kept by the owned guard, and is dropped first.
-        let inner = unsafe { Detached::new(guard) };
+        // SAFETY: the guard locks the mutex in `self`, which the owned guard
+        // keeps after it.
+        let (data, guard) = unsafe { erase(guard) };
         OwnedMutexGuard {
-            _held: held,
-            inner,
+            held,
+            data,
+            guard,
             lock: self,
         }
     }
@@ -278,13 +340,13 @@ impl<T: ?Sized + 'static> Mutex<T> {
         async move {
             let (guard, held) =
                 Acquiring::new(detector, want, self.inner.lock(), |g, h| (g, h)).await;
-            // SAFETY: `guard` borrows `self.inner`, inside the `Arc` that the
-            // owned guard keeps in `lock`, declared after `inner`: the borrow
-            // ends before the mutex can go away. Only the lifetime changes.
-            let inner = unsafe { Detached::new(guard) };
+            // SAFETY: the guard locks the mutex in `self`, which the owned
+            // guard keeps after it.
+            let (data, guard) = unsafe { erase(guard) };
             OwnedMutexGuard {
-                _held: held,
-                inner,
+                held,
+                data,
+                guard,
                 lock: self,
             }
         }
@@ -295,13 +357,14 @@ impl<T: ?Sized + 'static> Mutex<T> {
     pub fn try_lock_owned(self: Arc<Self>) -> Result<OwnedMutexGuard<T>, TryLockError> {
         let want = self.meta.want(Access::Lock, Location::caller()).movable();
         let guard = self.inner.try_lock()?;
-        // SAFETY: as in `lock_owned`: the guard borrows the mutex in the `Arc`
-        // kept by the owned guard, and is dropped first.
-        let inner = unsafe { Detached::new(guard) };
+        // SAFETY: the guard locks the mutex in `self`, which the owned guard
+        // keeps after it.
+        let (data, guard) = unsafe { erase(guard) };
         let detector = self.meta.engine();
         Ok(OwnedMutexGuard {
-            _held: acquired_without_waiting(detector, want),
-            inner,
+            held: acquired_without_waiting(detector, want),
+            data,
+            guard,
             lock: self,
         })
     }
@@ -348,11 +411,12 @@ impl<'a, T: ?Sized> MutexGuard<'a, T> {
     /// assert_eq!(*m.lock().await, (1, 3));
     /// # }
     /// ```
-    pub fn map<U: ?Sized, F>(this: Self, f: F) -> MappedMutexGuard<'a, U>
+    pub fn map<U, F>(this: Self, f: F) -> MappedMutexGuard<'a, U>
     where
+        U: ?Sized,
         F: FnOnce(&mut T) -> &mut U,
     {
-        let MutexGuard { held, inner } = this;
+        let MutexGuard { held, inner, .. } = this;
         MappedMutexGuard {
             held,
             inner: tokio::sync::MutexGuard::map(inner, f),
@@ -360,15 +424,21 @@ impl<'a, T: ?Sized> MutexGuard<'a, T> {
     }
 
     /// As [`MutexGuard::map`], but `f` may decline, giving the guard back.
-    pub fn try_map<U: ?Sized, F>(this: Self, f: F) -> Result<MappedMutexGuard<'a, U>, Self>
+    pub fn try_map<U, F>(this: Self, f: F) -> Result<MappedMutexGuard<'a, U>, Self>
     where
+        U: ?Sized,
         F: FnOnce(&mut T) -> Option<&mut U>,
     {
-        let MutexGuard { held, inner } = this;
+        let MutexGuard { held, inner, lock } = this;
         match tokio::sync::MutexGuard::try_map(inner, f) {
             Ok(inner) => Ok(MappedMutexGuard { held, inner }),
-            Err(inner) => Err(MutexGuard { held, inner }),
+            Err(inner) => Err(MutexGuard { held, inner, lock }),
         }
+    }
+
+    /// The mutex this guard holds, as tokio's `MutexGuard::mutex`.
+    pub fn mutex(this: &Self) -> &'a Mutex<T> {
+        this.lock
     }
 }
 
@@ -384,15 +454,134 @@ impl<'a, T: ?Sized> MappedMutexGuard<'a, T> {
             inner: tokio::sync::MappedMutexGuard::map(inner, f),
         }
     }
+
+    /// As [`MappedMutexGuard::map`], but `f` may decline, giving the guard
+    /// back.
+    pub fn try_map<U, F>(this: Self, f: F) -> Result<MappedMutexGuard<'a, U>, Self>
+    where
+        F: FnOnce(&mut T) -> Option<&mut U>,
+    {
+        let MappedMutexGuard { held, inner } = this;
+        match tokio::sync::MappedMutexGuard::try_map(inner, f) {
+            Ok(inner) => Ok(MappedMutexGuard { held, inner }),
+            Err(inner) => Err(MappedMutexGuard { held, inner }),
+        }
+    }
 }
 
-read_guard_impls!(
-    ['a, T: ?Sized] MutexGuard<'a, T>,
-    [T: ?Sized + 'static] OwnedMutexGuard<T>,
-    ['a, T: ?Sized] MappedMutexGuard<'a, T>,
+impl<T: ?Sized> OwnedMutexGuard<T> {
+    /// Makes an owned guard for a part of the locked data; the lock stays
+    /// held.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::sync::Arc;
+    /// use async_lockdep::{Mutex, OwnedMutexGuard};
+    ///
+    /// let m = Arc::new(Mutex::new((1, 2)));
+    /// let mut second = OwnedMutexGuard::map(m.clone().lock_owned().await, |pair| &mut pair.1);
+    /// *second += 1;
+    /// drop(second);
+    /// assert_eq!(*m.lock().await, (1, 3));
+    /// # }
+    /// ```
+    pub fn map<U, F>(mut this: Self, f: F) -> OwnedMappedMutexGuard<T, U>
+    where
+        U: ?Sized,
+        F: FnOnce(&mut T) -> &mut U,
+    {
+        let data: *mut U = f(&mut *this);
+        let OwnedMutexGuard {
+            lock, guard, held, ..
+        } = this;
+        OwnedMappedMutexGuard {
+            held,
+            data,
+            guard,
+            lock,
+        }
+    }
+
+    /// As [`OwnedMutexGuard::map`], but `f` may decline, giving the guard
+    /// back.
+    pub fn try_map<U, F>(mut this: Self, f: F) -> Result<OwnedMappedMutexGuard<T, U>, Self>
+    where
+        U: ?Sized,
+        F: FnOnce(&mut T) -> Option<&mut U>,
+    {
+        let data: *mut U = match f(&mut *this) {
+            Some(data) => data,
+            None => return Err(this),
+        };
+        let OwnedMutexGuard {
+            lock, guard, held, ..
+        } = this;
+        Ok(OwnedMappedMutexGuard {
+            held,
+            data,
+            guard,
+            lock,
+        })
+    }
+
+    /// The mutex this guard holds, as tokio's `OwnedMutexGuard::mutex`.
+    pub fn mutex(this: &Self) -> &Arc<Mutex<T>> {
+        &this.lock
+    }
+}
+
+impl<T: ?Sized, U: ?Sized> OwnedMappedMutexGuard<T, U> {
+    /// Makes an owned guard for a part of this part; the lock stays held.
+    pub fn map<S, F>(mut this: Self, f: F) -> OwnedMappedMutexGuard<T, S>
+    where
+        F: FnOnce(&mut U) -> &mut S,
+    {
+        let data: *mut S = f(&mut *this);
+        let OwnedMappedMutexGuard {
+            lock, guard, held, ..
+        } = this;
+        OwnedMappedMutexGuard {
+            held,
+            data,
+            guard,
+            lock,
+        }
+    }
+
+    /// As [`OwnedMappedMutexGuard::map`], but `f` may decline, giving the
+    /// guard back.
+    pub fn try_map<S, F>(mut this: Self, f: F) -> Result<OwnedMappedMutexGuard<T, S>, Self>
+    where
+        F: FnOnce(&mut U) -> Option<&mut S>,
+    {
+        let data: *mut S = match f(&mut *this) {
+            Some(data) => data,
+            None => return Err(this),
+        };
+        let OwnedMappedMutexGuard {
+            lock, guard, held, ..
+        } = this;
+        Ok(OwnedMappedMutexGuard {
+            held,
+            data,
+            guard,
+            lock,
+        })
+    }
+}
+
+deref_inner!(
+    mut ['a, T: ?Sized] MutexGuard<'a, T> => T,
+    mut ['a, T: ?Sized] MappedMutexGuard<'a, T> => T,
 );
-write_guard_impls!(
-    ['a, T: ?Sized] MutexGuard<'a, T>,
-    [T: ?Sized + 'static] OwnedMutexGuard<T>,
-    ['a, T: ?Sized] MappedMutexGuard<'a, T>,
+deref_data!(
+    mut [T: ?Sized] OwnedMutexGuard<T> => T,
+    mut [T: ?Sized, U: ?Sized] OwnedMappedMutexGuard<T, U> => U,
+);
+fmt_via_deref!(
+    ['a, T: ?Sized] MutexGuard<'a, T> => T,
+    [T: ?Sized] OwnedMutexGuard<T> => T,
+    ['a, T: ?Sized] MappedMutexGuard<'a, T> => T,
+    [T: ?Sized, U: ?Sized] OwnedMappedMutexGuard<T, U> => U,
 );

@@ -10,7 +10,7 @@ use crate::lockdep::class::{self, ClassKind};
 use crate::lockdep::hooks::{acquire_blocking, acquired_without_waiting, Holding, LockMeta};
 use crate::lockdep::Acquire;
 use crate::sync::acquiring::Acquiring;
-use crate::sync::Detached;
+use crate::sync::ErasedGuard;
 use crate::sync::TryLockError;
 use crate::vocab::Access;
 
@@ -45,6 +45,7 @@ pub struct RwLock<T: ?Sized> {
 }
 
 /// Shared access to the data of an [`RwLock`], released on drop.
+#[clippy::has_significant_drop]
 #[must_use = "if unused the RwLock will immediately unlock"]
 pub struct RwLockReadGuard<'a, T: ?Sized> {
     held: Option<Holding>,
@@ -52,6 +53,7 @@ pub struct RwLockReadGuard<'a, T: ?Sized> {
 }
 
 /// Exclusive access to the data of an [`RwLock`], released on drop.
+#[clippy::has_significant_drop]
 #[must_use = "if unused the RwLock will immediately unlock"]
 pub struct RwLockWriteGuard<'a, T: ?Sized> {
     held: Option<Holding>,
@@ -59,28 +61,141 @@ pub struct RwLockWriteGuard<'a, T: ?Sized> {
 }
 
 /// Exclusive access to a part of the data, from [`RwLockWriteGuard::map`].
+/// It holds the lock (and its place in the detector) of the guard it was
+/// made from.
+#[clippy::has_significant_drop]
 #[must_use = "if unused the RwLock will immediately unlock"]
 pub struct RwLockMappedWriteGuard<'a, T: ?Sized> {
-    _held: Option<Holding>,
+    held: Option<Holding>,
     inner: tokio::sync::RwLockMappedWriteGuard<'a, T>,
 }
 
-/// Owned shared access, from [`RwLock::read_owned`]; can move between tasks.
+/// Owned shared access to the part `U` (by default all) of the data of an
+/// [`RwLock<T>`], from [`RwLock::read_owned`] or a map; can move between
+/// tasks.
+///
+/// As tokio's, it needs no `T: 'static`: it keeps tokio's guard with its
+/// type erased next to the `Arc` of the lock.
+#[clippy::has_significant_drop]
 #[must_use = "if unused the RwLock will immediately unlock"]
-pub struct OwnedRwLockReadGuard<T: ?Sized + 'static> {
-    _held: Option<Holding>,
-    // Borrows `lock`'s lock: declared (so dropped) before it.
-    inner: Detached<tokio::sync::RwLockReadGuard<'static, T>>,
+pub struct OwnedRwLockReadGuard<T: ?Sized, U: ?Sized = T> {
+    held: Option<Holding>,
+    /// The part, in `lock`'s lock.
+    data: *const U,
+    /// tokio's read guard of `lock`'s lock: declared (so dropped) before it.
+    guard: ErasedGuard,
     lock: Arc<RwLock<T>>,
 }
 
-/// Owned exclusive access, from [`RwLock::write_owned`]; can move between tasks.
+/// Owned exclusive access, from [`RwLock::write_owned`]; can move between
+/// tasks. Needs no `T: 'static`, as [`OwnedRwLockReadGuard`].
+#[clippy::has_significant_drop]
 #[must_use = "if unused the RwLock will immediately unlock"]
-pub struct OwnedRwLockWriteGuard<T: ?Sized + 'static> {
+pub struct OwnedRwLockWriteGuard<T: ?Sized> {
     held: Option<Holding>,
-    // Borrows `lock`'s lock: declared (so dropped) before it.
-    inner: Detached<tokio::sync::RwLockWriteGuard<'static, T>>,
+    /// The data, in `lock`'s lock.
+    data: *mut T,
+    /// tokio's write guard of `lock`'s lock: declared (so dropped) before it.
+    guard: ErasedGuard,
     lock: Arc<RwLock<T>>,
+}
+
+/// Owned exclusive access to a part `U` of the data of an [`RwLock<T>`],
+/// from [`OwnedRwLockWriteGuard::map`]. It holds the lock (and its place in
+/// the detector) of the guard it was made from.
+#[clippy::has_significant_drop]
+#[must_use = "if unused the RwLock will immediately unlock"]
+pub struct OwnedRwLockMappedWriteGuard<T: ?Sized, U: ?Sized = T> {
+    held: Option<Holding>,
+    /// The part, in `lock`'s lock.
+    data: *mut U,
+    /// tokio's write guard of `lock`'s lock: declared (so dropped) before it.
+    guard: ErasedGuard,
+    lock: Arc<RwLock<T>>,
+}
+
+// SAFETY (all six): as tokio's owned guards, which hold the same things and
+// state the same bounds: the `Arc` of the lock (sendable and shareable when
+// `T: Send + Sync`), a pointer to data reached through the guard (`&U` from
+// a read guard: `U: Sync`; `&mut U` from a write guard: `U: Send + Sync` as
+// tokio asks), tokio's guard of that lock (a read guard is `Send` when
+// `T: Sync` and `Sync` when `T: Send + Sync`; a write guard both when
+// `T: Send + Sync`), and the detector's record (`Send + Sync`, asserted in
+// `sync/mod.rs`).
+unsafe impl<T, U> Send for OwnedRwLockReadGuard<T, U>
+where
+    T: ?Sized + Send + Sync,
+    U: ?Sized + Sync,
+{
+}
+// SAFETY: above.
+unsafe impl<T, U> Sync for OwnedRwLockReadGuard<T, U>
+where
+    T: ?Sized + Send + Sync,
+    U: ?Sized + Send + Sync,
+{
+}
+// SAFETY: above.
+unsafe impl<T: ?Sized + Send + Sync> Send for OwnedRwLockWriteGuard<T> {}
+// SAFETY: above.
+unsafe impl<T: ?Sized + Send + Sync> Sync for OwnedRwLockWriteGuard<T> {}
+// SAFETY: above.
+unsafe impl<T, U> Send for OwnedRwLockMappedWriteGuard<T, U>
+where
+    T: ?Sized + Send + Sync,
+    U: ?Sized + Send + Sync,
+{
+}
+// SAFETY: above.
+unsafe impl<T, U> Sync for OwnedRwLockMappedWriteGuard<T, U>
+where
+    T: ?Sized + Send + Sync,
+    U: ?Sized + Send + Sync,
+{
+}
+
+/// Takes the data pointer out of tokio's read guard `guard`, then erases it.
+///
+/// # Safety
+///
+/// As [`ErasedGuard::new`]: the caller keeps the lock alive until the
+/// result is dropped.
+unsafe fn erase_read<T: ?Sized>(
+    guard: tokio::sync::RwLockReadGuard<'_, T>,
+) -> (*const T, ErasedGuard) {
+    let data: *const T = &*guard;
+    // SAFETY: forwarded to the caller.
+    (data, unsafe { ErasedGuard::new(guard) })
+}
+
+/// Takes the data pointer out of tokio's write guard `guard`, then erases it.
+///
+/// # Safety
+///
+/// As [`erase_read`].
+unsafe fn erase_write<T: ?Sized>(
+    mut guard: tokio::sync::RwLockWriteGuard<'_, T>,
+) -> (*mut T, ErasedGuard) {
+    let data: *mut T = &mut *guard;
+    // SAFETY: forwarded to the caller.
+    (data, unsafe { ErasedGuard::new(guard) })
+}
+
+/// Turns the erased write guard `guard` of `lock` into an erased read guard,
+/// as tokio's `RwLockWriteGuard::downgrade` (no writer gets in between).
+///
+/// # Safety
+///
+/// `guard` must be the erased write guard of `lock` (from `erase_write`);
+/// the caller keeps `lock` alive until the result is dropped.
+unsafe fn downgrade_erased<T: ?Sized>(guard: ErasedGuard, lock: &Arc<RwLock<T>>) -> ErasedGuard {
+    // Only ties the guard's lifetime to the `Arc`, which outlives it here.
+    let _ = lock;
+    // SAFETY: the caller's promise: `guard` is tokio's write guard of the
+    // lock in `lock`, which stays alive meanwhile.
+    let write = unsafe { guard.take::<tokio::sync::RwLockWriteGuard<'_, T>>() };
+    // SAFETY: the read guard holds the same lock, kept alive by the caller.
+    unsafe { ErasedGuard::new(write.downgrade()) }
 }
 
 impl<T> RwLock<T> {
@@ -285,7 +400,7 @@ impl<T: ?Sized> RwLock<T> {
     }
 }
 
-impl<T: ?Sized + 'static> RwLock<T> {
+impl<T: ?Sized> RwLock<T> {
     /// [`RwLock::read`] with an owned guard.
     #[track_caller]
     pub fn read_owned(self: Arc<Self>) -> impl Future<Output = OwnedRwLockReadGuard<T>> {
@@ -294,12 +409,13 @@ impl<T: ?Sized + 'static> RwLock<T> {
         async move {
             let (guard, held) =
                 Acquiring::new(detector, want, self.inner.read(), |g, h| (g, h)).await;
-            // SAFETY: `guard` borrows the lock inside the `Arc` the owned
-            // guard keeps in `lock`, declared after `inner`.
-            let inner = unsafe { Detached::new(guard) };
+            // SAFETY: the guard holds the lock in `self`, which the owned
+            // guard keeps after it.
+            let (data, guard) = unsafe { erase_read(guard) };
             OwnedRwLockReadGuard {
-                _held: held,
-                inner,
+                held,
+                data,
+                guard,
                 lock: self,
             }
         }
@@ -313,12 +429,13 @@ impl<T: ?Sized + 'static> RwLock<T> {
         async move {
             let (guard, held) =
                 Acquiring::new(detector, want, self.inner.write(), |g, h| (g, h)).await;
-            // SAFETY: `guard` borrows the lock inside the `Arc` the owned
-            // guard keeps in `lock`, declared after `inner`.
-            let inner = unsafe { Detached::new(guard) };
+            // SAFETY: the guard holds the lock in `self`, which the owned
+            // guard keeps after it.
+            let (data, guard) = unsafe { erase_write(guard) };
             OwnedRwLockWriteGuard {
                 held,
-                inner,
+                data,
+                guard,
                 lock: self,
             }
         }
@@ -330,11 +447,12 @@ impl<T: ?Sized + 'static> RwLock<T> {
         let want = self.meta.want(Access::Read, Location::caller()).movable();
         let guard = self.inner.try_read()?;
         // SAFETY: as in `read_owned`.
-        let inner = unsafe { Detached::new(guard) };
+        let (data, guard) = unsafe { erase_read(guard) };
         let detector = self.meta.engine();
         Ok(OwnedRwLockReadGuard {
-            _held: acquired_without_waiting(detector, want),
-            inner,
+            held: acquired_without_waiting(detector, want),
+            data,
+            guard,
             lock: self,
         })
     }
@@ -345,11 +463,12 @@ impl<T: ?Sized + 'static> RwLock<T> {
         let want = self.meta.want(Access::Write, Location::caller()).movable();
         let guard = self.inner.try_write()?;
         // SAFETY: as in `write_owned`.
-        let inner = unsafe { Detached::new(guard) };
+        let (data, guard) = unsafe { erase_write(guard) };
         let detector = self.meta.engine();
         Ok(OwnedRwLockWriteGuard {
             held: acquired_without_waiting(detector, want),
-            inner,
+            data,
+            guard,
             lock: self,
         })
     }
@@ -383,9 +502,17 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for RwLock<T> {
     }
 }
 
+/// Tells the detector that `held` is now held for reading (a downgrade):
+/// the same hold, no new dependency.
+fn downgrade_hold(held: &Option<Holding>) {
+    if let Some(held) = held {
+        held.downgrade();
+    }
+}
+
 impl<'a, T: ?Sized> RwLockReadGuard<'a, T> {
     /// A read guard for a part of the data; the lock stays held.
-    pub fn map<U: ?Sized, F>(this: Self, f: F) -> RwLockReadGuard<'a, U>
+    pub fn map<F, U: ?Sized>(this: Self, f: F) -> RwLockReadGuard<'a, U>
     where
         F: FnOnce(&T) -> &U,
     {
@@ -397,7 +524,7 @@ impl<'a, T: ?Sized> RwLockReadGuard<'a, T> {
     }
 
     /// As [`RwLockReadGuard::map`], but `f` may decline, giving the guard back.
-    pub fn try_map<U: ?Sized, F>(this: Self, f: F) -> Result<RwLockReadGuard<'a, U>, Self>
+    pub fn try_map<F, U: ?Sized>(this: Self, f: F) -> Result<RwLockReadGuard<'a, U>, Self>
     where
         F: FnOnce(&T) -> Option<&U>,
     {
@@ -411,24 +538,68 @@ impl<'a, T: ?Sized> RwLockReadGuard<'a, T> {
 
 impl<'a, T: ?Sized> RwLockWriteGuard<'a, T> {
     /// A write guard for a part of the data; the lock stays held.
-    pub fn map<U: ?Sized, F>(this: Self, f: F) -> RwLockMappedWriteGuard<'a, U>
+    pub fn map<F, U: ?Sized>(this: Self, f: F) -> RwLockMappedWriteGuard<'a, U>
     where
         F: FnOnce(&mut T) -> &mut U,
     {
         let RwLockWriteGuard { held, inner } = this;
         RwLockMappedWriteGuard {
-            _held: held,
+            held,
             inner: tokio::sync::RwLockWriteGuard::map(inner, f),
         }
+    }
+
+    /// Downgrades to a read guard for a part of the data, without letting a
+    /// writer in between (see [`RwLockWriteGuard::downgrade`]).
+    pub fn downgrade_map<F, U: ?Sized>(this: Self, f: F) -> RwLockReadGuard<'a, U>
+    where
+        F: FnOnce(&T) -> &U,
+    {
+        let RwLockWriteGuard { held, inner } = this;
+        let inner = tokio::sync::RwLockWriteGuard::downgrade_map(inner, f);
+        downgrade_hold(&held);
+        RwLockReadGuard { held, inner }
+    }
+
+    /// As [`RwLockWriteGuard::map`], but `f` may decline, giving the guard
+    /// back.
+    pub fn try_map<F, U: ?Sized>(this: Self, f: F) -> Result<RwLockMappedWriteGuard<'a, U>, Self>
+    where
+        F: FnOnce(&mut T) -> Option<&mut U>,
+    {
+        let RwLockWriteGuard { held, inner } = this;
+        match tokio::sync::RwLockWriteGuard::try_map(inner, f) {
+            Ok(inner) => Ok(RwLockMappedWriteGuard { held, inner }),
+            Err(inner) => Err(RwLockWriteGuard { held, inner }),
+        }
+    }
+
+    /// As [`RwLockWriteGuard::downgrade_map`], but `f` may decline, giving
+    /// the write guard back (still writing).
+    pub fn try_downgrade_map<F, U: ?Sized>(this: Self, f: F) -> Result<RwLockReadGuard<'a, U>, Self>
+    where
+        F: FnOnce(&T) -> Option<&U>,
+    {
+        let RwLockWriteGuard { held, inner } = this;
+        match tokio::sync::RwLockWriteGuard::try_downgrade_map(inner, f) {
+            Ok(inner) => {
+                downgrade_hold(&held);
+                Ok(RwLockReadGuard { held, inner })
+            }
+            Err(inner) => Err(RwLockWriteGuard { held, inner }),
+        }
+    }
+
+    /// This guard as a mapped guard for all of the data.
+    pub fn into_mapped(this: Self) -> RwLockMappedWriteGuard<'a, T> {
+        RwLockWriteGuard::map(this, |data| data)
     }
 
     /// Turns the write lock into a read lock without letting a writer in
     /// between. The lock stays held (now for reading); no new dependency.
     pub fn downgrade(self) -> RwLockReadGuard<'a, T> {
         let RwLockWriteGuard { held, inner } = self;
-        if let Some(held) = &held {
-            held.downgrade();
-        }
+        downgrade_hold(&held);
         RwLockReadGuard {
             held,
             inner: inner.downgrade(),
@@ -436,45 +607,268 @@ impl<'a, T: ?Sized> RwLockWriteGuard<'a, T> {
     }
 }
 
-impl<T: ?Sized + 'static> OwnedRwLockReadGuard<T> {
+impl<'a, T: ?Sized> RwLockMappedWriteGuard<'a, T> {
+    /// A write guard for a part of this part; the lock stays held.
+    pub fn map<F, U: ?Sized>(this: Self, f: F) -> RwLockMappedWriteGuard<'a, U>
+    where
+        F: FnOnce(&mut T) -> &mut U,
+    {
+        let RwLockMappedWriteGuard { held, inner } = this;
+        RwLockMappedWriteGuard {
+            held,
+            inner: tokio::sync::RwLockMappedWriteGuard::map(inner, f),
+        }
+    }
+
+    /// As [`RwLockMappedWriteGuard::map`], but `f` may decline, giving the
+    /// guard back.
+    pub fn try_map<F, U: ?Sized>(this: Self, f: F) -> Result<RwLockMappedWriteGuard<'a, U>, Self>
+    where
+        F: FnOnce(&mut T) -> Option<&mut U>,
+    {
+        let RwLockMappedWriteGuard { held, inner } = this;
+        match tokio::sync::RwLockMappedWriteGuard::try_map(inner, f) {
+            Ok(inner) => Ok(RwLockMappedWriteGuard { held, inner }),
+            Err(inner) => Err(RwLockMappedWriteGuard { held, inner }),
+        }
+    }
+}
+
+impl<T: ?Sized, U: ?Sized> OwnedRwLockReadGuard<T, U> {
+    /// An owned read guard for a part of the data; the lock stays held.
+    pub fn map<F, V: ?Sized>(this: Self, f: F) -> OwnedRwLockReadGuard<T, V>
+    where
+        F: FnOnce(&U) -> &V,
+    {
+        let data: *const V = f(&*this);
+        let OwnedRwLockReadGuard {
+            lock, guard, held, ..
+        } = this;
+        OwnedRwLockReadGuard {
+            held,
+            data,
+            guard,
+            lock,
+        }
+    }
+
+    /// As [`OwnedRwLockReadGuard::map`], but `f` may decline, giving the
+    /// guard back.
+    pub fn try_map<F, V: ?Sized>(this: Self, f: F) -> Result<OwnedRwLockReadGuard<T, V>, Self>
+    where
+        F: FnOnce(&U) -> Option<&V>,
+    {
+        let data: *const V = match f(&*this) {
+            Some(data) => data,
+            None => return Err(this),
+        };
+        let OwnedRwLockReadGuard {
+            lock, guard, held, ..
+        } = this;
+        Ok(OwnedRwLockReadGuard {
+            held,
+            data,
+            guard,
+            lock,
+        })
+    }
+
     /// The lock this guard holds, as tokio's `OwnedRwLockReadGuard::rwlock`.
     pub fn rwlock(this: &Self) -> &Arc<RwLock<T>> {
         &this.lock
     }
 }
 
-impl<T: ?Sized + 'static> OwnedRwLockWriteGuard<T> {
-    /// The lock this guard holds, as tokio's `OwnedRwLockWriteGuard::rwlock`.
-    pub fn rwlock(this: &Self) -> &Arc<RwLock<T>> {
-        &this.lock
+impl<T: ?Sized> OwnedRwLockWriteGuard<T> {
+    /// An owned write guard for a part of the data; the lock stays held.
+    pub fn map<F, U: ?Sized>(mut this: Self, f: F) -> OwnedRwLockMappedWriteGuard<T, U>
+    where
+        F: FnOnce(&mut T) -> &mut U,
+    {
+        let data: *mut U = f(&mut *this);
+        let OwnedRwLockWriteGuard {
+            lock, guard, held, ..
+        } = this;
+        OwnedRwLockMappedWriteGuard {
+            held,
+            data,
+            guard,
+            lock,
+        }
+    }
+
+    /// Downgrades to an owned read guard for a part of the data, without
+    /// letting a writer in between (see [`RwLockWriteGuard::downgrade`]).
+    pub fn downgrade_map<F, U: ?Sized>(this: Self, f: F) -> OwnedRwLockReadGuard<T, U>
+    where
+        F: FnOnce(&T) -> &U,
+    {
+        let data: *const U = f(&*this);
+        // Bound in this order so that, should anything unwind here, the
+        // guard is dropped before the `Arc` that keeps its lock alive.
+        let OwnedRwLockWriteGuard {
+            lock, guard, held, ..
+        } = this;
+        downgrade_hold(&held);
+        // SAFETY: `guard` is the write guard of `lock` (`write_owned`), and
+        // the read guard goes next to `lock` again.
+        let guard = unsafe { downgrade_erased(guard, &lock) };
+        OwnedRwLockReadGuard {
+            held,
+            data,
+            guard,
+            lock,
+        }
+    }
+
+    /// As [`OwnedRwLockWriteGuard::map`], but `f` may decline, giving the
+    /// guard back.
+    pub fn try_map<F, U: ?Sized>(
+        mut this: Self,
+        f: F,
+    ) -> Result<OwnedRwLockMappedWriteGuard<T, U>, Self>
+    where
+        F: FnOnce(&mut T) -> Option<&mut U>,
+    {
+        let data: *mut U = match f(&mut *this) {
+            Some(data) => data,
+            None => return Err(this),
+        };
+        let OwnedRwLockWriteGuard {
+            lock, guard, held, ..
+        } = this;
+        Ok(OwnedRwLockMappedWriteGuard {
+            held,
+            data,
+            guard,
+            lock,
+        })
+    }
+
+    /// As [`OwnedRwLockWriteGuard::downgrade_map`], but `f` may decline,
+    /// giving the write guard back (still writing).
+    pub fn try_downgrade_map<F, U: ?Sized>(
+        this: Self,
+        f: F,
+    ) -> Result<OwnedRwLockReadGuard<T, U>, Self>
+    where
+        F: FnOnce(&T) -> Option<&U>,
+    {
+        let data: *const U = match f(&*this) {
+            Some(data) => data,
+            None => return Err(this),
+        };
+        // Bound in this order: see `downgrade_map`.
+        let OwnedRwLockWriteGuard {
+            lock, guard, held, ..
+        } = this;
+        downgrade_hold(&held);
+        // SAFETY: as in `downgrade_map`.
+        let guard = unsafe { downgrade_erased(guard, &lock) };
+        Ok(OwnedRwLockReadGuard {
+            held,
+            data,
+            guard,
+            lock,
+        })
+    }
+
+    /// This guard as a mapped guard for all of the data.
+    pub fn into_mapped(this: Self) -> OwnedRwLockMappedWriteGuard<T> {
+        OwnedRwLockWriteGuard::map(this, |data| data)
     }
 
     /// Turns the owned write lock into an owned read lock; see
     /// [`RwLockWriteGuard::downgrade`].
     pub fn downgrade(self) -> OwnedRwLockReadGuard<T> {
-        // Bound in this order so that, should anything unwind here, the
-        // guard is dropped before the `Arc` that keeps its lock alive.
-        let OwnedRwLockWriteGuard { lock, inner, held } = self;
-        if let Some(held) = &held {
-            held.downgrade();
-        }
+        // Bound in this order: see `downgrade_map`.
+        let OwnedRwLockWriteGuard {
+            lock,
+            guard,
+            held,
+            data,
+        } = self;
+        downgrade_hold(&held);
+        // SAFETY: as in `downgrade_map`.
+        let guard = unsafe { downgrade_erased(guard, &lock) };
         OwnedRwLockReadGuard {
-            _held: held,
-            inner: Detached::wrap(inner.into_inner().downgrade()),
+            held,
+            data,
+            guard,
             lock,
         }
     }
+
+    /// The lock this guard holds, as tokio's `OwnedRwLockWriteGuard::rwlock`.
+    pub fn rwlock(this: &Self) -> &Arc<RwLock<T>> {
+        &this.lock
+    }
 }
 
-read_guard_impls!(
-    ['a, T: ?Sized] RwLockReadGuard<'a, T>,
-    ['a, T: ?Sized] RwLockWriteGuard<'a, T>,
-    ['a, T: ?Sized] RwLockMappedWriteGuard<'a, T>,
-    [T: ?Sized + 'static] OwnedRwLockReadGuard<T>,
-    [T: ?Sized + 'static] OwnedRwLockWriteGuard<T>,
+impl<T: ?Sized, U: ?Sized> OwnedRwLockMappedWriteGuard<T, U> {
+    /// An owned write guard for a part of this part; the lock stays held.
+    pub fn map<F, V: ?Sized>(mut this: Self, f: F) -> OwnedRwLockMappedWriteGuard<T, V>
+    where
+        F: FnOnce(&mut U) -> &mut V,
+    {
+        let data: *mut V = f(&mut *this);
+        let OwnedRwLockMappedWriteGuard {
+            lock, guard, held, ..
+        } = this;
+        OwnedRwLockMappedWriteGuard {
+            held,
+            data,
+            guard,
+            lock,
+        }
+    }
+
+    /// As [`OwnedRwLockMappedWriteGuard::map`], but `f` may decline, giving
+    /// the guard back.
+    pub fn try_map<F, V: ?Sized>(
+        mut this: Self,
+        f: F,
+    ) -> Result<OwnedRwLockMappedWriteGuard<T, V>, Self>
+    where
+        F: FnOnce(&mut U) -> Option<&mut V>,
+    {
+        let data: *mut V = match f(&mut *this) {
+            Some(data) => data,
+            None => return Err(this),
+        };
+        let OwnedRwLockMappedWriteGuard {
+            lock, guard, held, ..
+        } = this;
+        Ok(OwnedRwLockMappedWriteGuard {
+            held,
+            data,
+            guard,
+            lock,
+        })
+    }
+
+    /// The lock this guard holds, as tokio's
+    /// `OwnedRwLockMappedWriteGuard::rwlock`.
+    pub fn rwlock(this: &Self) -> &Arc<RwLock<T>> {
+        &this.lock
+    }
+}
+
+deref_inner!(
+    ref ['a, T: ?Sized] RwLockReadGuard<'a, T> => T,
+    mut ['a, T: ?Sized] RwLockWriteGuard<'a, T> => T,
+    mut ['a, T: ?Sized] RwLockMappedWriteGuard<'a, T> => T,
 );
-write_guard_impls!(
-    ['a, T: ?Sized] RwLockWriteGuard<'a, T>,
-    ['a, T: ?Sized] RwLockMappedWriteGuard<'a, T>,
-    [T: ?Sized + 'static] OwnedRwLockWriteGuard<T>,
+deref_data!(
+    ref [T: ?Sized, U: ?Sized] OwnedRwLockReadGuard<T, U> => U,
+    mut [T: ?Sized] OwnedRwLockWriteGuard<T> => T,
+    mut [T: ?Sized, U: ?Sized] OwnedRwLockMappedWriteGuard<T, U> => U,
+);
+fmt_via_deref!(
+    ['a, T: ?Sized] RwLockReadGuard<'a, T> => T,
+    ['a, T: ?Sized] RwLockWriteGuard<'a, T> => T,
+    ['a, T: ?Sized] RwLockMappedWriteGuard<'a, T> => T,
+    [T: ?Sized, U: ?Sized] OwnedRwLockReadGuard<T, U> => U,
+    [T: ?Sized] OwnedRwLockWriteGuard<T> => T,
+    [T: ?Sized, U: ?Sized] OwnedRwLockMappedWriteGuard<T, U> => U,
 );
