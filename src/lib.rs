@@ -43,6 +43,16 @@
 //! In tests, [`test_guard`] turns detection on and fails the test on a
 //! report that belongs to it.
 //!
+//! # A drop-in for `tokio::sync`
+//!
+//! [`sync`] has every item of `tokio::sync`, with the same signatures: the
+//! locks, semaphores and bounded channels are this crate's, the rest is
+//! tokio's. Swapping one `use` line is enough:
+//!
+//! ```
+//! use async_lockdep::sync::{oneshot, Mutex, Notify}; // was tokio::sync
+//! ```
+//!
 //! # One engine per process
 //!
 //! As in the kernel's lockdep, one engine per process keeps the classes, the
@@ -80,7 +90,7 @@ mod graph;
 mod layer;
 mod lockdep;
 mod report;
-mod sync;
+pub mod sync;
 mod vocab;
 
 pub use detector::{test_guard, Detector, DetectorBuilder, Status, TestGuard};

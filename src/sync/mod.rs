@@ -1,14 +1,31 @@
-//! Lock wrappers. Each mirrors its tokio counterpart and goes through the same
-//! detector path (`acquiring::Acquiring`, `hooks::acquire_blocking`,
-//! `hooks::acquired_without_waiting`, and `hooks::Holding` for the release):
-//! none keeps its own bookkeeping.
+//! A drop-in for `tokio::sync`: the same items, under the same names, with
+//! the locks reporting to the detector.
 //!
-//! - `mutex.rs`: [`Mutex`] and its guards.
-//! - `rwlock.rs`: [`RwLock`] and its guards.
-//! - `semaphore.rs`: [`Semaphore`] and its permits.
+//! ```
+//! // Was: use tokio::sync::{mpsc, oneshot, Mutex, Notify, RwLock, Semaphore};
+//! use async_lockdep::sync::{mpsc, oneshot, Mutex, Notify, RwLock, Semaphore};
+//! ```
 //!
-//! Below: the trait impls the guards share, and how owned guards keep
-//! tokio's guard next to the `Arc` of their lock.
+//! - Wrapped, so that the detector sees them: [`Mutex`], [`RwLock`] and
+//!   [`Semaphore`] with all their guards and permits (mapped, owned, owned
+//!   and mapped, split and merged), and the bounded channel of [`mpsc`].
+//!   Their methods, associated items, trait impls and `Send`/`Sync` are
+//!   tokio's; the wrappers add the `with_class` constructors and the
+//!   `*_nested` methods.
+//! - tokio's own, re-exported unchanged (the detector does not see them):
+//!   [`Notify`], [`Barrier`], [`OnceCell`], [`SetOnce`], [`oneshot`],
+//!   [`watch`], [`broadcast`], the unbounded [`mpsc`] channel, the
+//!   [`futures`] of `Notify`, and the error types ([`TryLockError`],
+//!   [`AcquireError`], [`TryAcquireError`], [`SetError`], [`SetOnceError`]).
+//!
+//! The wrappers are also at the crate root (`async_lockdep::Mutex`).
+
+// Layout: `mutex.rs`, `rwlock.rs` and `semaphore.rs` hold the wrappers and
+// their guards, `mpsc.rs` the channel; each goes through the same detector
+// path (`acquiring::Acquiring`, `hooks::acquire_blocking`,
+// `hooks::acquired_without_waiting`, and `hooks::Holding` for the release):
+// none keeps its own bookkeeping. Below: the trait impls the guards share,
+// and how owned guards keep tokio's guard next to the `Arc` of their lock.
 
 /// `Deref` (and `DerefMut` for the `mut` entries) for guards wrapping one
 /// of tokio's guards in `inner`; each guard comes with its generic
@@ -282,4 +299,9 @@ pub use rwlock::{
 };
 pub use semaphore::{
     AcquireError, OwnedSemaphorePermit, Semaphore, SemaphorePermit, TryAcquireError,
+};
+
+pub use tokio::sync::{
+    broadcast, futures, oneshot, watch, Barrier, BarrierWaitResult, Notify, OnceCell, SetError,
+    SetOnce, SetOnceError,
 };
