@@ -305,3 +305,56 @@ pub use tokio::sync::{
     broadcast, futures, oneshot, watch, Barrier, BarrierWaitResult, Notify, OnceCell, SetError,
     SetOnce, SetOnceError,
 };
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::{inline, ErasedGuard};
+
+    /// A stand-in for a guard of `N` words that borrows something.
+    struct Guard<'a, const N: usize> {
+        drops: &'a AtomicUsize,
+        _words: [usize; N],
+    }
+
+    impl<const N: usize> Drop for Guard<'_, N> {
+        fn drop(&mut self) {
+            self.drops.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn guard<const N: usize>(drops: &AtomicUsize) -> Guard<'_, N> {
+        Guard {
+            drops,
+            _words: [N; N],
+        }
+    }
+
+    /// tokio's guards fit in place; with tokio's `tracing` instrumentation
+    /// (`--cfg tokio_unstable`) they are boxed, a path checked here.
+    #[test]
+    fn erased_guards_in_place_and_boxed_are_dropped_or_taken_once() {
+        assert!(inline::<Guard<'_, 3>>());
+        assert!(!inline::<Guard<'_, 8>>());
+        let drops = AtomicUsize::new(0);
+        // SAFETY: `drops` outlives the erased guards, dropped in this scope.
+        let erased = unsafe {
+            [
+                ErasedGuard::new(guard::<3>(&drops)),
+                ErasedGuard::new(guard::<8>(&drops)),
+            ]
+        };
+        let moved = erased; // moved around as owned guards are
+        assert_eq!(drops.load(Ordering::Relaxed), 0);
+        drop(moved);
+        assert_eq!(drops.load(Ordering::Relaxed), 2);
+        // SAFETY: as above; taken back as the type it was given as.
+        let back: Guard<'_, 8> = unsafe { ErasedGuard::new(guard::<8>(&drops)).take() };
+        // SAFETY: as above.
+        let back_in_place: Guard<'_, 1> = unsafe { ErasedGuard::new(guard::<1>(&drops)).take() };
+        assert_eq!(drops.load(Ordering::Relaxed), 2);
+        drop((back, back_in_place));
+        assert_eq!(drops.load(Ordering::Relaxed), 4);
+    }
+}
