@@ -212,7 +212,10 @@ fn class_with_site(class: &LockClass) -> String {
 fn who(dep: &Dependency) -> String {
     let mut who = dep.context.to_string();
     if let Some(test) = &dep.test {
-        let _ = write!(who, " in test `{test}`");
+        // A test's own thread is already named after the test.
+        if !who.ends_with(&format!("`{test}`")) {
+            let _ = write!(who, " in test `{test}`");
+        }
     }
     if !dep.spans.is_empty() {
         let _ = write!(who, " (span: {})", dep.spans.join(" < "));
@@ -231,15 +234,16 @@ fn print_attempt(f: &mut fmt::Formatter<'_>, dep: &Dependency) -> fmt::Result {
     let verb = match dep.waited_as {
         Access::Flush => "is flushing",
         Access::Destroy => "is destroying",
-        Access::Join => "is joining",
+        Access::Join | Access::Await => "is joining",
         Access::Send => "is sending into (the channel can be full)",
         _ => "is trying to acquire",
     };
     writeln!(f, "{} {verb}:", who(dep))?;
     writeln!(
         f,
-        "  {}   at {}",
+        "  {}   {} {}",
         class_with_site(&dep.waited),
+        wait_site_phrase(dep.waited_as),
         dep.waited_at
     )?;
     writeln!(f, "while holding:")?;
@@ -270,9 +274,10 @@ fn print_chain(f: &mut fmt::Formatter<'_>, deps: &[Dependency]) -> fmt::Result {
         writeln!(f, "     {} {verb} {held} {at} {}", who(dep), dep.held_at)?;
         writeln!(
             f,
-            "     then {} {} at {}",
+            "     then {} {} {} {}",
             wait_phrase(dep.waited_as),
             class_with_site(&dep.waited),
+            wait_site_phrase(dep.waited_as),
             dep.waited_at
         )?;
     }
@@ -295,10 +300,22 @@ fn wait_phrase(access: Access) -> &'static str {
         Access::Flush => "flushed",
         Access::Destroy => "destroyed",
         Access::Join => "joined",
+        Access::Await => "awaited the handle of",
         Access::Read => "waited to read",
         Access::Permits => "waited for permits of",
         Access::Send => "sent into",
         _ => "waited for",
+    }
+}
+
+/// How the site of a wait reads: a plain `.await` of a `JoinHandle` has no
+/// known line, and the site shown is where the task was spawned.
+fn wait_site_phrase(access: Access) -> &'static str {
+    match access {
+        Access::Await => {
+            "at an unknown `.await` (use `handle.join().await` to record it) of the task spawned at"
+        }
+        _ => "at",
     }
 }
 

@@ -130,8 +130,12 @@ pub enum Access {
     Flush,
     /// Destroying a queue: a flush, then stopping its worker.
     Destroy,
-    /// Awaiting a spawned task's `JoinHandle`.
+    /// Awaiting a spawned task's `JoinHandle` (with `join()`: the line of
+    /// the wait is known).
     Join,
+    /// Awaiting a spawned task's `JoinHandle` with a plain `.await`, whose
+    /// line is unknown: the site recorded is the spawn site.
+    Await,
     /// Sending into (or reserving a slot of) a bounded channel, which waits
     /// while the channel is full.
     Send,
@@ -152,7 +156,7 @@ impl Access {
             Access::RunTask => "task",
             Access::Flush => "flush",
             Access::Destroy => "destroy",
-            Access::Join => "join",
+            Access::Join | Access::Await => "join",
             Access::Send => "send",
             Access::Receive => "receive",
         }
@@ -160,7 +164,10 @@ impl Access {
 
     /// Whether this is a wait for an executor rather than a lock.
     pub(crate) fn is_executor_wait(self) -> bool {
-        matches!(self, Access::Flush | Access::Destroy | Access::Join)
+        matches!(
+            self,
+            Access::Flush | Access::Destroy | Access::Join | Access::Await
+        )
     }
 }
 

@@ -205,7 +205,7 @@ async fn three_tasks_stuck_through_a_join_handle_are_reported() {
     assert_eq!(
         links,
         [
-            ("a".into(), "t1".into(), Access::Join),
+            ("a".into(), "t1".into(), Access::Await),
             ("c".into(), "a".into(), Access::Lock),
             ("t1".into(), "c".into(), Access::Lock),
         ]

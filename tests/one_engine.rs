@@ -257,8 +257,8 @@ fn assert_second_half_failed(outcome: &Outcome, closing: &str) {
         "{text}"
     );
     // Both halves' test names and both lock sites (inside `nest`).
-    assert!(text.contains("in test `fixture_split_half_1`"), "{text}");
-    assert!(text.contains("in test `fixture_split_half_2`"), "{text}");
+    assert!(text.contains("`fixture_split_half_1`"), "{text}");
+    assert!(text.contains("`fixture_split_half_2`"), "{text}");
     let lock_a = format!("{}:{}:", file!(), NEST_LINE);
     let lock_b = format!("{}:{}:", file!(), NEST_LINE + 1);
     assert!(text.contains(&lock_a) && text.contains(&lock_b), "{text}");

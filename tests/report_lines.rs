@@ -77,3 +77,55 @@ async fn the_test_body_is_named_after_its_thread() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_plain_await_of_a_join_handle_says_its_line_is_unknown_and_join_records_it() {
+    let lockdep = test_guard();
+    let state = Arc::new(Mutex::with_class("lines-join-state", ()));
+    let other = Arc::new(Mutex::with_class("lines-join-other", ()));
+    let s = state.clone();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let spawned = line!() + 1;
+    let job = async_lockdep::spawn_named("lines-job", async move {
+        drop(s.lock().await); // job -> state
+        done_tx.send(()).unwrap();
+    });
+    done_rx.await.unwrap(); // the job is done with `state`: no real deadlock
+    {
+        let _s = state.lock().await;
+        job.await.unwrap(); // state -> job, at an unknown line
+    }
+    let reports = lockdep.take_reports();
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    let text = reports[0].to_string();
+    assert!(
+        text.contains(&format!(
+            "at an unknown `.await` (use `handle.join().await` to record it) of the task \
+             spawned at {}:{spawned}:",
+            file!()
+        )),
+        "{text}"
+    );
+
+    let o = other.clone();
+    let job = async_lockdep::spawn_named("lines-job-2", async move {
+        let _o = o.lock().await; // job-2 -> other
+    });
+    let _o = other.lock().await;
+    let joined = line!() + 1;
+    let outcome = tokio::time::timeout(std::time::Duration::from_millis(50), job.join()).await;
+    assert!(outcome.is_err(), "it waits for `other`, which we hold");
+    let reports = lockdep.take_reports();
+    let cycle = reports
+        .iter()
+        .find(|r| r.kind == ReportKind::CircularDependency)
+        .expect("other -> job-2 -> other");
+    let join = cycle
+        .dependencies
+        .iter()
+        .find(|d| d.waited_as == async_lockdep::Access::Join)
+        .expect("the join is part of the cycle");
+    assert_eq!(join.waited_at.line(), joined);
+    // A spawned task's class shows its spawn site as its creation site.
+    assert_eq!(join.waited.created_at.file(), file!());
+}

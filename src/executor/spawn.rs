@@ -69,7 +69,7 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let meta = LockMeta::new(class);
+    let meta = LockMeta::new_at(class, site);
     let detector = meta.engine();
     let want = meta.want(Access::RunTask, site);
     let task = async move {
@@ -84,6 +84,7 @@ where
         meta,
         site,
         waiting: None,
+        exact: false,
         recorded: false,
     }
 }
@@ -92,12 +93,15 @@ where
 /// `tokio::task::JoinHandle`.
 ///
 /// The first poll records "held lock → task" for the locks the awaiting task
-/// holds; the report names the spawn site as where it was waited for (use
-/// [`JoinHandle::join`] to record the exact line of the wait).
+/// holds. A plain `.await` cannot know its own line: the report says so and
+/// names the spawn site instead (`Access::Await`); await
+/// [`JoinHandle::join`] to record the exact line of the wait.
 pub struct JoinHandle<T> {
     inner: tokio::task::JoinHandle<T>,
     meta: LockMeta,
     site: &'static Location<'static>,
+    /// Whether `site` is the line of the wait (`join()`), not the spawn.
+    exact: bool,
     waiting: Option<Waiting>,
     recorded: bool,
 }
@@ -140,6 +144,7 @@ impl<T> JoinHandle<T> {
     #[track_caller]
     pub fn join(mut self) -> Self {
         self.site = Location::caller();
+        self.exact = true;
         self
     }
 }
@@ -152,7 +157,12 @@ impl<T> Future for JoinHandle<T> {
         // if the task already finished); the wait itself is registered only
         // if it really waits.
         let first = !std::mem::replace(&mut self.recorded, true);
-        let want = self.meta.want(Access::Join, self.site);
+        let access = if self.exact {
+            Access::Join
+        } else {
+            Access::Await
+        };
+        let want = self.meta.want(access, self.site);
         let detector = if first { self.meta.engine() } else { None };
         let mark = detector.as_ref().map(|d| d.record_wait_edges(want));
         let output = Pin::new(&mut self.inner).poll(cx);

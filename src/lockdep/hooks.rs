@@ -44,12 +44,17 @@ impl LockMeta {
     /// Identity for a new instance of `class`.
     #[track_caller]
     pub(crate) fn new(class: ClassId) -> LockMeta {
+        LockMeta::new_at(class, Location::caller())
+    }
+
+    /// Identity for a new instance of `class` created at `site`.
+    pub(crate) fn new_at(class: ClassId, site: &'static Location<'static>) -> LockMeta {
         let instance = LockRef::new(class).instance;
         let noted = crate::lockdep::engine().is_some_and(|e| e.note_creation(instance));
         LockMeta {
             class: AtomicU32::new(class),
             instance: AtomicU64::new(instance),
-            site: Location::caller(),
+            site,
             kind: ClassKind::Mutex,
             noted,
         }

@@ -188,6 +188,7 @@ fn access_of_code(code: &str) -> Option<Access> {
         9 => Access::Join,
         10 => Access::Send,
         11 => Access::Receive,
+        12 => Access::Await,
         _ => return None,
     })
 }
