@@ -9,7 +9,8 @@
 
 mod common;
 
-use std::process::Command;
+use common::Outcome;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,52 +23,16 @@ fn fixture() -> Option<String> {
     std::env::var(FIXTURE_ENV).ok()
 }
 
-/// The outcome of running fixtures in a child process.
-struct Outcome {
-    success: bool,
-    /// stdout and stderr together.
-    output: String,
-}
-
-impl Outcome {
-    fn test_line(&self, name: &str) -> Option<&str> {
-        self.output
-            .lines()
-            .find(|l| l.starts_with(&format!("test {name} ...")))
-    }
-
-    fn passed(&self, name: &str) -> bool {
-        self.test_line(name).is_some_and(|l| l.ends_with("ok"))
-    }
-
-    fn failed(&self, name: &str) -> bool {
-        self.test_line(name).is_some_and(|l| l.ends_with("FAILED"))
-    }
-}
-
 /// Runs the fixtures named `names` (exact names) in a child process of this
 /// test binary, with the fixture mode `mode` and `threads` test threads.
 fn run_fixtures(names: &[&str], mode: &str, threads: usize) -> Outcome {
-    let exe = std::env::current_exe().expect("test binary path");
-    let mut command = Command::new(exe);
-    command
-        .args(names)
-        .arg("--exact")
-        .arg(format!("--test-threads={threads}"))
-        .env(FIXTURE_ENV, mode)
-        .env_remove("ASYNC_LOCKDEP")
-        .env_remove("ASYNC_LOCKDEP_PRINT")
-        .env_remove("NEXTEST_RUN_ID")
-        .env_remove("ASYNC_LOCKDEP_DIR");
-    let output = command.output().expect("run the test binary");
-    Outcome {
-        success: output.status.success(),
-        output: format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ),
-    }
+    let threads = format!("--test-threads={threads}");
+    let mut args = names.to_vec();
+    args.extend(["--exact", &threads]);
+    let output = common::test_binary(&args, &[(FIXTURE_ENV, Some(mode))])
+        .output()
+        .expect("run the test binary");
+    Outcome::of(output)
 }
 
 // ---------------------------------------------------------------------------
@@ -511,27 +476,15 @@ async fn fixture_inversion_with_a_guard() {
 }
 
 fn run_with_env(name: &str, value: Option<&str>) -> Outcome {
-    let exe = std::env::current_exe().expect("test binary path");
-    let mut command = Command::new(exe);
-    command
-        .args([name, "--exact", "--nocapture"])
-        .env(FIXTURE_ENV, "env")
-        .env("ASYNC_LOCKDEP_PRINT", "0")
-        .env_remove("NEXTEST_RUN_ID")
-        .env_remove("ASYNC_LOCKDEP_DIR");
-    match value {
-        Some(value) => command.env("ASYNC_LOCKDEP", value),
-        None => command.env_remove("ASYNC_LOCKDEP"),
-    };
-    let output = command.output().expect("run the test binary");
-    Outcome {
-        success: output.status.success(),
-        output: format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ),
-    }
+    let env = [
+        (FIXTURE_ENV, Some("env")),
+        ("ASYNC_LOCKDEP_PRINT", Some("0")),
+        ("ASYNC_LOCKDEP", value),
+    ];
+    let output = common::test_binary(&[name, "--exact", "--nocapture"], &env)
+        .output()
+        .expect("run the test binary");
+    Outcome::of(output)
 }
 
 #[test]

@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::Outcome;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -35,37 +37,19 @@ fn scratch(name: &str) -> PathBuf {
 
 /// The command running fixture `name` with the store at `base`/`run`.
 fn fixture_command(name: &str, mode: &str, base: Option<&Path>, run: &str) -> Command {
-    let exe = std::env::current_exe().expect("test binary path");
-    let mut command = Command::new(exe);
+    let base = base.map(|b| b.to_string_lossy().into_owned());
+    let env = [
+        (FIXTURE_ENV, Some(mode)),
+        ("NEXTEST_RUN_ID", Some(run)),
+        ("ASYNC_LOCKDEP_DIR", base.as_deref()),
+    ];
+    let mut command = common::test_binary(&[name, "--exact", "--test-threads=1"], &env);
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
     command
-        .args([name, "--exact", "--test-threads=1"])
-        .env(FIXTURE_ENV, mode)
-        .env("NEXTEST_RUN_ID", run)
-        .env_remove("ASYNC_LOCKDEP")
-        .env_remove("ASYNC_LOCKDEP_STORE")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    match base {
-        Some(base) => command.env("ASYNC_LOCKDEP_DIR", base),
-        None => command.env_remove("ASYNC_LOCKDEP_DIR"),
-    };
-    command
-}
-
-struct Outcome {
-    success: bool,
-    text: String,
 }
 
 fn outcome(output: Output) -> Outcome {
-    Outcome {
-        success: output.status.success(),
-        text: format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ),
-    }
+    Outcome::of(output)
 }
 
 fn run(name: &str, mode: &str, base: Option<&Path>, run_id: &str) -> Outcome {
@@ -135,17 +119,17 @@ fn assert_report_names_both_halves(text: &str) {
 fn two_processes_one_after_the_other_fail_the_second() {
     let base = scratch("sequential");
     let first = run(FIRST, "on", Some(&base), "run-sequential");
-    assert!(first.success, "{}", first.text);
+    assert!(first.success, "{}", first.output);
     let second = run(SECOND, "on", Some(&base), "run-sequential");
-    assert!(!second.success, "{}", second.text);
+    assert!(!second.success, "{}", second.output);
     assert!(
         second
-            .text
+            .output
             .contains(&format!("possible deadlock(s) found in test `{SECOND}`")),
         "{}",
-        second.text
+        second.output
     );
-    assert_report_names_both_halves(&second.text);
+    assert_report_names_both_halves(&second.output);
     let _ = std::fs::remove_dir_all(base);
 }
 
@@ -162,15 +146,15 @@ fn two_processes_at_the_same_time_fail_the_one_that_finishes_later() {
             .unwrap(),
     );
     let late = outcome(late.wait_with_output().unwrap());
-    assert!(early.success, "{}", early.text);
-    assert!(!late.success, "{}", late.text);
+    assert!(early.success, "{}", early.output);
+    assert!(!late.success, "{}", late.output);
     assert!(
-        late.text
+        late.output
             .contains(&format!("possible deadlock(s) found in test `{FIRST}`")),
         "{}",
-        late.text
+        late.output
     );
-    assert_report_names_both_halves(&late.text);
+    assert_report_names_both_halves(&late.output);
     let _ = std::fs::remove_dir_all(base);
 }
 
@@ -178,10 +162,10 @@ fn two_processes_at_the_same_time_fail_the_one_that_finishes_later() {
 fn a_store_from_an_earlier_run_is_silent() {
     let base = scratch("stale");
     let first = run(FIRST, "on", Some(&base), "run-earlier");
-    assert!(first.success, "{}", first.text);
+    assert!(first.success, "{}", first.output);
     let later = run(SECOND, "on", Some(&base), "run-later");
-    assert!(later.success, "{}", later.text);
-    assert!(!later.text.contains("WARNING"), "{}", later.text);
+    assert!(later.success, "{}", later.output);
+    assert!(!later.output.contains("WARNING"), "{}", later.output);
     let _ = std::fs::remove_dir_all(base);
 }
 
@@ -189,7 +173,7 @@ fn a_store_from_an_earlier_run_is_silent() {
 fn damaged_and_foreign_files_are_skipped_with_one_warning_each() {
     let base = scratch("damaged");
     let first = run(FIRST, "on", Some(&base), "run-damaged");
-    assert!(first.success, "{}", first.text);
+    assert!(first.success, "{}", first.output);
     let dir = base.join("run-damaged");
     std::fs::write(dir.join("4000000001.deps"), "not a store at all\n").unwrap();
     std::fs::write(
@@ -199,15 +183,15 @@ fn damaged_and_foreign_files_are_skipped_with_one_warning_each() {
     .unwrap();
     std::fs::write(dir.join("notes.txt"), "hello").unwrap();
     let second = run(SECOND, "on", Some(&base), "run-damaged");
-    assert!(!second.success, "the rest is still read: {}", second.text);
-    assert_report_names_both_halves(&second.text);
+    assert!(!second.success, "the rest is still read: {}", second.output);
+    assert_report_names_both_halves(&second.output);
     for name in ["4000000001.deps", "4000000002.deps", "notes.txt"] {
         let warnings = second
-            .text
+            .output
             .lines()
             .filter(|l| l.contains("warning: skipping") && l.contains(name))
             .count();
-        assert_eq!(warnings, 1, "{name}: {}", second.text);
+        assert_eq!(warnings, 1, "{name}: {}", second.output);
     }
     let _ = std::fs::remove_dir_all(base);
 }
@@ -216,10 +200,10 @@ fn damaged_and_foreign_files_are_skipped_with_one_warning_each() {
 fn nextest_run_id_alone_turns_the_store_on_under_the_target_directory() {
     let run_id = format!("store-test-{}", std::process::id());
     let first = run(FIRST, "on", None, &run_id);
-    assert!(first.success, "{}", first.text);
+    assert!(first.success, "{}", first.output);
     let second = run(SECOND, "on", None, &run_id);
-    assert!(!second.success, "{}", second.text);
-    assert_report_names_both_halves(&second.text);
+    assert!(!second.success, "{}", second.output);
+    assert_report_names_both_halves(&second.output);
     // target/<profile>/async-lockdep/<run id>/<pid>.deps
     let exe = std::env::current_exe().unwrap();
     let target = exe.parent().unwrap().parent().unwrap();

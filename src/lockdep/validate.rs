@@ -82,27 +82,12 @@ impl State {
         needs_writer: bool,
         certain: bool,
     ) -> Option<Report> {
-        let key = (
-            want.lock.class,
-            held.site as *const _ as usize,
-            want.site as *const _ as usize,
-        );
-        if !lock_ignoring_poison(&self.reports).seen.insert(key) {
-            return None;
-        }
-        let mut dependency = dependency_of(held, want, context, spans);
-        dependency.test = self.current_test_name().map(|t| t.to_string());
-        Some(Report {
-            kind: if certain {
-                ReportKind::SelfDeadlock
-            } else {
-                ReportKind::PossibleSelfDeadlock
-            },
-            dependencies: vec![dependency],
-            needs_writer,
-            long_wait: None,
-            pending_wait: false,
-        })
+        let kind = if certain {
+            ReportKind::SelfDeadlock
+        } else {
+            ReportKind::PossibleSelfDeadlock
+        };
+        self.once_per_sites(kind, held, want, context, spans, needs_writer)
     }
 
     /// The report for `context` waiting for a permit of a semaphore it holds
@@ -113,6 +98,28 @@ impl State {
         want: Acquire,
         context: ContextId,
         spans: &[String],
+    ) -> Option<Report> {
+        self.once_per_sites(
+            ReportKind::PoolExhaustion,
+            held,
+            want,
+            context,
+            spans,
+            false,
+        )
+    }
+
+    /// A one-dependency report about `context` waiting for `want` while
+    /// holding `held` of the same instance, unless the same pair of sites
+    /// (and class) was reported before.
+    fn once_per_sites(
+        &self,
+        kind: ReportKind,
+        held: &HeldLock,
+        want: Acquire,
+        context: ContextId,
+        spans: &[String],
+        needs_writer: bool,
     ) -> Option<Report> {
         let key = (
             want.lock.class,
@@ -125,9 +132,9 @@ impl State {
         let mut dependency = dependency_of(held, want, context, spans);
         dependency.test = self.current_test_name().map(|t| t.to_string());
         Some(Report {
-            kind: ReportKind::PoolExhaustion,
+            kind,
             dependencies: vec![dependency],
-            needs_writer: false,
+            needs_writer,
             long_wait: None,
             pending_wait: false,
         })

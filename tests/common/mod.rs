@@ -76,3 +76,65 @@ pub fn own_process() -> bool {
     );
     true
 }
+
+/// The outcome of running this test binary as a child process.
+pub struct Outcome {
+    pub success: bool,
+    /// stdout and stderr together.
+    pub output: String,
+}
+
+impl Outcome {
+    /// From a finished child's output.
+    pub fn of(output: std::process::Output) -> Outcome {
+        Outcome {
+            success: output.status.success(),
+            output: format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        }
+    }
+
+    fn test_line(&self, name: &str) -> Option<&str> {
+        self.output
+            .lines()
+            .find(|l| l.starts_with(&format!("test {name} ...")))
+    }
+
+    /// Whether libtest reported test `name` as passed.
+    pub fn passed(&self, name: &str) -> bool {
+        self.test_line(name).is_some_and(|l| l.ends_with("ok"))
+    }
+
+    /// Whether libtest reported test `name` as failed.
+    pub fn failed(&self, name: &str) -> bool {
+        self.test_line(name).is_some_and(|l| l.ends_with("FAILED"))
+    }
+}
+
+/// A command running this test binary with `args`, isolated from the
+/// calling run's detector settings and store; `env` pairs set (`Some`) or
+/// remove (`None`) variables on top.
+pub fn test_binary(args: &[&str], env: &[(&str, Option<&str>)]) -> std::process::Command {
+    let exe = std::env::current_exe().expect("test binary path");
+    let mut command = std::process::Command::new(exe);
+    command.args(args);
+    for name in [
+        "ASYNC_LOCKDEP",
+        "ASYNC_LOCKDEP_PRINT",
+        "ASYNC_LOCKDEP_DIR",
+        "ASYNC_LOCKDEP_STORE",
+        "NEXTEST_RUN_ID",
+    ] {
+        command.env_remove(name);
+    }
+    for (name, value) in env {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
+    }
+    command
+}
