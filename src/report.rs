@@ -365,7 +365,14 @@ fn column_name(i: usize) -> char {
 }
 
 fn print_notes(f: &mut fmt::Formatter<'_>, report: &Report) -> fmt::Result {
-    if report.needs_writer {
+    if report.needs_writer && report.kind == ReportKind::DeadlockNow {
+        writeln!(f)?;
+        writeln!(
+            f,
+            "Note: a read waits behind a writer queued on that lock: tokio's RwLock is\n\
+             write-preferring, so the queued writer (waiting for the readers) blocks new reads."
+        )?;
+    } else if report.needs_writer {
         writeln!(f)?;
         writeln!(
             f,

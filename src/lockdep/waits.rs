@@ -100,6 +100,16 @@ impl Waits {
         self.map().get(&context).cloned().unwrap_or_default()
     }
 
+    /// Whether a context other than `except` waits to write `instance`.
+    fn writer_queued(&self, instance: u64, except: ContextId) -> bool {
+        self.map().iter().any(|(context, waits)| {
+            *context != except
+                && waits
+                    .iter()
+                    .any(|w| w.want.lock.instance == instance && w.want.access == Access::Write)
+        })
+    }
+
     /// Whether the wait `seq` of `context` is still pending.
     fn pending(&self, context: ContextId, seq: u64) -> bool {
         self.map()
@@ -173,17 +183,21 @@ pub(crate) fn stuck_cycle(state: &State, waiter: ContextId, seq: u64) -> Option<
     // blockers[i] is held by chain[i + 1] (by the waiter for the last one)
     // and blocks chain[i]'s wait.
     let n = chain.len();
-    let dependencies = (0..n)
+    let dependencies: Vec<_> = (0..n)
         .map(|i| {
             let (context, wait) = chain[i];
             let held = blockers[(i + n - 1) % n];
             dependency_of(&held, wait.want, context, &[])
         })
         .collect();
+    // blockers[i] blocks chain[i]'s wait: a read blocked by a read is one
+    // queued behind a writer.
+    let behind_writer = (0..n)
+        .any(|i| chain[i].1.want.access == Access::Read && blockers[i].access == Access::Read);
     Some(Report {
         kind: ReportKind::DeadlockNow,
         dependencies,
-        needs_writer: false,
+        needs_writer: behind_writer,
         long_wait: None,
         pending_wait: false,
     })
@@ -199,9 +213,18 @@ fn search(state: &State, chain: &mut Vec<(ContextId, Wait)>, blockers: &mut Vec<
         return false;
     }
     let want = wait.want;
+    // tokio's RwLock is write-preferring: a read waits behind a queued writer,
+    // so readers then block readers.
+    let reads_blocked =
+        want.access == Access::Read && state.waits().writer_queued(want.lock.instance, context);
     for (holder, held) in state.holders_of(want.lock.instance) {
+        let read_behind_writer =
+            reads_blocked && held.access == Access::Read && want.access == Access::Read;
         // An owned guard may have moved to a task that is not stuck at all.
-        if holder == context || held.movable || !blocks(held.access, want.access) {
+        if holder == context
+            || held.movable
+            || !(blocks(held.access, want.access) || read_behind_writer)
+        {
             continue;
         }
         if holder == chain[0].0 {

@@ -1,0 +1,64 @@
+//! Reads that block reads: tokio's RwLock is write-preferring, so a read
+//! queued behind a waiting writer is blocked by the readers that writer waits
+//! for. The live "stuck now" check counts that.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_lockdep::{spawn_named, test_guard, ReportKind, RwLock};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_behind_a_queued_writer_while_its_reader_joins_really_hangs_and_is_reported() {
+    let lockdep = test_guard();
+    let config = Arc::new(RwLock::with_class("reads-config", 0u32));
+    let reader = config.clone();
+    let outcome = tokio::time::timeout(Duration::from_millis(400), async move {
+        let _read = reader.read().await; // A reads
+        let w = reader.clone();
+        let writer = tokio::spawn(async move {
+            *w.write().await += 1; // W queues behind A's read
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let r = reader.clone();
+        let helper = spawn_named("reads-helper", async move {
+            *r.read().await // B: a read queued behind W
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let value = helper.join().await; // A waits for B, B for W, W for A
+        writer.abort();
+        value
+    })
+    .await;
+    assert!(outcome.is_err(), "it really hangs");
+    let reports = lockdep.take_reports();
+    let stuck = reports
+        .iter()
+        .find(|r| r.kind == ReportKind::DeadlockNow)
+        .unwrap_or_else(|| panic!("stuck now: {reports:#?}"));
+    assert!(stuck.needs_writer, "{stuck}");
+    assert!(stuck.to_string().contains("writer queued"), "{stuck}");
+    let cycle = reports
+        .iter()
+        .find(|r| r.kind == ReportKind::CircularDependency)
+        .unwrap_or_else(|| panic!("the order too: {reports:#?}"));
+    assert!(cycle.needs_writer, "{cycle}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_while_another_reader_joins_with_no_writer_is_not_stuck() {
+    let lockdep = test_guard();
+    let config = Arc::new(RwLock::with_class("reads-nowriter", 7u32));
+    let _read = config.read().await;
+    let r = config.clone();
+    let helper = spawn_named("reads-nowriter-helper", async move { *r.read().await });
+    let value = tokio::time::timeout(Duration::from_secs(5), helper.join())
+        .await
+        .expect("reads share the lock")
+        .unwrap();
+    assert_eq!(value, 7);
+    let reports = lockdep.take_reports();
+    assert!(
+        reports.iter().all(|r| r.kind != ReportKind::DeadlockNow),
+        "{reports:#?}"
+    );
+}
