@@ -248,7 +248,7 @@ fn print_attempt(f: &mut fmt::Formatter<'_>, dep: &Dependency) -> fmt::Result {
     )?;
     writeln!(f, "while holding:")?;
     let taken = match dep.held_as {
-        Access::Receive => "received from at",
+        Access::Receive => "received at",
         _ => "taken at",
     };
     writeln!(
