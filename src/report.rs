@@ -369,8 +369,9 @@ fn print_notes(f: &mut fmt::Formatter<'_>, report: &Report) -> fmt::Result {
         writeln!(f)?;
         writeln!(
             f,
-            "Note: a read waits behind a writer queued on that lock: tokio's RwLock is\n\
-             write-preferring, so the queued writer (waiting for the readers) blocks new reads."
+            "Note: a read waits for reads: either a writer is queued on that lock (tokio's\n\
+             RwLock is write-preferring, so the queued writer, waiting for the readers, blocks\n\
+             new reads), or the lock's reader cap (`with_max_readers`) is reached."
         )?;
     } else if report.needs_writer {
         writeln!(f)?;

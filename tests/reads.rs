@@ -36,7 +36,7 @@ async fn a_read_behind_a_queued_writer_while_its_reader_joins_really_hangs_and_i
         .find(|r| r.kind == ReportKind::DeadlockNow)
         .unwrap_or_else(|| panic!("stuck now: {reports:#?}"));
     assert!(stuck.needs_writer, "{stuck}");
-    assert!(stuck.to_string().contains("writer queued"), "{stuck}");
+    assert!(stuck.to_string().contains("writer is queued"), "{stuck}");
     let cycle = reports
         .iter()
         .find(|r| r.kind == ReportKind::CircularDependency)
@@ -56,6 +56,46 @@ async fn a_read_while_another_reader_joins_with_no_writer_is_not_stuck() {
         .expect("reads share the lock")
         .unwrap();
     assert_eq!(value, 7);
+    let reports = lockdep.take_reports();
+    assert!(
+        reports.iter().all(|r| r.kind != ReportKind::DeadlockNow),
+        "{reports:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_that_need_a_read_past_the_reader_cap_really_hang_and_are_reported() {
+    let lockdep = test_guard();
+    let table = Arc::new(RwLock::with_max_readers(0u32, 2));
+    let outcome = tokio::time::timeout(Duration::from_millis(400), async {
+        let _one = table.read().await;
+        let _two = table.read().await; // the cap: 2 reads
+        let t = table.clone();
+        let helper = spawn_named("reads-cap-helper", async move { *t.read().await });
+        helper.join().await // a third read: waits for us, we wait for it
+    })
+    .await;
+    assert!(outcome.is_err(), "it really hangs, with no writer anywhere");
+    let reports = lockdep.take_reports();
+    let stuck = reports
+        .iter()
+        .find(|r| r.kind == ReportKind::DeadlockNow)
+        .unwrap_or_else(|| panic!("stuck now: {reports:#?}"));
+    assert!(stuck.to_string().contains("reader cap"), "{stuck}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_cap_that_is_never_reached_is_silent() {
+    let lockdep = test_guard();
+    let table = Arc::new(RwLock::with_max_readers(5u32, 3));
+    let _one = table.read().await;
+    let t = table.clone();
+    let helper = spawn_named("reads-cap-ok-helper", async move { *t.read().await });
+    let value = tokio::time::timeout(Duration::from_secs(5), helper.join())
+        .await
+        .expect("under the cap")
+        .unwrap();
+    assert_eq!(value, 5);
     let reports = lockdep.take_reports();
     assert!(
         reports.iter().all(|r| r.kind != ReportKind::DeadlockNow),

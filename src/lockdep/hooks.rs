@@ -107,6 +107,14 @@ impl LockMeta {
         LockRef { class, instance }
     }
 
+    /// Tells the engine this `RwLock` admits at most `cap` reads at once.
+    pub(crate) fn set_reader_cap(&mut self, cap: u32) {
+        if let Some(engine) = crate::lockdep::engine() {
+            engine.note_reader_cap(*self.instance.get_mut(), cap);
+            self.noted = true;
+        }
+    }
+
     /// The engine, if detection is on: one relaxed load when it is off.
     #[inline]
     pub(crate) fn engine(&self) -> Option<Engine> {

@@ -109,6 +109,8 @@ pub(crate) struct State {
     /// test was registered there): reports found where no test can be told
     /// (a thread of its own) go to the test that made the lock.
     created_by: Mutex<rustc_hash::FxHashMap<u64, TestKey>>,
+    /// The reader cap of each live `RwLock` made with `with_max_readers`.
+    reader_caps: Mutex<rustc_hash::FxHashMap<u64, u32>>,
 }
 
 #[derive(Default)]
@@ -302,6 +304,7 @@ impl State {
             new_edges: AtomicU64::new(0),
             store_cycles: Mutex::new(FxHashSet::default()),
             created_by: Mutex::new(rustc_hash::FxHashMap::default()),
+            reader_caps: Mutex::new(rustc_hash::FxHashMap::default()),
         }
     }
 
@@ -710,9 +713,25 @@ impl State {
         true
     }
 
-    /// A lock instance noted by [`State::note_creation`] is gone.
+    /// A lock instance noted by [`State::note_creation`] or
+    /// [`State::note_reader_cap`] is gone.
     pub(crate) fn forget_creation(&self, instance: u64) {
         lock_ignoring_poison(&self.created_by).remove(&instance);
+        lock_ignoring_poison(&self.reader_caps).remove(&instance);
+    }
+
+    /// The `RwLock` `instance` admits at most `cap` reads at once (tokio's
+    /// `with_max_readers`): in the live check, a read waits once `cap` reads
+    /// are held.
+    pub(crate) fn note_reader_cap(&self, instance: u64, cap: u32) {
+        lock_ignoring_poison(&self.reader_caps).insert(instance, cap);
+    }
+
+    /// The reader cap of `instance`, if it was made with one.
+    pub(crate) fn reader_cap(&self, instance: u64) -> Option<u32> {
+        lock_ignoring_poison(&self.reader_caps)
+            .get(&instance)
+            .copied()
     }
 
     /// The test the calling context belongs to, when a watchdog runs (long

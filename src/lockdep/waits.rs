@@ -214,10 +214,20 @@ fn search(state: &State, chain: &mut Vec<(ContextId, Wait)>, blockers: &mut Vec<
     }
     let want = wait.want;
     // tokio's RwLock is write-preferring: a read waits behind a queued writer,
-    // so readers then block readers.
-    let reads_blocked =
-        want.access == Access::Read && state.waits().writer_queued(want.lock.instance, context);
-    for (holder, held) in state.holders_of(want.lock.instance) {
+    // so readers then block readers; so they do once the reader cap is reached.
+    let holders = state.holders_of(want.lock.instance);
+    let at_cap = || {
+        state.reader_cap(want.lock.instance).is_some_and(|cap| {
+            let reads = holders
+                .iter()
+                .filter(|(_, h)| h.access == Access::Read)
+                .count();
+            reads >= cap as usize
+        })
+    };
+    let reads_blocked = want.access == Access::Read
+        && (state.waits().writer_queued(want.lock.instance, context) || at_cap());
+    for (holder, held) in holders.iter().copied() {
         let read_behind_writer =
             reads_blocked && held.access == Access::Read && want.access == Access::Read;
         // An owned guard may have moved to a task that is not stuck at all.

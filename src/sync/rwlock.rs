@@ -240,10 +240,12 @@ impl<T> RwLock<T> {
             ClassKind::RwLock,
             Some(std::any::type_name::<RwLock<T>>()),
         );
-        RwLock::from_parts(
+        let mut lock = RwLock::from_parts(
             class,
             tokio::sync::RwLock::with_max_readers(value, max_reads),
-        )
+        );
+        lock.meta.set_reader_cap(max_reads);
+        lock
     }
 
     /// A new unlocked `RwLock` usable in a `static`, as tokio's `const_new`.
