@@ -51,15 +51,15 @@ macro_rules! deref_inner {
 }
 
 /// `Deref` (and `DerefMut` for the `mut` entries) for owned guards, whose
-/// `data` points into the lock that their `guard` holds.
+/// `data` points into the lock that their `parts` hold.
 macro_rules! deref_data {
     ($($kind:ident [$($generics:tt)*] $guard:ty => $target:ident),* $(,)?) => {$(
         impl<$($generics)*> std::ops::Deref for $guard {
             type Target = $target;
             fn deref(&self) -> &$target {
-                // SAFETY: `data` points into the lock kept alive by `lock`,
-                // which `guard` holds (shared or exclusive as the guard's
-                // kind says) for as long as `self` lives.
+                // SAFETY: `data` points into the lock kept alive by
+                // `parts.lock`, which `parts.guard` holds (shared or
+                // exclusive as the guard's kind says) while `self` lives.
                 unsafe { &*self.data }
             }
         }
@@ -207,11 +207,52 @@ impl Drop for ErasedGuard {
     }
 }
 
+/// What an owned guard keeps besides the pointer to its data, in the order
+/// they are dropped: the detector's record of the hold, tokio's guard of the
+/// lock (type erased), and the `Arc` that keeps the lock alive. Mapping or
+/// downgrading an owned guard moves it whole into the new guard.
+pub(crate) struct OwnedParts<L: ?Sized> {
+    pub(crate) held: Option<Holding>,
+    pub(crate) guard: ErasedGuard,
+    pub(crate) lock: Arc<L>,
+}
+
+impl<L: ?Sized> OwnedParts<L> {
+    /// The parts of an owned guard of `lock`, whose (erased) guard is `guard`.
+    pub(crate) fn new(held: Option<Holding>, guard: ErasedGuard, lock: Arc<L>) -> Self {
+        OwnedParts { held, guard, lock }
+    }
+}
+
+/// Takes the pointer to the data out of tokio's guard `guard` (read-only),
+/// then erases the guard.
+///
+/// # Safety
+///
+/// As [`ErasedGuard::new`]: the caller keeps the lock alive until the
+/// result is dropped.
+pub(crate) unsafe fn erase_ref<G: Deref>(guard: G) -> (*const G::Target, ErasedGuard) {
+    let data: *const G::Target = &*guard;
+    // SAFETY: forwarded to the caller.
+    (data, unsafe { ErasedGuard::new(guard) })
+}
+
+/// As [`erase_ref`], for a guard that gives mutable access.
+///
+/// # Safety
+///
+/// As [`erase_ref`].
+pub(crate) unsafe fn erase_mut<G: DerefMut>(mut guard: G) -> (*mut G::Target, ErasedGuard) {
+    let data: *mut G::Target = &mut *guard;
+    // SAFETY: forwarded to the caller.
+    (data, unsafe { ErasedGuard::new(guard) })
+}
+
 // The owned guards' `Send`/`Sync` impls rely on the detector's record of a
 // hold being sendable and shareable, as it is.
 const _: () = {
     const fn send_sync<T: Send + Sync>() {}
-    send_sync::<crate::lockdep::hooks::Holding>();
+    send_sync::<Holding>();
 };
 
 /// A permit of tokio's that borrows a semaphore kept alive by an `Arc`
@@ -283,6 +324,9 @@ impl<G> Drop for Detached<G> {
 use std::marker::PhantomData;
 use std::mem::{ManuallyDrop, MaybeUninit};
 use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+
+use crate::lockdep::hooks::Holding;
 
 mod acquiring;
 pub mod mpsc;

@@ -4,13 +4,14 @@ use std::fmt;
 
 use std::future::Future;
 use std::panic::Location;
+use std::ptr;
 use std::sync::Arc;
 
 use crate::lockdep::class::{self, ClassKind};
 use crate::lockdep::hooks::{acquire_blocking, acquired_without_waiting, Holding, LockMeta};
 use crate::lockdep::Acquire;
 use crate::sync::acquiring::Acquiring;
-use crate::sync::ErasedGuard;
+use crate::sync::{erase_mut, OwnedParts};
 use crate::vocab::Access;
 
 pub use tokio::sync::TryLockError;
@@ -56,12 +57,9 @@ pub struct MutexGuard<'a, T: ?Sized> {
 #[clippy::has_significant_drop]
 #[must_use = "if unused the Mutex will immediately unlock"]
 pub struct OwnedMutexGuard<T: ?Sized> {
-    held: Option<Holding>,
-    /// The data, in `lock`'s mutex.
+    /// The data, in the mutex of `parts`.
     data: *mut T,
-    /// tokio's guard of `lock`'s mutex: declared (so dropped) before it.
-    guard: ErasedGuard,
-    lock: Arc<Mutex<T>>,
+    parts: OwnedParts<Mutex<T>>,
 }
 
 /// A guard for a part of the data of a [`Mutex`], from [`MutexGuard::map`].
@@ -80,12 +78,9 @@ pub struct MappedMutexGuard<'a, T: ?Sized> {
 #[clippy::has_significant_drop]
 #[must_use = "if unused the Mutex will immediately unlock"]
 pub struct OwnedMappedMutexGuard<T: ?Sized, U: ?Sized = T> {
-    held: Option<Holding>,
-    /// The part, in `lock`'s mutex.
+    /// The part, in the mutex of `parts`.
     data: *mut U,
-    /// tokio's guard of `lock`'s mutex: declared (so dropped) before it.
-    guard: ErasedGuard,
-    lock: Arc<Mutex<T>>,
+    parts: OwnedParts<Mutex<T>>,
 }
 
 // SAFETY: as tokio's owned guards, which hold the same things: the `Arc` of
@@ -105,18 +100,6 @@ where
     T: ?Sized + Send + Sync,
     U: ?Sized + Send + Sync,
 {
-}
-
-/// Takes the data pointer out of tokio's guard `guard`, then erases it.
-///
-/// # Safety
-///
-/// As [`ErasedGuard::new`]: the caller keeps the mutex alive until the
-/// result is dropped.
-unsafe fn erase<T: ?Sized>(mut guard: tokio::sync::MutexGuard<'_, T>) -> (*mut T, ErasedGuard) {
-    let data: *mut T = &mut *guard;
-    // SAFETY: forwarded to the caller.
-    (data, unsafe { ErasedGuard::new(guard) })
 }
 
 impl<T> Mutex<T> {
@@ -318,13 +301,9 @@ impl<T: ?Sized> Mutex<T> {
         let (guard, held) = acquire_blocking(detector, want, || self.inner.blocking_lock());
         // SAFETY: the guard locks the mutex in `self`, which the owned guard
         // keeps after it.
-        let (data, guard) = unsafe { erase(guard) };
-        OwnedMutexGuard {
-            held,
-            data,
-            guard,
-            lock: self,
-        }
+        let (data, guard) = unsafe { erase_mut(guard) };
+        let parts = OwnedParts::new(held, guard, self);
+        OwnedMutexGuard { data, parts }
     }
 
     /// Locks the mutex and returns an owned guard, which can be moved to
@@ -342,13 +321,9 @@ impl<T: ?Sized> Mutex<T> {
                 Acquiring::new(detector, want, self.inner.lock(), |g, h| (g, h)).await;
             // SAFETY: the guard locks the mutex in `self`, which the owned
             // guard keeps after it.
-            let (data, guard) = unsafe { erase(guard) };
-            OwnedMutexGuard {
-                held,
-                data,
-                guard,
-                lock: self,
-            }
+            let (data, guard) = unsafe { erase_mut(guard) };
+            let parts = OwnedParts::new(held, guard, self);
+            OwnedMutexGuard { data, parts }
         }
     }
 
@@ -359,14 +334,10 @@ impl<T: ?Sized> Mutex<T> {
         let guard = self.inner.try_lock()?;
         // SAFETY: the guard locks the mutex in `self`, which the owned guard
         // keeps after it.
-        let (data, guard) = unsafe { erase(guard) };
-        let detector = self.meta.engine();
-        Ok(OwnedMutexGuard {
-            held: acquired_without_waiting(detector, want),
-            data,
-            guard,
-            lock: self,
-        })
+        let (data, guard) = unsafe { erase_mut(guard) };
+        let held = acquired_without_waiting(self.meta.engine(), want);
+        let parts = OwnedParts::new(held, guard, self);
+        Ok(OwnedMutexGuard { data, parts })
     }
 }
 
@@ -492,15 +463,8 @@ impl<T: ?Sized> OwnedMutexGuard<T> {
         F: FnOnce(&mut T) -> &mut U,
     {
         let data: *mut U = f(&mut *this);
-        let OwnedMutexGuard {
-            lock, guard, held, ..
-        } = this;
-        OwnedMappedMutexGuard {
-            held,
-            data,
-            guard,
-            lock,
-        }
+        let parts = this.parts;
+        OwnedMappedMutexGuard { data, parts }
     }
 
     /// As [`OwnedMutexGuard::map`], but `f` may decline, giving the guard
@@ -510,24 +474,16 @@ impl<T: ?Sized> OwnedMutexGuard<T> {
         U: ?Sized,
         F: FnOnce(&mut T) -> Option<&mut U>,
     {
-        let data: *mut U = match f(&mut *this) {
-            Some(data) => data,
-            None => return Err(this),
+        let Some(data) = f(&mut *this).map(ptr::from_mut) else {
+            return Err(this);
         };
-        let OwnedMutexGuard {
-            lock, guard, held, ..
-        } = this;
-        Ok(OwnedMappedMutexGuard {
-            held,
-            data,
-            guard,
-            lock,
-        })
+        let parts = this.parts;
+        Ok(OwnedMappedMutexGuard { data, parts })
     }
 
     /// The mutex this guard holds, as tokio's `OwnedMutexGuard::mutex`.
     pub fn mutex(this: &Self) -> &Arc<Mutex<T>> {
-        &this.lock
+        &this.parts.lock
     }
 }
 
@@ -538,15 +494,8 @@ impl<T: ?Sized, U: ?Sized> OwnedMappedMutexGuard<T, U> {
         F: FnOnce(&mut U) -> &mut S,
     {
         let data: *mut S = f(&mut *this);
-        let OwnedMappedMutexGuard {
-            lock, guard, held, ..
-        } = this;
-        OwnedMappedMutexGuard {
-            held,
-            data,
-            guard,
-            lock,
-        }
+        let parts = this.parts;
+        OwnedMappedMutexGuard { data, parts }
     }
 
     /// As [`OwnedMappedMutexGuard::map`], but `f` may decline, giving the
@@ -555,19 +504,11 @@ impl<T: ?Sized, U: ?Sized> OwnedMappedMutexGuard<T, U> {
     where
         F: FnOnce(&mut U) -> Option<&mut S>,
     {
-        let data: *mut S = match f(&mut *this) {
-            Some(data) => data,
-            None => return Err(this),
+        let Some(data) = f(&mut *this).map(ptr::from_mut) else {
+            return Err(this);
         };
-        let OwnedMappedMutexGuard {
-            lock, guard, held, ..
-        } = this;
-        Ok(OwnedMappedMutexGuard {
-            held,
-            data,
-            guard,
-            lock,
-        })
+        let parts = this.parts;
+        Ok(OwnedMappedMutexGuard { data, parts })
     }
 }
 

@@ -4,14 +4,15 @@ use std::fmt;
 
 use std::future::Future;
 use std::panic::Location;
+use std::ptr;
 use std::sync::Arc;
 
 use crate::lockdep::class::{self, ClassKind};
 use crate::lockdep::hooks::{acquire_blocking, acquired_without_waiting, Holding, LockMeta};
 use crate::lockdep::Acquire;
 use crate::sync::acquiring::Acquiring;
-use crate::sync::ErasedGuard;
 use crate::sync::TryLockError;
+use crate::sync::{erase_mut, erase_ref, ErasedGuard, OwnedParts};
 use crate::vocab::Access;
 
 /// An asynchronous reader-writer lock, a drop-in for
@@ -79,12 +80,9 @@ pub struct RwLockMappedWriteGuard<'a, T: ?Sized> {
 #[clippy::has_significant_drop]
 #[must_use = "if unused the RwLock will immediately unlock"]
 pub struct OwnedRwLockReadGuard<T: ?Sized, U: ?Sized = T> {
-    held: Option<Holding>,
-    /// The part, in `lock`'s lock.
+    /// The part, in the lock of `parts` (whose guard is a read guard).
     data: *const U,
-    /// tokio's read guard of `lock`'s lock: declared (so dropped) before it.
-    guard: ErasedGuard,
-    lock: Arc<RwLock<T>>,
+    parts: OwnedParts<RwLock<T>>,
 }
 
 /// Owned exclusive access, from [`RwLock::write_owned`]; can move between
@@ -92,12 +90,9 @@ pub struct OwnedRwLockReadGuard<T: ?Sized, U: ?Sized = T> {
 #[clippy::has_significant_drop]
 #[must_use = "if unused the RwLock will immediately unlock"]
 pub struct OwnedRwLockWriteGuard<T: ?Sized> {
-    held: Option<Holding>,
-    /// The data, in `lock`'s lock.
+    /// The data, in the lock of `parts` (whose guard is a write guard).
     data: *mut T,
-    /// tokio's write guard of `lock`'s lock: declared (so dropped) before it.
-    guard: ErasedGuard,
-    lock: Arc<RwLock<T>>,
+    parts: OwnedParts<RwLock<T>>,
 }
 
 /// Owned exclusive access to a part `U` of the data of an [`RwLock<T>`],
@@ -106,12 +101,9 @@ pub struct OwnedRwLockWriteGuard<T: ?Sized> {
 #[clippy::has_significant_drop]
 #[must_use = "if unused the RwLock will immediately unlock"]
 pub struct OwnedRwLockMappedWriteGuard<T: ?Sized, U: ?Sized = T> {
-    held: Option<Holding>,
-    /// The part, in `lock`'s lock.
+    /// The part, in the lock of `parts` (whose guard is a write guard).
     data: *mut U,
-    /// tokio's write guard of `lock`'s lock: declared (so dropped) before it.
-    guard: ErasedGuard,
-    lock: Arc<RwLock<T>>,
+    parts: OwnedParts<RwLock<T>>,
 }
 
 // SAFETY (all six): as tokio's owned guards, which hold the same things and
@@ -154,48 +146,26 @@ where
 {
 }
 
-/// Takes the data pointer out of tokio's read guard `guard`, then erases it.
+/// Turns the parts of an owned write guard into those of an owned read
+/// guard, as tokio's `RwLockWriteGuard::downgrade` (no writer gets in
+/// between), and tells the detector: the same hold, no new dependency.
 ///
 /// # Safety
 ///
-/// As [`ErasedGuard::new`]: the caller keeps the lock alive until the
-/// result is dropped.
-unsafe fn erase_read<T: ?Sized>(
-    guard: tokio::sync::RwLockReadGuard<'_, T>,
-) -> (*const T, ErasedGuard) {
-    let data: *const T = &*guard;
-    // SAFETY: forwarded to the caller.
-    (data, unsafe { ErasedGuard::new(guard) })
-}
-
-/// Takes the data pointer out of tokio's write guard `guard`, then erases it.
-///
-/// # Safety
-///
-/// As [`erase_read`].
-unsafe fn erase_write<T: ?Sized>(
-    mut guard: tokio::sync::RwLockWriteGuard<'_, T>,
-) -> (*mut T, ErasedGuard) {
-    let data: *mut T = &mut *guard;
-    // SAFETY: forwarded to the caller.
-    (data, unsafe { ErasedGuard::new(guard) })
-}
-
-/// Turns the erased write guard `guard` of `lock` into an erased read guard,
-/// as tokio's `RwLockWriteGuard::downgrade` (no writer gets in between).
-///
-/// # Safety
-///
-/// `guard` must be the erased write guard of `lock` (from `erase_write`);
-/// the caller keeps `lock` alive until the result is dropped.
-unsafe fn downgrade_erased<T: ?Sized>(guard: ErasedGuard, lock: &Arc<RwLock<T>>) -> ErasedGuard {
-    // Only ties the guard's lifetime to the `Arc`, which outlives it here.
-    let _ = lock;
+/// `parts.guard` must be the erased write guard of the lock in `parts.lock`
+/// (as in an `OwnedRwLockWriteGuard`, from `write_owned`).
+unsafe fn downgrade_parts<T: ?Sized>(parts: OwnedParts<RwLock<T>>) -> OwnedParts<RwLock<T>> {
+    // Bound in this order so that, should anything unwind here, the guard
+    // is dropped before the `Arc` that keeps its lock alive.
+    let OwnedParts { lock, guard, held } = parts;
+    downgrade_hold(&held);
     // SAFETY: the caller's promise: `guard` is tokio's write guard of the
     // lock in `lock`, which stays alive meanwhile.
     let write = unsafe { guard.take::<tokio::sync::RwLockWriteGuard<'_, T>>() };
-    // SAFETY: the read guard holds the same lock, kept alive by the caller.
-    unsafe { ErasedGuard::new(write.downgrade()) }
+    // SAFETY: the read guard holds the same lock, kept alive by `lock`, next
+    // to which it goes again.
+    let guard = unsafe { ErasedGuard::new(write.downgrade()) };
+    OwnedParts::new(held, guard, lock)
 }
 
 impl<T> RwLock<T> {
@@ -413,13 +383,9 @@ impl<T: ?Sized> RwLock<T> {
                 Acquiring::new(detector, want, self.inner.read(), |g, h| (g, h)).await;
             // SAFETY: the guard holds the lock in `self`, which the owned
             // guard keeps after it.
-            let (data, guard) = unsafe { erase_read(guard) };
-            OwnedRwLockReadGuard {
-                held,
-                data,
-                guard,
-                lock: self,
-            }
+            let (data, guard) = unsafe { erase_ref(guard) };
+            let parts = OwnedParts::new(held, guard, self);
+            OwnedRwLockReadGuard { data, parts }
         }
     }
 
@@ -433,13 +399,9 @@ impl<T: ?Sized> RwLock<T> {
                 Acquiring::new(detector, want, self.inner.write(), |g, h| (g, h)).await;
             // SAFETY: the guard holds the lock in `self`, which the owned
             // guard keeps after it.
-            let (data, guard) = unsafe { erase_write(guard) };
-            OwnedRwLockWriteGuard {
-                held,
-                data,
-                guard,
-                lock: self,
-            }
+            let (data, guard) = unsafe { erase_mut(guard) };
+            let parts = OwnedParts::new(held, guard, self);
+            OwnedRwLockWriteGuard { data, parts }
         }
     }
 
@@ -449,14 +411,10 @@ impl<T: ?Sized> RwLock<T> {
         let want = self.meta.want(Access::Read, Location::caller()).movable();
         let guard = self.inner.try_read()?;
         // SAFETY: as in `read_owned`.
-        let (data, guard) = unsafe { erase_read(guard) };
-        let detector = self.meta.engine();
-        Ok(OwnedRwLockReadGuard {
-            held: acquired_without_waiting(detector, want),
-            data,
-            guard,
-            lock: self,
-        })
+        let (data, guard) = unsafe { erase_ref(guard) };
+        let held = acquired_without_waiting(self.meta.engine(), want);
+        let parts = OwnedParts::new(held, guard, self);
+        Ok(OwnedRwLockReadGuard { data, parts })
     }
 
     /// [`RwLock::try_write`] with an owned guard.
@@ -465,14 +423,10 @@ impl<T: ?Sized> RwLock<T> {
         let want = self.meta.want(Access::Write, Location::caller()).movable();
         let guard = self.inner.try_write()?;
         // SAFETY: as in `write_owned`.
-        let (data, guard) = unsafe { erase_write(guard) };
-        let detector = self.meta.engine();
-        Ok(OwnedRwLockWriteGuard {
-            held: acquired_without_waiting(detector, want),
-            data,
-            guard,
-            lock: self,
-        })
+        let (data, guard) = unsafe { erase_mut(guard) };
+        let held = acquired_without_waiting(self.meta.engine(), want);
+        let parts = OwnedParts::new(held, guard, self);
+        Ok(OwnedRwLockWriteGuard { data, parts })
     }
 }
 
@@ -643,15 +597,8 @@ impl<T: ?Sized, U: ?Sized> OwnedRwLockReadGuard<T, U> {
         F: FnOnce(&U) -> &V,
     {
         let data: *const V = f(&*this);
-        let OwnedRwLockReadGuard {
-            lock, guard, held, ..
-        } = this;
-        OwnedRwLockReadGuard {
-            held,
-            data,
-            guard,
-            lock,
-        }
+        let parts = this.parts;
+        OwnedRwLockReadGuard { data, parts }
     }
 
     /// As [`OwnedRwLockReadGuard::map`], but `f` may decline, giving the
@@ -660,24 +607,16 @@ impl<T: ?Sized, U: ?Sized> OwnedRwLockReadGuard<T, U> {
     where
         F: FnOnce(&U) -> Option<&V>,
     {
-        let data: *const V = match f(&*this) {
-            Some(data) => data,
-            None => return Err(this),
+        let Some(data) = f(&*this).map(ptr::from_ref) else {
+            return Err(this);
         };
-        let OwnedRwLockReadGuard {
-            lock, guard, held, ..
-        } = this;
-        Ok(OwnedRwLockReadGuard {
-            held,
-            data,
-            guard,
-            lock,
-        })
+        let parts = this.parts;
+        Ok(OwnedRwLockReadGuard { data, parts })
     }
 
     /// The lock this guard holds, as tokio's `OwnedRwLockReadGuard::rwlock`.
     pub fn rwlock(this: &Self) -> &Arc<RwLock<T>> {
-        &this.lock
+        &this.parts.lock
     }
 }
 
@@ -688,15 +627,8 @@ impl<T: ?Sized> OwnedRwLockWriteGuard<T> {
         F: FnOnce(&mut T) -> &mut U,
     {
         let data: *mut U = f(&mut *this);
-        let OwnedRwLockWriteGuard {
-            lock, guard, held, ..
-        } = this;
-        OwnedRwLockMappedWriteGuard {
-            held,
-            data,
-            guard,
-            lock,
-        }
+        let parts = this.parts;
+        OwnedRwLockMappedWriteGuard { data, parts }
     }
 
     /// Downgrades to an owned read guard for a part of the data, without
@@ -706,21 +638,9 @@ impl<T: ?Sized> OwnedRwLockWriteGuard<T> {
         F: FnOnce(&T) -> &U,
     {
         let data: *const U = f(&*this);
-        // Bound in this order so that, should anything unwind here, the
-        // guard is dropped before the `Arc` that keeps its lock alive.
-        let OwnedRwLockWriteGuard {
-            lock, guard, held, ..
-        } = this;
-        downgrade_hold(&held);
-        // SAFETY: `guard` is the write guard of `lock` (`write_owned`), and
-        // the read guard goes next to `lock` again.
-        let guard = unsafe { downgrade_erased(guard, &lock) };
-        OwnedRwLockReadGuard {
-            held,
-            data,
-            guard,
-            lock,
-        }
+        // SAFETY: the parts of an owned write guard (`write_owned`).
+        let parts = unsafe { downgrade_parts(this.parts) };
+        OwnedRwLockReadGuard { data, parts }
     }
 
     /// As [`OwnedRwLockWriteGuard::map`], but `f` may decline, giving the
@@ -732,19 +652,11 @@ impl<T: ?Sized> OwnedRwLockWriteGuard<T> {
     where
         F: FnOnce(&mut T) -> Option<&mut U>,
     {
-        let data: *mut U = match f(&mut *this) {
-            Some(data) => data,
-            None => return Err(this),
+        let Some(data) = f(&mut *this).map(ptr::from_mut) else {
+            return Err(this);
         };
-        let OwnedRwLockWriteGuard {
-            lock, guard, held, ..
-        } = this;
-        Ok(OwnedRwLockMappedWriteGuard {
-            held,
-            data,
-            guard,
-            lock,
-        })
+        let parts = this.parts;
+        Ok(OwnedRwLockMappedWriteGuard { data, parts })
     }
 
     /// As [`OwnedRwLockWriteGuard::downgrade_map`], but `f` may decline,
@@ -756,23 +668,12 @@ impl<T: ?Sized> OwnedRwLockWriteGuard<T> {
     where
         F: FnOnce(&T) -> Option<&U>,
     {
-        let data: *const U = match f(&*this) {
-            Some(data) => data,
-            None => return Err(this),
+        let Some(data) = f(&*this).map(ptr::from_ref) else {
+            return Err(this);
         };
-        // Bound in this order: see `downgrade_map`.
-        let OwnedRwLockWriteGuard {
-            lock, guard, held, ..
-        } = this;
-        downgrade_hold(&held);
         // SAFETY: as in `downgrade_map`.
-        let guard = unsafe { downgrade_erased(guard, &lock) };
-        Ok(OwnedRwLockReadGuard {
-            held,
-            data,
-            guard,
-            lock,
-        })
+        let parts = unsafe { downgrade_parts(this.parts) };
+        Ok(OwnedRwLockReadGuard { data, parts })
     }
 
     /// This guard as a mapped guard for all of the data.
@@ -783,27 +684,15 @@ impl<T: ?Sized> OwnedRwLockWriteGuard<T> {
     /// Turns the owned write lock into an owned read lock; see
     /// [`RwLockWriteGuard::downgrade`].
     pub fn downgrade(self) -> OwnedRwLockReadGuard<T> {
-        // Bound in this order: see `downgrade_map`.
-        let OwnedRwLockWriteGuard {
-            lock,
-            guard,
-            held,
-            data,
-        } = self;
-        downgrade_hold(&held);
+        let OwnedRwLockWriteGuard { data, parts } = self;
         // SAFETY: as in `downgrade_map`.
-        let guard = unsafe { downgrade_erased(guard, &lock) };
-        OwnedRwLockReadGuard {
-            held,
-            data,
-            guard,
-            lock,
-        }
+        let parts = unsafe { downgrade_parts(parts) };
+        OwnedRwLockReadGuard { data, parts }
     }
 
     /// The lock this guard holds, as tokio's `OwnedRwLockWriteGuard::rwlock`.
     pub fn rwlock(this: &Self) -> &Arc<RwLock<T>> {
-        &this.lock
+        &this.parts.lock
     }
 }
 
@@ -814,15 +703,8 @@ impl<T: ?Sized, U: ?Sized> OwnedRwLockMappedWriteGuard<T, U> {
         F: FnOnce(&mut U) -> &mut V,
     {
         let data: *mut V = f(&mut *this);
-        let OwnedRwLockMappedWriteGuard {
-            lock, guard, held, ..
-        } = this;
-        OwnedRwLockMappedWriteGuard {
-            held,
-            data,
-            guard,
-            lock,
-        }
+        let parts = this.parts;
+        OwnedRwLockMappedWriteGuard { data, parts }
     }
 
     /// As [`OwnedRwLockMappedWriteGuard::map`], but `f` may decline, giving
@@ -834,25 +716,17 @@ impl<T: ?Sized, U: ?Sized> OwnedRwLockMappedWriteGuard<T, U> {
     where
         F: FnOnce(&mut U) -> Option<&mut V>,
     {
-        let data: *mut V = match f(&mut *this) {
-            Some(data) => data,
-            None => return Err(this),
+        let Some(data) = f(&mut *this).map(ptr::from_mut) else {
+            return Err(this);
         };
-        let OwnedRwLockMappedWriteGuard {
-            lock, guard, held, ..
-        } = this;
-        Ok(OwnedRwLockMappedWriteGuard {
-            held,
-            data,
-            guard,
-            lock,
-        })
+        let parts = this.parts;
+        Ok(OwnedRwLockMappedWriteGuard { data, parts })
     }
 
     /// The lock this guard holds, as tokio's
     /// `OwnedRwLockMappedWriteGuard::rwlock`.
     pub fn rwlock(this: &Self) -> &Arc<RwLock<T>> {
-        &this.lock
+        &this.parts.lock
     }
 }
 

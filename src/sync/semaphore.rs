@@ -218,41 +218,44 @@ impl Semaphore {
         want: Acquire,
         n: u32,
     ) -> impl Future<Output = Result<SemaphorePermit<'_>, AcquireError>> + '_ {
+        self.acquire_with(self.meta.engine(), want, n)
+    }
+
+    fn acquire_with(
+        &self,
+        detector: Option<Engine>,
+        want: Acquire,
+        n: u32,
+    ) -> impl Future<Output = Result<SemaphorePermit<'_>, AcquireError>> + '_ {
         let inner = self.inner.acquire_many(n);
-        Acquiring::fallible(
-            self.meta.engine(),
-            want,
-            inner,
-            Result::is_ok,
-            |inner, held| {
-                inner.map(|inner| SemaphorePermit {
-                    held: PermitHold::new(held),
-                    inner,
-                    semaphore: self,
-                })
-            },
-        )
+        Acquiring::fallible(detector, want, inner, Result::is_ok, |inner, held| {
+            inner.map(|inner| SemaphorePermit {
+                held: PermitHold::new(held),
+                inner,
+                semaphore: self,
+            })
+        })
     }
 
     /// Takes one permit if available now; records no dependency.
     #[track_caller]
     pub fn try_acquire(&self) -> Result<SemaphorePermit<'_>, TryAcquireError> {
-        self.try_acquire_many_at(1, Location::caller())
+        self.try_acquire_as(self.want(Location::caller()), 1)
     }
 
     /// Takes `n` permits if available now; records no dependency.
     #[track_caller]
     pub fn try_acquire_many(&self, n: u32) -> Result<SemaphorePermit<'_>, TryAcquireError> {
-        self.try_acquire_many_at(n, Location::caller())
+        self.try_acquire_as(self.want(Location::caller()), n)
     }
 
-    fn try_acquire_many_at(
+    fn try_acquire_as(
         &self,
+        want: Acquire,
         n: u32,
-        site: &'static Location<'static>,
     ) -> Result<SemaphorePermit<'_>, TryAcquireError> {
         let inner = self.inner.try_acquire_many(n)?;
-        let held = acquired_without_waiting(self.meta.engine(), self.want(site));
+        let held = acquired_without_waiting(self.meta.engine(), want);
         Ok(SemaphorePermit {
             held: PermitHold::new(held),
             inner,
@@ -295,15 +298,11 @@ impl Semaphore {
         want: Acquire,
         n: u32,
     ) -> Result<OwnedSemaphorePermit, AcquireError> {
-        let acquiring = self.inner.acquire_many(n);
-        let (permit, held) =
-            Acquiring::fallible(detector, want, acquiring, Result::is_ok, |p, h| (p, h)).await;
-        let permit = permit?;
-        // SAFETY: the permit borrows the semaphore inside the `Arc` the
-        // owned permit keeps in `semaphore`, declared after `inner`.
-        let inner = unsafe { Detached::new(permit) };
+        let SemaphorePermit { held, inner, .. } = self.acquire_with(detector, want, n).await?;
+        // SAFETY: as in `owned`.
+        let inner = unsafe { Detached::new(inner) };
         Ok(OwnedSemaphorePermit {
-            held: PermitHold::new(held),
+            held,
             inner,
             semaphore: self,
         })
@@ -312,8 +311,8 @@ impl Semaphore {
     /// [`Semaphore::try_acquire`] with an owned permit.
     #[track_caller]
     pub fn try_acquire_owned(self: Arc<Self>) -> Result<OwnedSemaphorePermit, TryAcquireError> {
-        let site = Location::caller();
-        self.try_acquire_many_owned_at(1, site)
+        let want = self.want(Location::caller()).movable();
+        self.owned(|semaphore| semaphore.try_acquire_as(want, 1))
     }
 
     /// [`Semaphore::try_acquire_many`] with an owned permit.
@@ -322,27 +321,8 @@ impl Semaphore {
         self: Arc<Self>,
         n: u32,
     ) -> Result<OwnedSemaphorePermit, TryAcquireError> {
-        let site = Location::caller();
-        self.try_acquire_many_owned_at(n, site)
-    }
-
-    fn try_acquire_many_owned_at(
-        self: Arc<Self>,
-        n: u32,
-        site: &'static Location<'static>,
-    ) -> Result<OwnedSemaphorePermit, TryAcquireError> {
-        let permit = self.inner.try_acquire_many(n)?;
-        // SAFETY: as in `acquire_owned_as`.
-        let inner = unsafe { Detached::new(permit) };
-        let detector = self.meta.engine();
-        Ok(OwnedSemaphorePermit {
-            held: PermitHold::new(acquired_without_waiting(
-                detector,
-                self.want(site).movable(),
-            )),
-            inner,
-            semaphore: self,
-        })
+        let want = self.want(Location::caller()).movable();
+        self.owned(|semaphore| semaphore.try_acquire_as(want, n))
     }
 
     /// Waits for one permit from synchronous code, blocking the thread.
@@ -353,7 +333,7 @@ impl Semaphore {
     /// As tokio's: if called within an asynchronous execution context.
     #[track_caller]
     pub fn blocking_acquire(&self) -> Result<SemaphorePermit<'_>, AcquireError> {
-        self.blocking_acquire_many_at(1, Location::caller())
+        self.blocking_acquire_as(self.want(Location::caller()), 1)
     }
 
     /// Waits for `n` permits from synchronous code, blocking the thread.
@@ -363,15 +343,15 @@ impl Semaphore {
     /// As tokio's: if called within an asynchronous execution context.
     #[track_caller]
     pub fn blocking_acquire_many(&self, n: u32) -> Result<SemaphorePermit<'_>, AcquireError> {
-        self.blocking_acquire_many_at(n, Location::caller())
+        self.blocking_acquire_as(self.want(Location::caller()), n)
     }
 
-    fn blocking_acquire_many_at(
+    fn blocking_acquire_as(
         &self,
+        want: Acquire,
         n: u32,
-        site: &'static Location<'static>,
     ) -> Result<SemaphorePermit<'_>, AcquireError> {
-        let (inner, held) = acquire_blocking_fallible(self.meta.engine(), self.want(site), || {
+        let (inner, held) = acquire_blocking_fallible(self.meta.engine(), want, || {
             self.inner.blocking_acquire_many(n)
         });
         Ok(SemaphorePermit {
@@ -388,8 +368,8 @@ impl Semaphore {
     /// As tokio's: if called within an asynchronous execution context.
     #[track_caller]
     pub fn blocking_acquire_owned(self: Arc<Self>) -> Result<OwnedSemaphorePermit, AcquireError> {
-        let site = Location::caller();
-        self.blocking_acquire_many_owned_at(1, site)
+        let want = self.want(Location::caller()).movable();
+        self.owned(|semaphore| semaphore.blocking_acquire_as(want, 1))
     }
 
     /// [`Semaphore::blocking_acquire_many`] with an owned permit.
@@ -402,22 +382,21 @@ impl Semaphore {
         self: Arc<Self>,
         n: u32,
     ) -> Result<OwnedSemaphorePermit, AcquireError> {
-        let site = Location::caller();
-        self.blocking_acquire_many_owned_at(n, site)
+        let want = self.want(Location::caller()).movable();
+        self.owned(|semaphore| semaphore.blocking_acquire_as(want, n))
     }
 
-    fn blocking_acquire_many_owned_at(
+    /// The owned permit of the permit that `acquire` takes from this
+    /// semaphore.
+    fn owned<E>(
         self: Arc<Self>,
-        n: u32,
-        site: &'static Location<'static>,
-    ) -> Result<OwnedSemaphorePermit, AcquireError> {
-        let want = self.want(site).movable();
-        let (permit, held) = acquire_blocking_fallible(self.meta.engine(), want, || {
-            self.inner.blocking_acquire_many(n)
-        });
+        acquire: impl FnOnce(&Semaphore) -> Result<SemaphorePermit<'_>, E>,
+    ) -> Result<OwnedSemaphorePermit, E> {
+        let SemaphorePermit { held, inner, .. } = acquire(&self)?;
         // SAFETY: the permit borrows the semaphore inside the `Arc` the
-        // owned permit keeps in `semaphore`, declared after `inner`.
-        let inner = unsafe { Detached::new(permit?) };
+        // owned permit keeps in `semaphore`, declared after `inner` (or a
+        // semaphore that lives for good).
+        let inner = unsafe { Detached::new(inner) };
         Ok(OwnedSemaphorePermit {
             held,
             inner,
