@@ -207,12 +207,49 @@ impl Drop for ErasedGuard {
     }
 }
 
+/// The detector's record of a guard's hold (none if detection was off),
+/// released when the guard is dropped. The check for none is inline, so a
+/// guard taken with detection off costs nothing more to drop than tokio's;
+/// the release is out of line.
+pub(crate) struct Held(ManuallyDrop<Option<Holding>>);
+
+impl Held {
+    #[inline]
+    pub(crate) fn new(held: Option<Holding>) -> Held {
+        Held(ManuallyDrop::new(held))
+    }
+
+    /// The lock is now held for reading (an `RwLock` write guard
+    /// downgraded): the same hold, no new dependency.
+    pub(crate) fn downgrade(&self) {
+        if let Some(held) = &*self.0 {
+            held.downgrade();
+        }
+    }
+}
+
+impl Drop for Held {
+    #[inline]
+    fn drop(&mut self) {
+        if self.0.is_some() {
+            release(&mut self.0);
+        }
+    }
+}
+
+/// Drops the record in `held`, which records the release.
+#[inline(never)]
+fn release(held: &mut ManuallyDrop<Option<Holding>>) {
+    // SAFETY: called once, by `Held::drop`; the value is not used after.
+    unsafe { ManuallyDrop::drop(held) }
+}
+
 /// What an owned guard keeps besides the pointer to its data, in the order
 /// they are dropped: the detector's record of the hold, tokio's guard of the
 /// lock (type erased), and the `Arc` that keeps the lock alive. Mapping or
 /// downgrading an owned guard moves it whole into the new guard.
 pub(crate) struct OwnedParts<L: ?Sized> {
-    pub(crate) held: Option<Holding>,
+    pub(crate) held: Held,
     pub(crate) guard: ErasedGuard,
     pub(crate) lock: Arc<L>,
 }
@@ -220,7 +257,11 @@ pub(crate) struct OwnedParts<L: ?Sized> {
 impl<L: ?Sized> OwnedParts<L> {
     /// The parts of an owned guard of `lock`, whose (erased) guard is `guard`.
     pub(crate) fn new(held: Option<Holding>, guard: ErasedGuard, lock: Arc<L>) -> Self {
-        OwnedParts { held, guard, lock }
+        OwnedParts {
+            held: Held::new(held),
+            guard,
+            lock,
+        }
     }
 }
 

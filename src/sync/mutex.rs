@@ -8,10 +8,10 @@ use std::ptr;
 use std::sync::Arc;
 
 use crate::lockdep::class::{self, ClassKind};
-use crate::lockdep::hooks::{acquire_blocking, acquired_without_waiting, Holding, LockMeta};
+use crate::lockdep::hooks::{acquire_blocking, acquired_without_waiting, LockMeta};
 use crate::lockdep::Acquire;
 use crate::sync::acquiring::Acquiring;
-use crate::sync::{erase_mut, OwnedParts};
+use crate::sync::{erase_mut, Held, OwnedParts};
 use crate::vocab::Access;
 
 pub use tokio::sync::TryLockError;
@@ -44,7 +44,7 @@ pub struct Mutex<T: ?Sized> {
 #[clippy::has_significant_drop]
 #[must_use = "if unused the Mutex will immediately unlock"]
 pub struct MutexGuard<'a, T: ?Sized> {
-    held: Option<Holding>,
+    held: Held,
     inner: tokio::sync::MutexGuard<'a, T>,
     lock: &'a Mutex<T>,
 }
@@ -68,7 +68,7 @@ pub struct OwnedMutexGuard<T: ?Sized> {
 #[clippy::has_significant_drop]
 #[must_use = "if unused the Mutex will immediately unlock"]
 pub struct MappedMutexGuard<'a, T: ?Sized> {
-    held: Option<Holding>,
+    held: Held,
     inner: tokio::sync::MappedMutexGuard<'a, T>,
 }
 
@@ -236,7 +236,7 @@ impl<T: ?Sized> Mutex<T> {
             want,
             self.inner.lock(),
             |inner, held| MutexGuard {
-                held,
+                held: Held::new(held),
                 inner,
                 lock: self,
             },
@@ -253,6 +253,7 @@ impl<T: ?Sized> Mutex<T> {
         let want = self.meta.want(Access::Lock, Location::caller());
         let (inner, held) =
             acquire_blocking(self.meta.engine(), want, || self.inner.blocking_lock());
+        let held = Held::new(held);
         MutexGuard {
             held,
             inner,
@@ -273,7 +274,7 @@ impl<T: ?Sized> Mutex<T> {
     pub fn try_lock(&self) -> Result<MutexGuard<'_, T>, TryLockError> {
         let want = self.meta.want(Access::Lock, Location::caller());
         let inner = self.inner.try_lock()?;
-        let held = acquired_without_waiting(self.meta.engine(), want);
+        let held = Held::new(acquired_without_waiting(self.meta.engine(), want));
         Ok(MutexGuard {
             held,
             inner,

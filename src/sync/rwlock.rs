@@ -8,11 +8,11 @@ use std::ptr;
 use std::sync::Arc;
 
 use crate::lockdep::class::{self, ClassKind};
-use crate::lockdep::hooks::{acquire_blocking, acquired_without_waiting, Holding, LockMeta};
+use crate::lockdep::hooks::{acquire_blocking, acquired_without_waiting, LockMeta};
 use crate::lockdep::Acquire;
 use crate::sync::acquiring::Acquiring;
 use crate::sync::TryLockError;
-use crate::sync::{erase_mut, erase_ref, ErasedGuard, OwnedParts};
+use crate::sync::{erase_mut, erase_ref, ErasedGuard, Held, OwnedParts};
 use crate::vocab::Access;
 
 /// An asynchronous reader-writer lock, a drop-in for
@@ -49,7 +49,7 @@ pub struct RwLock<T: ?Sized> {
 #[clippy::has_significant_drop]
 #[must_use = "if unused the RwLock will immediately unlock"]
 pub struct RwLockReadGuard<'a, T: ?Sized> {
-    held: Option<Holding>,
+    held: Held,
     inner: tokio::sync::RwLockReadGuard<'a, T>,
 }
 
@@ -57,7 +57,7 @@ pub struct RwLockReadGuard<'a, T: ?Sized> {
 #[clippy::has_significant_drop]
 #[must_use = "if unused the RwLock will immediately unlock"]
 pub struct RwLockWriteGuard<'a, T: ?Sized> {
-    held: Option<Holding>,
+    held: Held,
     inner: tokio::sync::RwLockWriteGuard<'a, T>,
 }
 
@@ -67,7 +67,7 @@ pub struct RwLockWriteGuard<'a, T: ?Sized> {
 #[clippy::has_significant_drop]
 #[must_use = "if unused the RwLock will immediately unlock"]
 pub struct RwLockMappedWriteGuard<'a, T: ?Sized> {
-    held: Option<Holding>,
+    held: Held,
     inner: tokio::sync::RwLockMappedWriteGuard<'a, T>,
 }
 
@@ -158,14 +158,14 @@ unsafe fn downgrade_parts<T: ?Sized>(parts: OwnedParts<RwLock<T>>) -> OwnedParts
     // Bound in this order so that, should anything unwind here, the guard
     // is dropped before the `Arc` that keeps its lock alive.
     let OwnedParts { lock, guard, held } = parts;
-    downgrade_hold(&held);
+    held.downgrade();
     // SAFETY: the caller's promise: `guard` is tokio's write guard of the
     // lock in `lock`, which stays alive meanwhile.
     let write = unsafe { guard.take::<tokio::sync::RwLockWriteGuard<'_, T>>() };
     // SAFETY: the read guard holds the same lock, kept alive by `lock`, next
     // to which it goes again.
     let guard = unsafe { ErasedGuard::new(write.downgrade()) };
-    OwnedParts::new(held, guard, lock)
+    OwnedParts { held, guard, lock }
 }
 
 impl<T> RwLock<T> {
@@ -288,7 +288,10 @@ impl<T: ?Sized> RwLock<T> {
             self.meta.engine(),
             want,
             self.inner.read(),
-            |inner, held| RwLockReadGuard { held, inner },
+            |inner, held| RwLockReadGuard {
+                held: Held::new(held),
+                inner,
+            },
         )
     }
 
@@ -318,7 +321,10 @@ impl<T: ?Sized> RwLock<T> {
             self.meta.engine(),
             want,
             self.inner.write(),
-            |inner, held| RwLockWriteGuard { held, inner },
+            |inner, held| RwLockWriteGuard {
+                held: Held::new(held),
+                inner,
+            },
         )
     }
 
@@ -332,6 +338,7 @@ impl<T: ?Sized> RwLock<T> {
         let want = self.meta.want(Access::Read, Location::caller());
         let (inner, held) =
             acquire_blocking(self.meta.engine(), want, || self.inner.blocking_read());
+        let held = Held::new(held);
         RwLockReadGuard { held, inner }
     }
 
@@ -345,6 +352,7 @@ impl<T: ?Sized> RwLock<T> {
         let want = self.meta.want(Access::Write, Location::caller());
         let (inner, held) =
             acquire_blocking(self.meta.engine(), want, || self.inner.blocking_write());
+        let held = Held::new(held);
         RwLockWriteGuard { held, inner }
     }
 
@@ -353,7 +361,7 @@ impl<T: ?Sized> RwLock<T> {
     pub fn try_read(&self) -> Result<RwLockReadGuard<'_, T>, TryLockError> {
         let want = self.meta.want(Access::Read, Location::caller());
         let inner = self.inner.try_read()?;
-        let held = acquired_without_waiting(self.meta.engine(), want);
+        let held = Held::new(acquired_without_waiting(self.meta.engine(), want));
         Ok(RwLockReadGuard { held, inner })
     }
 
@@ -362,7 +370,7 @@ impl<T: ?Sized> RwLock<T> {
     pub fn try_write(&self) -> Result<RwLockWriteGuard<'_, T>, TryLockError> {
         let want = self.meta.want(Access::Write, Location::caller());
         let inner = self.inner.try_write()?;
-        let held = acquired_without_waiting(self.meta.engine(), want);
+        let held = Held::new(acquired_without_waiting(self.meta.engine(), want));
         Ok(RwLockWriteGuard { held, inner })
     }
 
@@ -458,14 +466,6 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for RwLock<T> {
     }
 }
 
-/// Tells the detector that `held` is now held for reading (a downgrade):
-/// the same hold, no new dependency.
-fn downgrade_hold(held: &Option<Holding>) {
-    if let Some(held) = held {
-        held.downgrade();
-    }
-}
-
 impl<'a, T: ?Sized> RwLockReadGuard<'a, T> {
     /// A read guard for a part of the data; the lock stays held.
     pub fn map<F, U: ?Sized>(this: Self, f: F) -> RwLockReadGuard<'a, U>
@@ -513,7 +513,7 @@ impl<'a, T: ?Sized> RwLockWriteGuard<'a, T> {
     {
         let RwLockWriteGuard { held, inner } = this;
         let inner = tokio::sync::RwLockWriteGuard::downgrade_map(inner, f);
-        downgrade_hold(&held);
+        held.downgrade();
         RwLockReadGuard { held, inner }
     }
 
@@ -539,7 +539,7 @@ impl<'a, T: ?Sized> RwLockWriteGuard<'a, T> {
         let RwLockWriteGuard { held, inner } = this;
         match tokio::sync::RwLockWriteGuard::try_downgrade_map(inner, f) {
             Ok(inner) => {
-                downgrade_hold(&held);
+                held.downgrade();
                 Ok(RwLockReadGuard { held, inner })
             }
             Err(inner) => Err(RwLockWriteGuard { held, inner }),
@@ -555,7 +555,7 @@ impl<'a, T: ?Sized> RwLockWriteGuard<'a, T> {
     /// between. The lock stays held (now for reading); no new dependency.
     pub fn downgrade(self) -> RwLockReadGuard<'a, T> {
         let RwLockWriteGuard { held, inner } = self;
-        downgrade_hold(&held);
+        held.downgrade();
         RwLockReadGuard {
             held,
             inner: inner.downgrade(),
