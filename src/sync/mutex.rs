@@ -8,9 +8,9 @@ use std::ptr;
 use std::sync::Arc;
 
 use crate::lockdep::class::{self, ClassKind};
-use crate::lockdep::hooks::{acquire_blocking, acquired_without_waiting, LockMeta};
+use crate::lockdep::hooks::{acquire_blocking, acquired_without_waiting, Engine, LockMeta};
 use crate::lockdep::Acquire;
-use crate::sync::acquiring::Acquiring;
+use crate::sync::acquiring::{track, Acquiring};
 use crate::sync::{erase_mut, Held, OwnedParts};
 use crate::vocab::Access;
 
@@ -188,7 +188,8 @@ impl<T: ?Sized> Mutex<T> {
     #[track_caller]
     #[inline]
     pub fn lock(&self) -> impl Future<Output = MutexGuard<'_, T>> + '_ {
-        self.lock_as(self.meta.want(Access::Lock, Location::caller()))
+        let site = Location::caller();
+        self.lock_as(track(&self.meta, |meta| meta.want(Access::Lock, site)))
     }
 
     /// Locks the mutex as nesting level `level` of its class: lockdep's
@@ -223,24 +224,23 @@ impl<T: ?Sized> Mutex<T> {
     /// As [`Mutex::lock`].
     #[track_caller]
     pub fn lock_nested(&self, level: u8) -> impl Future<Output = MutexGuard<'_, T>> + '_ {
-        self.lock_as(
-            self.meta
-                .want_nested(Access::Lock, Location::caller(), level),
-        )
+        let site = Location::caller();
+        self.lock_as(track(&self.meta, |meta| {
+            meta.want_nested(Access::Lock, site, level)
+        }))
     }
 
     #[inline]
-    fn lock_as(&self, want: Acquire) -> impl Future<Output = MutexGuard<'_, T>> + '_ {
-        Acquiring::new(
-            self.meta.engine(),
-            want,
-            self.inner.lock(),
-            |inner, held| MutexGuard {
-                held: Held::new(held),
-                inner,
-                lock: self,
-            },
-        )
+    fn lock_as(
+        &self,
+        track: Option<(Engine, Acquire)>,
+    ) -> impl Future<Output = MutexGuard<'_, T>> + '_ {
+        let start = || self.inner.lock();
+        Acquiring::new(track, start, |inner, held| MutexGuard {
+            held: Held::new(held),
+            inner,
+            lock: self,
+        })
     }
 
     /// Locks the mutex from synchronous code, blocking the thread.
@@ -315,11 +315,10 @@ impl<T: ?Sized> Mutex<T> {
     /// As [`Mutex::lock`].
     #[track_caller]
     pub fn lock_owned(self: Arc<Self>) -> impl Future<Output = OwnedMutexGuard<T>> {
-        let want = self.meta.want(Access::Lock, Location::caller()).movable();
-        let detector = self.meta.engine();
+        let site = Location::caller();
+        let track = track(&self.meta, |meta| meta.want(Access::Lock, site).movable());
         async move {
-            let (guard, held) =
-                Acquiring::new(detector, want, self.inner.lock(), |g, h| (g, h)).await;
+            let (guard, held) = Acquiring::new(track, || self.inner.lock(), |g, h| (g, h)).await;
             // SAFETY: the guard locks the mutex in `self`, which the owned
             // guard keeps after it.
             let (data, guard) = unsafe { erase_mut(guard) };

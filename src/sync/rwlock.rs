@@ -8,9 +8,9 @@ use std::ptr;
 use std::sync::Arc;
 
 use crate::lockdep::class::{self, ClassKind};
-use crate::lockdep::hooks::{acquire_blocking, acquired_without_waiting, LockMeta};
+use crate::lockdep::hooks::{acquire_blocking, acquired_without_waiting, Engine, LockMeta};
 use crate::lockdep::Acquire;
-use crate::sync::acquiring::Acquiring;
+use crate::sync::acquiring::{track, Acquiring};
 use crate::sync::TryLockError;
 use crate::sync::{erase_mut, erase_ref, ErasedGuard, Held, OwnedParts};
 use crate::vocab::Access;
@@ -269,30 +269,30 @@ impl<T: ?Sized> RwLock<T> {
     #[track_caller]
     #[inline]
     pub fn read(&self) -> impl Future<Output = RwLockReadGuard<'_, T>> + '_ {
-        self.read_as(self.meta.want(Access::Read, Location::caller()))
+        let site = Location::caller();
+        self.read_as(track(&self.meta, |meta| meta.want(Access::Read, site)))
     }
 
     /// [`RwLock::read`] as nesting level `level` of the class (see
     /// [`Mutex::lock_nested`](crate::Mutex::lock_nested)).
     #[track_caller]
     pub fn read_nested(&self, level: u8) -> impl Future<Output = RwLockReadGuard<'_, T>> + '_ {
-        self.read_as(
-            self.meta
-                .want_nested(Access::Read, Location::caller(), level),
-        )
+        let site = Location::caller();
+        self.read_as(track(&self.meta, |meta| {
+            meta.want_nested(Access::Read, site, level)
+        }))
     }
 
     #[inline]
-    fn read_as(&self, want: Acquire) -> impl Future<Output = RwLockReadGuard<'_, T>> + '_ {
-        Acquiring::new(
-            self.meta.engine(),
-            want,
-            self.inner.read(),
-            |inner, held| RwLockReadGuard {
-                held: Held::new(held),
-                inner,
-            },
-        )
+    fn read_as(
+        &self,
+        track: Option<(Engine, Acquire)>,
+    ) -> impl Future<Output = RwLockReadGuard<'_, T>> + '_ {
+        let start = || self.inner.read();
+        Acquiring::new(track, start, |inner, held| RwLockReadGuard {
+            held: Held::new(held),
+            inner,
+        })
     }
 
     /// Locks for writing, waiting until no reader or writer holds the lock.
@@ -303,29 +303,29 @@ impl<T: ?Sized> RwLock<T> {
     #[track_caller]
     #[inline]
     pub fn write(&self) -> impl Future<Output = RwLockWriteGuard<'_, T>> + '_ {
-        self.write_as(self.meta.want(Access::Write, Location::caller()))
+        let site = Location::caller();
+        self.write_as(track(&self.meta, |meta| meta.want(Access::Write, site)))
     }
 
     /// [`RwLock::write`] as nesting level `level` of the class.
     #[track_caller]
     pub fn write_nested(&self, level: u8) -> impl Future<Output = RwLockWriteGuard<'_, T>> + '_ {
-        self.write_as(
-            self.meta
-                .want_nested(Access::Write, Location::caller(), level),
-        )
+        let site = Location::caller();
+        self.write_as(track(&self.meta, |meta| {
+            meta.want_nested(Access::Write, site, level)
+        }))
     }
 
     #[inline]
-    fn write_as(&self, want: Acquire) -> impl Future<Output = RwLockWriteGuard<'_, T>> + '_ {
-        Acquiring::new(
-            self.meta.engine(),
-            want,
-            self.inner.write(),
-            |inner, held| RwLockWriteGuard {
-                held: Held::new(held),
-                inner,
-            },
-        )
+    fn write_as(
+        &self,
+        track: Option<(Engine, Acquire)>,
+    ) -> impl Future<Output = RwLockWriteGuard<'_, T>> + '_ {
+        let start = || self.inner.write();
+        Acquiring::new(track, start, |inner, held| RwLockWriteGuard {
+            held: Held::new(held),
+            inner,
+        })
     }
 
     /// Locks for reading from synchronous code, blocking the thread.
@@ -384,11 +384,10 @@ impl<T: ?Sized> RwLock<T> {
     /// [`RwLock::read`] with an owned guard.
     #[track_caller]
     pub fn read_owned(self: Arc<Self>) -> impl Future<Output = OwnedRwLockReadGuard<T>> {
-        let want = self.meta.want(Access::Read, Location::caller()).movable();
-        let detector = self.meta.engine();
+        let site = Location::caller();
+        let track = track(&self.meta, |meta| meta.want(Access::Read, site).movable());
         async move {
-            let (guard, held) =
-                Acquiring::new(detector, want, self.inner.read(), |g, h| (g, h)).await;
+            let (guard, held) = Acquiring::new(track, || self.inner.read(), |g, h| (g, h)).await;
             // SAFETY: the guard holds the lock in `self`, which the owned
             // guard keeps after it.
             let (data, guard) = unsafe { erase_ref(guard) };
@@ -400,11 +399,10 @@ impl<T: ?Sized> RwLock<T> {
     /// [`RwLock::write`] with an owned guard.
     #[track_caller]
     pub fn write_owned(self: Arc<Self>) -> impl Future<Output = OwnedRwLockWriteGuard<T>> {
-        let want = self.meta.want(Access::Write, Location::caller()).movable();
-        let detector = self.meta.engine();
+        let site = Location::caller();
+        let track = track(&self.meta, |meta| meta.want(Access::Write, site).movable());
         async move {
-            let (guard, held) =
-                Acquiring::new(detector, want, self.inner.write(), |g, h| (g, h)).await;
+            let (guard, held) = Acquiring::new(track, || self.inner.write(), |g, h| (g, h)).await;
             // SAFETY: the guard holds the lock in `self`, which the owned
             // guard keeps after it.
             let (data, guard) = unsafe { erase_mut(guard) };

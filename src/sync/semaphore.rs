@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::lockdep::class::{self, ClassKind};
 use crate::lockdep::hooks::{acquired_without_waiting, Engine, Holding, LockMeta, Waiting};
 use crate::lockdep::Acquire;
-use crate::sync::acquiring::Acquiring;
+use crate::sync::acquiring::{track, Acquiring};
 use crate::sync::Detached;
 use crate::vocab::Access;
 
@@ -201,7 +201,8 @@ impl Semaphore {
     /// leaves nothing held.
     #[track_caller]
     pub fn acquire(&self) -> impl Future<Output = Result<SemaphorePermit<'_>, AcquireError>> + '_ {
-        self.acquire_as(self.want(Location::caller()), 1)
+        let site = Location::caller();
+        self.acquire_as(track(&self.meta, |meta| want(meta, site)), 1)
     }
 
     /// Waits for `n` permits at once. See [`Semaphore::acquire`].
@@ -210,25 +211,17 @@ impl Semaphore {
         &self,
         n: u32,
     ) -> impl Future<Output = Result<SemaphorePermit<'_>, AcquireError>> + '_ {
-        self.acquire_as(self.want(Location::caller()), n)
+        let site = Location::caller();
+        self.acquire_as(track(&self.meta, |meta| want(meta, site)), n)
     }
 
     fn acquire_as(
         &self,
-        want: Acquire,
+        track: Option<(Engine, Acquire)>,
         n: u32,
     ) -> impl Future<Output = Result<SemaphorePermit<'_>, AcquireError>> + '_ {
-        self.acquire_with(self.meta.engine(), want, n)
-    }
-
-    fn acquire_with(
-        &self,
-        detector: Option<Engine>,
-        want: Acquire,
-        n: u32,
-    ) -> impl Future<Output = Result<SemaphorePermit<'_>, AcquireError>> + '_ {
-        let inner = self.inner.acquire_many(n);
-        Acquiring::fallible(detector, want, inner, Result::is_ok, |inner, held| {
+        let start = move || self.inner.acquire_many(n);
+        Acquiring::fallible(track, start, Result::is_ok, |inner, held| {
             inner.map(|inner| SemaphorePermit {
                 held: PermitHold::new(held),
                 inner,
@@ -268,8 +261,9 @@ impl Semaphore {
     pub fn acquire_owned(
         self: Arc<Self>,
     ) -> impl Future<Output = Result<OwnedSemaphorePermit, AcquireError>> {
-        let want = self.want(Location::caller()).movable();
-        self.acquire_owned_as(want, 1)
+        let site = Location::caller();
+        let track = track(&self.meta, |meta| want(meta, site).movable());
+        self.acquire_owned_as(track, 1)
     }
 
     /// [`Semaphore::acquire_many`] with an owned permit.
@@ -278,27 +272,17 @@ impl Semaphore {
         self: Arc<Self>,
         n: u32,
     ) -> impl Future<Output = Result<OwnedSemaphorePermit, AcquireError>> {
-        let want = self.want(Location::caller()).movable();
-        self.acquire_owned_as(want, n)
+        let site = Location::caller();
+        let track = track(&self.meta, |meta| want(meta, site).movable());
+        self.acquire_owned_as(track, n)
     }
 
-    /// Picks the detector now, at the call, as the borrowed `acquire` does.
-    fn acquire_owned_as(
+    async fn acquire_owned_as(
         self: Arc<Self>,
-        want: Acquire,
-        n: u32,
-    ) -> impl Future<Output = Result<OwnedSemaphorePermit, AcquireError>> {
-        let detector = self.meta.engine();
-        self.acquire_owned_with(detector, want, n)
-    }
-
-    async fn acquire_owned_with(
-        self: Arc<Self>,
-        detector: Option<Engine>,
-        want: Acquire,
+        track: Option<(Engine, Acquire)>,
         n: u32,
     ) -> Result<OwnedSemaphorePermit, AcquireError> {
-        let SemaphorePermit { held, inner, .. } = self.acquire_with(detector, want, n).await?;
+        let SemaphorePermit { held, inner, .. } = self.acquire_as(track, n).await?;
         // SAFETY: as in `owned`.
         let inner = unsafe { Detached::new(inner) };
         Ok(OwnedSemaphorePermit {
@@ -405,8 +389,13 @@ impl Semaphore {
     }
 
     fn want(&self, site: &'static Location<'static>) -> Acquire {
-        self.meta.want(Access::Permits, site)
+        want(&self.meta, site)
     }
+}
+
+/// A semaphore's acquisition at `site`.
+fn want(meta: &LockMeta, site: &'static Location<'static>) -> Acquire {
+    meta.want(Access::Permits, site)
 }
 
 /// The blocking acquire path: as `hooks::acquire_blocking`, but an
