@@ -143,6 +143,8 @@ thread_local! {
     /// The spans entered on this thread and not exited yet, outermost first
     /// (kept by the layer).
     static ENTERED: RefCell<Vec<Entered>> = const { RefCell::new(Vec::new()) };
+    /// The serial of the innermost of them, or 0: read on every acquisition.
+    static INNERMOST: Cell<u64> = const { Cell::new(0) };
 }
 
 /// A fresh span serial (never 0: 0 means "no span").
@@ -156,6 +158,7 @@ pub(crate) fn span_entered(id: &tracing_core::span::Id, serial: u64, label: Arc<
     let _ = ENTERED.try_with(|entered| {
         if let Ok(mut entered) = entered.try_borrow_mut() {
             entered.push((id.clone(), serial, label));
+            let _ = INNERMOST.try_with(|i| i.set(serial));
         }
     });
 }
@@ -167,6 +170,8 @@ pub(crate) fn span_exited(id: &tracing_core::span::Id) {
             // Spans exit in order almost always; search from the top.
             if let Some(pos) = entered.iter().rposition(|(entered, ..)| entered == id) {
                 entered.remove(pos);
+                let innermost = entered.last().map_or(0, |(_, serial, _)| *serial);
+                let _ = INNERMOST.try_with(|i| i.set(innermost));
             }
         }
     });
@@ -175,15 +180,7 @@ pub(crate) fn span_exited(id: &tracing_core::span::Id) {
 /// The serial of the innermost span entered on this thread, or 0.
 #[inline]
 pub(crate) fn current_span() -> u64 {
-    ENTERED
-        .try_with(|entered| {
-            entered
-                .try_borrow()
-                .ok()
-                .and_then(|e| e.last().map(|(_, serial, _)| *serial))
-                .unwrap_or(0)
-        })
-        .unwrap_or(0)
+    INNERMOST.try_with(Cell::get).unwrap_or(0)
 }
 
 /// Whether the span `serial` is entered on this thread: code running now is
