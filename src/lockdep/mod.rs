@@ -225,6 +225,18 @@ struct Tests {
 }
 
 impl Tests {
+    /// The keys of the registered tests that `keep` selects.
+    fn keys(&self, keep: impl Fn(&TestRecord) -> bool) -> Vec<TestKey> {
+        self.records
+            .iter()
+            .filter(|(_, r)| keep(r))
+            .map(|(slot, r)| TestKey {
+                slot,
+                serial: r.serial,
+            })
+            .collect()
+    }
+
     fn get(&self, key: TestKey) -> Option<&TestRecord> {
         self.records
             .get(key.slot)
@@ -258,13 +270,9 @@ fn current_test(tests: &mut Tests) -> Option<TestKey> {
     }
     let runtime = runtime?;
     tests
-        .records
-        .iter()
-        .find(|(_, r)| r.runtime == Some(runtime))
-        .map(|(slot, r)| TestKey {
-            slot,
-            serial: r.serial,
-        })
+        .keys(|r| r.runtime == Some(runtime))
+        .into_iter()
+        .next()
 }
 
 /// Options a test asks for (see [`crate::DetectorBuilder::test_guard`]).
@@ -544,6 +552,23 @@ impl State {
         seq
     }
 
+    /// Whether a one-dependency report (self-deadlock, pool exhaustion,
+    /// second wait) of `class` between these two sites is new; it is then
+    /// remembered, so each pair of sites is reported once.
+    pub(crate) fn first_at_sites(
+        &self,
+        class: ClassId,
+        first: &'static Location<'static>,
+        second: &'static Location<'static>,
+    ) -> bool {
+        let key = (
+            class,
+            first as *const _ as usize,
+            second as *const _ as usize,
+        );
+        lock_ignoring_poison(&self.reports).seen.insert(key)
+    }
+
     /// `context` starts waiting for an instance it already has a pending
     /// wait for: tokio may grant the lock to the earlier future, which is not
     /// polled while this wait lasts. Certain when this wait blocks the
@@ -556,12 +581,7 @@ impl State {
             return;
         }
         let certain = want.blocking || earlier.span != 0;
-        let key = (
-            want.lock.class,
-            earlier.want.site as *const _ as usize,
-            want.site as *const _ as usize,
-        );
-        if !lock_ignoring_poison(&self.reports).seen.insert(key) {
+        if !self.first_at_sites(want.lock.class, earlier.want.site, want.site) {
             return;
         }
         let spans = self.current_spans();
@@ -756,15 +776,7 @@ impl State {
                     .map(|_| key)
                     .into_iter()
                     .collect(),
-                None => tests
-                    .records
-                    .iter()
-                    .filter(|(_, r)| r.watchdog)
-                    .map(|(slot, r)| TestKey {
-                        slot,
-                        serial: r.serial,
-                    })
-                    .collect(),
+                None => tests.keys(|r| r.watchdog),
             }
         };
         self.publish_to(report, Panic::Never, || {}, Some(keys));
@@ -788,14 +800,7 @@ impl State {
                 None => match current_test(&mut tests) {
                     Some(key) => vec![key],
                     // Unknown test: every test alive now is failed by it.
-                    None => tests
-                        .records
-                        .iter()
-                        .map(|(slot, r)| TestKey {
-                            slot,
-                            serial: r.serial,
-                        })
-                        .collect(),
+                    None => tests.keys(|_| true),
                 },
             };
             let mut test_panics = false;

@@ -121,12 +121,7 @@ impl State {
         spans: &[String],
         needs_writer: bool,
     ) -> Option<Report> {
-        let key = (
-            want.lock.class,
-            held.site as *const _ as usize,
-            want.site as *const _ as usize,
-        );
-        if !lock_ignoring_poison(&self.reports).seen.insert(key) {
+        if !self.first_at_sites(want.lock.class, held.site, want.site) {
             return None;
         }
         let mut dependency = dependency_of(held, want, context, spans);
