@@ -22,32 +22,30 @@ fn runtime() -> Runtime {
     Builder::new_current_thread().build().expect("runtime")
 }
 
-fn plain(rt: &Runtime) -> Routine<'_> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<u64>(64);
-    Box::new(move |iters| {
-        rt.block_on(async {
-            let start = Instant::now();
-            for i in 0..iters {
-                tx.send(i).await.unwrap();
-                std::hint::black_box(rx.recv().await);
-            }
-            start.elapsed()
+/// A routine sending and receiving one value per iteration through the
+/// channel `make` returns (the two APIs have the same shape, not one type).
+macro_rules! send_recv {
+    ($rt:expr, $make:expr) => {{
+        let (tx, mut rx) = $make;
+        Box::new(move |iters| {
+            $rt.block_on(async {
+                let start = Instant::now();
+                for i in 0..iters {
+                    tx.send(i).await.unwrap();
+                    std::hint::black_box(rx.recv().await);
+                }
+                start.elapsed()
+            })
         })
-    })
+    }};
+}
+
+fn plain(rt: &Runtime) -> Routine<'_> {
+    send_recv!(rt, tokio::sync::mpsc::channel::<u64>(64))
 }
 
 fn wrapped(rt: &Runtime) -> Routine<'_> {
-    let (tx, mut rx) = async_lockdep::mpsc::channel::<u64>(64);
-    Box::new(move |iters| {
-        rt.block_on(async {
-            let start = Instant::now();
-            for i in 0..iters {
-                tx.send(i).await.unwrap();
-                std::hint::black_box(rx.recv().await);
-            }
-            start.elapsed()
-        })
-    })
+    send_recv!(rt, async_lockdep::mpsc::channel::<u64>(64))
 }
 
 fn compare(rt: &Runtime, phase: &str, target: Target) {

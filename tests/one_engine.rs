@@ -321,12 +321,7 @@ async fn fixture_guard_bound_to_underscore() {
     let _ = test_guard();
     let a = Mutex::with_class("underscore-a", ());
     let b = Mutex::with_class("underscore-b", ());
-    {
-        let _a = a.lock().await;
-        let _b = b.lock().await;
-    }
-    let _b = b.lock().await;
-    let _a = a.lock().await;
+    common::abba(&a, &b).await;
 }
 
 #[test]
@@ -440,12 +435,7 @@ async fn fixture_inversion_without_any_set_up() {
     }
     let a = Mutex::with_class("env-a", ());
     let b = Mutex::with_class("env-b", ());
-    {
-        let _a = a.lock().await;
-        let _b = b.lock().await;
-    }
-    let _b = b.lock().await;
-    let _a = a.lock().await;
+    common::abba(&a, &b).await;
     let detector = Detector::new();
     println!(
         "enabled={} reports={}",
@@ -462,12 +452,7 @@ async fn fixture_inversion_with_a_guard() {
     let lockdep = test_guard();
     let a = Mutex::with_class("env-guard-a", ());
     let b = Mutex::with_class("env-guard-b", ());
-    {
-        let _a = a.lock().await;
-        let _b = b.lock().await;
-    }
-    let _b = b.lock().await;
-    let _a = a.lock().await;
+    common::abba(&a, &b).await;
     println!(
         "enabled={} reports={}",
         lockdep.detector().status().enabled,

@@ -1,5 +1,7 @@
 //! Reports point at the right lines and use the names users gave.
 
+mod common;
+
 use std::sync::Arc;
 
 use async_lockdep::{test_guard, Mutex, ReportKind, WorkQueue};
@@ -63,12 +65,7 @@ async fn the_test_body_is_named_after_its_thread() {
     let lockdep = test_guard();
     let a = Mutex::with_class("lines-thread-a", ());
     let b = Mutex::with_class("lines-thread-b", ());
-    {
-        let _a = a.lock().await;
-        let _b = b.lock().await;
-    }
-    let _b = b.lock().await;
-    let _a = a.lock().await;
+    common::abba(&a, &b).await;
     let reports = lockdep.take_reports();
     assert_eq!(reports.len(), 1, "{reports:#?}");
     let text = reports[0].to_string();

@@ -138,3 +138,14 @@ pub fn test_binary(args: &[&str], env: &[(&str, Option<&str>)]) -> std::process:
     }
     command
 }
+
+/// Takes `first` then `second`, then `second` then `first`: the smallest
+/// lock-order inversion (`second -> first` closes the cycle).
+pub async fn abba(first: &async_lockdep::Mutex<()>, second: &async_lockdep::Mutex<()>) {
+    {
+        let _a = first.lock().await;
+        let _b = second.lock().await;
+    }
+    let _b = second.lock().await;
+    let _a = first.lock().await;
+}
