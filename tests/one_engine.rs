@@ -637,3 +637,61 @@ fn the_watchdog_of_one_test_does_not_fail_another_tests_long_wait() {
         outcome.output
     );
 }
+
+// ---------------------------------------------------------------------------
+// Printing.
+
+/// Runs fixture `name` (mode `mode`) with `--nocapture`, `ASYNC_LOCKDEP_PRINT`
+/// set to `print` (or unset).
+fn run_printing(name: &str, mode: &str, print: Option<&str>) -> Outcome {
+    let env = [(FIXTURE_ENV, Some(mode)), ("ASYNC_LOCKDEP_PRINT", print)];
+    Outcome::of(
+        common::test_binary(&[name, "--exact", "--nocapture"], &env)
+            .output()
+            .expect("run the test binary"),
+    )
+}
+
+#[test]
+fn reports_are_printed_when_found_unless_async_lockdep_print_is_0() {
+    let printed = run_printing("fixture_inversion_with_a_guard", "env", None);
+    assert!(printed.success, "{}", printed.output);
+    assert!(
+        printed
+            .output
+            .contains("WARNING: possible circular locking dependency detected"),
+        "{}",
+        printed.output
+    );
+    let quiet = run_printing("fixture_inversion_with_a_guard", "env", Some("0"));
+    assert!(quiet.success, "{}", quiet.output);
+    assert!(
+        quiet.output.contains("enabled=true reports=1"),
+        "{}",
+        quiet.output
+    );
+    assert!(!quiet.output.contains("WARNING"), "{}", quiet.output);
+}
+
+#[test]
+fn a_guard_dropped_while_its_test_panics_prints_the_reports() {
+    // Nothing is printed when found: what shows comes from the guard.
+    let outcome = run_printing(
+        "fixture_really_deadlocks_under_a_timeout",
+        "hang",
+        Some("0"),
+    );
+    let text = &outcome.output;
+    assert!(!outcome.success, "{text}");
+    assert!(text.contains("hung"), "{text}");
+    assert!(
+        text.contains(
+            "possible deadlock(s) found in test `fixture_really_deadlocks_under_a_timeout`"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("WARNING: possible circular locking dependency detected"),
+        "{text}"
+    );
+}

@@ -249,3 +249,25 @@ async fn spans_separate_siblings_on_worker_threads_too() {
     let reports = lockdep.take_reports();
     assert!(reports.is_empty(), "{reports:#?}");
 }
+
+#[tokio::test]
+async fn a_cycle_recorded_in_one_thread_outside_any_span_carries_the_joined_note() {
+    let lockdep = test_guard();
+    let a = Mutex::with_class("span-note-a", ());
+    let b = Mutex::with_class("span-note-b", ());
+    {
+        let _a = a.lock().await;
+        let _b = b.lock().await;
+    }
+    let _b = b.lock().await;
+    let _a = a.lock().await; // the test body: one thread context, no span
+    let reports = lockdep.take_reports();
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    assert_eq!(reports[0].kind, ReportKind::CircularDependency);
+    let text = reports[0].to_string();
+    assert!(
+        text.contains("Note: All of it happened in one task (or thread) outside any span."),
+        "{text}"
+    );
+    assert!(text.contains("own_context"), "{text}");
+}

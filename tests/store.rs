@@ -159,6 +159,24 @@ fn two_processes_at_the_same_time_fail_the_one_that_finishes_later() {
 }
 
 #[test]
+fn async_lockdep_store_0_keeps_a_process_out_of_the_store() {
+    let base = scratch("opt-out");
+    let first = run(FIRST, "on", Some(&base), "run-opt-out");
+    assert!(first.success, "{}", first.output);
+    let second = outcome(
+        fixture_command(SECOND, "on", Some(&base), "run-opt-out")
+            .env("ASYNC_LOCKDEP_STORE", "0")
+            .output()
+            .expect("run the test binary"),
+    );
+    assert!(second.success, "{}", second.output);
+    assert!(!second.output.contains("WARNING"), "{}", second.output);
+    let files = std::fs::read_dir(base.join("run-opt-out")).unwrap().count();
+    assert_eq!(files, 1, "only the first process wrote");
+    let _ = std::fs::remove_dir_all(base);
+}
+
+#[test]
 fn a_store_from_an_earlier_run_is_silent() {
     let base = scratch("stale");
     let first = run(FIRST, "on", Some(&base), "run-earlier");
