@@ -705,18 +705,18 @@ impl State {
         before_panic: impl FnOnce(),
         lock: u64,
     ) {
-        let creator = {
+        // Look the test up once here; `publish_to` falls back to every live
+        // test only when neither the context's test nor the creator is known.
+        let test = {
             let mut tests = lock_ignoring_poison(&self.tests);
-            if current_test(&mut tests).is_some() {
-                None
-            } else {
+            current_test(&mut tests).or_else(|| {
                 lock_ignoring_poison(&self.created_by)
                     .get(&lock)
                     .copied()
                     .filter(|key| tests.get(*key).is_some())
-            }
+            })
         };
-        self.publish_to(report, panic, before_panic, creator.map(|key| vec![key]));
+        self.publish_to(report, panic, before_panic, test.map(|key| vec![key]));
     }
 
     /// A lock instance was made: remembers the test registered on this
