@@ -97,6 +97,11 @@ pub struct Report {
     /// pending wait (a lock future polled once and kept aside, whose place
     /// in tokio's queue may be granted while the second wait lasts).
     pub pending_wait: bool,
+    /// When a read of the cycle waits on reads of an `RwLock` made with
+    /// `with_max_readers(n)`: that `n`. For [`ReportKind::DeadlockNow`] it is
+    /// set only when the cap, not a queued writer, is what blocks the read;
+    /// for a lock-order cycle, it is the smallest cap of the class.
+    pub reader_cap: Option<u32>,
 }
 
 impl Report {
@@ -365,20 +370,60 @@ fn column_name(i: usize) -> char {
 }
 
 fn print_notes(f: &mut fmt::Formatter<'_>, report: &Report) -> fmt::Result {
-    if report.needs_writer && report.kind == ReportKind::DeadlockNow {
+    // The class a read waits on reads of, for the notes.
+    let n = report.dependencies.len();
+    let read_on_read = (0..n)
+        .find(|&i| {
+            report.dependencies[i].waited_as == Access::Read
+                && report.dependencies[(i + 1) % n].held_as == Access::Read
+        })
+        .map(|i| report.dependencies[i].waited.name.as_ref())
+        .unwrap_or("the lock");
+    match (report.needs_writer, report.kind, report.reader_cap) {
+        (false, _, _) => {}
+        (true, ReportKind::DeadlockNow, Some(cap)) => {
+            writeln!(f)?;
+            writeln!(
+                f,
+                "Note: a read waits for reads: `{read_on_read}` is at its reader cap. It admits at most\n\
+                 {cap} readers at once (`with_max_readers({cap})`), and {cap} reads are held by tasks that\n\
+                 wait here."
+            )?;
+        }
+        (true, ReportKind::DeadlockNow, None) => {
+            writeln!(f)?;
+            writeln!(
+                f,
+                "Note: a read waits for reads: a writer is queued on `{read_on_read}` (tokio's RwLock is\n\
+                 write-preferring, so the queued writer, waiting for the readers, blocks new reads)."
+            )?;
+        }
+        (true, _, Some(cap)) => {
+            writeln!(f)?;
+            writeln!(
+                f,
+                "Note: a blocking link of this cycle is a read waiting on a read. It deadlocks once\n\
+                 `{read_on_read}` holds its reader cap of {cap} reads (`with_max_readers({cap})`), or as soon\n\
+                 as a writer queues on it in between (tokio's RwLock is write-preferring)."
+            )?;
+        }
+        (true, _, None) => {
+            writeln!(f)?;
+            writeln!(
+                f,
+                "Note: a blocking link of this cycle is a read waiting on a read. tokio's RwLock is\n\
+                 write-preferring, so it deadlocks as soon as a writer queues on that lock in between."
+            )?;
+        }
+    }
+    if report.kind == ReportKind::DeadlockNow && report.pending_wait {
         writeln!(f)?;
         writeln!(
             f,
-            "Note: a read waits for reads: either a writer is queued on that lock (tokio's\n\
-             RwLock is write-preferring, so the queued writer, waiting for the readers, blocks\n\
-             new reads), or the lock's reader cap (`with_max_readers`) is reached."
-        )?;
-    } else if report.needs_writer {
-        writeln!(f)?;
-        writeln!(
-            f,
-            "Note: a blocking link of this cycle is a read waiting on a read. tokio's RwLock is\n\
-             write-preferring, so it deadlocks as soon as a writer queues on that lock in between."
+            "Note: a lock shown as held is not held by any guard yet: tokio queues waiters in\n\
+             order and hands it to the oldest pending future waiting for it, which its task\n\
+             does not poll while it waits for something else (a future polled once and kept\n\
+             aside, a `select!` branch no longer polled)."
         )?;
     }
     let one_task = report.dependencies.len() > 1
@@ -395,11 +440,18 @@ fn print_notes(f: &mut fmt::Formatter<'_>, report: &Report) -> fmt::Result {
         write!(f, "Note: ")?;
         print_joined_note(f)?;
     }
-    if report
+    let semaphore = report
         .dependencies
         .iter()
-        .any(|d| d.held.kind == ClassKind::Semaphore)
-    {
+        .any(|d| d.held.kind == ClassKind::Semaphore);
+    if semaphore && report.kind == ReportKind::DeadlockNow {
+        writeln!(f)?;
+        writeln!(
+            f,
+            "Note: every permit of a semaphore waited for here is held by a task that waits\n\
+             here too, so none is given back."
+        )?;
+    } else if semaphore {
         writeln!(f)?;
         writeln!(
             f,

@@ -36,7 +36,13 @@ async fn a_read_behind_a_queued_writer_while_its_reader_joins_really_hangs_and_i
         .find(|r| r.kind == ReportKind::DeadlockNow)
         .unwrap_or_else(|| panic!("stuck now: {reports:#?}"));
     assert!(stuck.needs_writer, "{stuck}");
-    assert!(stuck.to_string().contains("writer is queued"), "{stuck}");
+    assert_eq!(stuck.reader_cap, None, "a writer, not a cap: {stuck}");
+    assert!(
+        stuck
+            .to_string()
+            .contains("a writer is queued on `reads-config`"),
+        "{stuck}"
+    );
     let cycle = reports
         .iter()
         .find(|r| r.kind == ReportKind::CircularDependency)
@@ -81,7 +87,28 @@ async fn reads_that_need_a_read_past_the_reader_cap_really_hang_and_are_reported
         .iter()
         .find(|r| r.kind == ReportKind::DeadlockNow)
         .unwrap_or_else(|| panic!("stuck now: {reports:#?}"));
-    assert!(stuck.to_string().contains("reader cap"), "{stuck}");
+    assert_eq!(stuck.reader_cap, Some(2), "{stuck}");
+    let text = stuck.to_string();
+    assert!(text.contains("is at its reader cap"), "{text}");
+    assert!(
+        text.contains("(`with_max_readers(2)`), and 2 reads are held"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("writer is queued"),
+        "the cap, not a writer: {text}"
+    );
+    let cycle = reports
+        .iter()
+        .find(|r| r.kind == ReportKind::CircularDependency)
+        .unwrap_or_else(|| panic!("the order too: {reports:#?}"));
+    assert_eq!(cycle.reader_cap, Some(2), "{cycle}");
+    assert!(
+        cycle
+            .to_string()
+            .contains("holds its reader cap of 2 reads (`with_max_readers(2)`)"),
+        "{cycle}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

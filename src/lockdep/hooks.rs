@@ -110,7 +110,7 @@ impl LockMeta {
     /// Tells the engine this `RwLock` admits at most `cap` reads at once.
     pub(crate) fn set_reader_cap(&mut self, cap: u32) {
         if let Some(engine) = crate::lockdep::engine() {
-            engine.note_reader_cap(*self.instance.get_mut(), cap);
+            engine.note_reader_cap(self.lock_ref(), cap);
             self.noted = true;
         }
     }

@@ -111,6 +111,8 @@ pub(crate) struct State {
     created_by: Mutex<rustc_hash::FxHashMap<u64, TestKey>>,
     /// The reader cap of each live `RwLock` made with `with_max_readers`.
     reader_caps: Mutex<rustc_hash::FxHashMap<u64, u32>>,
+    /// The smallest reader cap of each class with capped instances.
+    class_reader_caps: Mutex<rustc_hash::FxHashMap<ClassId, u32>>,
 }
 
 #[derive(Default)]
@@ -313,6 +315,7 @@ impl State {
             store_cycles: Mutex::new(FxHashSet::default()),
             created_by: Mutex::new(rustc_hash::FxHashMap::default()),
             reader_caps: Mutex::new(rustc_hash::FxHashMap::default()),
+            class_reader_caps: Mutex::new(rustc_hash::FxHashMap::default()),
         }
     }
 
@@ -580,6 +583,12 @@ impl State {
         if earlier.span != 0 && !context::span_is_entered(earlier.span) {
             return;
         }
+        // One call site waiting twice in one task outside spans: the same
+        // code in futures joined in that task (a limiter over `join_all`),
+        // each of which is polled, not a future kept aside.
+        if earlier.want.site == want.site && earlier.span == 0 && !want.blocking {
+            return;
+        }
         let certain = want.blocking || earlier.span != 0;
         if !self.first_at_sites(want.lock.class, earlier.want.site, want.site) {
             return;
@@ -607,6 +616,7 @@ impl State {
             needs_writer: false,
             long_wait: None,
             pending_wait: true,
+            reader_cap: None,
         };
         self.publish_for(report, Panic::OnReport, || {}, want.lock.instance);
     }
@@ -743,8 +753,19 @@ impl State {
     /// The `RwLock` `instance` admits at most `cap` reads at once (tokio's
     /// `with_max_readers`): in the live check, a read waits once `cap` reads
     /// are held.
-    pub(crate) fn note_reader_cap(&self, instance: u64, cap: u32) {
-        lock_ignoring_poison(&self.reader_caps).insert(instance, cap);
+    pub(crate) fn note_reader_cap(&self, lock: LockRef, cap: u32) {
+        lock_ignoring_poison(&self.reader_caps).insert(lock.instance, cap);
+        lock_ignoring_poison(&self.class_reader_caps)
+            .entry(lock.class)
+            .and_modify(|c| *c = (*c).min(cap))
+            .or_insert(cap);
+    }
+
+    /// The smallest reader cap of the instances of `class`, if any has one.
+    pub(crate) fn class_reader_cap(&self, class: ClassId) -> Option<u32> {
+        lock_ignoring_poison(&self.class_reader_caps)
+            .get(&class)
+            .copied()
     }
 
     /// The reader cap of `instance`, if it was made with one.

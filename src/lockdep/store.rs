@@ -524,6 +524,7 @@ fn cycle_of(dependencies: Vec<Dependency>) -> Report {
         needs_writer,
         long_wait: None,
         pending_wait: false,
+        reader_cap: None,
     }
 }
 

@@ -132,6 +132,7 @@ impl State {
             needs_writer,
             long_wait: None,
             pending_wait: false,
+            reader_cap: None,
         })
     }
 
@@ -159,6 +160,7 @@ impl State {
                 && h.access == Access::Permits
                 && want.access == Access::Permits
                 && !h.movable
+                && !same_code_joined(h, want)
             {
                 pool = Some(*h);
             }
@@ -343,7 +345,9 @@ impl State {
             }
         }
         for (recursive, edges) in cycles {
-            reports.push(cycle_report(recursive, edges));
+            reports.push(cycle_report(recursive, edges, |class| {
+                self.class_reader_cap(class)
+            }));
         }
         if !complete {
             self.announce_overflow();
@@ -417,6 +421,15 @@ fn strength(edge: &EdgeInfo) -> u8 {
     u8::from(edge.held_as != Access::Read) + u8::from(edge.waited_as != Access::Read)
 }
 
+/// Whether a permit held and a permit waited for come from one `acquire`
+/// call in one task outside any span, not blocking the thread: futures
+/// running the same code joined in one task (a limiter over `join_all`,
+/// `buffer_unordered`, `FuturesUnordered`), where the held permit is a
+/// sibling's and is given back, not one future's second permit.
+fn same_code_joined(held: &HeldLock, want: Acquire) -> bool {
+    held.site == want.site && held.span == 0 && !want.blocking
+}
+
 /// For a second acquisition of the same instance: `Some(needs_writer)` when
 /// it can deadlock, `None` when it cannot (semaphore permits).
 fn self_conflict(held: Access, wanted: Access) -> Option<bool> {
@@ -455,16 +468,25 @@ pub(super) struct SameInstance {
     certain: bool,
 }
 
-fn cycle_report(recursive: bool, edges: Vec<(ClassId, ClassId, EdgeInfo)>) -> Report {
+fn cycle_report(
+    recursive: bool,
+    edges: Vec<(ClassId, ClassId, EdgeInfo)>,
+    reader_cap: impl Fn(ClassId) -> Option<u32>,
+) -> Report {
+    let waited: Vec<ClassId> = edges.iter().map(|(_, to, _)| *to).collect();
     let dependencies: Vec<Dependency> = edges
         .into_iter()
         .map(|(from, to, e)| e.dependency(from, to))
         .collect();
     let n = dependencies.len();
-    let needs_writer = (0..n).any(|i| {
-        dependencies[i].waited_as == Access::Read
-            && dependencies[(i + 1) % n].held_as == Access::Read
-    });
+    // Links where a read waits on a read: they block once a writer queues,
+    // or once the class's reader cap is reached.
+    let reads_on_reads: Vec<usize> = (0..n)
+        .filter(|&i| {
+            dependencies[i].waited_as == Access::Read
+                && dependencies[(i + 1) % n].held_as == Access::Read
+        })
+        .collect();
     let kind = if recursive {
         ReportKind::RecursiveLocking
     } else {
@@ -472,8 +494,12 @@ fn cycle_report(recursive: bool, edges: Vec<(ClassId, ClassId, EdgeInfo)>) -> Re
     };
     Report {
         kind,
+        needs_writer: !reads_on_reads.is_empty(),
+        reader_cap: reads_on_reads
+            .iter()
+            .filter_map(|&i| reader_cap(waited[i]))
+            .min(),
         dependencies,
-        needs_writer,
         long_wait: None,
         pending_wait: false,
     }

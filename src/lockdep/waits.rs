@@ -100,21 +100,12 @@ impl Waits {
         self.map().get(&context).cloned().unwrap_or_default()
     }
 
-    /// Whether a context other than `except` waits to write `instance`.
-    fn writer_queued(&self, instance: u64, except: ContextId) -> bool {
-        self.map().iter().any(|(context, waits)| {
-            *context != except
-                && waits
-                    .iter()
-                    .any(|w| w.want.lock.instance == instance && w.want.access == Access::Write)
-        })
-    }
-
-    /// Whether the wait `seq` of `context` is still pending.
-    fn pending(&self, context: ContextId, seq: u64) -> bool {
+    /// Every pending wait, with its context.
+    fn all(&self) -> Vec<(ContextId, Wait)> {
         self.map()
-            .get(&context)
-            .is_some_and(|waits| waits.iter().any(|w| w.seq == seq))
+            .iter()
+            .flat_map(|(context, waits)| waits.iter().map(move |w| (*context, *w)))
+            .collect()
     }
 
     /// Waits older than `threshold` not reported yet; marks them reported.
@@ -152,129 +143,364 @@ fn blocks(held: Access, wanted: Access) -> bool {
     }
 }
 
-/// Looks for a cycle of waits through `waiter`, which just started waiting
-/// for `want`. Returns the report if the contexts are stuck now.
+/// Looks for a cycle of waits through `waiter`, which just started the wait
+/// `seq`. Returns the report if the contexts are stuck now.
 pub(crate) fn stuck_cycle(state: &State, waiter: ContextId, seq: u64) -> Option<Report> {
-    if state.waits().len() < 2 {
+    if state.waits().len() < 2 && !waits_for_permits(state, waiter, seq) {
         return None; // a cycle of waits needs another waiter (this one is registered)
     }
-    let first = state
-        .waits()
-        .of(waiter)
-        .into_iter()
-        .find(|w| w.seq == seq)?;
-    let mut chain = vec![(waiter, first)];
-    let mut blockers = Vec::new();
-    if !search(state, &mut chain, &mut blockers) {
-        return None;
-    }
-    // The search read holders and waits at different moments; a task that
+    // The analysis reads holders and waits at different moments; a task that
     // released a lock and started another wait in between could join two
-    // states into a cycle that never existed. A real deadlock does not move:
-    // check every link against the live state, give the other threads a
-    // moment, and check again.
-    if !still_stuck(state, &chain, &blockers) {
-        return None;
-    }
+    // states into a cycle that never existed, and a lock granted to a
+    // waiting future is taken as soon as its task polls it. A real deadlock
+    // does not move: find it, give the other threads a moment, find it again.
+    Analysis::new(state, waiter).cycle_through(waiter, seq)?;
     std::thread::yield_now();
-    if !still_stuck(state, &chain, &blockers) {
-        return None;
-    }
+    let (chain, blockers) = Analysis::new(state, waiter).cycle_through(waiter, seq)?;
     // blockers[i] is held by chain[i + 1] (by the waiter for the last one)
     // and blocks chain[i]'s wait.
     let n = chain.len();
     let dependencies: Vec<_> = (0..n)
         .map(|i| {
             let (context, wait) = chain[i];
-            let held = blockers[(i + n - 1) % n];
+            let held = blockers[(i + n - 1) % n].held;
             dependency_of(&held, wait.want, context, &[])
         })
         .collect();
-    // blockers[i] blocks chain[i]'s wait: a read blocked by a read is one
-    // queued behind a writer.
-    let behind_writer = (0..n)
-        .any(|i| chain[i].1.want.access == Access::Read && blockers[i].access == Access::Read);
-    Some(Report {
+    let reads_blocked: Vec<&Hold> = (0..n)
+        .filter(|&i| {
+            chain[i].1.want.access == Access::Read && blockers[i].held.access == Access::Read
+        })
+        .map(|i| &blockers[i])
+        .collect();
+    let mut report = Report {
         kind: ReportKind::DeadlockNow,
         dependencies,
-        needs_writer: behind_writer,
+        needs_writer: !reads_blocked.is_empty(),
         long_wait: None,
-        pending_wait: false,
-    })
+        pending_wait: blockers.iter().any(|b| b.granted.is_some()),
+        reader_cap: None,
+    };
+    // A read blocked by reads: name the reader cap when it, not a queued
+    // writer, is what blocks it.
+    report.reader_cap = reads_blocked.iter().find_map(|b| b.at_cap);
+    Some(report)
+}
+
+/// Whether the wait `seq` of `context` is for semaphore permits (it can be
+/// stuck on its own permits alone).
+fn waits_for_permits(state: &State, context: ContextId, seq: u64) -> bool {
+    state
+        .waits()
+        .of(context)
+        .iter()
+        .any(|w| w.seq == seq && w.want.access == Access::Permits)
+}
+
+/// A cycle of waits: the waits in order, and for each the hold (of the next
+/// one's context, of the first one's for the last) that blocks it.
+type Cycle = (Vec<(ContextId, Wait)>, Vec<Hold>);
+
+/// A lock held by a context, as one of the things a wait waits for.
+#[derive(Clone, Copy, Debug)]
+struct Hold {
+    holder: ContextId,
+    held: HeldLock,
+    /// Not held yet: the lock is free of holders and this is the oldest
+    /// pending wait for it (its sequence number), which tokio hands the lock
+    /// to (its FIFO order) whether or not its future is polled again.
+    granted: Option<u64>,
+    /// For a read blocked by reads at the reader cap: that cap.
+    at_cap: Option<u32>,
+}
+
+/// What one wait waits for: `Any` such hold staying held blocks it (a lock
+/// one holder at a time, reads behind a queued writer, work), or `All` of
+/// them (permits, reads at the reader cap: any release may let it through).
+#[derive(Debug)]
+struct Blocked {
+    holds: Vec<Hold>,
+    all: bool,
+}
+
+/// The waits around one new wait, and which of them can never end.
+struct Analysis {
+    /// Every explored context's pending waits, with what blocks each (`None`:
+    /// nothing known blocks it, so it may end).
+    waits: Vec<(ContextId, Wait, Option<Blocked>)>,
+    /// `stuck[i]`: waits[i] can never end, as far as the detector can see.
+    stuck: Vec<bool>,
+}
+
+/// How many contexts the analysis explores around a new wait.
+const MAX_CONTEXTS: usize = 64;
+
+impl Analysis {
+    /// Explores the contexts reachable from `start` through holds and finds
+    /// the waits that can never end: the greatest set where each wait's
+    /// holds (any or all, as it needs) belong to contexts whose waits begun
+    /// after taking them are all in the set.
+    fn new(state: &State, start: ContextId) -> Analysis {
+        let all_waits = state.waits().all();
+        let mut contexts = vec![start];
+        let mut waits = Vec::new();
+        let mut next = 0;
+        while next < contexts.len() && next < MAX_CONTEXTS {
+            let context = contexts[next];
+            next += 1;
+            for wait in all_waits
+                .iter()
+                .filter(|(c, _)| *c == context)
+                .map(|(_, w)| *w)
+            {
+                let blocked = blocked_by(state, context, wait, &all_waits);
+                if let Some(blocked) = &blocked {
+                    for hold in &blocked.holds {
+                        if !contexts.contains(&hold.holder) {
+                            contexts.push(hold.holder);
+                        }
+                    }
+                }
+                waits.push((context, wait, blocked));
+            }
+        }
+        let mut analysis = Analysis {
+            stuck: vec![true; waits.len()],
+            waits,
+        };
+        loop {
+            let mut changed = false;
+            for i in 0..analysis.waits.len() {
+                if analysis.stuck[i] && !analysis.wait_stuck(i) {
+                    analysis.stuck[i] = false;
+                    changed = true;
+                }
+            }
+            if !changed {
+                return analysis;
+            }
+        }
+    }
+
+    /// Whether the wait `i` stays blocked given the current `stuck` set.
+    fn wait_stuck(&self, i: usize) -> bool {
+        let (_, _, Some(blocked)) = &self.waits[i] else {
+            return false;
+        };
+        if blocked.all {
+            blocked.holds.iter().all(|h| self.hold_stuck(h))
+        } else {
+            blocked.holds.iter().any(|h| self.hold_stuck(h))
+        }
+    }
+
+    /// The waits of `hold`'s holder that keep it held: those begun after it
+    /// was taken (a wait begun before, with the lock taken since, shows the
+    /// holder ran meanwhile: a `select!` branch, a future kept aside).
+    fn keeping(&self, hold: &Hold) -> impl Iterator<Item = usize> + '_ {
+        let hold = *hold;
+        (0..self.waits.len()).filter(move |&j| {
+            let (context, wait, _) = &self.waits[j];
+            *context == hold.holder
+                && match hold.granted {
+                    Some(granted) => wait.seq > granted,
+                    None => wait.mark >= hold.held.token,
+                }
+        })
+    }
+
+    /// Whether `hold` is never released: every wait keeping it is stuck (and
+    /// there is one).
+    fn hold_stuck(&self, hold: &Hold) -> bool {
+        let mut keeping = self.keeping(hold).peekable();
+        keeping.peek().is_some() && keeping.all(|j| self.stuck[j])
+    }
+
+    /// A cycle of stuck waits through the wait `seq` of `waiter`: the waits
+    /// in order, and for each the hold (of the next one's context) that
+    /// blocks it.
+    fn cycle_through(
+        &self,
+        waiter: ContextId,
+        seq: u64,
+    ) -> Option<Cycle> {
+        let first = (0..self.waits.len())
+            .find(|&i| self.waits[i].0 == waiter && self.waits[i].1.seq == seq)?;
+        if !self.stuck[first] {
+            return None;
+        }
+        let mut path = vec![first];
+        let mut holds = Vec::new();
+        self.extend(&mut path, &mut holds).then(|| {
+            let chain = path
+                .iter()
+                .map(|&i| (self.waits[i].0, self.waits[i].1))
+                .collect();
+            (chain, holds)
+        })
+    }
+
+    fn extend(&self, path: &mut Vec<usize>, holds: &mut Vec<Hold>) -> bool {
+        let Some(&last) = path.last() else {
+            return false;
+        };
+        if path.len() > MAX_DEPTH {
+            return false;
+        }
+        let (context, _, Some(blocked)) = &self.waits[last] else {
+            return false;
+        };
+        let start = self.waits[path[0]].0;
+        // Holds of other contexts first: a cycle through another task reads
+        // better than "it holds a permit itself".
+        let mut candidates: Vec<&Hold> = blocked
+            .holds
+            .iter()
+            .filter(|h| self.hold_stuck(h))
+            .collect();
+        candidates.sort_by_key(|h| h.holder == *context);
+        for hold in candidates {
+            if hold.holder == start {
+                holds.push(*hold);
+                return true;
+            }
+            if path.iter().any(|&i| self.waits[i].0 == hold.holder) {
+                continue;
+            }
+            for j in self.keeping(hold).collect::<Vec<_>>() {
+                path.push(j);
+                holds.push(*hold);
+                if self.extend(path, holds) {
+                    return true;
+                }
+                path.pop();
+                holds.pop();
+            }
+        }
+        false
+    }
 }
 
 const MAX_DEPTH: usize = 16;
 
-fn search(state: &State, chain: &mut Vec<(ContextId, Wait)>, blockers: &mut Vec<HeldLock>) -> bool {
-    let Some(&(context, wait)) = chain.last() else {
-        return false;
-    };
-    if chain.len() > MAX_DEPTH {
-        return false;
-    }
+/// What blocks the wait `wait` of `context`, from the holders of its lock now
+/// and the other pending waits (`None`: nothing known blocks it).
+fn blocked_by(
+    state: &State,
+    context: ContextId,
+    wait: Wait,
+    all_waits: &[(ContextId, Wait)],
+) -> Option<Blocked> {
     let want = wait.want;
-    // tokio's RwLock is write-preferring: a read waits behind a queued writer,
-    // so readers then block readers; so they do once the reader cap is reached.
-    let holders = state.holders_of(want.lock.instance);
-    let at_cap = || {
-        state.reader_cap(want.lock.instance).is_some_and(|cap| {
+    let instance = want.lock.instance;
+    let holders = state.holders_of(instance);
+    let hold = |(holder, held): (ContextId, HeldLock)| Hold {
+        holder,
+        held,
+        granted: None,
+        at_cap: None,
+    };
+    match want.access {
+        // Permits: any release may be enough, so every permit must stay held
+        // (its own ones too). A moved permit may be anywhere.
+        Access::Permits => {
+            let holds: Vec<Hold> = holders
+                .into_iter()
+                .filter(|(_, h)| h.access == Access::Permits)
+                .map(hold)
+                .collect();
+            return all_of(holds, context, wait);
+        }
+        Access::Read => {
+            // tokio's RwLock is write-preferring: a read waits behind a
+            // queued writer, so then every hold blocks it.
+            let writer_queued = all_waits.iter().any(|(c, w)| {
+                *c != context && w.want.lock.instance == instance && w.want.access == Access::Write
+            });
             let reads = holders
                 .iter()
                 .filter(|(_, h)| h.access == Access::Read)
                 .count();
-            reads >= cap as usize
-        })
-    };
-    let reads_blocked = want.access == Access::Read
-        && (state.waits().writer_queued(want.lock.instance, context) || at_cap());
-    for (holder, held) in holders.iter().copied() {
-        let read_behind_writer =
-            reads_blocked && held.access == Access::Read && want.access == Access::Read;
-        // An owned guard may have moved to a task that is not stuck at all.
-        if holder == context
-            || held.movable
-            || !(blocks(held.access, want.access) || read_behind_writer)
-        {
-            continue;
-        }
-        if holder == chain[0].0 {
-            blockers.push(held);
-            return true;
-        }
-        if chain.iter().any(|(c, _)| *c == holder) {
-            continue;
-        }
-        for next in state.waits().of(holder) {
-            if held.token > next.mark {
-                continue; // taken after its wait began: the holder is running
+            let cap = state
+                .reader_cap(instance)
+                .filter(|&cap| reads >= cap as usize);
+            if !writer_queued {
+                if let Some(cap) = cap {
+                    let holds: Vec<Hold> = holders
+                        .into_iter()
+                        .filter(|(_, h)| h.access == Access::Read)
+                        .map(|h| Hold {
+                            at_cap: Some(cap),
+                            ..hold(h)
+                        })
+                        .collect();
+                    return all_of(holds, context, wait);
+                }
             }
-            chain.push((holder, next));
-            blockers.push(held);
-            if search(state, chain, blockers) {
-                return true;
+            let holds: Vec<Hold> = holders
+                .into_iter()
+                .filter(|(holder, h)| {
+                    *holder != context && !h.movable && (h.access != Access::Read || writer_queued)
+                })
+                .map(hold)
+                .collect();
+            return (!holds.is_empty()).then_some(Blocked { holds, all: false });
+        }
+        _ => {}
+    }
+    let blocking: Vec<(ContextId, HeldLock)> = holders
+        .into_iter()
+        .filter(|(_, h)| blocks(h.access, want.access))
+        .collect();
+    let mut holds: Vec<Hold> = blocking
+        .iter()
+        .copied()
+        .filter(|(holder, h)| *holder != context && !h.movable)
+        .map(hold)
+        .collect();
+    if blocking.is_empty() && matches!(want.access, Access::Lock | Access::Write) {
+        // Nobody holds it, yet this wait waits: tokio handed the lock to an
+        // earlier pending wait, which owns it whether or not it is polled.
+        let granted = all_waits
+            .iter()
+            .filter(|(_, w)| w.want.lock.instance == instance && w.seq < wait.seq)
+            .min_by_key(|(_, w)| w.seq);
+        if let Some(&(holder, earlier)) = granted {
+            if holder != context {
+                holds.push(Hold {
+                    holder,
+                    held: HeldLock {
+                        lock: earlier.want.lock,
+                        access: earlier.want.access,
+                        site: earlier.want.site,
+                        created: earlier.want.created,
+                        movable: false,
+                        token: 0,
+                        span: earlier.span,
+                        chain: 0,
+                    },
+                    granted: Some(earlier.seq),
+                    at_cap: None,
+                });
             }
-            chain.pop();
-            blockers.pop();
         }
     }
-    false
+    (!holds.is_empty()).then_some(Blocked { holds, all: false })
 }
 
-/// Whether every context of `chain` still waits the same wait, and still
-/// holds the lock that blocks the previous one.
-fn still_stuck(state: &State, chain: &[(ContextId, Wait)], blockers: &[HeldLock]) -> bool {
-    let n = chain.len();
-    (0..n).all(|i| {
-        let (context, wait) = chain[i];
-        let same_wait = state.waits().pending(context, wait.seq);
-        let holder = chain[(i + 1) % n].0;
-        let blocker = blockers[i];
-        let still_held = state
-            .held_by(holder)
-            .iter()
-            .any(|h| h.token == blocker.token && h.lock.instance == blocker.lock.instance);
-        same_wait && still_held
-    })
+/// A wait blocked until `holds` are all released, if they can all be
+/// followed: a moved guard or permit may be anywhere, and a hold of the
+/// waiting context itself counts only when that very code holds it (a
+/// blocking wait, or the same span): a future joined with the waiting one
+/// may hold it and release it any time.
+fn all_of(holds: Vec<Hold>, context: ContextId, wait: Wait) -> Option<Blocked> {
+    let followed = |h: &Hold| {
+        !h.held.movable
+            && (h.holder != context
+                || wait.want.blocking
+                || (h.held.span != 0 && h.held.span == wait.span))
+    };
+    (!holds.is_empty() && holds.iter().all(followed)).then_some(Blocked { holds, all: true })
 }
 
 /// The watchdog's threshold in nanoseconds (0: no watchdog running).
@@ -337,5 +563,6 @@ fn long_wait_report(state: &State, waiter: ContextId, wait: Wait) -> Report {
         needs_writer: false,
         long_wait: Some(long_wait),
         pending_wait: false,
+        reader_cap: None,
     }
 }

@@ -1,0 +1,250 @@
+//! The live "stuck now" check beyond one lock: a wait for permits is stuck
+//! only when every permit is held by a context that is itself stuck, a read
+//! at the reader cap only when every read stays held, and a lock tokio has
+//! handed to a pending future (polled once, kept aside) counts as held by
+//! that future's task.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_lockdep::{test_guard, Mutex, ReportKind, RwLock, Semaphore};
+
+/// A request handler holds the cache lock and waits for a connection; every
+/// connection is held by a task waiting for the cache lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_permit_held_by_tasks_waiting_for_the_waiters_lock_really_hangs_and_is_reported() {
+    let lockdep = test_guard();
+    let pool = Arc::new(Semaphore::with_class("stuck-pool", 2));
+    let cache = Arc::new(Mutex::with_class("stuck-cache", 0u32));
+    let anchor = line!();
+    let outcome = tokio::time::timeout(Duration::from_millis(400), async {
+        let _cache = cache.lock().await; // anchor + 2
+        let mut holders = Vec::new();
+        for _ in 0..2 {
+            let (pool, cache) = (pool.clone(), cache.clone());
+            holders.push(tokio::spawn(async move {
+                let _connection = pool.acquire().await.unwrap(); // anchor + 7
+                *cache.lock().await += 1; // anchor + 8: waits for the handler
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await; // both queued
+        let _connection = pool.acquire().await.unwrap(); // anchor + 12: every permit is held
+    })
+    .await;
+    assert!(outcome.is_err(), "it really hangs");
+    let reports = lockdep.take_reports();
+    let kinds: Vec<_> = reports.iter().map(|r| r.kind).collect();
+    assert_eq!(
+        kinds,
+        [ReportKind::CircularDependency, ReportKind::DeadlockNow],
+        "{reports:#?}"
+    );
+    let stuck = &reports[1];
+    assert_eq!(stuck.class_names(), ["stuck-cache", "stuck-pool"]);
+    let lines: Vec<_> = stuck
+        .dependencies
+        .iter()
+        .map(|d| (d.held_at.line(), d.waited_at.line()))
+        .collect();
+    assert_eq!(
+        lines,
+        [(anchor + 2, anchor + 12), (anchor + 7, anchor + 8)],
+        "{stuck}"
+    );
+    let text = stuck.to_string();
+    assert!(
+        text.contains("every permit of a semaphore waited for here is held by a task that waits"),
+        "{text}"
+    );
+}
+
+/// The same handler, but one connection is held by a task that is busy
+/// (not waiting): it gives its permit back, so nothing is stuck.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permit_held_by_a_running_task_is_not_stuck() {
+    let lockdep = test_guard();
+    let pool = Arc::new(Semaphore::with_class("running-pool", 2));
+    let cache = Arc::new(Mutex::with_class("running-cache", 0u32));
+    let cache_guard = cache.clone().lock_owned().await;
+    let p = pool.clone();
+    let busy = tokio::spawn(async move {
+        let _connection = p.acquire().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await; // a query
+    });
+    let (p, c) = (pool.clone(), cache.clone());
+    let waiting = tokio::spawn(async move {
+        let _connection = p.acquire().await.unwrap();
+        *c.lock().await += 1;
+    });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let connection = tokio::time::timeout(Duration::from_secs(5), pool.acquire())
+        .await
+        .expect("the busy task gives its connection back")
+        .unwrap();
+    drop(connection);
+    drop(cache_guard);
+    busy.await.unwrap();
+    waiting.await.unwrap();
+    let reports = lockdep.take_reports();
+    assert!(
+        reports.iter().all(|r| r.kind != ReportKind::DeadlockNow),
+        "{reports:#?}"
+    );
+}
+
+/// The limiter pattern in one task: `join_all` of requests, each taking a
+/// permit of a small pool for its I/O. The waiting futures' task "holds"
+/// the permits of its other futures, which give them back.
+#[tokio::test]
+async fn a_limiter_joined_in_one_task_is_silent() {
+    let lockdep = test_guard();
+    let limit = Semaphore::with_class("joined-limit", 2);
+    let requests = (0..6u64).map(|i| {
+        let limit = &limit;
+        async move {
+            let _permit = limit.acquire().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await; // the request
+            i
+        }
+    });
+    let done = tokio::time::timeout(Duration::from_secs(5), futures::future::join_all(requests))
+        .await
+        .expect("the limiter lets every request through");
+    assert_eq!(done.iter().sum::<u64>(), 15);
+    let reports = lockdep.take_reports();
+    assert!(reports.is_empty(), "{reports:#?}");
+}
+
+/// A read at the reader cap whose other reader is busy (not waiting) gets
+/// through when that reader is done: not stuck, though the waiter's own
+/// task holds a read and waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_at_the_cap_whose_other_reader_is_running_is_not_stuck() {
+    let lockdep = test_guard();
+    let table = Arc::new(RwLock::with_max_readers(3u32, 2));
+    let t = table.clone();
+    let busy = tokio::spawn(async move {
+        let _read = t.read().await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let _read = table.read().await; // the cap: 2 reads
+    let t = table.clone();
+    let third = tokio::spawn(async move { *t.read().await });
+    let value = tokio::time::timeout(Duration::from_secs(5), third)
+        .await
+        .expect("the busy reader lets it through")
+        .unwrap();
+    assert_eq!(value, 3);
+    busy.await.unwrap();
+    let reports = lockdep.take_reports();
+    assert!(
+        reports.iter().all(|r| r.kind != ReportKind::DeadlockNow),
+        "{reports:#?}"
+    );
+}
+
+/// Task A polls `config.lock()` once while someone holds it and keeps the
+/// future aside, then waits for `index`. When the holder releases, tokio
+/// hands `config` to A's kept future. Task B, holding `index`, then waits
+/// for `config`: it waits for A, which waits for B.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_handed_to_a_future_kept_aside_really_hangs_and_is_reported() {
+    let lockdep = test_guard();
+    let config = Arc::new(Mutex::with_class("granted-config", 0u32));
+    let index = Arc::new(Mutex::with_class("granted-index", 0u32));
+    let holder = config.clone().lock_owned().await;
+    let b_holds = Arc::new(tokio::sync::Notify::new());
+    let b_go = Arc::new(tokio::sync::Notify::new());
+    let (c, i, holds, go) = (config.clone(), index.clone(), b_holds.clone(), b_go.clone());
+    let index_line = line!() + 2;
+    let b = tokio::spawn(async move {
+        let _index = i.lock().await;
+        holds.notify_one();
+        go.notified().await;
+        *c.lock().await += 1; // handed to A's kept future: waits for A
+    });
+    b_holds.notified().await;
+    let (c, i) = (config.clone(), index.clone());
+    let kept_line = line!() + 2;
+    let a = tokio::spawn(async move {
+        let mut kept = Box::pin(c.lock());
+        assert!(futures::poll!(kept.as_mut()).is_pending()); // queued first
+        *i.lock().await += 1; // waits for B
+        drop(kept);
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await; // A waits for index
+    drop(holder); // tokio hands `config` to A's kept future
+    b_go.notify_one();
+    let b_waits_line = index_line + 3;
+    let a_waits_line = kept_line + 2;
+    let both = async {
+        a.await.unwrap();
+        b.await.unwrap();
+    };
+    let outcome = tokio::time::timeout(Duration::from_millis(300), both).await;
+    assert!(outcome.is_err(), "it really hangs");
+    let reports = lockdep.take_reports();
+    let stuck: Vec<_> = reports
+        .iter()
+        .filter(|r| r.kind == ReportKind::DeadlockNow)
+        .collect();
+    assert_eq!(stuck.len(), 1, "{reports:#?}");
+    let stuck = stuck[0];
+    assert!(stuck.pending_wait, "{stuck}");
+    assert_eq!(stuck.class_names(), ["granted-index", "granted-config"]);
+    let lines: Vec<_> = stuck
+        .dependencies
+        .iter()
+        .map(|d| (d.held_at.line(), d.waited_at.line()))
+        .collect();
+    assert_eq!(
+        lines,
+        [(index_line, b_waits_line), (kept_line, a_waits_line)],
+        "{stuck}"
+    );
+    assert!(
+        stuck
+            .to_string()
+            .contains("hands it to the oldest pending future waiting for it"),
+        "{stuck}"
+    );
+}
+
+/// The same tasks, but A drops its kept future before it waits for
+/// `index`: `config` goes to B, and everything finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_future_dropped_before_the_next_wait_is_silent() {
+    let lockdep = test_guard();
+    let config = Arc::new(Mutex::with_class("dropped-config", 0u32));
+    let index = Arc::new(Mutex::with_class("dropped-index", 0u32));
+    let holder = config.clone().lock_owned().await;
+    let b_holds = Arc::new(tokio::sync::Notify::new());
+    let b_go = Arc::new(tokio::sync::Notify::new());
+    let (c, i, holds, go) = (config.clone(), index.clone(), b_holds.clone(), b_go.clone());
+    let b = tokio::spawn(async move {
+        let _index = i.lock().await;
+        holds.notify_one();
+        go.notified().await;
+        *c.lock().await += 1;
+    });
+    b_holds.notified().await;
+    let (c, i) = (config.clone(), index.clone());
+    let a = tokio::spawn(async move {
+        let mut kept = Box::pin(c.lock());
+        assert!(futures::poll!(kept.as_mut()).is_pending());
+        drop(kept); // gives up its place in the queue
+        *i.lock().await += 1;
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    drop(holder);
+    b_go.notify_one();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        a.await.unwrap();
+        b.await.unwrap();
+    })
+    .await
+    .expect("nothing is stuck");
+    let reports = lockdep.take_reports();
+    assert!(reports.is_empty(), "{reports:#?}");
+}
