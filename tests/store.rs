@@ -86,13 +86,23 @@ async fn fixture_half_inode_then_journal() {
         tokio::time::sleep(Duration::from_millis(800)).await;
     }
     nest("store-inode", "store-journal").await;
+    linger(&mode).await;
 }
 
 #[tokio::test]
 async fn fixture_half_journal_then_inode() {
-    let Some(_mode) = fixture() else { return };
+    let Some(mode) = fixture() else { return };
     let _lockdep = test_guard();
     nest("store-journal", "store-inode").await;
+    linger(&mode).await;
+}
+
+/// In mode "linger", the test goes on for a while after its half, so both
+/// halves are written before either test ends.
+async fn linger(mode: &str) {
+    if mode == "linger" {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+    }
 }
 
 const FIRST: &str = "fixture_half_inode_then_journal";
@@ -155,6 +165,30 @@ fn two_processes_at_the_same_time_fail_the_one_that_finishes_later() {
         late.output
     );
     assert_report_names_both_halves(&late.output);
+    let _ = std::fs::remove_dir_all(base);
+}
+
+/// Both halves are written before either test ends: only the test that
+/// wrote the cycle's newest dependency fails, not both.
+#[test]
+fn two_tests_overlapping_fail_only_the_one_that_wrote_the_newest_half() {
+    let base = scratch("overlapping");
+    let older = spawn(FIRST, "linger", &base, "run-overlapping");
+    std::thread::sleep(Duration::from_millis(200));
+    let newer = spawn(SECOND, "linger", &base, "run-overlapping");
+    let older = outcome(older.wait_with_output().unwrap());
+    let newer = outcome(newer.wait_with_output().unwrap());
+    assert!(older.success, "{}", older.output);
+    assert!(!older.output.contains("WARNING"), "{}", older.output);
+    assert!(!newer.success, "{}", newer.output);
+    assert!(
+        newer
+            .output
+            .contains(&format!("possible deadlock(s) found in test `{SECOND}`")),
+        "{}",
+        newer.output
+    );
+    assert_report_names_both_halves(&newer.output);
     let _ = std::fs::remove_dir_all(base);
 }
 

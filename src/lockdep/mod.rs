@@ -207,7 +207,7 @@ pub(crate) struct TestRecord {
     reports: Vec<Report>,
     dropped: usize,
     /// The class dependencies first seen in this test (for the run's store).
-    own: Vec<(ClassId, ClassId)>,
+    own: Vec<(ClassId, ClassId, u64)>,
 }
 
 /// Most dependencies remembered per test for the cross-process check.
@@ -405,13 +405,14 @@ impl State {
     /// New class dependencies were added to the graph: they belong to the
     /// current test (for its cross-process check), and go to the run's store.
     fn learned(&self, new: Vec<(ClassId, ClassId, EdgeInfo)>) {
+        let written = store::now_nanos();
         {
             let mut tests = lock_ignoring_poison(&self.tests);
             if let Some(key) = current_test(&mut tests) {
                 if let Some(record) = tests.get_mut(key) {
                     for (from, to, _) in &new {
                         if record.own.len() < MAX_OWN_DEPENDENCIES {
-                            record.own.push((*from, *to));
+                            record.own.push((*from, *to, written));
                         }
                     }
                 }
@@ -433,6 +434,7 @@ impl State {
                         pid,
                         test: dependency.test,
                         spans: dependency.spans,
+                        written,
                     }
                 })
                 .collect();
@@ -441,7 +443,7 @@ impl State {
     }
 
     /// The class dependencies the test `key` added, for the run's store.
-    pub(crate) fn test_dependencies(&self, key: TestKey) -> Vec<(ClassId, ClassId)> {
+    pub(crate) fn test_dependencies(&self, key: TestKey) -> Vec<(ClassId, ClassId, u64)> {
         lock_ignoring_poison(&self.tests)
             .get(key)
             .map(|r| r.own.clone())

@@ -140,6 +140,16 @@ pub(crate) struct Record {
     pub(crate) pid: u32,
     pub(crate) test: Option<String>,
     pub(crate) spans: Vec<String>,
+    /// When it was written: nanoseconds since the Unix epoch (0: unknown).
+    pub(crate) written: u64,
+}
+
+/// The time now, in nanoseconds since the Unix epoch (0 if the clock is
+/// before it): orders dependencies written by different processes.
+pub(crate) fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 /// The stable identity of a class across processes.
@@ -267,6 +277,8 @@ impl Record {
             }
             escape(span, &mut line);
         }
+        line.push('\t');
+        line.push_str(&self.written.to_string());
         line.push('\n');
         line
     }
@@ -274,9 +286,14 @@ impl Record {
     /// A record from one line (without its `\n`), written by process `pid`.
     pub(crate) fn from_line(line: &str, pid: u32) -> Option<Record> {
         let fields: Vec<&str> = line.split('\t').collect();
-        if fields.len() != 15 || fields[0] != "D" {
+        // 16 fields; 15 in files written before the write time was added.
+        if !(fields.len() == 15 || fields.len() == 16) || fields[0] != "D" {
             return None;
         }
+        let written = match fields.get(15) {
+            Some(field) => field.parse().ok()?,
+            None => 0,
+        };
         let class = |at: usize| -> Option<LockClass> {
             Some(LockClass {
                 kind: kind_of_code(fields[at])?,
@@ -305,6 +322,7 @@ impl Record {
             pid,
             test: (!test.is_empty()).then_some(test),
             spans,
+            written,
         })
     }
 }
@@ -445,6 +463,7 @@ mod tests {
             pid: 7,
             test: Some("mod::test".into()),
             spans: vec!["a{x=1}".into(), "b\u{1f}c".into()],
+            written: 1_700_000_000_123_456_789,
         };
         let line = record.to_line();
         assert_eq!(line.matches('\n').count(), 1);
@@ -547,7 +566,9 @@ impl State {
             .iter()
             .map(|(from, to, info, _)| ((*from, *to), info.clone()))
             .collect();
-        let own_set: FxHashSet<(ClassId, ClassId)> = own.iter().copied().collect();
+        let own_set: FxHashSet<(ClassId, ClassId)> =
+            own.iter().map(|(from, to, _)| (*from, *to)).collect();
+        let pid = std::process::id();
         let mut graph = IdentityGraph::default();
         for (i, record) in records.iter().enumerate() {
             graph.insert(&record.from, &record.to, Source::Record(i));
@@ -558,7 +579,7 @@ impl State {
             }
         }
         let mut reports = Vec::new();
-        for (from, to) in own {
+        for (from, to, written) in own {
             let Some(closing) = info.get(&(from, to)) else {
                 continue;
             };
@@ -569,6 +590,20 @@ impl State {
             let sources = graph.path_sources(&path);
             if !sources.iter().any(|s| matches!(s, Source::Record(_))) {
                 continue; // a cycle of this process: reported when it closed
+            }
+            // The test that wrote the cycle's newest dependency reports it:
+            // it checks after writing it, so it sees every older one. Two
+            // tests running at once then do not both fail. A dependency
+            // written outside any test is never checked by its process.
+            let newer_elsewhere = sources.iter().any(|s| match s {
+                Source::Record(i) => {
+                    let r = &records[*i];
+                    r.test.is_some() && (r.written, r.pid) > (written, pid)
+                }
+                Source::Local(..) => false,
+            });
+            if newer_elsewhere {
+                continue;
             }
             let mut dependencies = vec![closing.dependency(from, to)];
             for source in sources {
