@@ -286,4 +286,45 @@ fn main() {
         "faster than naive DFS",
         Target::AtLeast(10.0),
     );
+    scale();
+}
+
+/// Time per new dependency once the graph is large: the last 10% of
+/// `edges` new edges among `classes` classes, per edge (median of rounds).
+fn per_new_edge(classes: u32, edges: usize, rounds: usize) -> f64 {
+    let list = workload(classes, edges, 0, 0x5EED ^ u64::from(classes));
+    let tail = edges / 10;
+    let mut times = Vec::new();
+    for _ in 0..rounds {
+        let mut graph = Graph::<()>::default();
+        for &(from, to) in &list[..edges - tail] {
+            graph.insert(from, to, || ());
+        }
+        let start = Instant::now();
+        for &(from, to) in &list[edges - tail..] {
+            black_box(graph.insert(from, to, || ()));
+        }
+        times.push(start.elapsed().as_secs_f64() / tail as f64);
+    }
+    common::median(times)
+}
+
+/// Issue 13's scale target: a new dependency at 50 000 classes and 500 000
+/// dependencies costs at most 2x what it costs at 5 000 / 50 000.
+fn scale() {
+    let rounds = if common::quick_mode() { 1 } else { 3 };
+    let small = per_new_edge(5_000, 50_000, rounds);
+    let large = per_new_edge(50_000, 500_000, rounds);
+    println!(
+        "TIME graph/new dependency = {:.0} ns at 5 000 classes / 50 000 dependencies, \
+         {:.0} ns at 50 000 / 500 000",
+        small * 1e9,
+        large * 1e9
+    );
+    common::print_ratio(
+        "graph/scale",
+        large / small,
+        "time per new dependency, 50 000 / 500 000 vs 5 000 / 50 000",
+        Target::AtMost(2.0),
+    );
 }

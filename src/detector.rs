@@ -190,6 +190,8 @@ impl Detector {
             contexts_holding_locks: engine.live_contexts(),
             contexts_waiting: engine.waits().len(),
             overflowed: engine.overflowed(),
+            cached_chains: engine.cached_chains(),
+            chain_cache_full: engine.chain_cache_full(),
         }
     }
 
@@ -251,6 +253,13 @@ pub struct Status {
     pub contexts_waiting: usize,
     /// True once a limit was hit: no new dependencies are recorded since.
     pub overflowed: bool,
+    /// Chains of held classes validated and cached (lockdep's chain cache):
+    /// a lock taken with a cached chain costs one lookup.
+    pub cached_chains: usize,
+    /// True once the chain cache ran out of room (after growing to its
+    /// largest size): chains not cached are validated again each time,
+    /// which is slower, never wrong.
+    pub chain_cache_full: bool,
 }
 
 /// Configures the engine, for a program ([`DetectorBuilder::build`]) or for

@@ -1,6 +1,8 @@
 //! API shape: statics with `const_new`, `Send`/`Sync` of the public types and
 //! futures (so a swap from tokio's types compiles where tokio's did).
 
+mod common;
+
 use std::sync::Arc;
 
 use async_lockdep::{
@@ -145,4 +147,27 @@ async fn blocking_lock_inside_a_runtime_panics_like_tokios_and_leaves_nothing() 
         (0, 0)
     );
     assert!(m.try_lock().is_ok());
+}
+
+/// `Status` shows the chain cache: a nesting validated once is cached, so
+/// taking it again adds no chain.
+#[test]
+fn status_counts_cached_chains() {
+    if common::own_process() {
+        return;
+    }
+    let detector = Detector::builder().build();
+    detector.enable();
+    let before = detector.status();
+    let (outer, inner) = (
+        Mutex::with_class("status-outer", ()),
+        Mutex::with_class("status-inner", ()),
+    );
+    for _ in 0..3 {
+        let _outer = outer.blocking_lock();
+        let _inner = inner.blocking_lock();
+    }
+    let after = detector.status();
+    assert_eq!(after.cached_chains, before.cached_chains + 1, "{after:?}");
+    assert!(!after.chain_cache_full);
 }

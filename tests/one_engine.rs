@@ -375,7 +375,7 @@ fn panic_on_deadlock_inside_a_work_queue_item_fails_the_test() {
     assert!(text.contains("`queue-panic-inode`"), "{text}");
     assert!(text.contains("waits to   flush"), "{text}");
     assert!(
-        text.contains("async-lockdep found a possible deadlock"),
+        text.contains("async-lockdep found a deadlock (tasks stuck now)"),
         "{text}"
     );
 }

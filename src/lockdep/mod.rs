@@ -682,6 +682,14 @@ impl State {
         self.held.snapshot_of(context)
     }
 
+    pub(crate) fn cached_chains(&self) -> usize {
+        self.chains.len()
+    }
+
+    pub(crate) fn chain_cache_full(&self) -> bool {
+        self.chains.is_full()
+    }
+
     pub(crate) fn overflowed(&self) -> bool {
         self.overflowed.load(Ordering::Relaxed)
     }
@@ -883,7 +891,12 @@ impl State {
         };
         if (global || test_panics) && !std::thread::panicking() {
             before_panic();
-            panic!("async-lockdep found a possible deadlock:\n{text}");
+            let what = if kind == report::ReportKind::DeadlockNow {
+                "a deadlock (tasks stuck now)"
+            } else {
+                "a possible deadlock"
+            };
+            panic!("async-lockdep found {what}:\n{text}");
         }
     }
 

@@ -319,11 +319,7 @@ impl Analysis {
     /// A cycle of stuck waits through the wait `seq` of `waiter`: the waits
     /// in order, and for each the hold (of the next one's context) that
     /// blocks it.
-    fn cycle_through(
-        &self,
-        waiter: ContextId,
-        seq: u64,
-    ) -> Option<Cycle> {
+    fn cycle_through(&self, waiter: ContextId, seq: u64) -> Option<Cycle> {
         let first = (0..self.waits.len())
             .find(|&i| self.waits[i].0 == waiter && self.waits[i].1.seq == seq)?;
         if !self.stuck[first] {
