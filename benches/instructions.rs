@@ -11,6 +11,10 @@
 //! | `off_nested`   | two `async_lockdep::Mutex`es, A then B, detection off       |
 //! | `on_nested`    | two `async_lockdep::Mutex`es, A then B, detection on, seen  |
 //!
+//! Built without the `detect` feature (`cargo bench --no-default-features
+//! --bench instructions`), `off` and `off_nested` measure the compiled-out
+//! wrappers and print as `compiled_out` / `compiled_out_nested`.
+//!
 //! `instructions VARIANT N` runs one variant: set-up (runtime, locks, turning
 //! detection on, one warm-up iteration so the chain is seen), then `N`
 //! iterations. Run under callgrind with `N` and `2N` iterations, the set-up
@@ -179,6 +183,9 @@ fn main() {
         // `cargo test --benches`: a smoke run of each variant, each in a
         // process of its own (detection, once on, stays on).
         for variant in VARIANTS {
+            if !cfg!(feature = "detect") && variant.starts_with("on") {
+                continue; // compiled out: nothing to turn on
+            }
             let status = Command::new(&exe)
                 .args([variant, "10"])
                 .env_remove("ASYNC_LOCKDEP")
@@ -194,8 +201,11 @@ fn main() {
     }
     // A criterion-style filter (`cargo bench -- FILTER`) selects variants.
     let filter = common::filter().unwrap_or_default();
+    // Without the `detect` feature (`--no-default-features`) the wrapper
+    // variants measure the compiled-out wrappers; there is no "on".
     let selected: Vec<&str> = VARIANTS
         .into_iter()
+        .filter(|v| cfg!(feature = "detect") || !v.starts_with("on"))
         .filter(|v| format!("instructions/{v}").contains(&filter))
         .collect();
     if selected.is_empty() {
@@ -213,6 +223,11 @@ fn main() {
                     "per A+B lock+release"
                 } else {
                     "per lock+release"
+                };
+                let variant = match variant {
+                    "off" if !cfg!(feature = "detect") => "compiled_out",
+                    "off_nested" if !cfg!(feature = "detect") => "compiled_out_nested",
+                    v => v,
                 };
                 println!("INSTRUCTIONS {variant} = {per_op:.1} {what} (I({}) = {long}, I({N}) = {short})", 2 * N);
             }

@@ -81,6 +81,7 @@
 //! `lockdep` (the engine: classes, contexts, held locks, chain cache,
 //! validation, waits), `layer`, `detector`, then the wrappers (`sync`) and
 //! executors (`executor`).
+#![cfg_attr(not(feature = "detect"), allow(dead_code))]
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![deny(unsafe_op_in_unsafe_fn)]
 

@@ -149,6 +149,9 @@ static ENGINE: LazyLock<State> = LazyLock::new(State::new);
 /// while it is off.
 #[inline]
 pub(crate) fn engine() -> Option<&'static State> {
+    if !cfg!(feature = "detect") {
+        return None; // compiled out: everything behind this is dead code
+    }
     match MODE.load(Ordering::Relaxed) {
         MODE_ON => Some(&ENGINE),
         MODE_UNKNOWN => mode_from_env(),
@@ -181,6 +184,16 @@ fn mode_from_env() -> Option<&'static State> {
 /// Turns detection on for the rest of the process, unless `ASYNC_LOCKDEP=0`
 /// forces it off. Returns whether it is on.
 pub(crate) fn enable() -> bool {
+    if !cfg!(feature = "detect") {
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| {
+            eprintln!(
+                "async-lockdep: detection is compiled out (the `detect` feature is off): \
+                 nothing is checked"
+            );
+        });
+        return false;
+    }
     let _ = engine();
     LazyLock::force(&ENGINE);
     MODE.compare_exchange(MODE_OFF, MODE_ON, Ordering::Relaxed, Ordering::Relaxed)

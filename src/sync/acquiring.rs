@@ -17,13 +17,8 @@
 //! finished `Acquiring` is a check, inline (see `PinnedDrop`).
 
 use std::future::Future;
-use std::mem::ManuallyDrop;
-use std::pin::Pin;
-use std::task::{ready, Context, Poll};
 
-use pin_project::{pin_project, pinned_drop};
-
-use crate::lockdep::hooks::{Engine, Holding, LockMeta, Waiting};
+use crate::lockdep::hooks::{Engine, Holding, LockMeta};
 use crate::lockdep::Acquire;
 
 /// The engine and what is wanted (from `want`, called only then), if
@@ -36,177 +31,240 @@ pub(crate) fn track(
     meta.engine().map(|engine| (engine, want(meta)))
 }
 
-#[pin_project(project = AcquiringProj, PinnedDrop)]
-pub(crate) struct Acquiring<C, F, M, S> {
-    /// Makes tokio's future; taken at the first poll.
-    start: Option<C>,
-    /// tokio's future, from the first poll until it is ready. Dropped by
-    /// hand (`PinnedDrop`), so that dropping the finished future is a check
-    /// rather than tokio's drop glue.
-    #[pin]
-    inner: ManuallyDrop<Option<F>>,
-    /// What the detector is told; `None` if detection was off.
-    track: Option<Track<S>>,
-    /// Builds the wrapper's guard from tokio's and the record of holding it.
-    make: Option<M>,
-}
+#[cfg(not(feature = "detect"))]
+pub(crate) use passthrough::Acquiring;
+#[cfg(feature = "detect")]
+pub(crate) use tracked::Acquiring;
 
-/// The detector's side of an acquisition made while detection is on.
-struct Track<S> {
-    /// Taken at the first poll, which records the wait or the hold.
-    detector: Option<Engine>,
-    waiting: Option<Waiting>,
-    want: Acquire,
-    /// Whether the output means "acquired" (a closed semaphore fails); a
-    /// closure type, so the call is inlined.
-    succeeded: S,
-}
+/// The acquisition future with the detector's hooks.
+#[cfg(feature = "detect")]
+mod tracked {
+    use super::*;
+    use crate::lockdep::hooks::Waiting;
+    use pin_project::{pin_project, pinned_drop};
+    use std::mem::ManuallyDrop;
+    use std::pin::Pin;
+    use std::task::{ready, Context, Poll};
 
-impl<C, F: Future, M> Acquiring<C, F, M, fn(&F::Output) -> bool> {
-    // The bounds on the constructors let closures infer their arguments.
-    /// Tracks the acquisition that `start` makes tokio's future of (which
-    /// may wait), with `track` (if detection is on); `make` builds the
-    /// output from tokio's output and the holding record.
-    #[inline]
-    pub(crate) fn new<O>(
-        track: Option<(Engine, Acquire)>,
-        start: C,
-        make: M,
-    ) -> Acquiring<C, F, M, impl Fn(&F::Output) -> bool>
-    where
-        C: FnOnce() -> F,
-        M: FnOnce(F::Output, Option<Holding>) -> O,
-    {
-        Acquiring::fallible(track, start, |_: &F::Output| true, make)
+    #[pin_project(project = AcquiringProj, PinnedDrop)]
+    pub(crate) struct Acquiring<C, F, M, S> {
+        /// Makes tokio's future; taken at the first poll.
+        start: Option<C>,
+        /// tokio's future, from the first poll until it is ready. Dropped by
+        /// hand (`PinnedDrop`), so that dropping the finished future is a check
+        /// rather than tokio's drop glue.
+        #[pin]
+        inner: ManuallyDrop<Option<F>>,
+        /// What the detector is told; `None` if detection was off.
+        track: Option<Track<S>>,
+        /// Builds the wrapper's guard from tokio's and the record of holding it.
+        make: Option<M>,
     }
-}
 
-impl<C, F: Future, M, S: Fn(&F::Output) -> bool> Acquiring<C, F, M, S> {
-    /// As [`Acquiring::new`], for an acquisition that can fail.
-    #[inline]
-    pub(crate) fn fallible<O>(
-        track: Option<(Engine, Acquire)>,
-        start: C,
+    /// The detector's side of an acquisition made while detection is on.
+    struct Track<S> {
+        /// Taken at the first poll, which records the wait or the hold.
+        detector: Option<Engine>,
+        waiting: Option<Waiting>,
+        want: Acquire,
+        /// Whether the output means "acquired" (a closed semaphore fails); a
+        /// closure type, so the call is inlined.
         succeeded: S,
-        make: M,
-    ) -> Self
+    }
+
+    impl<C, F: Future, M> Acquiring<C, F, M, fn(&F::Output) -> bool> {
+        // The bounds on the constructors let closures infer their arguments.
+        /// Tracks the acquisition that `start` makes tokio's future of (which
+        /// may wait), with `track` (if detection is on); `make` builds the
+        /// output from tokio's output and the holding record.
+        #[inline]
+        pub(crate) fn new<O>(
+            track: Option<(Engine, Acquire)>,
+            start: C,
+            make: M,
+        ) -> Acquiring<C, F, M, impl Fn(&F::Output) -> bool>
+        where
+            C: FnOnce() -> F,
+            M: FnOnce(F::Output, Option<Holding>) -> O,
+        {
+            Acquiring::fallible(track, start, |_: &F::Output| true, make)
+        }
+    }
+
+    impl<C, F: Future, M, S: Fn(&F::Output) -> bool> Acquiring<C, F, M, S> {
+        /// As [`Acquiring::new`], for an acquisition that can fail.
+        #[inline]
+        pub(crate) fn fallible<O>(
+            track: Option<(Engine, Acquire)>,
+            start: C,
+            succeeded: S,
+            make: M,
+        ) -> Self
+        where
+            C: FnOnce() -> F,
+            M: FnOnce(F::Output, Option<Holding>) -> O,
+        {
+            Acquiring {
+                start: Some(start),
+                inner: ManuallyDrop::new(None),
+                track: track.map(|(detector, want)| Track {
+                    detector: Some(detector),
+                    waiting: None,
+                    want,
+                    succeeded,
+                }),
+                make: Some(make),
+            }
+        }
+    }
+
+    /// tokio's future in `inner` (if made, and not finished), pinned where it is.
+    #[inline(always)]
+    fn pinned<F>(inner: Pin<&mut ManuallyDrop<Option<F>>>) -> Pin<&mut Option<F>> {
+        // SAFETY: `ManuallyDrop` is a transparent wrapper: its content is pinned
+        // as it is, and never moved out (`drop` drops it in place).
+        unsafe { inner.map_unchecked_mut(|inner| &mut **inner) }
+    }
+
+    #[pinned_drop]
+    impl<C, F, M, S> PinnedDrop for Acquiring<C, F, M, S> {
+        #[inline(always)]
+        fn drop(self: Pin<&mut Self>) {
+            let mut this = self.project();
+            if this.inner.is_some() {
+                drop_inner(pinned(this.inner.as_mut()));
+            }
+        }
+    }
+
+    /// Drops tokio's future (an acquisition given up before it finished).
+    #[inline(never)]
+    fn drop_inner<F>(mut inner: Pin<&mut Option<F>>) {
+        inner.set(None);
+    }
+
+    impl<C, F, M, S, O> Future for Acquiring<C, F, M, S>
     where
         C: FnOnce() -> F,
+        F: Future,
         M: FnOnce(F::Output, Option<Holding>) -> O,
+        S: Fn(&F::Output) -> bool,
     {
-        Acquiring {
-            start: Some(start),
-            inner: ManuallyDrop::new(None),
-            track: track.map(|(detector, want)| Track {
-                detector: Some(detector),
-                waiting: None,
-                want,
-                succeeded,
-            }),
-            make: Some(make),
+        type Output = O;
+
+        /// Detection off: tokio's poll and the output, inline. On: out of line.
+        #[inline(always)]
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<O> {
+            let mut this = self.project();
+            if this.track.is_some() {
+                return poll_tracked(this, cx);
+            }
+            if let Some(start) = this.start.take() {
+                pinned(this.inner.as_mut()).set(Some(start()));
+            }
+            let Some(inner) = pinned(this.inner.as_mut()).as_pin_mut() else {
+                finished();
+            };
+            let output = ready!(inner.poll(cx));
+            pinned(this.inner.as_mut()).set(None);
+            let make = this.make.take().unwrap_or_else(|| finished());
+            Poll::Ready(make(output, None))
         }
     }
-}
 
-/// tokio's future in `inner` (if made, and not finished), pinned where it is.
-#[inline(always)]
-fn pinned<F>(inner: Pin<&mut ManuallyDrop<Option<F>>>) -> Pin<&mut Option<F>> {
-    // SAFETY: `ManuallyDrop` is a transparent wrapper: its content is pinned
-    // as it is, and never moved out (`drop` drops it in place).
-    unsafe { inner.map_unchecked_mut(|inner| &mut **inner) }
-}
-
-#[pinned_drop]
-impl<C, F, M, S> PinnedDrop for Acquiring<C, F, M, S> {
-    #[inline(always)]
-    fn drop(self: Pin<&mut Self>) {
-        let mut this = self.project();
-        if this.inner.is_some() {
-            drop_inner(pinned(this.inner.as_mut()));
-        }
-    }
-}
-
-/// Drops tokio's future (an acquisition given up before it finished).
-#[inline(never)]
-fn drop_inner<F>(mut inner: Pin<&mut Option<F>>) {
-    inner.set(None);
-}
-
-impl<C, F, M, S, O> Future for Acquiring<C, F, M, S>
-where
-    C: FnOnce() -> F,
-    F: Future,
-    M: FnOnce(F::Output, Option<Holding>) -> O,
-    S: Fn(&F::Output) -> bool,
-{
-    type Output = O;
-
-    /// Detection off: tokio's poll and the output, inline. On: out of line.
-    #[inline(always)]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<O> {
-        let mut this = self.project();
-        if this.track.is_some() {
-            return poll_tracked(this, cx);
-        }
+    /// [`Acquiring::poll`] with detection on. Ready at once: the dependencies
+    /// are checked and the lock marked held in one visit; pending: the wait is
+    /// recorded (once), before the task can hang.
+    #[inline(never)]
+    fn poll_tracked<C, F, M, S, O>(
+        mut this: AcquiringProj<'_, C, F, M, S>,
+        cx: &mut Context<'_>,
+    ) -> Poll<O>
+    where
+        C: FnOnce() -> F,
+        F: Future,
+        M: FnOnce(F::Output, Option<Holding>) -> O,
+        S: Fn(&F::Output) -> bool,
+    {
         if let Some(start) = this.start.take() {
             pinned(this.inner.as_mut()).set(Some(start()));
         }
-        let Some(inner) = pinned(this.inner.as_mut()).as_pin_mut() else {
+        let (Some(inner), Some(track)) = (
+            pinned(this.inner.as_mut()).as_pin_mut(),
+            this.track.as_mut(),
+        ) else {
             finished();
         };
-        let output = ready!(inner.poll(cx));
-        pinned(this.inner.as_mut()).set(None);
-        let make = this.make.take().unwrap_or_else(|| finished());
-        Poll::Ready(make(output, None))
+        match inner.poll(cx) {
+            Poll::Ready(output) => {
+                pinned(this.inner.as_mut()).set(None);
+                let held = if !(track.succeeded)(&output) {
+                    None
+                } else if let Some(waiting) = track.waiting.take() {
+                    waiting.acquired()
+                } else {
+                    track
+                        .detector
+                        .take()
+                        .map(|d| Holding::lock_now(d, track.want))
+                };
+                track.waiting = None; // a failed wait ends here
+                let make = this.make.take().unwrap_or_else(|| finished());
+                Poll::Ready(make(output, held))
+            }
+            Poll::Pending => {
+                if let Some(detector) = track.detector.take() {
+                    track.waiting = Some(Waiting::start(detector, track.want));
+                }
+                Poll::Pending
+            }
+        }
     }
 }
 
-/// [`Acquiring::poll`] with detection on. Ready at once: the dependencies
-/// are checked and the lock marked held in one visit; pending: the wait is
-/// recorded (once), before the task can hang.
-#[inline(never)]
-fn poll_tracked<C, F, M, S, O>(
-    mut this: AcquiringProj<'_, C, F, M, S>,
-    cx: &mut Context<'_>,
-) -> Poll<O>
-where
-    C: FnOnce() -> F,
-    F: Future,
-    M: FnOnce(F::Output, Option<Holding>) -> O,
-    S: Fn(&F::Output) -> bool,
-{
-    if let Some(start) = this.start.take() {
-        pinned(this.inner.as_mut()).set(Some(start()));
-    }
-    let (Some(inner), Some(track)) = (
-        pinned(this.inner.as_mut()).as_pin_mut(),
-        this.track.as_mut(),
-    ) else {
-        finished();
-    };
-    match inner.poll(cx) {
-        Poll::Ready(output) => {
-            pinned(this.inner.as_mut()).set(None);
-            let held = if !(track.succeeded)(&output) {
-                None
-            } else if let Some(waiting) = track.waiting.take() {
-                waiting.acquired()
-            } else {
-                track
-                    .detector
-                    .take()
-                    .map(|d| Holding::lock_now(d, track.want))
-            };
-            track.waiting = None; // a failed wait ends here
-            let make = this.make.take().unwrap_or_else(|| finished());
-            Poll::Ready(make(output, held))
+/// The `detect` feature is off: tokio's future and the guard's constructor,
+/// nothing else, in an `async` block (tokio's future is made inside it, at
+/// the first poll).
+#[cfg(not(feature = "detect"))]
+mod passthrough {
+    use super::*;
+
+    /// Makes the acquisition futures; there is no state of its own.
+    pub(crate) struct Acquiring;
+
+    impl Acquiring {
+        // `new`, as the tracked future's constructor, so the callers are the
+        // same in both builds; an `async` block, not an `async fn`, so that
+        // `start` runs at the first poll.
+        #[allow(clippy::new_ret_no_self, clippy::manual_async_fn)]
+        #[inline(always)]
+        pub(crate) fn new<C, F, M, O>(
+            _track: Option<(Engine, Acquire)>,
+            start: C,
+            make: M,
+        ) -> impl Future<Output = O>
+        where
+            C: FnOnce() -> F,
+            F: Future,
+            M: FnOnce(F::Output, Option<Holding>) -> O,
+        {
+            async move { make(start().await, None) }
         }
-        Poll::Pending => {
-            if let Some(detector) = track.detector.take() {
-                track.waiting = Some(Waiting::start(detector, track.want));
-            }
-            Poll::Pending
+
+        #[inline(always)]
+        pub(crate) fn fallible<C, F, S, M, O>(
+            _track: Option<(Engine, Acquire)>,
+            start: C,
+            _succeeded: S,
+            make: M,
+        ) -> impl Future<Output = O>
+        where
+            C: FnOnce() -> F,
+            F: Future,
+            S: Fn(&F::Output) -> bool,
+            M: FnOnce(F::Output, Option<Holding>) -> O,
+        {
+            Acquiring::new(None, start, make)
         }
     }
 }

@@ -210,24 +210,37 @@ impl Drop for ErasedGuard {
 /// The detector's record of a guard's hold (none if detection was off),
 /// released when the guard is dropped. The check for none is inline, so a
 /// guard taken with detection off costs nothing more to drop than tokio's;
-/// the release is out of line.
+/// the release is out of line. Without the `detect` feature it is empty.
+#[cfg(feature = "detect")]
 pub(crate) struct Held(ManuallyDrop<Option<Holding>>);
+
+/// The detector's record of a guard's hold: nothing, compiled out.
+#[cfg(not(feature = "detect"))]
+pub(crate) struct Held;
 
 impl Held {
     #[inline]
     pub(crate) fn new(held: Option<Holding>) -> Held {
-        Held(ManuallyDrop::new(held))
+        #[cfg(feature = "detect")]
+        return Held(ManuallyDrop::new(held));
+        #[cfg(not(feature = "detect"))]
+        {
+            drop(held); // always `None`: nothing is recorded
+            Held
+        }
     }
 
     /// The lock is now held for reading (an `RwLock` write guard
     /// downgraded): the same hold, no new dependency.
     pub(crate) fn downgrade(&self) {
+        #[cfg(feature = "detect")]
         if let Some(held) = &*self.0 {
             held.downgrade();
         }
     }
 }
 
+#[cfg(feature = "detect")]
 impl Drop for Held {
     #[inline]
     fn drop(&mut self) {
@@ -238,6 +251,7 @@ impl Drop for Held {
 }
 
 /// Drops the record in `held`, which records the release.
+#[cfg(feature = "detect")]
 #[inline(never)]
 fn release(held: &mut ManuallyDrop<Option<Holding>>) {
     // SAFETY: called once, by `Held::drop`; the value is not used after.
