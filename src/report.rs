@@ -325,7 +325,11 @@ fn wait_site_phrase(access: Access) -> &'static str {
 }
 
 fn step(access: Access, class: &LockClass) -> String {
-    format!("{}({})", access.verb(), class.name)
+    match access {
+        // A send waits only while the channel is full.
+        Access::Send => format!("send({}) while full", class.name),
+        _ => format!("{}({})", access.verb(), class.name),
+    }
 }
 
 /// The kernel's "possible unsafe scenario": one column per dependency, each
@@ -479,14 +483,27 @@ fn print_joined_note(f: &mut fmt::Formatter<'_>) -> fmt::Result {
 fn print_stuck(f: &mut fmt::Formatter<'_>, deps: &[Dependency]) -> fmt::Result {
     for dep in deps {
         writeln!(f, "{}", who(dep))?;
+        let taken = match dep.held_as {
+            Access::Receive => "received at",
+            _ => "taken at",
+        };
         writeln!(
             f,
-            "  holds      {}   taken at {}",
+            "  holds      {}   {taken} {}",
             class_with_site(&dep.held),
             dep.held_at
         )?;
         let (waited, verb) = (class_with_site(&dep.waited), dep.waited_as.verb());
-        writeln!(f, "  waits to   {verb} {waited}   at {}", dep.waited_at)?;
+        let full = if dep.waited_as == Access::Send {
+            " (full)"
+        } else {
+            ""
+        };
+        writeln!(
+            f,
+            "  waits to   {verb} {waited}{full}   at {}",
+            dep.waited_at
+        )?;
     }
     writeln!(f)?;
     writeln!(

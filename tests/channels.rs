@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_lockdep::{mpsc, test_guard, Mutex, ReportKind, RwLock};
+use async_lockdep::{mpsc, test_guard, Access, Mutex, ReportKind, RwLock};
 
 /// The child-process handle of a public bug report: `kill()` holds a read
 /// guard of the state while sending into the child's command channel
@@ -14,6 +14,7 @@ use async_lockdep::{mpsc, test_guard, Mutex, ReportKind, RwLock};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_guard_held_across_a_send_whose_consumer_writes_really_hangs_and_is_reported() {
     let lockdep = test_guard();
+    let anchor = line!();
     let state = Arc::new(RwLock::with_class("child-state", 0u32));
     let (commands, mut inbox) = mpsc::channel_with_class::<u32>("child-commands", 1);
     let s = state.clone();
@@ -38,25 +39,86 @@ async fn a_read_guard_held_across_a_send_whose_consumer_writes_really_hangs_and_
         kinds.contains(&ReportKind::CircularDependency),
         "{reports:#?}"
     );
+    // The closing dependency: the child, between two `recv` calls, waits
+    // to write; then the kill's read held across its first send.
     let cycle = reports
         .iter()
         .find(|r| r.kind == ReportKind::CircularDependency)
         .unwrap();
-    let mut classes = cycle.class_names();
-    classes.sort();
-    assert_eq!(classes, ["child-commands", "child-state"]);
+    let (recv, write, read, first_send) = (anchor + 5, anchor + 6, anchor + 11, anchor + 12);
+    let links: Vec<_> = cycle
+        .dependencies
+        .iter()
+        .map(|d| {
+            (
+                d.held.name.as_ref(),
+                d.held_as,
+                d.held_at.line(),
+                d.waited.name.as_ref(),
+                d.waited_as,
+                d.waited_at.line(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        links,
+        [
+            (
+                "child-commands",
+                Access::Receive,
+                recv,
+                "child-state",
+                Access::Write,
+                write
+            ),
+            (
+                "child-state",
+                Access::Read,
+                read,
+                "child-commands",
+                Access::Send,
+                first_send
+            ),
+        ],
+        "{cycle}"
+    );
     let text = cycle.to_string();
     assert!(
-        text.contains("sent into `child-commands`") || text.contains("is sending into"),
+        text.contains(&format!(
+            "then sent into `child-commands` (created at {}:{}:",
+            file!(),
+            anchor + 2
+        )),
         "{text}"
     );
     assert!(
-        text.contains("received from") || text.contains("received at"),
+        text.contains(&format!("received at {}:{recv}:", file!())),
         "{text}"
     );
+    // Stuck now: the kill waits to send (into the full channel) holding its
+    // read; the child waits to write while receiving.
+    let stuck = reports
+        .iter()
+        .find(|r| r.kind == ReportKind::DeadlockNow)
+        .unwrap_or_else(|| panic!("the live check sees the sender stuck: {reports:#?}"));
+    let mut links: Vec<_> = stuck
+        .dependencies
+        .iter()
+        .map(|d| (d.held_as, d.held_at.line(), d.waited_as, d.waited_at.line()))
+        .collect();
+    links.sort_by_key(|l| l.1);
+    let blocked_send = links[1].3;
     assert!(
-        kinds.contains(&ReportKind::DeadlockNow),
-        "the live check sees the sender stuck: {reports:#?}"
+        blocked_send == anchor + 13 || blocked_send == anchor + 14,
+        "{stuck}"
+    );
+    assert_eq!(
+        links,
+        [
+            (Access::Receive, recv, Access::Write, write),
+            (Access::Read, read, Access::Send, blocked_send),
+        ],
+        "{stuck}"
     );
 }
 
