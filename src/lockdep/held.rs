@@ -1,14 +1,21 @@
-//! Held locks per context (the hot path).
+//! Held locks per context (the hot path), as the kernel keeps them in the
+//! task (`current->held_locks`).
 //!
-//! Held locks live in a map keyed by context and split into shards, each
-//! behind its own small mutex, so tasks on different threads rarely touch
-//! the same cache line and no lock is global. A context that holds nothing
-//! keeps at most an empty stack, and those are swept when a shard grows, so
-//! memory follows the contexts that hold locks.
+//! Each context has a record of its own, written by whoever polls the
+//! context; a thread caches the record of the context it last ran, so a task
+//! taking a lock again finds its record with a thread-local read and a
+//! compare, and a guard keeps its record, so a release (wherever it happens)
+//! goes straight to it. No map and no lock shared between contexts is
+//! touched on that path; the registry (weak references, sharded by context)
+//! serves a context's first lock on a thread and the checks that look at
+//! other contexts. A record lives while a guard, a wait or a thread's cache
+//! uses it: nothing is kept for a context that holds nothing.
 
+use std::cell::RefCell;
 use std::hash::BuildHasher;
 use std::panic::Location;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use rustc_hash::FxHashMap;
 
@@ -41,8 +48,8 @@ pub(crate) struct HeldLock {
     pub(crate) chain: u64,
 }
 
-/// Where a guard's acquisition is recorded, so the release finds it even when
-/// the guard is dropped in another task or thread.
+/// One acquisition: its context and its token (tokens grow per context,
+/// across its records too, so a key is never reused).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct HeldKey {
     pub(crate) context: ContextId,
@@ -59,6 +66,23 @@ impl HeldKey {
     }
 }
 
+/// A recorded acquisition: the record holding it (so the release goes
+/// straight there, wherever the guard is dropped) and its token.
+pub(crate) struct Hold {
+    pub(crate) record: Arc<Record>,
+    pub(crate) token: u64,
+}
+
+impl Hold {
+    /// The acquisition's identity.
+    pub(crate) fn key(&self) -> HeldKey {
+        HeldKey {
+            context: self.record.context,
+            token: self.token,
+        }
+    }
+}
+
 /// The chain hash of `lock` acquired with `access` on top of `below`.
 #[inline]
 pub(crate) fn chain_after(below: u64, lock: LockRef, access: Access) -> u64 {
@@ -67,14 +91,72 @@ pub(crate) fn chain_after(below: u64, lock: LockRef, access: Access) -> u64 {
 
 const SHARDS: usize = 64;
 
-#[repr(align(64))]
-#[derive(Default)]
-struct Padded(Mutex<Shard>);
+/// One context's held locks: written by whoever polls that context (one
+/// thread at a time), read by the rare checks that look at other contexts
+/// and by releases of guards dropped elsewhere. Its mutex is the context's
+/// own, so it is uncontended on the common path.
+pub(crate) struct Record {
+    pub(crate) context: ContextId,
+    stack: Mutex<Stack>,
+}
 
-/// Held locks of every context, sharded by context.
+impl Record {
+    /// The stack, locked. Stack operations never panic midway, so a
+    /// poisoned stack is intact.
+    #[inline]
+    pub(crate) fn stack(&self) -> MutexGuard<'_, Stack> {
+        self.stack
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A context's held locks, oldest first, and its acquisition counter.
+pub(crate) struct Stack {
+    held: Vec<HeldLock>,
+    next_token: u64,
+}
+
+/// Where each context's record is, for the checks that look at other
+/// contexts (and for a context's first lock on a thread): weak references,
+/// sharded by context. A record lives while a guard, a wait or a thread's
+/// cache uses it, so nothing is kept for a context that holds nothing.
 pub(crate) struct HeldLocks {
     shards: Box<[Padded]>,
 }
+
+#[repr(align(64))]
+#[derive(Default)]
+struct Padded(Mutex<Registry>);
+
+struct Registry {
+    map: FxHashMap<ContextId, Weak<Record>>,
+    /// Map size at which entries of dropped records are swept.
+    sweep_at: usize,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry {
+            map: FxHashMap::default(),
+            sweep_at: MIN_SWEEP_AT,
+        }
+    }
+}
+
+const MIN_SWEEP_AT: usize = 64;
+
+thread_local! {
+    /// The record of the context that last took a lock on this thread: the
+    /// common path (the same task locking again) is a thread-local read and
+    /// a compare.
+    static CACHED: RefCell<Option<Arc<Record>>> = const { RefCell::new(None) };
+}
+
+/// Each new record's tokens start at a fresh base, so that a context's
+/// tokens keep growing even if its record is dropped and made again (a
+/// wait's mark compares with them).
+static NEXT_BASE: AtomicU64 = AtomicU64::new(1);
 
 impl Default for HeldLocks {
     fn default() -> Self {
@@ -85,215 +167,143 @@ impl Default for HeldLocks {
 }
 
 impl HeldLocks {
-    /// The shard holding `context`'s locks, locked.
-    #[inline]
-    pub(crate) fn shard(&self, context: ContextId) -> MutexGuard<'_, Shard> {
+    fn registry(&self, context: ContextId) -> MutexGuard<'_, Registry> {
         let index = match context {
             ContextId::Task(id) => rustc_hash::FxBuildHasher.hash_one(id),
             ContextId::Thread(n) | ContextId::Scope(n) => n.wrapping_mul(0x9E37_79B9_7F4A_7C15),
             ContextId::Process(pid) => u64::from(pid).wrapping_mul(0x9E37_79B9_7F4A_7C15),
         };
-        let shard = &self.shards[(index >> 58) as usize % SHARDS].0;
-        // Shard operations never panic midway, so a poisoned shard is intact.
-        shard
+        self.shards[(index >> 58) as usize % SHARDS]
+            .0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The record of `context`, made if it has none; cached on this thread.
+    #[inline]
+    pub(crate) fn record(&self, context: ContextId) -> Arc<Record> {
+        let cached = CACHED.try_with(|cached| {
+            cached
+                .try_borrow()
+                .ok()
+                .and_then(|c| c.as_ref().filter(|r| r.context == context).cloned())
+        });
+        match cached {
+            Ok(Some(record)) => record,
+            _ => self.record_slow(context),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn record_slow(&self, context: ContextId) -> Arc<Record> {
+        let record = {
+            let mut registry = self.registry(context);
+            match registry.map.get(&context).and_then(Weak::upgrade) {
+                Some(record) => record,
+                None => {
+                    let record = Arc::new(Record {
+                        context,
+                        stack: Mutex::new(Stack {
+                            held: Vec::new(),
+                            next_token: NEXT_BASE.fetch_add(1, Ordering::Relaxed) << 32,
+                        }),
+                    });
+                    if registry.map.len() >= registry.sweep_at {
+                        registry.map.retain(|_, record| record.strong_count() > 0);
+                        registry.sweep_at = (registry.map.len() * 2).max(MIN_SWEEP_AT);
+                    }
+                    registry.map.insert(context, Arc::downgrade(&record));
+                    record
+                }
+            }
+        };
+        // The previous record is dropped here, outside the registry's lock.
+        let _ = CACHED.try_with(|cached| {
+            if let Ok(mut cached) = cached.try_borrow_mut() {
+                *cached = Some(Arc::clone(&record));
+            }
+        });
+        record
+    }
+
+    /// The record of `context` if it has one (no record is made).
+    pub(crate) fn find(&self, context: ContextId) -> Option<Arc<Record>> {
+        let cached = CACHED.try_with(|cached| {
+            cached
+                .try_borrow()
+                .ok()
+                .and_then(|c| c.as_ref().filter(|r| r.context == context).cloned())
+        });
+        if let Ok(Some(record)) = cached {
+            return Some(record);
+        }
+        self.registry(context)
+            .map
+            .get(&context)
+            .and_then(Weak::upgrade)
+    }
+
+    /// Every live record.
+    fn records(&self) -> Vec<Arc<Record>> {
+        let mut records = Vec::new();
+        for shard in self.shards.iter() {
+            let registry = shard
+                .0
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            records.extend(registry.map.values().filter_map(Weak::upgrade));
+        }
+        records
+    }
+
     /// Number of contexts that hold at least one lock.
     pub(crate) fn live_contexts(&self) -> usize {
-        self.shards
+        self.records()
             .iter()
-            .map(|s| {
-                s.0.lock()
-                    .map_or(0, |s| s.map.values().filter(|v| !v.is_empty()).count())
-            })
-            .sum()
+            .filter(|r| !r.stack().held.is_empty())
+            .count()
     }
 
     /// Snapshot of what `context` holds.
     pub(crate) fn snapshot_of(&self, context: ContextId) -> Vec<HeldLock> {
-        self.shard(context).held(context).to_vec()
+        self.find(context)
+            .map(|r| r.stack().held.clone())
+            .unwrap_or_default()
     }
 
     /// Every context holding the lock `instance`, with how it holds it.
-    /// Visits every shard: for the wait-for check and the watchdog only.
+    /// Visits every record: for the wait-for check and the watchdog only.
     pub(crate) fn holders_of(&self, instance: u64) -> Vec<(ContextId, HeldLock)> {
         let mut holders = Vec::new();
-        for shard in self.shards.iter() {
-            let shard = shard
-                .0
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            for (context, stack) in &shard.map {
-                for held in stack.iter().filter(|h| h.lock.instance == instance) {
-                    holders.push((*context, *held));
-                }
+        for record in self.records() {
+            let stack = record.stack();
+            for held in stack.held.iter().filter(|h| h.lock.instance == instance) {
+                holders.push((record.context, *held));
             }
         }
         holders
     }
 }
 
-/// A part of the held-locks map.
-pub(crate) struct Shard {
-    map: FxHashMap<ContextId, Vec<HeldLock>>,
-    /// Emptied stacks kept for reuse, so steady state allocates nothing.
-    spare: Vec<Vec<HeldLock>>,
-    next_token: u64,
-    /// Map size at which entries of contexts holding nothing are dropped.
-    sweep_at: usize,
-}
-
-impl Default for Shard {
-    fn default() -> Self {
-        Shard {
-            map: FxHashMap::default(),
-            spare: Vec::new(),
-            next_token: 0,
-            sweep_at: MIN_SWEEP_AT,
-        }
-    }
-}
-
-const MIN_SWEEP_AT: usize = 64;
-
-const MAX_SPARE: usize = 32;
-
-impl Shard {
-    /// The last token handed out in this shard.
+impl Stack {
+    /// The last token handed out for this context.
     #[inline]
     pub(crate) fn last_token(&self) -> u64 {
         self.next_token
     }
 
-    /// The locks `context` holds, oldest first.
-    #[inline]
-    pub(crate) fn held(&self, context: ContextId) -> &[HeldLock] {
-        self.map.get(&context).map_or(&[], Vec::as_slice)
-    }
-
-    /// Records that `context` now holds `lock`.
-    #[inline]
-    pub(crate) fn push(&mut self, context: ContextId, want: &Acquire) -> HeldKey {
-        self.stack_of(context).push(want)
-    }
-
-    /// The stack of `context` (created empty if needed), to check and push
-    /// onto with a single map look-up.
-    #[inline]
-    pub(crate) fn stack_of(&mut self, context: ContextId) -> StackRef<'_> {
-        if self.map.len() >= self.sweep_at {
-            self.sweep();
-        }
-        let Shard {
-            map,
-            spare,
-            next_token,
-            ..
-        } = self;
-        let held = map
-            .entry(context)
-            .or_insert_with(|| spare.pop().unwrap_or_default());
-        StackRef {
-            context,
-            held,
-            next_token,
-        }
-    }
-
-    /// Forgets the acquisition `key`; returns false if it was not recorded
-    /// (released twice, or never acquired), which is ignored.
-    #[inline]
-    pub(crate) fn remove(&mut self, key: HeldKey) -> bool {
-        let Some(stack) = self.map.get_mut(&key.context) else {
-            return false;
-        };
-        if stack.last().is_some_and(|h| h.token == key.token) {
-            stack.pop(); // released in order: nothing else changes
-            return true;
-        }
-        let Some(pos) = stack.iter().rposition(|h| h.token == key.token) else {
-            return false;
-        };
-        stack.remove(pos);
-        // The emptied stack stays in the map (a task that locks again reuses
-        // it without touching the map's layout); `sweep` drops empty stacks
-        // when the map grows. Released out of order: chain hashes change.
-        if pos < stack.len() {
-            rechain(stack, pos);
-        }
-        true
-    }
-
-    /// Drops the entries of contexts that hold nothing (keeping a few emptied
-    /// stacks for reuse), so memory follows the contexts that hold locks.
-    #[cold]
-    fn sweep(&mut self) {
-        let spare = &mut self.spare;
-        self.map.retain(|_, stack| {
-            if !stack.is_empty() {
-                return true;
-            }
-            if spare.len() < MAX_SPARE {
-                spare.push(std::mem::take(stack));
-            }
-            false
-        });
-        self.sweep_at = (self.map.len() * 2).max(MIN_SWEEP_AT);
-    }
-
-    /// The span `serial` closed: holds of `context` taken in it pass to its
-    /// parent span (0: the context itself).
-    pub(crate) fn pass_span(&mut self, context: ContextId, serial: u64, parent: u64) {
-        if let Some(stack) = self.map.get_mut(&context) {
-            for held in stack.iter_mut().filter(|h| h.span == serial) {
-                held.span = parent;
-            }
-        }
-    }
-
-    /// Changes how `key` is held (an `RwLock` write guard downgraded).
-    pub(crate) fn change_access(&mut self, key: HeldKey, access: Access) {
-        let Some(stack) = self.map.get_mut(&key.context) else {
-            return;
-        };
-        let Some(pos) = stack.iter().rposition(|h| h.token == key.token) else {
-            return;
-        };
-        stack[pos].access = access;
-        rechain(stack, pos);
-    }
-}
-
-/// Recomputes the chain hashes of `stack[pos..]`.
-fn rechain(stack: &mut [HeldLock], pos: usize) {
-    let mut below = if pos == 0 { 0 } else { stack[pos - 1].chain };
-    for held in &mut stack[pos..] {
-        held.chain = chain_after(below, held.lock, held.access);
-        below = held.chain;
-    }
-}
-
-/// One context's stack of held locks, borrowed from its shard.
-pub(crate) struct StackRef<'a> {
-    context: ContextId,
-    held: &'a mut Vec<HeldLock>,
-    next_token: &'a mut u64,
-}
-
-impl StackRef<'_> {
     /// The locks held, oldest first.
     #[inline]
     pub(crate) fn held(&self) -> &[HeldLock] {
-        self.held
+        &self.held
     }
 
-    /// Records that the context now holds `lock`.
+    /// Records that the context now holds `want`; returns the token.
     #[inline]
-    pub(crate) fn push(self, want: &Acquire) -> HeldKey {
-        *self.next_token = self.next_token.wrapping_add(1);
-        let token = *self.next_token;
+    pub(crate) fn push(&mut self, want: &Acquire) -> u64 {
+        self.next_token = self.next_token.wrapping_add(1);
+        let token = self.next_token;
         let below = self.held.last().map_or(0, |h| h.chain);
         let chain = chain_after(below, want.lock, want.access);
         self.held.push(HeldLock {
@@ -306,9 +316,51 @@ impl StackRef<'_> {
             chain,
             span: super::context::current_span(),
         });
-        HeldKey {
-            context: self.context,
-            token,
+        token
+    }
+
+    /// Forgets the acquisition `token`; returns false if it was not recorded
+    /// (released twice, or never acquired), which is ignored.
+    #[inline]
+    pub(crate) fn remove(&mut self, token: u64) -> bool {
+        if self.held.last().is_some_and(|h| h.token == token) {
+            self.held.pop(); // released in order: nothing else changes
+            return true;
         }
+        let Some(pos) = self.held.iter().rposition(|h| h.token == token) else {
+            return false;
+        };
+        self.held.remove(pos);
+        // Released out of order: the chain hashes above it change.
+        if pos < self.held.len() {
+            rechain(&mut self.held, pos);
+        }
+        true
+    }
+
+    /// The span `serial` closed: holds taken in it pass to its parent span
+    /// (0: the context itself).
+    pub(crate) fn pass_span(&mut self, serial: u64, parent: u64) {
+        for held in self.held.iter_mut().filter(|h| h.span == serial) {
+            held.span = parent;
+        }
+    }
+
+    /// Changes how `token` is held (an `RwLock` write guard downgraded).
+    pub(crate) fn change_access(&mut self, token: u64, access: Access) {
+        let Some(pos) = self.held.iter().rposition(|h| h.token == token) else {
+            return;
+        };
+        self.held[pos].access = access;
+        rechain(&mut self.held, pos);
+    }
+}
+
+/// Recomputes the chain hashes of `stack[pos..]`.
+fn rechain(stack: &mut [HeldLock], pos: usize) {
+    let mut below = if pos == 0 { 0 } else { stack[pos - 1].chain };
+    for held in &mut stack[pos..] {
+        held.chain = chain_after(below, held.lock, held.access);
+        below = held.chain;
     }
 }

@@ -8,7 +8,7 @@ use std::panic::Location;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::lockdep::class::{self, ClassKind};
-use crate::lockdep::held::HeldKey;
+use crate::lockdep::held::Hold;
 use crate::lockdep::{Acquire, State};
 use crate::vocab::Access;
 use crate::vocab::ClassId;
@@ -186,7 +186,7 @@ pub(crate) fn acquired_without_waiting(detector: Option<Engine>, want: Acquire) 
 /// A recorded acquisition; dropping it records the release.
 pub(crate) struct Holding {
     detector: Engine,
-    key: HeldKey,
+    hold: Hold,
     /// An owned guard or permit, which may be released in another context.
     movable: bool,
 }
@@ -195,10 +195,10 @@ impl Holding {
     /// A `lock()` that did not wait.
     #[inline]
     pub(crate) fn lock_now(detector: Engine, want: Acquire) -> Holding {
-        let key = detector.lock_now(want);
+        let hold = detector.lock_now(want);
         Holding {
             detector,
-            key,
+            hold,
             movable: want.movable,
         }
     }
@@ -206,10 +206,10 @@ impl Holding {
     /// A successful `try_lock`.
     #[inline]
     pub(crate) fn try_acquired(detector: Engine, want: Acquire) -> Holding {
-        let key = detector.try_acquired(want);
+        let hold = detector.try_acquired(want);
         Holding {
             detector,
-            key,
+            hold,
             movable: want.movable,
         }
     }
@@ -218,7 +218,7 @@ impl Holding {
 impl Holding {
     /// The lock is now held for reading (an `RwLock` write guard downgraded).
     pub(crate) fn downgrade(&self) {
-        self.detector.change_access(self.key, Access::Read);
+        self.detector.change_access(&self.hold, Access::Read);
     }
 }
 
@@ -226,9 +226,9 @@ impl Drop for Holding {
     #[inline]
     fn drop(&mut self) {
         if self.movable {
-            self.detector.release_movable(self.key);
+            self.detector.release_movable(&self.hold);
         } else {
-            self.detector.release(self.key);
+            self.detector.release(&self.hold);
         }
     }
 }
@@ -280,10 +280,10 @@ impl Waiting {
     pub(crate) fn acquired(mut self) -> Option<Holding> {
         let detector = self.detector.take()?;
         detector.wait_end(self.context, self.seq);
-        let key = detector.acquired(self.context, self.want);
+        let hold = detector.acquired(self.context, self.want);
         Some(Holding {
             detector,
-            key,
+            hold,
             movable: self.want.movable,
         })
     }

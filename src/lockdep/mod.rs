@@ -35,7 +35,7 @@ mod validate;
 pub(crate) mod waits;
 
 use chain_cache::ChainCache;
-use held::{HeldKey, HeldLock, HeldLocks};
+use held::{HeldKey, HeldLock, HeldLocks, Hold};
 use validate::{Check, EdgeInfo, InstanceOrder, Pending};
 use waits::Waits;
 
@@ -498,17 +498,22 @@ impl State {
     /// A `lock()` that got the lock without waiting: checks and records the
     /// dependencies, then marks the lock held, in one visit to the shard.
     #[inline]
-    pub(crate) fn lock_now(&self, want: Acquire) -> HeldKey {
+    pub(crate) fn lock_now(&self, want: Acquire) -> Hold {
         let context = ContextId::current();
-        let mut shard = self.held.shard(context);
-        let stack = shard.stack_of(context);
+        let record = self.held.record(context);
+        let mut stack = record.stack();
         let slow = match self.check(stack.held(), want) {
-            Check::Fine => return stack.push(&want),
+            Check::Fine => {
+                let token = stack.push(&want);
+                drop(stack);
+                return Hold { record, token };
+            }
             Check::Slow(slow) => slow,
         };
-        drop(shard);
+        drop(stack);
         self.record(context, want, slow);
-        self.acquired(context, want)
+        let token = record.stack().push(&want);
+        Hold { record, token }
     }
 
     /// A wait for `want` starts: checks and records the dependencies first,
@@ -527,9 +532,10 @@ impl State {
     #[inline]
     pub(crate) fn record_wait_edges(&self, want: Acquire) -> (ContextId, u64) {
         let context = ContextId::current();
+        let record = self.held.record(context);
         let (check, mark) = {
-            let shard = self.held.shard(context);
-            (self.check(shard.held(context), want), shard.last_token())
+            let stack = record.stack();
+            (self.check(stack.held(), want), stack.last_token())
         };
         if let Check::Slow(slow) = check {
             self.record(context, want, slow);
@@ -646,12 +652,14 @@ impl State {
     /// took in it pass to `parent` (0: the context itself).
     pub(crate) fn span_closed(&self, serial: u64, parent: u64) {
         let context = ContextId::current();
-        self.held.shard(context).pass_span(context, serial, parent);
+        if let Some(record) = self.held.find(context) {
+            record.stack().pass_span(serial, parent);
+        }
     }
 
-    /// Changes how the acquisition `key` holds its lock (`RwLock` downgrade).
-    pub(crate) fn change_access(&self, key: HeldKey, access: Access) {
-        self.held.shard(key.context).change_access(key, access);
+    /// Changes how the acquisition `hold` holds its lock (`RwLock` downgrade).
+    pub(crate) fn change_access(&self, hold: &Hold, access: Access) {
+        hold.record.stack().change_access(hold.token, access);
     }
 
     pub(crate) fn waits(&self) -> &Waits {
@@ -664,30 +672,29 @@ impl State {
 
     /// The lock waited for was acquired by `context`.
     #[inline]
-    pub(crate) fn acquired(&self, context: ContextId, want: Acquire) -> HeldKey {
-        self.held.shard(context).push(context, &want)
+    pub(crate) fn acquired(&self, context: ContextId, want: Acquire) -> Hold {
+        let record = self.held.record(context);
+        let token = record.stack().push(&want);
+        Hold { record, token }
     }
 
     /// A `try_lock` succeeded: held, but no dependency (it never waited).
     #[inline]
-    pub(crate) fn try_acquired(&self, want: Acquire) -> HeldKey {
+    pub(crate) fn try_acquired(&self, want: Acquire) -> Hold {
         self.acquired(ContextId::current(), want)
     }
 
-    /// The acquisition `key` ended, wherever the guard is dropped.
+    /// The acquisition `hold` ended, wherever the guard is dropped.
     #[inline]
-    pub(crate) fn release(&self, key: HeldKey) {
-        self.held.shard(key.context).remove(key);
+    pub(crate) fn release(&self, hold: &Hold) {
+        hold.record.stack().remove(hold.token);
     }
 
     /// Whether the calling context holds the lock (or executor) `instance`.
     pub(crate) fn current_context_holds(&self, instance: u64) -> bool {
-        let context = ContextId::current();
         self.held
-            .shard(context)
-            .held(context)
-            .iter()
-            .any(|h| h.lock.instance == instance)
+            .find(ContextId::current())
+            .is_some_and(|r| r.stack().held().iter().any(|h| h.lock.instance == instance))
     }
 
     /// The locks `context` holds now, oldest first.

@@ -8,7 +8,7 @@ use std::panic::Location;
 use std::sync::atomic::Ordering;
 
 use super::class::{self, ClassKind};
-use super::held::{chain_after, HeldKey, HeldLock};
+use super::held::{chain_after, HeldKey, HeldLock, Hold};
 use super::{dependency_of, describe_instance, lock_ignoring_poison, Acquire, Panic, State};
 use crate::graph::{Graph, Insert};
 use crate::report::{Dependency, Report, ReportKind};
@@ -374,8 +374,9 @@ impl State {
     /// are committed (and checked) if the context that took it released it,
     /// and dropped if it was released elsewhere (it moved: the context that
     /// took it no longer held it when it waited afterwards).
-    pub(crate) fn release_movable(&self, key: HeldKey) {
-        self.release(key);
+    pub(crate) fn release_movable(&self, hold: &Hold) {
+        self.release(hold);
+        let key = hold.key();
         let pending = lock_ignoring_poison(&self.provisional).remove(&key);
         let Some(pending) = pending else { return };
         if ContextId::current() != key.context {
