@@ -8,14 +8,14 @@
 //! goes straight to it. No map and no lock shared between contexts is
 //! touched on that path; the registry (weak references, sharded by context)
 //! serves a context's first lock on a thread and the checks that look at
-//! other contexts. A record lives while a guard, a wait or a thread's cache
-//! uses it: nothing is kept for a context that holds nothing.
+//! other contexts. Records of contexts that hold nothing are swept as the
+//! registry grows, so memory follows the contexts that hold locks.
 
 use std::cell::RefCell;
 use std::hash::BuildHasher;
 use std::panic::Location;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rustc_hash::FxHashMap;
 
@@ -118,9 +118,11 @@ pub(crate) struct Stack {
 }
 
 /// Where each context's record is, for the checks that look at other
-/// contexts (and for a context's first lock on a thread): weak references,
-/// sharded by context. A record lives while a guard, a wait or a thread's
-/// cache uses it, so nothing is kept for a context that holds nothing.
+/// contexts and for a context's first lock on a thread: sharded by context.
+/// Records nobody else uses (no guard, no thread's cache: they hold nothing)
+/// are swept when a shard's map doubles, so memory follows the contexts that
+/// hold locks, and a task switching threads finds its record without
+/// allocating.
 pub(crate) struct HeldLocks {
     shards: Box<[Padded]>,
 }
@@ -130,8 +132,8 @@ pub(crate) struct HeldLocks {
 struct Padded(Mutex<Registry>);
 
 struct Registry {
-    map: FxHashMap<ContextId, Weak<Record>>,
-    /// Map size at which entries of dropped records are swept.
+    map: FxHashMap<ContextId, Arc<Record>>,
+    /// Map size at which records nobody else uses are swept.
     sweep_at: usize,
 }
 
@@ -199,8 +201,8 @@ impl HeldLocks {
     fn record_slow(&self, context: ContextId) -> Arc<Record> {
         let record = {
             let mut registry = self.registry(context);
-            match registry.map.get(&context).and_then(Weak::upgrade) {
-                Some(record) => record,
+            match registry.map.get(&context) {
+                Some(record) => Arc::clone(record),
                 None => {
                     let record = Arc::new(Record {
                         context,
@@ -210,10 +212,14 @@ impl HeldLocks {
                         }),
                     });
                     if registry.map.len() >= registry.sweep_at {
-                        registry.map.retain(|_, record| record.strong_count() > 0);
+                        // Only the registry uses it: no guard, no thread's
+                        // cache, so it holds nothing (a guard keeps its record).
+                        registry
+                            .map
+                            .retain(|_, record| Arc::strong_count(record) > 1);
                         registry.sweep_at = (registry.map.len() * 2).max(MIN_SWEEP_AT);
                     }
-                    registry.map.insert(context, Arc::downgrade(&record));
+                    registry.map.insert(context, Arc::clone(&record));
                     record
                 }
             }
@@ -238,10 +244,7 @@ impl HeldLocks {
         if let Ok(Some(record)) = cached {
             return Some(record);
         }
-        self.registry(context)
-            .map
-            .get(&context)
-            .and_then(Weak::upgrade)
+        self.registry(context).map.get(&context).cloned()
     }
 
     /// Every live record.
@@ -252,7 +255,7 @@ impl HeldLocks {
                 .0
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            records.extend(registry.map.values().filter_map(Weak::upgrade));
+            records.extend(registry.map.values().cloned());
         }
         records
     }
