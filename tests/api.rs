@@ -71,6 +71,10 @@ async fn const_new_statics_get_their_class_at_first_use_and_report() {
     assert!(names[0].starts_with(&format!("{}:", file!())), "{names:?}");
     assert_eq!(names.len(), 2);
     assert_ne!(names[0], names[1]);
+    // Unnamed statics show their type, as locks made with `new` do.
+    let text = reports[0].to_string();
+    assert!(text.contains("` (Mutex<Vec<u32>>)"), "{text}");
+    assert!(text.contains("` (RwLock<u32>)"), "{text}");
 }
 
 #[tokio::test]

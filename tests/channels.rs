@@ -301,3 +301,27 @@ async fn one_connection_per_transaction_is_silent() {
     let reports = lockdep.take_reports();
     assert!(reports.is_empty(), "{reports:#?}");
 }
+
+/// An unnamed channel's class is its creation site, shown with its type, as
+/// unnamed locks are.
+#[tokio::test]
+async fn an_unnamed_channel_shows_its_site_and_type() {
+    let lockdep = test_guard();
+    let cache = Arc::new(Mutex::with_class("unnamed-channel-cache", 0u32));
+    let created = line!() + 1;
+    let (tx, mut rx) = mpsc::channel::<u32>(4);
+    {
+        let _cache = cache.lock().await;
+        tx.send(1).await.unwrap(); // cache -> channel
+    }
+    let v = rx.recv().await.unwrap();
+    *cache.lock().await += v; // channel -> cache
+    drop(rx);
+    let reports = lockdep.take_reports();
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    let text = reports[0].to_string();
+    assert!(
+        text.contains(&format!("`{}:{created}:24` (Sender<u32>)", file!())),
+        "{text}"
+    );
+}

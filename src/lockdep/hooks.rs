@@ -26,6 +26,8 @@ pub(crate) struct LockMeta {
     /// Where a lazily classed lock was created, and what it is.
     site: &'static Location<'static>,
     kind: ClassKind,
+    /// The lock's type name, for a lazily classed lock (reports show it).
+    type_name: Option<fn() -> &'static str>,
     /// Whether the engine remembers the test that created this instance.
     noted: bool,
 }
@@ -56,18 +58,25 @@ impl LockMeta {
             instance: AtomicU64::new(instance),
             site,
             kind: ClassKind::Mutex,
+            type_name: None,
             noted,
         }
     }
 
     /// Identity for a lock made in a `const` context (a `static`): the class
     /// of `site` and an instance id are assigned at first use.
-    pub(crate) const fn lazy(site: &'static Location<'static>, kind: ClassKind) -> LockMeta {
+    /// `type_name` gives the lock's type for reports (`type_name::<L>`).
+    pub(crate) const fn lazy(
+        site: &'static Location<'static>,
+        kind: ClassKind,
+        type_name: fn() -> &'static str,
+    ) -> LockMeta {
         LockMeta {
             class: AtomicU32::new(UNSET_CLASS),
             instance: AtomicU64::new(0),
             site,
             kind,
+            type_name: Some(type_name),
             noted: false,
         }
     }
@@ -89,7 +98,8 @@ impl LockMeta {
     fn assign(&self) -> LockRef {
         let class = match self.class.load(Ordering::Acquire) {
             UNSET_CLASS => {
-                let class = class::for_site(self.site, self.kind);
+                let class =
+                    class::for_site_typed(self.site, self.kind, self.type_name.map(|name| name()));
                 self.class.store(class, Ordering::Release);
                 class
             }

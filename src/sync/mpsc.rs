@@ -51,7 +51,11 @@ use crate::vocab::Access;
 /// ```
 #[track_caller]
 pub fn channel<T>(buffer: usize) -> (Sender<T>, Receiver<T>) {
-    let class = class::for_site(Location::caller(), ClassKind::Channel);
+    let class = class::for_site_typed(
+        Location::caller(),
+        ClassKind::Channel,
+        Some(std::any::type_name::<Sender<T>>()),
+    );
     with_class_id(class, buffer)
 }
 

@@ -152,7 +152,11 @@ impl<T> Mutex<T> {
     #[track_caller]
     pub const fn const_new(value: T) -> Mutex<T> {
         Mutex {
-            meta: LockMeta::lazy(Location::caller(), ClassKind::Mutex),
+            meta: LockMeta::lazy(
+                Location::caller(),
+                ClassKind::Mutex,
+                std::any::type_name::<Mutex<T>>,
+            ),
             inner: tokio::sync::Mutex::const_new(value),
         }
     }

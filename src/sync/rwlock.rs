@@ -227,7 +227,11 @@ impl<T> RwLock<T> {
     #[track_caller]
     pub const fn const_new(value: T) -> RwLock<T> {
         RwLock {
-            meta: LockMeta::lazy(Location::caller(), ClassKind::RwLock),
+            meta: LockMeta::lazy(
+                Location::caller(),
+                ClassKind::RwLock,
+                std::any::type_name::<RwLock<T>>,
+            ),
             inner: tokio::sync::RwLock::const_new(value),
         }
     }
@@ -236,7 +240,11 @@ impl<T> RwLock<T> {
     #[track_caller]
     pub const fn const_with_max_readers(value: T, max_reads: u32) -> RwLock<T> {
         RwLock {
-            meta: LockMeta::lazy(Location::caller(), ClassKind::RwLock),
+            meta: LockMeta::lazy(
+                Location::caller(),
+                ClassKind::RwLock,
+                std::any::type_name::<RwLock<T>>,
+            ),
             inner: tokio::sync::RwLock::const_with_max_readers(value, max_reads),
         }
     }

@@ -150,7 +150,11 @@ impl Semaphore {
     #[track_caller]
     pub const fn const_new(permits: usize) -> Semaphore {
         Semaphore {
-            meta: LockMeta::lazy(Location::caller(), ClassKind::Semaphore),
+            meta: LockMeta::lazy(
+                Location::caller(),
+                ClassKind::Semaphore,
+                std::any::type_name::<Semaphore>,
+            ),
             inner: tokio::sync::Semaphore::const_new(permits),
         }
     }
