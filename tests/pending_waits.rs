@@ -91,3 +91,51 @@ async fn a_single_pending_wait_is_silent() {
     let reports = lockdep.take_reports();
     assert!(reports.is_empty(), "{reports:#?}");
 }
+
+/// The bug report's shape: a task polls `lock_owned()` once (queued behind
+/// the holder) and keeps the future aside, then waits for the same lock from
+/// `block_in_place(|| Handle::current().block_on(m.lock()))`. When the
+/// holder releases, tokio hands the lock to the kept future, which nothing
+/// polls: the second wait hangs. It is reported when it starts, with the
+/// joined-futures caveat: from inside the task the detector cannot tell a
+/// nested `block_on` from a joined sibling future.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_wait_from_block_in_place_behind_the_tasks_kept_future_is_reported() {
+    let lockdep = test_guard();
+    let m = Arc::new(Mutex::with_class("pending-block-in-place", 0u32));
+    let holder = m.clone().lock_owned().await;
+    let slot: Arc<StdMutex<Option<Pending>>> = Arc::new(StdMutex::new(None));
+    let (m2, slot2) = (m.clone(), slot.clone());
+    let first = line!() + 2;
+    let task = tokio::spawn(async move {
+        let mut kept: Pending = Box::pin(m2.clone().lock_owned());
+        assert!(futures::poll!(kept.as_mut()).is_pending()); // queued, kept aside
+        *slot2.lock().unwrap() = Some(kept);
+        let second = line!() + 2;
+        tokio::task::block_in_place(|| {
+            let guard = tokio::runtime::Handle::current().block_on(m2.lock());
+            drop(guard);
+        });
+        second
+    });
+    // The report exists as soon as the second wait starts.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let reports = loop {
+        let reports = lockdep.take_reports();
+        if !reports.is_empty() || std::time::Instant::now() > deadline {
+            break reports;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    // Unblock: cancel the kept future, then release.
+    drop(slot.lock().unwrap().take());
+    drop(holder);
+    let second = task.await.unwrap();
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    let report = &reports[0];
+    assert_eq!(report.kind, ReportKind::PossibleSelfDeadlock);
+    assert!(report.pending_wait);
+    let dep = &report.dependencies[0];
+    assert_eq!((dep.held_at.line(), dep.waited_at.line()), (first, second));
+    assert!(report.to_string().contains("still pending"), "{report}");
+}
