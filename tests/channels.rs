@@ -245,6 +245,9 @@ async fn two_services_sending_into_each_others_inbox_are_reported() {
 
 use async_lockdep::Semaphore;
 
+/// The line of `query`'s `acquire`.
+const QUERY_LINE: u32 = line!() + 3;
+
 async fn query(pool: &Semaphore) -> u32 {
     let _connection = pool.acquire().await.unwrap(); // a connection of its own
     1
@@ -254,6 +257,7 @@ async fn query(pool: &Semaphore) -> u32 {
 async fn a_second_connection_inside_a_transaction_really_hangs_and_is_reported() {
     let lockdep = test_guard();
     let pool = Arc::new(Semaphore::with_class("db-pool", 2));
+    let anchor = line!();
     let mut transactions = Vec::new();
     let barrier = Arc::new(tokio::sync::Barrier::new(2));
     for _ in 0..2 {
@@ -281,6 +285,16 @@ async fn a_second_connection_inside_a_transaction_really_hangs_and_is_reported()
     let report = &reports[0];
     assert_eq!(report.kind, ReportKind::PoolExhaustion);
     assert_eq!(report.class_names(), ["db-pool"]);
+    let dep = &report.dependencies[0];
+    assert_eq!(
+        (
+            dep.held_as,
+            dep.held_at.line(),
+            dep.waited_as,
+            dep.waited_at.line()
+        ),
+        (Access::Permits, anchor + 7, Access::Permits, QUERY_LINE)
+    );
     let text = report.to_string();
     assert!(text.contains("possible pool exhaustion"), "{text}");
     assert!(
