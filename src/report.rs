@@ -601,6 +601,19 @@ impl fmt::Display for Report {
                      that needs it), or take all at once with `acquire_many`.",
                     first.held
                 )?;
+                if first.spans.is_empty()
+                    && matches!(first.context, ContextId::Task(_) | ContextId::Thread(_))
+                {
+                    writeln!(f)?;
+                    writeln!(
+                        f,
+                        "If the permit held belongs to another future joined in this task (a limiter\n\
+                         over `join_all`, `buffer_unordered` or `FuturesUnordered`), it is given back\n\
+                         when that future is done, and this is not a deadlock: give each future a\n\
+                         context of its own (`async_lockdep::own_context`, or a span with the\n\
+                         layer installed) so the detector can tell them apart."
+                    )?;
+                }
                 writeln!(f)?;
                 writeln!(
                     f,

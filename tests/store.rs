@@ -192,6 +192,24 @@ fn two_tests_overlapping_fail_only_the_one_that_wrote_the_newest_half() {
     let _ = std::fs::remove_dir_all(base);
 }
 
+/// A third test wrote the same half as the newest one, earlier: the newest
+/// test still finds the cycle through its own copy of that half, so the
+/// cycle is never left to a test that defers to it.
+#[test]
+fn the_newest_half_is_checked_even_if_another_process_wrote_it_first() {
+    let base = scratch("duplicate");
+    let early = run(SECOND, "on", Some(&base), "run-duplicate");
+    assert!(early.success, "alone so far: {}", early.output);
+    let older = spawn(FIRST, "linger", &base, "run-duplicate");
+    std::thread::sleep(Duration::from_millis(200));
+    let newest = spawn(SECOND, "linger", &base, "run-duplicate");
+    let _older = outcome(older.wait_with_output().unwrap());
+    let newest = outcome(newest.wait_with_output().unwrap());
+    assert!(!newest.success, "{}", newest.output);
+    assert_report_names_both_halves(&newest.output);
+    let _ = std::fs::remove_dir_all(base);
+}
+
 #[test]
 fn async_lockdep_store_0_keeps_a_process_out_of_the_store() {
     let base = scratch("opt-out");

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_lockdep::{test_guard, Mutex, ReportKind, RwLock, Semaphore};
+use async_lockdep::{own_context, test_guard, Mutex, ReportKind, RwLock, Semaphore};
 
 /// A request handler holds the cache lock and waits for a connection; every
 /// connection is held by a task waiting for the cache lock.
@@ -93,17 +93,42 @@ async fn a_permit_held_by_a_running_task_is_not_stuck() {
 }
 
 /// The limiter pattern in one task: `join_all` of requests, each taking a
-/// permit of a small pool for its I/O. The waiting futures' task "holds"
-/// the permits of its other futures, which give them back.
+/// permit of a small pool for its I/O, each in a context of its own
+/// (`own_context`): the permits are the siblings', given back. Silent.
 #[tokio::test]
-async fn a_limiter_joined_in_one_task_is_silent() {
+async fn a_limiter_joined_in_one_task_with_own_contexts_is_silent() {
     let lockdep = test_guard();
     let limit = Semaphore::with_class("joined-limit", 2);
     let requests = (0..6u64).map(|i| {
         let limit = &limit;
-        async move {
+        own_context(async move {
             let _permit = limit.acquire().await.unwrap();
             tokio::time::sleep(Duration::from_millis(5)).await; // the request
+            i
+        })
+    });
+    let done = tokio::time::timeout(Duration::from_secs(5), futures::future::join_all(requests))
+        .await
+        .expect("the limiter lets every request through");
+    assert_eq!(done.iter().sum::<u64>(), 15);
+    let reports = lockdep.take_reports();
+    assert!(reports.is_empty(), "{reports:#?}");
+}
+
+/// Without contexts of their own, the joined futures are one task holding a
+/// permit and waiting for another: the same shape as a transaction opening a
+/// second connection. It is reported once as a possible pool exhaustion,
+/// with the note on joined futures; no live "stuck now" report.
+#[tokio::test]
+async fn a_limiter_joined_in_one_task_is_a_possible_pool_exhaustion_with_the_joined_note() {
+    let lockdep = test_guard();
+    let limit = Semaphore::with_class("joined-limit-plain", 2);
+    let acquire_line = line!() + 4;
+    let requests = (0..6u64).map(|i| {
+        let limit = &limit;
+        async move {
+            let _permit = limit.acquire().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
             i
         }
     });
@@ -112,7 +137,62 @@ async fn a_limiter_joined_in_one_task_is_silent() {
         .expect("the limiter lets every request through");
     assert_eq!(done.iter().sum::<u64>(), 15);
     let reports = lockdep.take_reports();
-    assert!(reports.is_empty(), "{reports:#?}");
+    let kinds: Vec<_> = reports.iter().map(|r| r.kind).collect();
+    assert_eq!(kinds, [ReportKind::PoolExhaustion], "{reports:#?}");
+    let dep = &reports[0].dependencies[0];
+    assert_eq!(
+        (dep.held_at.line(), dep.waited_at.line()),
+        (acquire_line, acquire_line)
+    );
+    let text = reports[0].to_string();
+    assert!(
+        text.contains("another future joined in this task (a limiter"),
+        "{text}"
+    );
+}
+
+/// A helper that opens a connection, called twice by one transaction: one
+/// `acquire` site for both permits. Two transactions at once take both
+/// permits and each waits for a second one: it hangs, and is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_helper_called_twice_in_a_transaction_really_hangs_and_is_reported() {
+    let lockdep = test_guard();
+    let pool = Arc::new(Semaphore::with_class("helper-pool", 2));
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+    let mut transactions = Vec::new();
+    for _ in 0..2 {
+        let (pool, barrier) = (pool.clone(), barrier.clone());
+        transactions.push(tokio::spawn(async move {
+            let _transaction = connect(&pool).await;
+            barrier.wait().await; // both permits are taken now
+            let _query = connect(&pool).await; // a second connection
+        }));
+    }
+    let all = async {
+        for t in transactions {
+            t.await.unwrap();
+        }
+    };
+    let outcome = tokio::time::timeout(Duration::from_millis(300), all).await;
+    assert!(outcome.is_err(), "it really hangs");
+    let reports = lockdep.take_reports();
+    let pool_reports: Vec<_> = reports
+        .iter()
+        .filter(|r| r.kind == ReportKind::PoolExhaustion)
+        .collect();
+    assert_eq!(pool_reports.len(), 1, "{reports:#?}");
+    let dep = &pool_reports[0].dependencies[0];
+    assert_eq!(pool_reports[0].class_names(), ["helper-pool"]);
+    assert_eq!(
+        (dep.held_at.line(), dep.waited_at.line()),
+        (CONNECT_LINE, CONNECT_LINE)
+    );
+}
+
+const CONNECT_LINE: u32 = line!() + 3;
+
+async fn connect(pool: &Semaphore) -> async_lockdep::SemaphorePermit<'_> {
+    pool.acquire().await.unwrap()
 }
 
 /// A read at the reader cap whose other reader is busy (not waiting) gets

@@ -604,10 +604,9 @@ impl State {
         if earlier.span != 0 && !context::span_is_entered(earlier.span) {
             return;
         }
-        // One call site waiting twice in one task outside spans: the same
-        // code in futures joined in that task (a limiter over `join_all`),
-        // each of which is polled, not a future kept aside.
-        if earlier.want.site == want.site && earlier.span == 0 && !want.blocking {
+        // Two pending waits for permits: a semaphore may have a permit for
+        // each (a limiter's futures joined in one task wait side by side).
+        if want.access == Access::Permits {
             return;
         }
         let certain = want.blocking || earlier.span != 0;

@@ -160,7 +160,6 @@ impl State {
                 && h.access == Access::Permits
                 && want.access == Access::Permits
                 && !h.movable
-                && !same_code_joined(h, want)
             {
                 pool = Some(*h);
             }
@@ -420,15 +419,6 @@ impl State {
 /// How many sides of a dependency block regardless of queued writers.
 fn strength(edge: &EdgeInfo) -> u8 {
     u8::from(edge.held_as != Access::Read) + u8::from(edge.waited_as != Access::Read)
-}
-
-/// Whether a permit held and a permit waited for come from one `acquire`
-/// call in one task outside any span, not blocking the thread: futures
-/// running the same code joined in one task (a limiter over `join_all`,
-/// `buffer_unordered`, `FuturesUnordered`), where the held permit is a
-/// sibling's and is given back, not one future's second permit.
-fn same_code_joined(held: &HeldLock, want: Acquire) -> bool {
-    held.site == want.site && held.span == 0 && !want.blocking
 }
 
 /// For a second acquisition of the same instance: `Some(needs_writer)` when
