@@ -328,3 +328,42 @@ async fn a_future_dropped_before_the_next_wait_is_silent() {
     let reports = lockdep.take_reports();
     assert!(reports.is_empty(), "{reports:#?}");
 }
+
+/// B holds `x` and `y`; task A joins two lock futures, for `x` and for `y`,
+/// both pending. B releases `x`, which tokio hands to A's `x` future, and
+/// at once waits for `x` again. For a moment B waits for A, which waits for
+/// `y` held by B; but A's task polls its `x` future as soon as it runs,
+/// releases `x`, and everything finishes. Not reported.
+#[tokio::test]
+async fn a_lock_handed_to_a_joined_future_is_not_stuck() {
+    let lockdep = test_guard();
+    let x = Arc::new(Mutex::with_class("joined-granted-x", 0u32));
+    let y = Arc::new(Mutex::with_class("joined-granted-y", 0u32));
+    let (x1, y1) = (x.clone(), y.clone());
+    let b = tokio::spawn(async move {
+        let _y = y1.lock().await;
+        let gx = x1.lock().await;
+        tokio::time::sleep(Duration::from_millis(20)).await; // A queues on both
+        drop(gx); // handed to A's `x` future
+        *x1.lock().await += 1; // waits for A for a moment
+    });
+    tokio::task::yield_now().await;
+    let (x2, y2) = (x.clone(), y.clone());
+    let a = tokio::spawn(async move {
+        tokio::join!(async { *x2.lock().await += 1 }, async {
+            *y2.lock().await += 1
+        });
+    });
+    tokio::time::timeout(Duration::from_secs(5), async {
+        b.await.unwrap();
+        a.await.unwrap();
+    })
+    .await
+    .expect("nothing is stuck");
+    tokio::time::sleep(Duration::from_millis(200)).await; // past any confirmation
+    let reports = lockdep.take_reports();
+    assert!(
+        reports.iter().all(|r| r.kind != ReportKind::DeadlockNow),
+        "{reports:#?}"
+    );
+}

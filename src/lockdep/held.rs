@@ -277,6 +277,22 @@ impl HeldLocks {
 
     /// Every context holding the lock `instance`, with how it holds it.
     /// Visits every record: for the wait-for check and the watchdog only.
+    /// Every held lock of every context, by lock instance: one visit to
+    /// each record, for the wait-for check.
+    pub(crate) fn all_holders(&self) -> FxHashMap<u64, Vec<(ContextId, HeldLock)>> {
+        let mut holders: FxHashMap<u64, Vec<(ContextId, HeldLock)>> = FxHashMap::default();
+        for record in self.records() {
+            let stack = record.stack();
+            for held in &stack.held {
+                holders
+                    .entry(held.lock.instance)
+                    .or_default()
+                    .push((record.context, *held));
+            }
+        }
+        holders
+    }
+
     pub(crate) fn holders_of(&self, instance: u64) -> Vec<(ContextId, HeldLock)> {
         let mut holders = Vec::new();
         for record in self.records() {

@@ -289,8 +289,10 @@ impl Waiting {
     #[inline]
     pub(crate) fn acquired(mut self) -> Option<Holding> {
         let detector = self.detector.take()?;
-        detector.wait_end(self.context, self.seq);
+        // Held first, then no longer waiting: the live check never sees the
+        // lock free of holders with this wait gone in between.
         let hold = detector.acquired(self.context, self.want);
+        detector.wait_end(self.context, self.seq);
         Some(Holding {
             detector,
             hold,

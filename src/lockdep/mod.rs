@@ -550,12 +550,32 @@ impl State {
         let test = self.test_for_watchdog();
         let (seq, earlier) = self.waits.begin(context, want, mark, test);
         if let Some(earlier) = earlier {
-            self.second_wait(context, want, earlier);
+            self.second_wait(context, want, earlier, seq);
         }
         let Some(report) = waits::stuck_cycle(self, context, seq) else {
             return seq;
         };
-        // Two waiters closing one cycle at once may both find it.
+        if report.pending_wait {
+            // It goes through a lock tokio handed to a pending future: its
+            // task may only not have polled it yet (`join!`, `select!`).
+            // Confirm it once that task had time to run.
+            confirm_later(context, seq, want.lock.instance);
+            return seq;
+        }
+        self.publish_stuck(report, Panic::OnDeadlock, context, seq, want.lock.instance);
+        seq
+    }
+
+    /// Publishes a "stuck now" report once per set of stuck contexts (two
+    /// waiters closing one cycle at once may both find it).
+    fn publish_stuck(
+        &self,
+        report: Report,
+        panic: Panic,
+        context: ContextId,
+        seq: u64,
+        instance: u64,
+    ) {
         let mut stuck: Vec<ContextId> = report.dependencies.iter().map(|d| d.context).collect();
         stuck.sort_by_key(|c| c.to_string());
         let first_time = {
@@ -566,14 +586,8 @@ impl State {
             reports.stuck.insert(stuck)
         };
         if first_time {
-            self.publish_for(
-                report,
-                Panic::OnDeadlock,
-                || self.waits.end(context, seq),
-                want.lock.instance,
-            );
+            self.publish_for(report, panic, || self.waits.end(context, seq), instance);
         }
-        seq
     }
 
     /// Whether a one-dependency report (self-deadlock, pool exhaustion,
@@ -600,7 +614,7 @@ impl State {
     /// future's); not reported when the earlier wait belongs to a sibling
     /// future in another span.
     #[cold]
-    fn second_wait(&self, context: ContextId, want: Acquire, earlier: waits::Wait) {
+    fn second_wait(&self, context: ContextId, want: Acquire, earlier: waits::Wait, seq: u64) {
         if earlier.span != 0 && !context::span_is_entered(earlier.span) {
             return;
         }
@@ -638,7 +652,12 @@ impl State {
             pending_wait: true,
             reader_cap: None,
         };
-        self.publish_for(report, Panic::OnReport, || {}, want.lock.instance);
+        self.publish_for(
+            report,
+            Panic::OnReport,
+            || self.waits.end(context, seq),
+            want.lock.instance,
+        );
     }
 
     /// The wait `seq` of `context` ended (acquired, or cancelled).
@@ -667,6 +686,11 @@ impl State {
 
     pub(crate) fn holders_of(&self, instance: u64) -> Vec<(ContextId, HeldLock)> {
         self.held.holders_of(instance)
+    }
+
+    /// Every held lock, by instance (see `HeldLocks::all_holders`).
+    pub(crate) fn all_holders(&self) -> rustc_hash::FxHashMap<u64, Vec<(ContextId, HeldLock)>> {
+        self.held.all_holders()
     }
 
     /// The lock waited for was acquired by `context`.
@@ -1009,6 +1033,29 @@ pub(crate) fn describe(class: ClassId) -> class::LockClass {
         subclass: 0,
         type_name: None,
     })
+}
+
+/// How long a "stuck now" cycle through a lock handed to a pending future
+/// must last before it is reported.
+const CONFIRM_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Checks again, from a thread of its own after [`CONFIRM_AFTER`], whether
+/// the wait `seq` of `context` is still stuck, and reports it if so.
+fn confirm_later(context: ContextId, seq: u64, instance: u64) {
+    let spawned = std::thread::Builder::new()
+        .name("async-lockdep-confirm".into())
+        .spawn(move || {
+            std::thread::sleep(CONFIRM_AFTER);
+            let state = engine_state();
+            if let Some(report) = waits::stuck_cycle(state, context, seq) {
+                state.publish_stuck(report, Panic::Never, context, seq, instance);
+            }
+        });
+    if let Err(error) = spawned {
+        engine_state().log_error(&format!(
+            "async-lockdep: could not start a thread to confirm a deadlock: {error}"
+        ));
+    }
 }
 
 pub(crate) fn dependency_of(

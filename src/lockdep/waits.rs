@@ -100,6 +100,11 @@ impl Waits {
         self.map().get(&context).cloned().unwrap_or_default()
     }
 
+    /// How many waits are pending, in all.
+    fn total(&self) -> usize {
+        self.map().values().map(Vec::len).sum()
+    }
+
     /// Every pending wait, with its context.
     fn all(&self) -> Vec<(ContextId, Wait)> {
         self.map()
@@ -230,10 +235,17 @@ struct Analysis {
     waits: Vec<(ContextId, Wait, Option<Blocked>)>,
     /// `stuck[i]`: waits[i] can never end, as far as the detector can see.
     stuck: Vec<bool>,
+    /// The indices in `waits` of each context's waits.
+    by_context: FxHashMap<ContextId, Vec<usize>>,
 }
 
 /// How many contexts the analysis explores around a new wait.
 const MAX_CONTEXTS: usize = 64;
+
+/// Past this many pending waits in the process, new waits are not analysed
+/// (thousands of futures waiting at once, e.g. joined on a limiter): the
+/// watchdog still reports long waits.
+const MAX_WAITS: usize = 4096;
 
 impl Analysis {
     /// Explores the contexts reachable from `start` through holds and finds
@@ -241,19 +253,27 @@ impl Analysis {
     /// holds (any or all, as it needs) belong to contexts whose waits begun
     /// after taking them are all in the set.
     fn new(state: &State, start: ContextId) -> Analysis {
+        if state.waits().total() > MAX_WAITS {
+            return Analysis {
+                waits: Vec::new(),
+                stuck: Vec::new(),
+                by_context: FxHashMap::default(),
+            };
+        }
         let all_waits = state.waits().all();
+        let mut waits_of: FxHashMap<ContextId, Vec<Wait>> = FxHashMap::default();
+        for (context, wait) in &all_waits {
+            waits_of.entry(*context).or_default().push(*wait);
+        }
+        let holders = state.all_holders();
         let mut contexts = vec![start];
         let mut waits = Vec::new();
         let mut next = 0;
         while next < contexts.len() && next < MAX_CONTEXTS {
             let context = contexts[next];
             next += 1;
-            for wait in all_waits
-                .iter()
-                .filter(|(c, _)| *c == context)
-                .map(|(_, w)| *w)
-            {
-                let blocked = blocked_by(state, context, wait, &all_waits);
+            for &wait in waits_of.get(&context).map_or(&[][..], Vec::as_slice) {
+                let blocked = blocked_by(state, context, wait, &all_waits, &holders);
                 if let Some(blocked) = &blocked {
                     for hold in &blocked.holds {
                         if !contexts.contains(&hold.holder) {
@@ -264,9 +284,14 @@ impl Analysis {
                 waits.push((context, wait, blocked));
             }
         }
+        let mut by_context: FxHashMap<ContextId, Vec<usize>> = FxHashMap::default();
+        for (i, (context, ..)) in waits.iter().enumerate() {
+            by_context.entry(*context).or_default().push(i);
+        }
         let mut analysis = Analysis {
             stuck: vec![true; waits.len()],
             waits,
+            by_context,
         };
         loop {
             let mut changed = false;
@@ -299,13 +324,16 @@ impl Analysis {
     /// holder ran meanwhile: a `select!` branch, a future kept aside).
     fn keeping(&self, hold: &Hold) -> impl Iterator<Item = usize> + '_ {
         let hold = *hold;
-        (0..self.waits.len()).filter(move |&j| {
-            let (context, wait, _) = &self.waits[j];
-            *context == hold.holder
-                && match hold.granted {
-                    Some(granted) => wait.seq > granted,
-                    None => wait.mark >= hold.held.token,
-                }
+        let of_holder = self
+            .by_context
+            .get(&hold.holder)
+            .map_or(&[][..], Vec::as_slice);
+        of_holder.iter().copied().filter(move |&j| {
+            let wait = &self.waits[j].1;
+            match hold.granted {
+                Some(granted) => wait.seq > granted,
+                None => wait.mark >= hold.held.token,
+            }
         })
     }
 
@@ -327,7 +355,8 @@ impl Analysis {
         }
         let mut path = vec![first];
         let mut holds = Vec::new();
-        self.extend(&mut path, &mut holds).then(|| {
+        let mut visited = vec![false; self.waits.len()];
+        self.extend(&mut path, &mut holds, &mut visited).then(|| {
             let chain = path
                 .iter()
                 .map(|&i| (self.waits[i].0, self.waits[i].1))
@@ -336,7 +365,11 @@ impl Analysis {
         })
     }
 
-    fn extend(&self, path: &mut Vec<usize>, holds: &mut Vec<Hold>) -> bool {
+    /// Follows stuck holds from the last wait of `path` back to its first
+    /// context. Each wait is entered once (`visited`): the search stays
+    /// linear, at the price of a cycle only reachable along a path the first
+    /// visit's prefix excluded.
+    fn extend(&self, path: &mut Vec<usize>, holds: &mut Vec<Hold>, visited: &mut [bool]) -> bool {
         let Some(&last) = path.last() else {
             return false;
         };
@@ -364,9 +397,12 @@ impl Analysis {
                 continue;
             }
             for j in self.keeping(hold).collect::<Vec<_>>() {
+                if std::mem::replace(&mut visited[j], true) {
+                    continue;
+                }
                 path.push(j);
                 holds.push(*hold);
-                if self.extend(path, holds) {
+                if self.extend(path, holds, visited) {
                     return true;
                 }
                 path.pop();
@@ -386,10 +422,11 @@ fn blocked_by(
     context: ContextId,
     wait: Wait,
     all_waits: &[(ContextId, Wait)],
+    all_holders: &FxHashMap<u64, Vec<(ContextId, HeldLock)>>,
 ) -> Option<Blocked> {
     let want = wait.want;
     let instance = want.lock.instance;
-    let holders = state.holders_of(instance);
+    let holders = all_holders.get(&instance).cloned().unwrap_or_default();
     let hold = |(holder, held): (ContextId, HeldLock)| Hold {
         holder,
         held,
