@@ -204,10 +204,13 @@ fn class_with_site(class: &LockClass) -> String {
     let site = &class.created_at;
     let created = format!("{}:{}:{}", site.file(), site.line(), site.column());
     if class.name == created {
-        match &class.type_name {
-            // An unnamed class: its type says which lock it is.
-            Some(type_name) => format!("{class} ({type_name})"),
-            None => format!("{class}"),
+        // An unnamed class: its type says which lock it is.
+        match (&class.type_name, class.kind) {
+            (Some(item), ClassKind::Channel) => format!("{class} (channel of {item})"),
+            (Some(type_name), _) => format!("{class} ({type_name})"),
+            (None, ClassKind::Task) => format!("{class} (spawned task)"),
+            (None, ClassKind::WorkQueue) => format!("{class} (work queue)"),
+            (None, _) => format!("{class}"),
         }
     } else {
         format!("{class} (created at {created})")

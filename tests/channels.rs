@@ -335,7 +335,7 @@ async fn an_unnamed_channel_shows_its_site_and_type() {
     assert_eq!(reports.len(), 1, "{reports:#?}");
     let text = reports[0].to_string();
     assert!(
-        text.contains(&format!("`{}:{created}:24` (Sender<u32>)", file!())),
+        text.contains(&format!("`{}:{created}:24` (channel of u32)", file!())),
         "{text}"
     );
 }

@@ -457,3 +457,28 @@ async fn awaiting_an_earlier_item_or_one_of_a_concurrent_queue_is_fine() {
     assert_eq!(got.unwrap(), 3);
     assert!(lockdep.take_reports().is_empty());
 }
+
+/// An unnamed spawned task's class is its spawn site, shown as a task.
+#[tokio::test]
+async fn an_unnamed_task_class_is_shown_as_a_spawned_task() {
+    let lockdep = test_guard();
+    let a = Arc::new(Mutex::with_class("joined-under-a", ()));
+    fn start(a: Arc<Mutex<()>>) -> async_lockdep::JoinHandle<()> {
+        spawn(async move {
+            let _a = a.lock().await; // task -> a
+        })
+    }
+    start(a.clone()).join().await.unwrap();
+    let guard = a.lock().await;
+    let handle = start(a.clone());
+    let joined = tokio::time::timeout(Duration::from_millis(50), handle.join()).await;
+    assert!(joined.is_err(), "the task waits for `a`, held here");
+    drop(guard);
+    let reports = lockdep.take_reports();
+    let cycle = reports
+        .iter()
+        .find(|r| r.kind == ReportKind::CircularDependency)
+        .unwrap_or_else(|| panic!("{reports:#?}"));
+    let text = cycle.to_string();
+    assert!(text.contains("` (spawned task)"), "{text}");
+}

@@ -155,10 +155,21 @@ thread_local! {
     static CACHED: RefCell<Option<Arc<Record>>> = const { RefCell::new(None) };
 }
 
-/// Each new record's tokens start at a fresh base, so that a context's
-/// tokens keep growing even if its record is dropped and made again (a
-/// wait's mark compares with them).
+/// Each new record's tokens start at a fresh base, above every token a
+/// dropped record handed out, so that a context's tokens keep growing even
+/// if its record is dropped and made again (a wait's mark compares with
+/// them, and provisional dependencies are keyed by them).
 static NEXT_BASE: AtomicU64 = AtomicU64::new(1);
+
+/// The largest token a dropped record handed out.
+static DROPPED_HIGH: AtomicU64 = AtomicU64::new(0);
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        let last = self.stack().next_token;
+        DROPPED_HIGH.fetch_max(last, Ordering::Relaxed);
+    }
+}
 
 impl Default for HeldLocks {
     fn default() -> Self {
@@ -208,7 +219,8 @@ impl HeldLocks {
                         context,
                         stack: Mutex::new(Stack {
                             held: Vec::new(),
-                            next_token: NEXT_BASE.fetch_add(1, Ordering::Relaxed) << 32,
+                            next_token: (NEXT_BASE.fetch_add(1, Ordering::Relaxed) << 32)
+                                .max(DROPPED_HIGH.load(Ordering::Relaxed).saturating_add(1)),
                         }),
                     });
                     if registry.map.len() >= registry.sweep_at {

@@ -54,7 +54,7 @@ pub fn channel<T>(buffer: usize) -> (Sender<T>, Receiver<T>) {
     let class = class::for_site_typed(
         Location::caller(),
         ClassKind::Channel,
-        Some(std::any::type_name::<Sender<T>>()),
+        Some(std::any::type_name::<T>()),
     );
     with_class_id(class, buffer)
 }
