@@ -36,16 +36,52 @@ async fn join_all_of_instrumented_requests_sharing_a_mutex_is_silent() {
     assert!(reports.is_empty(), "{reports:#?}");
 }
 
+/// Without spans the joined requests are one context: each one's wait for
+/// the cache looks like the task re-locking what it holds. Such a wait is
+/// decided when it ends: it got the lock (a sibling let it go), so it is
+/// silent.
 #[tokio::test]
-async fn join_all_without_spans_is_only_a_possible_self_deadlock_naming_the_fixes() {
+async fn join_all_without_spans_is_silent_once_each_wait_gets_the_lock() {
     let _layer = with_layer();
     let lockdep = test_guard();
     let cache = Mutex::with_class("span-unseparated-cache", 0u32);
     join_all((1..=3).map(|id| request(&cache, id))).await;
     assert_eq!(*cache.lock().await, 6);
+    tokio::time::sleep(Duration::from_millis(700)).await; // past any confirmation
     let reports = lockdep.take_reports();
+    assert!(reports.is_empty(), "{reports:#?}");
+}
+
+/// A real re-lock in one task, outside spans, that nothing cancels: once it
+/// has lasted, it is reported as a possible self-deadlock naming the fixes
+/// for joined futures, while it still hangs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relock_that_keeps_waiting_is_reported_as_a_possible_self_deadlock() {
+    let lockdep = test_guard();
+    let cache = Arc::new(Mutex::with_class("span-relock-cache", 0u32));
+    let c = cache.clone();
+    let first = line!() + 2;
+    let task = tokio::spawn(async move {
+        let _entry = c.lock().await;
+        *c.lock().await += 1; // hangs: tokio's Mutex is not re-entrant
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let reports = loop {
+        let reports = lockdep.take_reports();
+        if !reports.is_empty() || std::time::Instant::now() > deadline {
+            break reports;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(!task.is_finished(), "it still hangs");
+    task.abort();
     assert_eq!(reports.len(), 1, "{reports:#?}");
     assert_eq!(reports[0].kind, ReportKind::PossibleSelfDeadlock);
+    let dep = &reports[0].dependencies[0];
+    assert_eq!(
+        (dep.held_at.line(), dep.waited_at.line()),
+        (first, first + 1)
+    );
     let text = reports[0].to_string();
     assert!(text.contains("possible self-deadlock"), "{text}");
     assert!(text.contains("`join!`"), "{text}");

@@ -304,7 +304,7 @@ impl Waiting {
 impl Drop for Waiting {
     fn drop(&mut self) {
         if let Some(detector) = &self.detector {
-            detector.wait_end(self.context, self.seq);
+            detector.wait_cancelled(self.context, self.seq);
         }
     }
 }

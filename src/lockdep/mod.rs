@@ -88,6 +88,10 @@ pub(crate) struct State {
     /// acquisition, until it is released.
     provisional: Mutex<rustc_hash::FxHashMap<HeldKey, Vec<Pending>>>,
     reports: Mutex<Reports>,
+    /// Possible self-deadlocks of waits not decided yet, by (context, wait).
+    deferred: Mutex<rustc_hash::FxHashMap<(ContextId, u64), Deferred>>,
+    /// How many: a relaxed read keeps `wait_end` cheap when there are none.
+    deferred_count: AtomicUsize,
     max_classes: AtomicUsize,
     max_edges: AtomicUsize,
     max_reports: AtomicUsize,
@@ -309,6 +313,8 @@ impl State {
             instances: Mutex::new(InstanceOrder::default()),
             provisional: Mutex::new(rustc_hash::FxHashMap::default()),
             reports: Mutex::new(Reports::default()),
+            deferred: Mutex::new(rustc_hash::FxHashMap::default()),
+            deferred_count: AtomicUsize::new(0),
             max_classes: AtomicUsize::new(DEFAULT_MAX_CLASSES),
             max_edges: AtomicUsize::new(DEFAULT_MAX_EDGES),
             max_reports: AtomicUsize::new(DEFAULT_MAX_REPORTS),
@@ -511,7 +517,7 @@ impl State {
             Check::Slow(slow) => slow,
         };
         drop(stack);
-        self.record(context, want, slow);
+        self.record(context, want, slow, false);
         let token = record.stack().push(&want);
         Hold { record, token }
     }
@@ -521,8 +527,11 @@ impl State {
     /// and the wait's sequence number.
     #[inline]
     pub(crate) fn wait_start(&self, want: Acquire) -> (ContextId, u64) {
-        let (context, mark) = self.record_wait_edges(want);
+        let (context, mark, deferred) = self.wait_edges(want, true);
         let seq = self.register_wait(context, want, mark);
+        if let Some(deferred) = deferred {
+            self.defer(context, seq, deferred);
+        }
         (context, seq)
     }
 
@@ -531,16 +540,25 @@ impl State {
     /// began have larger tokens.
     #[inline]
     pub(crate) fn record_wait_edges(&self, want: Acquire) -> (ContextId, u64) {
+        let (context, mark, _) = self.wait_edges(want, false);
+        (context, mark)
+    }
+
+    /// As [`State::record_wait_edges`]; with `defer`, a possible
+    /// self-deadlock is returned rather than reported (see `defer`).
+    #[inline]
+    fn wait_edges(&self, want: Acquire, defer: bool) -> (ContextId, u64, Option<Deferred>) {
         let context = ContextId::current();
         let record = self.held.record(context);
         let (check, mark) = {
             let stack = record.stack();
             (self.check(stack.held(), want), stack.last_token())
         };
-        if let Check::Slow(slow) = check {
-            self.record(context, want, slow);
-        }
-        (context, mark)
+        let deferred = match check {
+            Check::Slow(slow) => self.record(context, want, slow, defer),
+            Check::Fine => None,
+        };
+        (context, mark, deferred)
     }
 
     /// Registers the wait of `context` (for the wait-for check and the
@@ -559,7 +577,10 @@ impl State {
             // It goes through a lock tokio handed to a pending future: its
             // task may only not have polled it yet (`join!`, `select!`).
             // Confirm it once that task had time to run.
-            confirm_later(context, seq, want.lock.instance);
+            schedule(
+                CONFIRM_AFTER,
+                Confirm::Stuck(context, seq, want.lock.instance),
+            );
             return seq;
         }
         self.publish_stuck(report, Panic::OnDeadlock, context, seq, want.lock.instance);
@@ -624,7 +645,7 @@ impl State {
             return;
         }
         let certain = want.blocking || earlier.span != 0;
-        if !self.first_at_sites(want.lock.class, earlier.want.site, want.site) {
+        if certain && !self.first_at_sites(want.lock.class, earlier.want.site, want.site) {
             return;
         }
         let spans = self.current_spans();
@@ -652,6 +673,19 @@ impl State {
             pending_wait: true,
             reader_cap: None,
         };
+        if !certain {
+            // Decided later: a joined sibling's wait ends, a kept future's not.
+            let deferred = Deferred {
+                report,
+                class: want.lock.class,
+                instance: want.lock.instance,
+                sites: (earlier.want.site, want.site),
+                conflict: Conflict::Waits(earlier.seq),
+                test: None,
+            };
+            self.defer(context, seq, deferred);
+            return;
+        }
         self.publish_for(
             report,
             Panic::OnReport,
@@ -664,6 +698,90 @@ impl State {
     #[inline]
     pub(crate) fn wait_end(&self, context: ContextId, seq: u64) {
         self.waits.end(context, seq);
+        if self.deferred_count.load(Ordering::Relaxed) != 0 {
+            self.take_deferred(context, seq); // it ended: no deadlock
+        }
+    }
+
+    /// The wait `seq` of `context` was given up (its future dropped): a
+    /// possible self-deadlock deferred for it is reported if its conflict
+    /// still stands (a test's timeout cancelling a re-lock that hung).
+    pub(crate) fn wait_cancelled(&self, context: ContextId, seq: u64) {
+        let deferred = if self.deferred_count.load(Ordering::Relaxed) != 0 {
+            self.take_deferred(context, seq)
+        } else {
+            None
+        };
+        if let Some(deferred) = deferred {
+            if self.still_conflicts(context, &deferred) {
+                self.waits.end(context, seq);
+                self.publish_deferred(deferred);
+                return;
+            }
+        }
+        self.waits.end(context, seq);
+    }
+
+    /// Keeps the possible self-deadlock of the wait `seq` of `context`
+    /// until it is decided: dropped if the wait ends with the lock (a future
+    /// joined in the same task held it and let it go), reported if the wait
+    /// is given up or still lasts after [`CONFIRM_SELF_AFTER`] while the
+    /// conflict stands.
+    fn defer(&self, context: ContextId, seq: u64, mut deferred: Deferred) {
+        deferred.test = self.test_of(deferred.instance);
+        {
+            let mut map = lock_ignoring_poison(&self.deferred);
+            if map.len() >= MAX_DEFERRED {
+                return; // the confirmation below would find nothing
+            }
+            map.insert((context, seq), deferred);
+            self.deferred_count.store(map.len(), Ordering::Relaxed);
+        }
+        schedule(CONFIRM_SELF_AFTER, Confirm::Deferred(context, seq));
+    }
+
+    fn take_deferred(&self, context: ContextId, seq: u64) -> Option<Deferred> {
+        let mut map = lock_ignoring_poison(&self.deferred);
+        let deferred = map.remove(&(context, seq));
+        self.deferred_count.store(map.len(), Ordering::Relaxed);
+        deferred
+    }
+
+    /// Whether the conflict of `deferred` still stands for `context`: the
+    /// lock it holds is still held, the earlier wait still pending.
+    fn still_conflicts(&self, context: ContextId, deferred: &Deferred) -> bool {
+        match deferred.conflict {
+            Conflict::Holds(token) => self
+                .held
+                .find(context)
+                .is_some_and(|r| r.stack().held().iter().any(|h| h.token == token)),
+            Conflict::Waits(seq) => self.waits.pending(context, seq),
+        }
+    }
+
+    fn publish_deferred(&self, deferred: Deferred) {
+        if !self.first_at_sites(deferred.class, deferred.sites.0, deferred.sites.1) {
+            return;
+        }
+        self.publish_to(
+            deferred.report,
+            Panic::Never,
+            || {},
+            deferred.test.map(|key| vec![key]),
+        );
+    }
+
+    /// The confirmation of a deferred possible self-deadlock is due.
+    fn confirm_deferred(&self, context: ContextId, seq: u64) {
+        if !self.waits.pending(context, seq) {
+            return;
+        }
+        let Some(deferred) = self.take_deferred(context, seq) else {
+            return;
+        };
+        if self.still_conflicts(context, &deferred) {
+            self.publish_deferred(deferred);
+        }
     }
 
     /// The span `serial` closed on this thread: holds the current context
@@ -770,16 +888,20 @@ impl State {
     ) {
         // Look the test up once here; `publish_to` falls back to every live
         // test only when neither the context's test nor the creator is known.
-        let test = {
-            let mut tests = lock_ignoring_poison(&self.tests);
-            current_test(&mut tests).or_else(|| {
-                lock_ignoring_poison(&self.created_by)
-                    .get(&lock)
-                    .copied()
-                    .filter(|key| tests.get(*key).is_some())
-            })
-        };
+        let test = self.test_of(lock);
         self.publish_to(report, panic, before_panic, test.map(|key| vec![key]));
+    }
+
+    /// The test a report about waiting for lock instance `lock` belongs to:
+    /// the calling context's, else the test that created the lock.
+    fn test_of(&self, lock: u64) -> Option<TestKey> {
+        let mut tests = lock_ignoring_poison(&self.tests);
+        current_test(&mut tests).or_else(|| {
+            lock_ignoring_poison(&self.created_by)
+                .get(&lock)
+                .copied()
+                .filter(|key| tests.get(*key).is_some())
+        })
     }
 
     /// A lock instance was made: remembers the test registered on this
@@ -1039,23 +1161,108 @@ pub(crate) fn describe(class: ClassId) -> class::LockClass {
 /// must last before it is reported.
 const CONFIRM_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Checks again, from a thread of its own after [`CONFIRM_AFTER`], whether
-/// the wait `seq` of `context` is still stuck, and reports it if so.
-fn confirm_later(context: ContextId, seq: u64, instance: u64) {
+/// How long a possible self-deadlock of a wait (a re-lock in one task,
+/// outside spans) must last before it is reported: a future joined in the
+/// same task that holds the lock lets it go by then.
+const CONFIRM_SELF_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Most possible self-deadlocks waiting for their confirmation.
+const MAX_DEFERRED: usize = 4096;
+
+/// A check due later, on the confirmation thread.
+#[derive(Clone, Copy, Debug)]
+enum Confirm {
+    /// Is the wait `seq` of the context still stuck (a cycle through a lock
+    /// handed to a pending future; lock instance for attribution)?
+    Stuck(ContextId, u64, u64),
+    /// Does the deferred possible self-deadlock of the wait still stand?
+    Deferred(ContextId, u64),
+}
+
+/// Checks due, with their time; the thread runs while there are some.
+static CONFIRMATIONS: Mutex<Vec<(std::time::Instant, Confirm)>> = Mutex::new(Vec::new());
+
+/// Whether the confirmation thread runs.
+static CONFIRMING: AtomicBool = AtomicBool::new(false);
+
+/// Runs `check` after `delay`, on the confirmation thread (started when
+/// needed, gone when nothing is due).
+fn schedule(delay: std::time::Duration, check: Confirm) {
+    let due = std::time::Instant::now() + delay;
+    lock_ignoring_poison(&CONFIRMATIONS).push((due, check));
+    if CONFIRMING.swap(true, Ordering::AcqRel) {
+        return;
+    }
     let spawned = std::thread::Builder::new()
         .name("async-lockdep-confirm".into())
-        .spawn(move || {
-            std::thread::sleep(CONFIRM_AFTER);
-            let state = engine_state();
-            if let Some(report) = waits::stuck_cycle(state, context, seq) {
-                state.publish_stuck(report, Panic::Never, context, seq, instance);
-            }
-        });
+        .spawn(confirm_loop);
     if let Err(error) = spawned {
+        CONFIRMING.store(false, Ordering::Release);
+        lock_ignoring_poison(&CONFIRMATIONS).clear();
         engine_state().log_error(&format!(
-            "async-lockdep: could not start a thread to confirm a deadlock: {error}"
+            "async-lockdep: could not start a thread to confirm reports: {error}"
         ));
     }
+}
+
+fn confirm_loop() {
+    let state = engine_state();
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let now = std::time::Instant::now();
+        let due: Vec<Confirm> = {
+            let mut queue = lock_ignoring_poison(&CONFIRMATIONS);
+            let (due, later): (Vec<_>, Vec<_>) = queue.drain(..).partition(|(at, _)| *at <= now);
+            *queue = later;
+            due.into_iter().map(|(_, check)| check).collect()
+        };
+        // No engine lock is held while checking and reporting.
+        for check in due {
+            match check {
+                Confirm::Stuck(context, seq, instance) => {
+                    if let Some(report) = waits::stuck_cycle(state, context, seq) {
+                        state.publish_stuck(report, Panic::Never, context, seq, instance);
+                    }
+                }
+                Confirm::Deferred(context, seq) => state.confirm_deferred(context, seq),
+            }
+        }
+        let mut queue = lock_ignoring_poison(&CONFIRMATIONS);
+        if queue.is_empty() {
+            CONFIRMING.store(false, Ordering::Release);
+            drop(queue);
+            // A check scheduled after the queue was seen empty but before the
+            // flag fell started no thread: take it over.
+            if lock_ignoring_poison(&CONFIRMATIONS).is_empty()
+                || CONFIRMING.swap(true, Ordering::AcqRel)
+            {
+                return;
+            }
+        } else {
+            queue.shrink_to_fit();
+        }
+    }
+}
+
+/// A possible self-deadlock of a wait, until it is decided (`State::defer`).
+pub(crate) struct Deferred {
+    pub(crate) report: Report,
+    pub(crate) class: ClassId,
+    pub(crate) instance: u64,
+    /// The held site and the waiting site, for the once-per-sites rule.
+    pub(crate) sites: (&'static Location<'static>, &'static Location<'static>),
+    pub(crate) conflict: Conflict,
+    /// The test it belongs to, found when the wait began.
+    pub(crate) test: Option<TestKey>,
+}
+
+/// What the deferred wait conflicts with, in its own context.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Conflict {
+    /// The lock the context holds (its token).
+    Holds(u64),
+    /// An earlier pending wait for the same lock (its sequence number).
+    Waits(u64),
 }
 
 pub(crate) fn dependency_of(

@@ -9,7 +9,10 @@ use std::sync::atomic::Ordering;
 
 use super::class::{self, ClassKind};
 use super::held::{chain_after, HeldKey, HeldLock, Hold};
-use super::{dependency_of, describe_instance, lock_ignoring_poison, Acquire, Panic, State};
+use super::{
+    dependency_of, describe_instance, lock_ignoring_poison, Acquire, Conflict, Deferred, Panic,
+    State,
+};
 use crate::graph::{Graph, Insert};
 use crate::report::{Dependency, Report, ReportKind};
 use crate::vocab::{Access, ClassId, ContextId, LockRef};
@@ -205,19 +208,50 @@ impl State {
 
     /// The slow path: a chain never validated before.
     #[cold]
-    pub(super) fn record(&self, context: ContextId, want: Acquire, slow: Slow) {
+    ///
+    /// With `defer` (a wait that has begun), a possible self-deadlock (the
+    /// context holds the lock outside spans: maybe a joined sibling future's
+    /// hold) is returned to be decided later instead of being reported.
+    pub(super) fn record(
+        &self,
+        context: ContextId,
+        want: Acquire,
+        slow: Slow,
+        defer: bool,
+    ) -> Option<Deferred> {
         let spans = self.current_spans();
         let test = self.current_test_name();
         let mut reports = Vec::new();
-        if let Some(same) = slow.same {
-            reports.extend(self.self_deadlock(
+        let mut deferred = None;
+        match slow.same {
+            Some(same) if defer && !same.certain => {
+                let mut dependency = dependency_of(&same.held, want, context, &spans);
+                dependency.test = test.as_ref().map(|t| t.to_string());
+                deferred = Some(Deferred {
+                    report: Report {
+                        kind: ReportKind::PossibleSelfDeadlock,
+                        dependencies: vec![dependency],
+                        needs_writer: same.needs_writer,
+                        long_wait: None,
+                        pending_wait: false,
+                        reader_cap: None,
+                    },
+                    class: want.lock.class,
+                    instance: want.lock.instance,
+                    sites: (same.held.site, want.site),
+                    conflict: Conflict::Holds(same.held.token),
+                    test: None,
+                });
+            }
+            Some(same) => reports.extend(self.self_deadlock(
                 &same.held,
                 want,
                 context,
                 &spans,
                 same.needs_writer,
                 same.certain,
-            ));
+            )),
+            None => {}
         }
         if let Some(held) = slow.pool {
             reports.extend(self.pool_exhaustion(&held, want, context, &spans));
@@ -274,6 +308,7 @@ impl State {
         for report in reports {
             self.publish_for(report, Panic::OnReport, || {}, want.lock.instance);
         }
+        deferred
     }
 
     /// Adds dependencies to the class graph (or, between two instances of

@@ -100,6 +100,13 @@ impl Waits {
         self.map().get(&context).cloned().unwrap_or_default()
     }
 
+    /// Whether the wait `seq` of `context` is still pending.
+    pub(crate) fn pending(&self, context: ContextId, seq: u64) -> bool {
+        self.map()
+            .get(&context)
+            .is_some_and(|waits| waits.iter().any(|w| w.seq == seq))
+    }
+
     /// How many waits are pending, in all.
     fn total(&self) -> usize {
         self.map().values().map(Vec::len).sum()
