@@ -135,6 +135,9 @@ struct Registry {
     map: FxHashMap<ContextId, Arc<Record>>,
     /// Map size at which records nobody else uses are swept.
     sweep_at: usize,
+    /// Swept records kept for reuse (with their stacks' capacity), so
+    /// that tasks coming and going allocate nothing in steady state.
+    spare: Vec<Arc<Record>>,
 }
 
 impl Default for Registry {
@@ -142,11 +145,64 @@ impl Default for Registry {
         Registry {
             map: FxHashMap::default(),
             sweep_at: MIN_SWEEP_AT,
+            spare: Vec::new(),
         }
     }
 }
 
 const MIN_SWEEP_AT: usize = 64;
+
+/// Most swept records kept for reuse, per registry shard.
+const MAX_SPARE: usize = 32;
+
+/// A fresh first token for a new (or reused) record.
+fn fresh_base() -> u64 {
+    (NEXT_BASE.fetch_add(1, Ordering::Relaxed) << 32)
+        .max(DROPPED_HIGH.load(Ordering::Relaxed).saturating_add(1))
+}
+
+impl Registry {
+    /// A record for `context`: a spare one reset, or a new one.
+    fn make(&mut self, context: ContextId) -> Arc<Record> {
+        while let Some(mut record) = self.spare.pop() {
+            if let Some(unique) = Arc::get_mut(&mut record) {
+                let stack = unique
+                    .stack
+                    .get_mut()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                DROPPED_HIGH.fetch_max(stack.next_token, Ordering::Relaxed);
+                stack.held.clear();
+                stack.next_token = fresh_base();
+                unique.context = context;
+                return record;
+            }
+        }
+        Arc::new(Record {
+            context,
+            stack: Mutex::new(Stack {
+                held: Vec::new(),
+                next_token: fresh_base(),
+            }),
+        })
+    }
+
+    /// Drops (or keeps for reuse) the records only the registry uses: no
+    /// guard, no thread's cache, so they hold nothing (a guard keeps its
+    /// record).
+    fn sweep(&mut self) {
+        let Registry { map, spare, .. } = self;
+        map.retain(|_, record| {
+            if Arc::strong_count(record) > 1 {
+                return true;
+            }
+            if spare.len() < MAX_SPARE {
+                spare.push(Arc::clone(record));
+            }
+            false
+        });
+        self.sweep_at = (self.map.len() * 2).max(MIN_SWEEP_AT);
+    }
+}
 
 thread_local! {
     /// The record of the context that last took a lock on this thread: the
@@ -215,22 +271,10 @@ impl HeldLocks {
             match registry.map.get(&context) {
                 Some(record) => Arc::clone(record),
                 None => {
-                    let record = Arc::new(Record {
-                        context,
-                        stack: Mutex::new(Stack {
-                            held: Vec::new(),
-                            next_token: (NEXT_BASE.fetch_add(1, Ordering::Relaxed) << 32)
-                                .max(DROPPED_HIGH.load(Ordering::Relaxed).saturating_add(1)),
-                        }),
-                    });
                     if registry.map.len() >= registry.sweep_at {
-                        // Only the registry uses it: no guard, no thread's
-                        // cache, so it holds nothing (a guard keeps its record).
-                        registry
-                            .map
-                            .retain(|_, record| Arc::strong_count(record) > 1);
-                        registry.sweep_at = (registry.map.len() * 2).max(MIN_SWEEP_AT);
+                        registry.sweep();
                     }
+                    let record = registry.make(context);
                     registry.map.insert(context, Arc::clone(&record));
                     record
                 }
@@ -393,5 +437,41 @@ fn rechain(stack: &mut [HeldLock], pos: usize) {
     for held in &mut stack[pos..] {
         held.chain = chain_after(below, held.lock, held.access);
         below = held.chain;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn swept_records_are_reused_with_higher_tokens() {
+        let mut registry = Registry::default();
+        let mut last_tokens = Vec::new();
+        for n in 0..10 {
+            let record = registry.make(ContextId::Thread(1_000_000 + n));
+            last_tokens.push(record.stack().last_token());
+            registry.map.insert(record.context, record);
+        }
+        let swept: Vec<*const Record> = registry.map.values().map(Arc::as_ptr).collect();
+        registry.sweep();
+        assert!(registry.map.is_empty(), "no guard or cache used them");
+        assert_eq!(registry.spare.len(), 10);
+        let reused = registry.make(ContextId::Thread(2_000_000));
+        assert!(swept.contains(&Arc::as_ptr(&reused)), "a spare record");
+        assert_eq!(reused.context, ContextId::Thread(2_000_000));
+        assert!(reused.stack().held().is_empty());
+        let highest = last_tokens.iter().max().copied().unwrap_or(0);
+        assert!(reused.stack().last_token() > highest);
+    }
+
+    #[test]
+    fn a_record_in_use_is_not_swept() {
+        let mut registry = Registry::default();
+        let record = registry.make(ContextId::Thread(3_000_000));
+        registry.map.insert(record.context, Arc::clone(&record));
+        registry.sweep();
+        assert_eq!(registry.map.len(), 1, "a guard (here: `record`) keeps it");
+        assert!(registry.spare.is_empty());
     }
 }
