@@ -537,6 +537,10 @@ impl Drop for TestGuard {
         // Cycles through this test's dependencies and what other test
         // processes of the run wrote meanwhile (the run's store).
         lockdep::engine_state().check_store(key);
+        // Waits of this test still undecided (a re-lock in one task that
+        // still waits with its conflict standing) lasted the whole test.
+        lockdep::engine_state().settle_deferred(key);
+        lockdep::engine_state().mark_checked(key);
         let (reports, dropped) = lockdep::engine_state().take_test_reports(key);
         if reports.is_empty() && dropped == 0 {
             return;

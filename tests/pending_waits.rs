@@ -139,3 +139,49 @@ async fn a_second_wait_from_block_in_place_behind_the_tasks_kept_future_is_repor
     assert_eq!((dep.held_at.line(), dep.waited_at.line()), (first, second));
     assert!(report.to_string().contains("still pending"), "{report}");
 }
+
+/// `join!` of a future holding `m` for a while and a future that polls
+/// `m.lock()` once, keeps it aside and waits for `m` again: when the first
+/// lets go, tokio hands `m` to the kept future, which nothing polls. Both
+/// conflicts of the second wait (the lock the task held, the task's own
+/// pending wait) are kept until decided; the one still standing is
+/// reported while the task hangs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_future_behind_a_joined_holder_is_reported_while_it_hangs() {
+    let lockdep = test_guard();
+    let m = Arc::new(Mutex::with_class("pending-joined", 0u32));
+    let m2 = m.clone();
+    let kept_line = line!() + 8;
+    let task = tokio::spawn(async move {
+        let holder = async {
+            let _g = m2.lock().await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let waiter = async {
+            tokio::task::yield_now().await; // the holder locks first
+            let mut kept = Box::pin(m2.lock());
+            assert!(futures::poll!(kept.as_mut()).is_pending());
+            *m2.lock().await += 1; // hangs once `m` goes to `kept`
+            drop(kept);
+        };
+        tokio::join!(holder, waiter);
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let reports = loop {
+        let reports = lockdep.take_reports();
+        if !reports.is_empty() || std::time::Instant::now() > deadline {
+            break reports;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(!task.is_finished(), "it hangs");
+    task.abort();
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    assert_eq!(reports[0].kind, ReportKind::PossibleSelfDeadlock);
+    assert!(reports[0].pending_wait, "{}", reports[0]);
+    let dep = &reports[0].dependencies[0];
+    assert_eq!(
+        (dep.held_at.line(), dep.waited_at.line()),
+        (kept_line, kept_line + 2)
+    );
+}

@@ -307,3 +307,29 @@ async fn a_cycle_recorded_in_one_thread_outside_any_span_carries_the_joined_note
     );
     assert!(text.contains("own_context"), "{text}");
 }
+
+/// A spawned task re-locks what it holds and the test ends 50 ms later,
+/// before any confirmation: the guard's check decides the still-waiting
+/// re-lock, and the test fails with the report (no abort at teardown).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relock_still_waiting_when_the_test_ends_fails_the_test() {
+    let lockdep = test_guard();
+    let m = Arc::new(Mutex::with_class("span-relock-short", 0u32));
+    let m2 = m.clone();
+    let task = tokio::spawn(async move {
+        let _g = m2.lock().await;
+        *m2.lock().await += 1; // hangs
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let check = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(lockdep)));
+    task.abort();
+    let message = match check {
+        Ok(()) => panic!("the guard found nothing"),
+        Err(payload) => payload
+            .downcast_ref::<String>()
+            .cloned()
+            .unwrap_or_default(),
+    };
+    assert!(message.contains("possible self-deadlock"), "{message}");
+    assert!(message.contains("`span-relock-short`"), "{message}");
+}

@@ -89,7 +89,7 @@ pub(crate) struct State {
     provisional: Mutex<rustc_hash::FxHashMap<HeldKey, Vec<Pending>>>,
     reports: Mutex<Reports>,
     /// Possible self-deadlocks of waits not decided yet, by (context, wait).
-    deferred: Mutex<rustc_hash::FxHashMap<(ContextId, u64), Deferred>>,
+    deferred: Mutex<rustc_hash::FxHashMap<(ContextId, u64), Vec<Deferred>>>,
     /// How many: a relaxed read keeps `wait_end` cheap when there are none.
     deferred_count: AtomicUsize,
     max_classes: AtomicUsize,
@@ -223,6 +223,8 @@ pub(crate) struct TestRecord {
     watchdog: bool,
     reports: Vec<Report>,
     dropped: usize,
+    /// Its guard ran its check: reports decided later fail it no more.
+    checked: bool,
     /// The class dependencies first seen in this test (for the run's store).
     own: Vec<(ClassId, ClassId, u64)>,
 }
@@ -386,6 +388,7 @@ impl State {
             reports: Vec::new(),
             dropped: 0,
             own: Vec::new(),
+            checked: false,
         });
         let key = TestKey { slot, serial };
         let _ = CURRENT_TEST.try_with(|c| c.set(Some(key)));
@@ -402,6 +405,14 @@ impl State {
                 std::mem::take(&mut record.dropped),
             ),
             None => (Vec::new(), 0),
+        }
+    }
+
+    /// The guard of test `key` runs its check: reports decided from now on
+    /// (undecided waits given up at teardown) fail it no more.
+    pub(crate) fn mark_checked(&self, key: TestKey) {
+        if let Some(record) = lock_ignoring_poison(&self.tests).get_mut(key) {
+            record.checked = true;
         }
     }
 
@@ -607,13 +618,29 @@ impl State {
             reports.stuck.insert(stuck)
         };
         if first_time {
-            self.publish_for(report, panic, || self.waits.end(context, seq), instance);
+            self.publish_for(report, panic, || self.wait_end(context, seq), instance);
         }
     }
 
     /// Whether a one-dependency report (self-deadlock, pool exhaustion,
     /// second wait) of `class` between these two sites is new; it is then
     /// remembered, so each pair of sites is reported once.
+    /// Whether this pair of sites of `class` was reported already (see
+    /// [`State::first_at_sites`]), without remembering it.
+    pub(crate) fn seen_at_sites(
+        &self,
+        class: ClassId,
+        first: &'static Location<'static>,
+        second: &'static Location<'static>,
+    ) -> bool {
+        let key = (
+            class,
+            first as *const _ as usize,
+            second as *const _ as usize,
+        );
+        lock_ignoring_poison(&self.reports).seen.contains(&key)
+    }
+
     pub(crate) fn first_at_sites(
         &self,
         class: ClassId,
@@ -639,9 +666,10 @@ impl State {
         if earlier.span != 0 && !context::span_is_entered(earlier.span) {
             return;
         }
-        // Two pending waits for permits: a semaphore may have a permit for
-        // each (a limiter's futures joined in one task wait side by side).
-        if want.access == Access::Permits {
+        // Locks only: two pending waits for permits may each get one (a
+        // limiter's futures joined in one task wait side by side), and
+        // executors (joins, flushes, sends) are not handed to a waiter.
+        if !matches!(want.access, Access::Lock | Access::Read | Access::Write) {
             return;
         }
         let certain = want.blocking || earlier.span != 0;
@@ -689,7 +717,7 @@ impl State {
         self.publish_for(
             report,
             Panic::OnReport,
-            || self.waits.end(context, seq),
+            || self.wait_end(context, seq),
             want.lock.instance,
         );
     }
@@ -710,16 +738,18 @@ impl State {
         let deferred = if self.deferred_count.load(Ordering::Relaxed) != 0 {
             self.take_deferred(context, seq)
         } else {
-            None
+            Vec::new()
         };
-        if let Some(deferred) = deferred {
-            if self.still_conflicts(context, &deferred) {
-                self.waits.end(context, seq);
-                self.publish_deferred(deferred);
-                return;
-            }
-        }
+        let standing: Vec<Deferred> = deferred
+            .into_iter()
+            .filter(|d| self.still_conflicts(context, d))
+            .collect();
         self.waits.end(context, seq);
+        for deferred in standing {
+            // In the waiting task (its lock future dropped): it may panic
+            // as the report would have when the wait began.
+            self.publish_deferred(deferred, Panic::OnReport);
+        }
     }
 
     /// Keeps the possible self-deadlock of the wait `seq` of `context`
@@ -728,23 +758,50 @@ impl State {
     /// is given up or still lasts after [`CONFIRM_SELF_AFTER`] while the
     /// conflict stands.
     fn defer(&self, context: ContextId, seq: u64, mut deferred: Deferred) {
+        let (class, (first, second)) = (deferred.class, deferred.sites);
+        if self.seen_at_sites(class, first, second) {
+            return; // reported before: once per pair of sites
+        }
         deferred.test = self.test_of(deferred.instance);
-        {
+        let kept = {
             let mut map = lock_ignoring_poison(&self.deferred);
             if map.len() >= MAX_DEFERRED {
-                return; // the confirmation below would find nothing
+                Err(deferred)
+            } else {
+                map.entry((context, seq)).or_default().push(deferred);
+                self.deferred_count.store(map.len(), Ordering::Relaxed);
+                Ok(())
             }
-            map.insert((context, seq), deferred);
-            self.deferred_count.store(map.len(), Ordering::Relaxed);
+        };
+        match kept {
+            Ok(()) => schedule(CONFIRM_SELF_AFTER, Confirm::Deferred(context, seq)),
+            // Too many undecided: report at once, as before deferring.
+            Err(deferred) => self.publish_deferred(deferred, Panic::OnReport),
         }
-        schedule(CONFIRM_SELF_AFTER, Confirm::Deferred(context, seq));
     }
 
-    fn take_deferred(&self, context: ContextId, seq: u64) -> Option<Deferred> {
+    fn take_deferred(&self, context: ContextId, seq: u64) -> Vec<Deferred> {
         let mut map = lock_ignoring_poison(&self.deferred);
-        let deferred = map.remove(&(context, seq));
+        let deferred = map.remove(&(context, seq)).unwrap_or_default();
         self.deferred_count.store(map.len(), Ordering::Relaxed);
         deferred
+    }
+
+    /// At the end of test `key` (its guard's check): its undecided waits
+    /// that still wait with their conflict standing lasted the rest of the
+    /// test, so they are reported now, to it.
+    pub(crate) fn settle_deferred(&self, key: TestKey) {
+        if self.deferred_count.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let waits: Vec<(ContextId, u64)> = lock_ignoring_poison(&self.deferred)
+            .iter()
+            .filter(|(_, list)| list.iter().any(|d| d.test == Some(key)))
+            .map(|(wait, _)| *wait)
+            .collect();
+        for (context, seq) in waits {
+            self.confirm_deferred(context, seq, Panic::Never);
+        }
     }
 
     /// Whether the conflict of `deferred` still stands for `context`: the
@@ -759,28 +816,36 @@ impl State {
         }
     }
 
-    fn publish_deferred(&self, deferred: Deferred) {
+    /// Publishes a decided possible self-deadlock to its test, if that
+    /// test is still running (not yet checked by its guard); otherwise it
+    /// is printed and kept, but fails no test.
+    fn publish_deferred(&self, deferred: Deferred, panic: Panic) {
         if !self.first_at_sites(deferred.class, deferred.sites.0, deferred.sites.1) {
             return;
         }
-        self.publish_to(
-            deferred.report,
-            Panic::Never,
-            || {},
-            deferred.test.map(|key| vec![key]),
-        );
+        let tests = {
+            let tests = lock_ignoring_poison(&self.tests);
+            deferred
+                .test
+                .filter(|key| tests.get(*key).is_some_and(|r| !r.checked))
+                .into_iter()
+                .collect()
+        };
+        self.publish_to(deferred.report, panic, || {}, Some(tests));
     }
 
-    /// The confirmation of a deferred possible self-deadlock is due.
-    fn confirm_deferred(&self, context: ContextId, seq: u64) {
-        if !self.waits.pending(context, seq) {
+    /// The confirmation of the deferred possible self-deadlocks of the wait
+    /// `seq` of `context` is due: reported if it still waits with its
+    /// conflict standing.
+    fn confirm_deferred(&self, context: ContextId, seq: u64, panic: Panic) {
+        let deferred = self.take_deferred(context, seq);
+        if deferred.is_empty() || !self.waits.pending(context, seq) {
             return;
         }
-        let Some(deferred) = self.take_deferred(context, seq) else {
-            return;
-        };
-        if self.still_conflicts(context, &deferred) {
-            self.publish_deferred(deferred);
+        for deferred in deferred {
+            if self.still_conflicts(context, &deferred) {
+                self.publish_deferred(deferred, panic);
+            }
         }
     }
 
@@ -1034,9 +1099,13 @@ impl State {
             } else {
                 ""
             };
-            if std::thread::current().name() == Some(waits::WATCHDOG_THREAD) {
-                // The watchdog's thread inherited the output capture of the
-                // test that started it: write past it.
+            let name = std::thread::current().name().map(str::to_owned);
+            if matches!(
+                name.as_deref(),
+                Some(waits::WATCHDOG_THREAD | CONFIRM_THREAD)
+            ) {
+                // The watchdog's and the confirmation thread inherited the
+                // output capture of the test that started them: write past it.
                 use std::io::Write as _;
                 let _ = write!(std::io::stderr(), "\n{text}{note}");
             } else {
@@ -1179,6 +1248,9 @@ enum Confirm {
     Deferred(ContextId, u64),
 }
 
+/// The confirmation thread's name.
+pub(crate) const CONFIRM_THREAD: &str = "async-lockdep-confirm";
+
 /// Checks due, with their time; the thread runs while there are some.
 static CONFIRMATIONS: Mutex<Vec<(std::time::Instant, Confirm)>> = Mutex::new(Vec::new());
 
@@ -1194,14 +1266,21 @@ fn schedule(delay: std::time::Duration, check: Confirm) {
         return;
     }
     let spawned = std::thread::Builder::new()
-        .name("async-lockdep-confirm".into())
+        .name(CONFIRM_THREAD.into())
         .spawn(confirm_loop);
     if let Err(error) = spawned {
         CONFIRMING.store(false, Ordering::Release);
-        lock_ignoring_poison(&CONFIRMATIONS).clear();
-        engine_state().log_error(&format!(
+        let dropped = std::mem::take(&mut *lock_ignoring_poison(&CONFIRMATIONS));
+        let state = engine_state();
+        state.log_error(&format!(
             "async-lockdep: could not start a thread to confirm reports: {error}"
         ));
+        // Decide now what could not wait.
+        for (_, check) in dropped {
+            if let Confirm::Deferred(context, seq) = check {
+                state.confirm_deferred(context, seq, Panic::Never);
+            }
+        }
     }
 }
 
@@ -1216,16 +1295,19 @@ fn confirm_loop() {
             *queue = later;
             due.into_iter().map(|(_, check)| check).collect()
         };
-        // No engine lock is held while checking and reporting.
+        // No engine lock is held while checking and reporting. A panic (in
+        // a user's layer receiving the report) loses that check only.
         for check in due {
-            match check {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match check {
                 Confirm::Stuck(context, seq, instance) => {
                     if let Some(report) = waits::stuck_cycle(state, context, seq) {
                         state.publish_stuck(report, Panic::Never, context, seq, instance);
                     }
                 }
-                Confirm::Deferred(context, seq) => state.confirm_deferred(context, seq),
-            }
+                Confirm::Deferred(context, seq) => {
+                    state.confirm_deferred(context, seq, Panic::Never)
+                }
+            }));
         }
         let mut queue = lock_ignoring_poison(&CONFIRMATIONS);
         if queue.is_empty() {
