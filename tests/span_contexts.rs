@@ -333,3 +333,46 @@ async fn a_relock_still_waiting_when_the_test_ends_fails_the_test() {
     assert!(message.contains("possible self-deadlock"), "{message}");
     assert!(message.contains("`span-relock-short`"), "{message}");
 }
+
+/// A `select!` loop between `m.lock()` and a channel, joined with a future
+/// that holds `m` a moment before each send: the lock branch often loses
+/// while the sibling holds `m`. A wait given up that quickly is a lost
+/// race, not a `timeout` running out: silent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_select_loop_whose_lock_branch_loses_to_a_joined_holder_is_silent() {
+    let lockdep = test_guard();
+    let m = Mutex::with_class("span-select-loop", 0u32);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<u32>(8);
+    let holder = async {
+        for i in 0..200 {
+            {
+                let mut g = m.lock().await;
+                *g += 1;
+                tokio::task::yield_now().await; // held across an await
+            }
+            tx.send(i).await.unwrap();
+        }
+        drop(tx);
+    };
+    let looper = async {
+        let mut received = 0;
+        loop {
+            tokio::select! {
+                g = m.lock() => drop(g),
+                message = rx.recv() => match message {
+                    Some(_) => received += 1,
+                    None => break,
+                },
+            }
+        }
+        received
+    };
+    let ((), received) = tokio::time::timeout(Duration::from_secs(10), async {
+        tokio::join!(holder, looper)
+    })
+    .await
+    .expect("no hang");
+    assert_eq!(received, 200);
+    let reports = lockdep.take_reports();
+    assert!(reports.is_empty(), "{reports:#?}");
+}

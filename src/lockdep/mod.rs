@@ -710,6 +710,7 @@ impl State {
                 sites: (earlier.want.site, want.site),
                 conflict: Conflict::Waits(earlier.seq),
                 test: None,
+                since: std::time::Instant::now(),
             };
             self.defer(context, seq, deferred);
             return;
@@ -740,9 +741,12 @@ impl State {
         } else {
             Vec::new()
         };
+        // Given up quickly, it is a `select!` branch that lost (a sibling
+        // held the lock a moment); given up after a while, a `timeout` that
+        // ran out on a wait that could not end.
         let standing: Vec<Deferred> = deferred
             .into_iter()
-            .filter(|d| self.still_conflicts(context, d))
+            .filter(|d| d.since.elapsed() >= GIVEN_UP_AFTER && self.still_conflicts(context, d))
             .collect();
         self.waits.end(context, seq);
         for deferred in standing {
@@ -1235,6 +1239,11 @@ const CONFIRM_AFTER: std::time::Duration = std::time::Duration::from_millis(100)
 /// same task that holds the lock lets it go by then.
 const CONFIRM_SELF_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// How long a wait with a possible self-deadlock must have lasted for its
+/// being given up to report it (a `timeout` running out), rather than a
+/// `select!` branch losing the race.
+const GIVEN_UP_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Most possible self-deadlocks waiting for their confirmation.
 const MAX_DEFERRED: usize = 4096;
 
@@ -1336,6 +1345,8 @@ pub(crate) struct Deferred {
     pub(crate) conflict: Conflict,
     /// The test it belongs to, found when the wait began.
     pub(crate) test: Option<TestKey>,
+    /// When the wait began.
+    pub(crate) since: std::time::Instant,
 }
 
 /// What the deferred wait conflicts with, in its own context.

@@ -241,6 +241,7 @@ impl State {
                     sites: (same.held.site, want.site),
                     conflict: Conflict::Holds(same.held.token),
                     test: None,
+                    since: std::time::Instant::now(),
                 });
             }
             Some(same) => reports.extend(self.self_deadlock(
