@@ -94,20 +94,20 @@ const SHARDS: usize = 64;
 /// One context's held locks: written by whoever polls that context (one
 /// thread at a time), read by the rare checks that look at other contexts
 /// and by releases of guards dropped elsewhere. Its mutex is the context's
-/// own, so it is uncontended on the common path.
+/// own, so it is uncontended on the common path; `parking_lot`'s, which has
+/// no poisoning to check (30 instructions less per lock + release than
+/// std's, callgrind).
 pub(crate) struct Record {
     pub(crate) context: ContextId,
-    stack: Mutex<Stack>,
+    stack: parking_lot::Mutex<Stack>,
 }
 
 impl Record {
     /// The stack, locked. Stack operations never panic midway, so a
     /// poisoned stack is intact.
     #[inline]
-    pub(crate) fn stack(&self) -> MutexGuard<'_, Stack> {
-        self.stack
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    pub(crate) fn stack(&self) -> parking_lot::MutexGuard<'_, Stack> {
+        self.stack.lock()
     }
 }
 
@@ -166,10 +166,7 @@ impl Registry {
     fn make(&mut self, context: ContextId) -> Arc<Record> {
         while let Some(mut record) = self.spare.pop() {
             if let Some(unique) = Arc::get_mut(&mut record) {
-                let stack = unique
-                    .stack
-                    .get_mut()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                let stack = unique.stack.get_mut();
                 DROPPED_HIGH.fetch_max(stack.next_token, Ordering::Relaxed);
                 stack.held.clear();
                 stack.next_token = fresh_base();
@@ -179,7 +176,7 @@ impl Registry {
         }
         Arc::new(Record {
             context,
-            stack: Mutex::new(Stack {
+            stack: parking_lot::Mutex::new(Stack {
                 held: Vec::new(),
                 next_token: fresh_base(),
             }),
