@@ -43,8 +43,11 @@ pub enum ReportKind {
     /// A task waits for a lock instance the same task holds, outside any
     /// span: a re-lock by the waiter itself (a self-deadlock), or a lock held
     /// by another future joined in the task (`join!`, `select!`,
-    /// `join_all`), which is fine. Separate such futures with a span each or
-    /// [`crate::own_context`] to tell.
+    /// `join_all`), which is fine. The wait is reported only if it does not
+    /// get the lock: given up after 50 ms or more, still waiting after
+    /// 500 ms, or still waiting at the test's check (a re-lock that did not
+    /// have to wait, such as a second read, is reported at once). Separate
+    /// such futures with a span each or [`crate::own_context`] to tell.
     PossibleSelfDeadlock,
     /// A context holding a permit of a semaphore waits for another permit of
     /// the same semaphore (a second connection from the pool it has one of):
@@ -95,7 +98,9 @@ pub struct Report {
     pub long_wait: Option<LongWait>,
     /// For a self-deadlock: the first acquisition is not held yet but a
     /// pending wait (a lock future polled once and kept aside, whose place
-    /// in tokio's queue may be granted while the second wait lasts).
+    /// in tokio's queue may be granted while the second wait lasts). For
+    /// [`ReportKind::DeadlockNow`]: a link is a lock tokio handed to a
+    /// pending future that its task does not poll (confirmed 100 ms later).
     pub pending_wait: bool,
     /// When a read of the cycle waits on reads of an `RwLock` made with
     /// `with_max_readers(n)`: that `n`. For [`ReportKind::DeadlockNow`] it is

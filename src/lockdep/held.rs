@@ -6,7 +6,7 @@
 //! taking a lock again finds its record with a thread-local read and a
 //! compare, and a guard keeps its record, so a release (wherever it happens)
 //! goes straight to it. No map and no lock shared between contexts is
-//! touched on that path; the registry (weak references, sharded by context)
+//! touched on that path; the registry (sharded by context)
 //! serves a context's first lock on a thread and the checks that look at
 //! other contexts. Records of contexts that hold nothing are swept as the
 //! registry grows, so memory follows the contexts that hold locks.
@@ -39,7 +39,7 @@ pub(crate) struct HeldLock {
     /// Held through an owned guard, which may have moved to another task:
     /// waiting for it again is then not a certain self-deadlock.
     pub(crate) movable: bool,
-    /// Identifies this acquisition within its shard, for the release.
+    /// Identifies this acquisition within its context, for the release.
     pub(crate) token: u64,
     /// The span (serial) the lock was taken in, or 0: a hold of a span is
     /// seen only by code running inside that span.

@@ -2,7 +2,7 @@
 //! detector binding (`LockMeta`), a recorded acquisition (`Holding`, whose
 //! drop records the release), a wait in progress (`Waiting`, whose drop ends
 //! it), and the shared acquire paths of the blocking and `try_*` methods.
-//! The bookkeeping itself is in `state.rs`; no wrapper has its own copy.
+//! The bookkeeping itself is in `lockdep/mod.rs`; no wrapper has its own copy.
 
 use std::panic::Location;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};

@@ -5,8 +5,9 @@
 //! `wait_start` / `record_wait_edges` + `register_wait`, `acquired`,
 //! `try_acquired`, `release` and `wait_end`.
 //!
-//! Hot path: a lock taken with nothing held touches one shard of the
-//! held-locks map. A lock taken on top of held locks also hashes the held
+//! Hot path: a lock taken with nothing held touches the context's own
+//! record of held locks (found through a per-thread cache). A lock taken on
+//! top of held locks also hashes the held
 //! chain and looks it up in a lock-free set of chains already validated (the
 //! kernel's lockdep chain cache); only a chain never seen before takes the
 //! graph's mutex. No internal lock is held while calling user code, awaiting,
@@ -513,7 +514,7 @@ impl State {
     }
 
     /// A `lock()` that got the lock without waiting: checks and records the
-    /// dependencies, then marks the lock held, in one visit to the shard.
+    /// dependencies, then marks the lock held, in one visit to the context's record.
     #[inline]
     pub(crate) fn lock_now(&self, want: Acquire) -> Hold {
         let context = ContextId::current();
@@ -547,7 +548,7 @@ impl State {
     }
 
     /// The dependencies of a wait for `want` (no wait registered). Returns
-    /// the context and its shard's last token: acquisitions after the wait
+    /// the context and its record's last token: acquisitions after the wait
     /// began have larger tokens.
     #[inline]
     pub(crate) fn record_wait_edges(&self, want: Acquire) -> (ContextId, u64) {

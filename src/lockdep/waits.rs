@@ -2,10 +2,11 @@
 //! and the optional watchdog for long waits.
 //!
 //! Lock-order cycles are *potential* deadlocks. This module is about tasks
-//! that are stuck at this moment: each context that is waiting has one
-//! record; when a new wait starts, the detector follows "waits for a lock
-//! held by a context that waits for ..." and, if it comes back to the new
-//! waiter, the tasks are deadlocked now. Only real waits get here (a lock
+//! that are stuck at this moment: every pending wait of every context is
+//! kept; when a new wait starts, the detector finds the waits that can never
+//! end (a greatest fixed point: a wait needs any of its holders stuck, or
+//! all of them for permits and reads at the reader cap) and, if a cycle of
+//! them comes back to the new waiter, the tasks are deadlocked now. Only real waits get here (a lock
 //! taken without waiting, or a join of a finished task, never registers), so
 //! the cost stays off the hot path.
 
@@ -28,7 +29,7 @@ pub(crate) struct Wait {
     reported_long: bool,
     /// Tells this wait from the other waits of the same context.
     pub(crate) seq: u64,
-    /// The last token of the context's shard when the wait began: a lock the
+    /// The last token of the context's record when the wait began: a lock the
     /// context holds with a larger token was taken while it "waited", so the
     /// context was running (a `select!` branch), not blocked by this wait.
     mark: u64,
