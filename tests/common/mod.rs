@@ -57,7 +57,15 @@ pub fn own_process() -> bool {
     };
     let exe = std::env::current_exe().expect("test binary path");
     let output = std::process::Command::new(exe)
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        // `--include-ignored`: the parent ran, so the test was asked for
+        // (an `#[ignore]`d soak run with `--ignored`).
+        .args([
+            name,
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+            "--include-ignored",
+        ])
         .env(CHILD_ENV, "1")
         .env_remove("NEXTEST_RUN_ID")
         .env_remove("ASYNC_LOCKDEP_DIR")
