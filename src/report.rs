@@ -509,7 +509,8 @@ fn print_stuck(f: &mut fmt::Formatter<'_>, deps: &[Dependency]) -> fmt::Result {
         };
         writeln!(
             f,
-            "  waits to   {verb} {waited}{full}   at {}",
+            "  waits to   {verb} {waited}{full}   {} {}",
+            wait_site_phrase(dep.waited_as),
             dep.waited_at
         )?;
     }

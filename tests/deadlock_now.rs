@@ -210,6 +210,15 @@ async fn three_tasks_stuck_through_a_join_handle_are_reported() {
             ("t1".into(), "c".into(), Access::Lock),
         ]
     );
+    // A plain `.await` of the handle: its line is unknown, and the site
+    // shown is the spawn site, which the text says.
+    let text = stuck[0].to_string();
+    assert!(
+        text.contains(
+            "waits to   join `t1` (created at tests/deadlock_now.rs:"
+        ) && text.contains("at an unknown `.await` (use `handle.join().await` to record it) of the task spawned at"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
