@@ -183,9 +183,10 @@ pub(crate) fn acquire_blocking<G>(
     let Some(detector) = detector else {
         return (wait(), None);
     };
-    let waiting = Waiting::start(detector, want.blocking());
+    let want = want.blocking();
+    let waiting = Waiting::start(detector, want);
     let guard = wait();
-    (guard, waiting.acquired())
+    (guard, waiting.acquired(want))
 }
 
 /// The `try_*` path: held if it succeeded, no dependency either way.
@@ -251,7 +252,6 @@ pub(crate) struct Waiting {
     context: ContextId,
     /// The wait's sequence number among the context's waits.
     seq: u64,
-    want: Acquire,
 }
 
 impl Waiting {
@@ -264,7 +264,6 @@ impl Waiting {
             detector: Some(detector),
             context,
             seq,
-            want,
         }
     }
 
@@ -281,22 +280,21 @@ impl Waiting {
             detector: Some(detector),
             context,
             seq,
-            want,
         }
     }
 
-    /// The wait ended with the lock acquired.
+    /// The wait for `want` (as started) ended with the lock acquired.
     #[inline]
-    pub(crate) fn acquired(mut self) -> Option<Holding> {
+    pub(crate) fn acquired(mut self, want: Acquire) -> Option<Holding> {
         let detector = self.detector.take()?;
         // Held first, then no longer waiting: the live check never sees the
         // lock free of holders with this wait gone in between.
-        let hold = detector.acquired(self.context, self.want);
+        let hold = detector.acquired(self.context, want);
         detector.wait_end(self.context, self.seq);
         Some(Holding {
             detector,
             hold,
-            movable: self.want.movable,
+            movable: want.movable,
         })
     }
 }

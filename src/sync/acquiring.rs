@@ -201,7 +201,7 @@ mod tracked {
                 let held = if !(track.succeeded)(&output) {
                     None
                 } else if let Some(waiting) = track.waiting.take() {
-                    waiting.acquired()
+                    waiting.acquired(track.want)
                 } else {
                     track
                         .detector

@@ -413,10 +413,11 @@ fn acquire_blocking_fallible<P>(
     let Some(detector) = detector else {
         return (wait(), PermitHold::Off);
     };
-    let waiting = Waiting::start(detector, want.blocking());
+    let want = want.blocking();
+    let waiting = Waiting::start(detector, want);
     let out = wait();
     let held = match out {
-        Ok(_) => waiting.acquired(),
+        Ok(_) => waiting.acquired(want),
         Err(_) => None, // dropping `waiting` ends the wait
     };
     (out, PermitHold::new(held))
