@@ -3,6 +3,8 @@
 //! future polled once and kept aside) is reported: tokio may grant the lock
 //! to the earlier future, which nothing polls while the second wait lasts.
 
+mod common;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex as StdMutex};
@@ -119,14 +121,7 @@ async fn a_second_wait_from_block_in_place_behind_the_tasks_kept_future_is_repor
         second
     });
     // The report exists as soon as the second wait starts.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let reports = loop {
-        let reports = lockdep.take_reports();
-        if !reports.is_empty() || std::time::Instant::now() > deadline {
-            break reports;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
+    let reports = common::first_reports(&lockdep).await;
     // Unblock: cancel the kept future, then release.
     drop(slot.lock().unwrap().take());
     drop(holder);
@@ -166,14 +161,7 @@ async fn a_kept_future_behind_a_joined_holder_is_reported_while_it_hangs() {
         };
         tokio::join!(holder, waiter);
     });
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let reports = loop {
-        let reports = lockdep.take_reports();
-        if !reports.is_empty() || std::time::Instant::now() > deadline {
-            break reports;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let reports = common::first_reports(&lockdep).await;
     assert!(!task.is_finished(), "it hangs");
     task.abort();
     assert_eq!(reports.len(), 1, "{reports:#?}");

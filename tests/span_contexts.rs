@@ -65,14 +65,7 @@ async fn a_relock_that_keeps_waiting_is_reported_as_a_possible_self_deadlock() {
         let _entry = c.lock().await;
         *c.lock().await += 1; // hangs: tokio's Mutex is not re-entrant
     });
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let reports = loop {
-        let reports = lockdep.take_reports();
-        if !reports.is_empty() || std::time::Instant::now() > deadline {
-            break reports;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let reports = common::first_reports(&lockdep).await;
     assert!(!task.is_finished(), "it still hangs");
     task.abort();
     assert_eq!(reports.len(), 1, "{reports:#?}");

@@ -224,6 +224,66 @@ async fn a_read_at_the_cap_whose_other_reader_is_running_is_not_stuck() {
     );
 }
 
+/// The lines of the kept-aside scenario, for exact assertions.
+struct KeptAsideLines {
+    /// B takes `index`; B then waits for `config`.
+    b_holds: u32,
+    b_waits: u32,
+    /// A's kept `config.lock()`; A then waits for `index`.
+    kept: u32,
+    a_waits: u32,
+}
+
+/// The kept-aside scenario: someone holds `config`; task B takes `index`;
+/// task A polls `config.lock()` once (queued first), drops that future if
+/// `drop_kept`, and waits for `index`. Then the holder releases (tokio hands
+/// `config` to A's kept future, if kept) and B waits for `config`. Returns
+/// both tasks joined, and the lines.
+async fn kept_aside(
+    config: Arc<Mutex<u32>>,
+    index: Arc<Mutex<u32>>,
+    drop_kept: bool,
+) -> (impl std::future::Future<Output = ()>, KeptAsideLines) {
+    let holder = config.clone().lock_owned().await;
+    let b_holds = Arc::new(tokio::sync::Notify::new());
+    let b_go = Arc::new(tokio::sync::Notify::new());
+    let (c, i, holds, go) = (config.clone(), index.clone(), b_holds.clone(), b_go.clone());
+    let b_line = line!() + 2;
+    let b = tokio::spawn(async move {
+        let _index = i.lock().await;
+        holds.notify_one();
+        go.notified().await;
+        *c.lock().await += 1; // handed to A's kept future: waits for A
+    });
+    b_holds.notified().await;
+    let kept_line = line!() + 2;
+    let a = tokio::spawn(async move {
+        let mut kept = Box::pin(config.lock());
+        assert!(futures::poll!(kept.as_mut()).is_pending()); // queued first
+        if drop_kept {
+            drop(kept); // gives up its place in the queue
+            *index.lock().await += 1;
+        } else {
+            *index.lock().await += 1; // waits for B
+            drop(kept);
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await; // A waits for index
+    drop(holder); // tokio hands `config` to A's kept future, if kept
+    b_go.notify_one();
+    let both = async {
+        a.await.unwrap();
+        b.await.unwrap();
+    };
+    let lines = KeptAsideLines {
+        b_holds: b_line,
+        b_waits: b_line + 3,
+        kept: kept_line,
+        a_waits: kept_line + 6,
+    };
+    (both, lines)
+}
+
 /// Task A polls `config.lock()` once while someone holds it and keeps the
 /// future aside, then waits for `index`. When the holder releases, tokio
 /// hands `config` to A's kept future. Task B, holding `index`, then waits
@@ -233,35 +293,7 @@ async fn a_lock_handed_to_a_future_kept_aside_really_hangs_and_is_reported() {
     let lockdep = test_guard();
     let config = Arc::new(Mutex::with_class("granted-config", 0u32));
     let index = Arc::new(Mutex::with_class("granted-index", 0u32));
-    let holder = config.clone().lock_owned().await;
-    let b_holds = Arc::new(tokio::sync::Notify::new());
-    let b_go = Arc::new(tokio::sync::Notify::new());
-    let (c, i, holds, go) = (config.clone(), index.clone(), b_holds.clone(), b_go.clone());
-    let index_line = line!() + 2;
-    let b = tokio::spawn(async move {
-        let _index = i.lock().await;
-        holds.notify_one();
-        go.notified().await;
-        *c.lock().await += 1; // handed to A's kept future: waits for A
-    });
-    b_holds.notified().await;
-    let (c, i) = (config.clone(), index.clone());
-    let kept_line = line!() + 2;
-    let a = tokio::spawn(async move {
-        let mut kept = Box::pin(c.lock());
-        assert!(futures::poll!(kept.as_mut()).is_pending()); // queued first
-        *i.lock().await += 1; // waits for B
-        drop(kept);
-    });
-    tokio::time::sleep(Duration::from_millis(50)).await; // A waits for index
-    drop(holder); // tokio hands `config` to A's kept future
-    b_go.notify_one();
-    let b_waits_line = index_line + 3;
-    let a_waits_line = kept_line + 2;
-    let both = async {
-        a.await.unwrap();
-        b.await.unwrap();
-    };
+    let (both, at) = kept_aside(config, index, false).await;
     let outcome = tokio::time::timeout(Duration::from_millis(300), both).await;
     assert!(outcome.is_err(), "it really hangs");
     let reports = lockdep.take_reports();
@@ -280,7 +312,7 @@ async fn a_lock_handed_to_a_future_kept_aside_really_hangs_and_is_reported() {
         .collect();
     assert_eq!(
         lines,
-        [(index_line, b_waits_line), (kept_line, a_waits_line)],
+        [(at.b_holds, at.b_waits), (at.kept, at.a_waits)],
         "{stuck}"
     );
     assert!(
@@ -298,33 +330,10 @@ async fn a_future_dropped_before_the_next_wait_is_silent() {
     let lockdep = test_guard();
     let config = Arc::new(Mutex::with_class("dropped-config", 0u32));
     let index = Arc::new(Mutex::with_class("dropped-index", 0u32));
-    let holder = config.clone().lock_owned().await;
-    let b_holds = Arc::new(tokio::sync::Notify::new());
-    let b_go = Arc::new(tokio::sync::Notify::new());
-    let (c, i, holds, go) = (config.clone(), index.clone(), b_holds.clone(), b_go.clone());
-    let b = tokio::spawn(async move {
-        let _index = i.lock().await;
-        holds.notify_one();
-        go.notified().await;
-        *c.lock().await += 1;
-    });
-    b_holds.notified().await;
-    let (c, i) = (config.clone(), index.clone());
-    let a = tokio::spawn(async move {
-        let mut kept = Box::pin(c.lock());
-        assert!(futures::poll!(kept.as_mut()).is_pending());
-        drop(kept); // gives up its place in the queue
-        *i.lock().await += 1;
-    });
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    drop(holder);
-    b_go.notify_one();
-    tokio::time::timeout(Duration::from_secs(5), async {
-        a.await.unwrap();
-        b.await.unwrap();
-    })
-    .await
-    .expect("nothing is stuck");
+    let (both, _) = kept_aside(config, index, true).await;
+    tokio::time::timeout(Duration::from_secs(5), both)
+        .await
+        .expect("nothing is stuck");
     let reports = lockdep.take_reports();
     assert!(reports.is_empty(), "{reports:#?}");
 }

@@ -208,6 +208,20 @@ thread_local! {
     static CACHED: RefCell<Option<Arc<Record>>> = const { RefCell::new(None) };
 }
 
+/// This thread's cached record, if it is `context`'s.
+#[inline]
+fn cached(context: ContextId) -> Option<Arc<Record>> {
+    CACHED
+        .try_with(|cached| {
+            cached
+                .try_borrow()
+                .ok()
+                .and_then(|c| c.as_ref().filter(|r| r.context == context).cloned())
+        })
+        .ok()
+        .flatten()
+}
+
 /// Each new record's tokens start at a fresh base, above every token a
 /// dropped record handed out, so that a context's tokens keep growing even
 /// if its record is dropped and made again (a wait's mark compares with
@@ -248,16 +262,7 @@ impl HeldLocks {
     /// The record of `context`, made if it has none; cached on this thread.
     #[inline]
     pub(crate) fn record(&self, context: ContextId) -> Arc<Record> {
-        let cached = CACHED.try_with(|cached| {
-            cached
-                .try_borrow()
-                .ok()
-                .and_then(|c| c.as_ref().filter(|r| r.context == context).cloned())
-        });
-        match cached {
-            Ok(Some(record)) => record,
-            _ => self.record_slow(context),
-        }
+        cached(context).unwrap_or_else(|| self.record_slow(context))
     }
 
     #[cold]
@@ -288,16 +293,7 @@ impl HeldLocks {
 
     /// The record of `context` if it has one (no record is made).
     pub(crate) fn find(&self, context: ContextId) -> Option<Arc<Record>> {
-        let cached = CACHED.try_with(|cached| {
-            cached
-                .try_borrow()
-                .ok()
-                .and_then(|c| c.as_ref().filter(|r| r.context == context).cloned())
-        });
-        if let Ok(Some(record)) = cached {
-            return Some(record);
-        }
-        self.registry(context).map.get(&context).cloned()
+        cached(context).or_else(|| self.registry(context).map.get(&context).cloned())
     }
 
     /// Every live record.

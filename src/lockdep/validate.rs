@@ -127,16 +127,16 @@ impl State {
         if !self.first_at_sites(want.lock.class, held.site, want.site) {
             return None;
         }
-        let mut dependency = dependency_of(held, want, context, spans);
-        dependency.test = self.current_test_name().map(|t| t.to_string());
-        Some(Report {
+        let test = self.current_test_name();
+        Some(one_dependency_report(
             kind,
-            dependencies: vec![dependency],
+            held,
+            want,
+            context,
+            spans,
+            test.as_deref(),
             needs_writer,
-            long_wait: None,
-            pending_wait: false,
-            reader_cap: None,
-        })
+        ))
     }
 
     pub(super) fn check(&self, held: &[HeldLock], want: Acquire) -> Check {
@@ -225,17 +225,16 @@ impl State {
         let mut deferred = None;
         match slow.same {
             Some(same) if defer && !same.certain => {
-                let mut dependency = dependency_of(&same.held, want, context, &spans);
-                dependency.test = test.as_ref().map(|t| t.to_string());
                 deferred = Some(Deferred {
-                    report: Report {
-                        kind: ReportKind::PossibleSelfDeadlock,
-                        dependencies: vec![dependency],
-                        needs_writer: same.needs_writer,
-                        long_wait: None,
-                        pending_wait: false,
-                        reader_cap: None,
-                    },
+                    report: one_dependency_report(
+                        ReportKind::PossibleSelfDeadlock,
+                        &same.held,
+                        want,
+                        context,
+                        &spans,
+                        test.as_deref(),
+                        same.needs_writer,
+                    ),
                     class: want.lock.class,
                     instance: want.lock.instance,
                     sites: (same.held.site, want.site),
@@ -493,6 +492,29 @@ pub(super) struct SameInstance {
     needs_writer: bool,
     /// The waiter itself holds it (not possibly a joined sibling future).
     certain: bool,
+}
+
+/// A report of one dependency: `context`, holding `held`, waits for `want`
+/// of the same instance (self-deadlock, pool exhaustion), in test `test`.
+fn one_dependency_report(
+    kind: ReportKind,
+    held: &HeldLock,
+    want: Acquire,
+    context: ContextId,
+    spans: &[String],
+    test: Option<&str>,
+    needs_writer: bool,
+) -> Report {
+    let mut dependency = dependency_of(held, want, context, spans);
+    dependency.test = test.map(str::to_string);
+    Report {
+        kind,
+        dependencies: vec![dependency],
+        needs_writer,
+        long_wait: None,
+        pending_wait: false,
+        reader_cap: None,
+    }
 }
 
 fn cycle_report(

@@ -31,6 +31,19 @@ pub async fn join_thread<T>(handle: std::thread::JoinHandle<T>) -> T {
     handle.join().expect("thread panicked")
 }
 
+/// The reports of the test's `guard`, taken as soon as there are some (an
+/// empty list after [`LIMIT`]): for a report found while a task still hangs.
+pub async fn first_reports(guard: &async_lockdep::TestGuard) -> Vec<async_lockdep::Report> {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let reports = guard.take_reports();
+        if !reports.is_empty() || Instant::now() > deadline {
+            return reports;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Set in a child process started by [`own_process`].
 const CHILD_ENV: &str = "ASYNC_LOCKDEP_OWN_PROCESS";
 
