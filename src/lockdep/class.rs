@@ -121,6 +121,11 @@ fn intern(
     id
 }
 
+/// The class every lock has with the `detect` feature off: none (nothing is
+/// interned, `describe` gives `None`).
+#[cfg(not(feature = "detect"))]
+pub(crate) const NO_CLASS: ClassId = ClassId::MAX;
+
 /// The class of a lock created at `site` with no explicit name.
 pub(crate) fn for_site(site: &'static Location<'static>, kind: ClassKind) -> ClassId {
     for_site_typed(site, kind, None)
@@ -133,6 +138,12 @@ pub(crate) fn for_site_typed(
     kind: ClassKind,
     type_name: Option<&'static str>,
 ) -> ClassId {
+    #[cfg(not(feature = "detect"))]
+    {
+        let _ = (site, kind, type_name);
+        NO_CLASS
+    }
+    #[cfg(feature = "detect")]
     intern(
         Key::Site(site.file(), site.line(), site.column()),
         kind,
@@ -149,6 +160,9 @@ pub(crate) fn for_site_labeled(
     kind: ClassKind,
     label: &str,
 ) -> ClassId {
+    if !cfg!(feature = "detect") {
+        return for_site(site, kind);
+    }
     let id = for_site(site, kind);
     let label = clean_name(Cow::Owned(label.to_string()));
     if let Some(class) = table().classes.get_mut(id as usize) {
@@ -185,6 +199,13 @@ pub(crate) fn named(
     kind: ClassKind,
     site: &'static Location<'static>,
 ) -> ClassId {
+    #[cfg(not(feature = "detect"))]
+    {
+        drop(name);
+        let _ = (kind, site);
+        NO_CLASS
+    }
+    #[cfg(feature = "detect")]
     intern(
         Key::Named(clean_name(name.into())),
         kind,

@@ -5,6 +5,7 @@
 //! The bookkeeping itself is in `lockdep/mod.rs`; no wrapper has its own copy.
 
 use std::panic::Location;
+#[cfg(feature = "detect")]
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::lockdep::class::{self, ClassKind};
@@ -18,6 +19,7 @@ use crate::vocab::{ContextId, LockRef};
 pub(crate) type Engine = &'static State;
 
 /// The detector-side identity of one lock instance (or executor).
+#[cfg(feature = "detect")]
 pub(crate) struct LockMeta {
     /// The class id, or `UNSET_CLASS` until first use (`const_new`).
     class: AtomicU32,
@@ -32,6 +34,7 @@ pub(crate) struct LockMeta {
     noted: bool,
 }
 
+#[cfg(feature = "detect")]
 impl Drop for LockMeta {
     fn drop(&mut self) {
         if self.noted {
@@ -40,8 +43,10 @@ impl Drop for LockMeta {
     }
 }
 
+#[cfg(feature = "detect")]
 const UNSET_CLASS: u32 = u32::MAX;
 
+#[cfg(feature = "detect")]
 impl LockMeta {
     /// Identity for a new instance of `class`.
     #[track_caller]
@@ -168,6 +173,78 @@ impl LockMeta {
             blocking: false,
             created: self.site,
         }
+    }
+}
+
+/// The identity of a lock with the `detect` feature off: nothing, so that
+/// every wrapper is tokio's type and nothing more (`#[repr(transparent)]`).
+/// Its methods keep the detecting build's signatures and return constants.
+#[cfg(not(feature = "detect"))]
+#[derive(Clone, Copy)]
+pub(crate) struct LockMeta;
+
+#[cfg(not(feature = "detect"))]
+impl LockMeta {
+    #[inline(always)]
+    pub(crate) fn new(_class: ClassId) -> LockMeta {
+        LockMeta
+    }
+
+    #[inline(always)]
+    pub(crate) fn new_at(_class: ClassId, _site: &'static Location<'static>) -> LockMeta {
+        LockMeta
+    }
+
+    #[inline(always)]
+    pub(crate) const fn lazy(
+        _site: &'static Location<'static>,
+        _kind: ClassKind,
+        _type_name: fn() -> &'static str,
+    ) -> LockMeta {
+        LockMeta
+    }
+
+    #[inline(always)]
+    pub(crate) fn lock_ref(&self) -> LockRef {
+        LockRef {
+            class: class::NO_CLASS,
+            instance: 0,
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn set_reader_cap(&mut self, _cap: u32) {}
+
+    #[inline(always)]
+    pub(crate) fn engine(&self) -> Option<Engine> {
+        None
+    }
+
+    #[inline(always)]
+    pub(crate) fn class(&self) -> ClassId {
+        class::NO_CLASS
+    }
+
+    #[inline(always)]
+    pub(crate) fn want(&self, access: Access, site: &'static Location<'static>) -> Acquire {
+        Acquire {
+            lock: self.lock_ref(),
+            access,
+            site,
+            movable: false,
+            blocking: false,
+            created: site,
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn want_nested(
+        &self,
+        access: Access,
+        site: &'static Location<'static>,
+        _level: u8,
+    ) -> Acquire {
+        self.want(access, site)
     }
 }
 

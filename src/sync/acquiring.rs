@@ -222,49 +222,73 @@ mod tracked {
     }
 }
 
-/// The `detect` feature is off: tokio's future and the guard's constructor,
-/// nothing else, in an `async` block (tokio's future is made inside it, at
-/// the first poll).
+/// The `detect` feature is off: tokio's future, made at once, and the
+/// guard's constructor, in a transparent pin-projected wrapper that inlines
+/// into the caller (an `async` block here was a poll function of its own,
+/// ≈ 32 instructions per acquisition under callgrind).
 #[cfg(not(feature = "detect"))]
 mod passthrough {
     use super::*;
+    use pin_project::pin_project;
+    use std::pin::Pin;
+    use std::task::{ready, Context, Poll};
 
-    /// Makes the acquisition futures; there is no state of its own.
-    pub(crate) struct Acquiring;
+    /// tokio's acquisition future and what builds the wrapper's output.
+    #[pin_project]
+    pub(crate) struct Acquiring<F, M> {
+        #[pin]
+        inner: F,
+        /// Copied out when tokio's future is ready (every constructor is a
+        /// closure over references), so there is no "taken" flag to keep.
+        make: M,
+    }
 
-    impl Acquiring {
-        // `new`, as the tracked future's constructor, so the callers are the
-        // same in both builds; an `async` block, not an `async fn`, so that
-        // `start` runs at the first poll.
-        #[allow(clippy::new_ret_no_self, clippy::manual_async_fn)]
+    impl<F: Future, M> Acquiring<F, M> {
+        // `new` and `fallible`, as the tracked future's constructors, so the
+        // callers are the same in both builds. tokio's acquisition futures
+        // do nothing until polled, so making one here changes nothing.
         #[inline(always)]
-        pub(crate) fn new<C, F, M, O>(
-            _track: Option<(Engine, Acquire)>,
-            start: C,
-            make: M,
-        ) -> impl Future<Output = O>
+        pub(crate) fn new<C, O>(_track: Option<(Engine, Acquire)>, start: C, make: M) -> Self
         where
             C: FnOnce() -> F,
-            F: Future,
             M: FnOnce(F::Output, Option<Holding>) -> O,
         {
-            async move { make(start().await, None) }
+            Acquiring {
+                inner: start(),
+                make,
+            }
         }
 
         #[inline(always)]
-        pub(crate) fn fallible<C, F, S, M, O>(
+        pub(crate) fn fallible<C, S, O>(
             _track: Option<(Engine, Acquire)>,
             start: C,
             _succeeded: S,
             make: M,
-        ) -> impl Future<Output = O>
+        ) -> Self
         where
             C: FnOnce() -> F,
-            F: Future,
             S: Fn(&F::Output) -> bool,
             M: FnOnce(F::Output, Option<Holding>) -> O,
         {
             Acquiring::new(None, start, make)
+        }
+    }
+
+    impl<F, M, O> Future for Acquiring<F, M>
+    where
+        F: Future,
+        M: FnOnce(F::Output, Option<Holding>) -> O + Copy,
+    {
+        type Output = O;
+
+        /// tokio's poll; a second poll after ready is tokio's to refuse.
+        #[inline(always)]
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<O> {
+            let this = self.project();
+            let output = ready!(this.inner.poll(cx));
+            let make = *this.make;
+            Poll::Ready(make(output, None))
         }
     }
 }

@@ -214,6 +214,45 @@ impl Drop for ErasedGuard {
 #[cfg(feature = "detect")]
 pub(crate) struct Held(ManuallyDrop<Option<Holding>>);
 
+/// The wrapper a guard was made from, for accessors such as
+/// `MutexGuard::mutex`. Without the `detect` feature it is empty: the
+/// wrappers are transparent, and the accessor finds the wrapper through
+/// tokio's guard.
+#[cfg(feature = "detect")]
+pub(crate) struct Origin<'a, L: ?Sized>(&'a L);
+
+/// The wrapper a guard was made from: nothing kept, compiled out.
+#[cfg(not(feature = "detect"))]
+pub(crate) struct Origin<'a, L: ?Sized>(std::marker::PhantomData<&'a L>);
+
+impl<L: ?Sized> Clone for Origin<'_, L> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<L: ?Sized> Copy for Origin<'_, L> {}
+
+impl<'a, L: ?Sized> Origin<'a, L> {
+    #[inline(always)]
+    pub(crate) fn new(lock: &'a L) -> Origin<'a, L> {
+        #[cfg(feature = "detect")]
+        return Origin(lock);
+        #[cfg(not(feature = "detect"))]
+        {
+            let _ = lock;
+            Origin(std::marker::PhantomData)
+        }
+    }
+
+    /// The wrapper.
+    #[cfg(feature = "detect")]
+    #[inline(always)]
+    pub(crate) fn get(&self) -> &'a L {
+        self.0
+    }
+}
+
 /// The detector's record of a guard's hold: nothing, compiled out.
 #[cfg(not(feature = "detect"))]
 pub(crate) struct Held;
@@ -225,7 +264,10 @@ impl Held {
         return Held(ManuallyDrop::new(held));
         #[cfg(not(feature = "detect"))]
         {
-            drop(held); // always `None`: nothing is recorded
+            // Always `None` (nothing is recorded): forgotten rather than
+            // dropped, so that no drop glue of `Holding` stays in the
+            // caller to keep it from being inlined.
+            std::mem::forget(held);
             Held
         }
     }
@@ -403,6 +445,29 @@ pub use semaphore::{
 pub use tokio::sync::{
     broadcast, futures, oneshot, watch, Barrier, BarrierWaitResult, Notify, OnceCell, SetError,
     SetOnce, SetOnceError,
+};
+
+/// Without the `detect` feature the wrappers and their borrowing guards are
+/// tokio's types and nothing more: checked here, at compile time.
+#[cfg(not(feature = "detect"))]
+const _: () = {
+    use std::mem::size_of;
+    macro_rules! same_size {
+        ($($ours:ty => $tokio:ty),* $(,)?) => {
+            $(assert!(size_of::<$ours>() == size_of::<$tokio>(), stringify!($ours));)*
+        };
+    }
+    same_size!(
+        Mutex<u64> => tokio::sync::Mutex<u64>,
+        MutexGuard<'static, u64> => tokio::sync::MutexGuard<'static, u64>,
+        MappedMutexGuard<'static, u64> => tokio::sync::MappedMutexGuard<'static, u64>,
+        RwLock<u64> => tokio::sync::RwLock<u64>,
+        RwLockReadGuard<'static, u64> => tokio::sync::RwLockReadGuard<'static, u64>,
+        RwLockWriteGuard<'static, u64> => tokio::sync::RwLockWriteGuard<'static, u64>,
+        Semaphore => tokio::sync::Semaphore,
+        mpsc::Sender<u64> => tokio::sync::mpsc::Sender<u64>,
+        mpsc::Receiver<u64> => tokio::sync::mpsc::Receiver<u64>,
+    );
 };
 
 #[cfg(test)]

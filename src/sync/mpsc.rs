@@ -15,6 +15,7 @@ use std::fmt;
 use std::future::Future;
 use std::panic::Location;
 use std::pin::Pin;
+#[cfg(feature = "detect")]
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -30,7 +31,15 @@ use self::error::{SendError, TryRecvError, TrySendError};
 use crate::lockdep::class::{self, ClassKind};
 use crate::lockdep::hooks::{Holding, LockMeta, Waiting};
 use crate::lockdep::Acquire;
+use crate::sync::Held;
 use crate::vocab::Access;
+
+/// A channel's identity, shared by its halves. Without the `detect` feature
+/// it is empty, and the halves are tokio's with nothing to clone.
+#[cfg(feature = "detect")]
+type SharedMeta = Arc<LockMeta>;
+#[cfg(not(feature = "detect"))]
+type SharedMeta = LockMeta;
 
 /// A bounded channel of capacity `buffer`, as `tokio::sync::mpsc::channel`,
 /// whose class is the caller's source location.
@@ -77,16 +86,16 @@ pub fn channel_with_class<T>(
 #[track_caller]
 fn with_class_id<T>(class: crate::vocab::ClassId, buffer: usize) -> (Sender<T>, Receiver<T>) {
     let (tx, rx) = tokio::sync::mpsc::channel(buffer);
-    let meta = Arc::new(LockMeta::new(class));
+    let meta = SharedMeta::from(LockMeta::new(class));
     (
         Sender {
             inner: tx,
-            meta: Arc::clone(&meta),
+            meta: SharedMeta::clone(&meta),
         },
         Receiver {
             inner: rx,
             meta,
-            section: None,
+            section: Held::new(None),
         },
     )
 }
@@ -94,14 +103,14 @@ fn with_class_id<T>(class: crate::vocab::ClassId, buffer: usize) -> (Sender<T>, 
 /// The sending half of a bounded channel, as `tokio::sync::mpsc::Sender`.
 pub struct Sender<T> {
     inner: tokio::sync::mpsc::Sender<T>,
-    meta: Arc<LockMeta>,
+    meta: SharedMeta,
 }
 
 impl<T> Clone for Sender<T> {
     fn clone(&self) -> Self {
         Sender {
             inner: self.inner.clone(),
-            meta: Arc::clone(&self.meta),
+            meta: SharedMeta::clone(&self.meta),
         }
     }
 }
@@ -299,7 +308,7 @@ impl<T> Sender<T> {
     pub fn downgrade(&self) -> WeakSender<T> {
         WeakSender {
             inner: self.inner.downgrade(),
-            meta: Arc::clone(&self.meta),
+            meta: SharedMeta::clone(&self.meta),
         }
     }
 
@@ -317,14 +326,14 @@ impl<T> Sender<T> {
 /// A sender that does not keep the channel open, as tokio's `WeakSender`.
 pub struct WeakSender<T> {
     inner: tokio::sync::mpsc::WeakSender<T>,
-    meta: Arc<LockMeta>,
+    meta: SharedMeta,
 }
 
 impl<T> Clone for WeakSender<T> {
     fn clone(&self) -> Self {
         WeakSender {
             inner: self.inner.clone(),
-            meta: Arc::clone(&self.meta),
+            meta: SharedMeta::clone(&self.meta),
         }
     }
 }
@@ -340,7 +349,7 @@ impl<T> WeakSender<T> {
     pub fn upgrade(&self) -> Option<Sender<T>> {
         self.inner.upgrade().map(|inner| Sender {
             inner,
-            meta: Arc::clone(&self.meta),
+            meta: SharedMeta::clone(&self.meta),
         })
     }
 }
@@ -353,9 +362,9 @@ impl<T> WeakSender<T> {
 /// "channel → L".
 pub struct Receiver<T> {
     inner: tokio::sync::mpsc::Receiver<T>,
-    meta: Arc<LockMeta>,
+    meta: SharedMeta,
     /// The receiving section in progress: the pseudo-lock, held.
-    section: Option<Holding>,
+    section: Held,
 }
 
 impl<T> fmt::Debug for Receiver<T> {
@@ -369,12 +378,12 @@ impl<T> fmt::Debug for Receiver<T> {
 impl<T> Receiver<T> {
     /// Starts a receiving section after a value was received.
     fn received(&mut self, site: &'static Location<'static>) {
-        self.section = None;
+        self.section = Held::new(None);
         if let Some(engine) = crate::lockdep::engine() {
-            self.section = Some(Holding::try_acquired(
+            self.section = Held::new(Some(Holding::try_acquired(
                 engine,
                 self.meta.want(Access::Receive, site),
-            ));
+            )));
         }
     }
 
@@ -387,7 +396,7 @@ impl<T> Receiver<T> {
     #[track_caller]
     pub fn recv(&mut self) -> impl Future<Output = Option<T>> + '_ {
         let site = Location::caller();
-        self.section = None;
+        self.section = Held::new(None);
         async move {
             let value = self.inner.recv().await;
             if value.is_some() {
@@ -410,7 +419,7 @@ impl<T> Receiver<T> {
         limit: usize,
     ) -> impl Future<Output = usize> + 'a {
         let site = Location::caller();
-        self.section = None;
+        self.section = Held::new(None);
         async move {
             let n = self.inner.recv_many(buffer, limit).await;
             if n > 0 {
@@ -428,7 +437,7 @@ impl<T> Receiver<T> {
     #[track_caller]
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
         let site = Location::caller();
-        self.section = None;
+        self.section = Held::new(None);
         let value = self.inner.try_recv()?;
         self.received(site);
         Ok(value)
@@ -443,7 +452,7 @@ impl<T> Receiver<T> {
     #[track_caller]
     pub fn blocking_recv(&mut self) -> Option<T> {
         let site = Location::caller();
-        self.section = None;
+        self.section = Held::new(None);
         let value = self.inner.blocking_recv();
         if value.is_some() {
             self.received(site);
@@ -455,7 +464,7 @@ impl<T> Receiver<T> {
     #[track_caller]
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let site = Location::caller();
-        self.section = None;
+        self.section = Held::new(None);
         let polled = self.inner.poll_recv(cx);
         if let Poll::Ready(Some(_)) = &polled {
             self.received(site);
@@ -466,7 +475,7 @@ impl<T> Receiver<T> {
     /// Closes the channel: senders fail from now on, buffered values can
     /// still be received. Ends the receiving section.
     pub fn close(&mut self) {
-        self.section = None;
+        self.section = Held::new(None);
         self.inner.close();
     }
 

@@ -11,7 +11,7 @@ use crate::lockdep::class::{self, ClassKind};
 use crate::lockdep::hooks::{acquire_blocking, acquired_without_waiting, Engine, LockMeta};
 use crate::lockdep::Acquire;
 use crate::sync::acquiring::{track, Acquiring};
-use crate::sync::{erase_mut, Held, OwnedParts};
+use crate::sync::{erase_mut, Held, Origin, OwnedParts};
 use crate::vocab::Access;
 
 pub use tokio::sync::TryLockError;
@@ -35,6 +35,8 @@ pub use tokio::sync::TryLockError;
 /// assert_eq!(*count.lock().await, 1);
 /// # }
 /// ```
+// Without the `detect` feature `meta` is empty and the mutex is tokio's.
+#[cfg_attr(not(feature = "detect"), repr(transparent))]
 pub struct Mutex<T: ?Sized> {
     meta: LockMeta,
     inner: tokio::sync::Mutex<T>,
@@ -46,7 +48,7 @@ pub struct Mutex<T: ?Sized> {
 pub struct MutexGuard<'a, T: ?Sized> {
     held: Held,
     inner: tokio::sync::MutexGuard<'a, T>,
-    lock: &'a Mutex<T>,
+    lock: Origin<'a, Mutex<T>>,
 }
 
 /// An owned handle to a held [`Mutex`], from [`Mutex::lock_owned`]. It can be
@@ -240,10 +242,11 @@ impl<T: ?Sized> Mutex<T> {
         track: Option<(Engine, Acquire)>,
     ) -> impl Future<Output = MutexGuard<'_, T>> + '_ {
         let start = || self.inner.lock();
-        Acquiring::new(track, start, |inner, held| MutexGuard {
+        let lock = Origin::new(self);
+        Acquiring::new(track, start, move |inner, held| MutexGuard {
             held: Held::new(held),
             inner,
-            lock: self,
+            lock,
         })
     }
 
@@ -261,7 +264,7 @@ impl<T: ?Sized> Mutex<T> {
         MutexGuard {
             held,
             inner,
-            lock: self,
+            lock: Origin::new(self),
         }
     }
 
@@ -282,7 +285,7 @@ impl<T: ?Sized> Mutex<T> {
         Ok(MutexGuard {
             held,
             inner,
-            lock: self,
+            lock: Origin::new(self),
         })
     }
 
@@ -413,7 +416,16 @@ impl<'a, T: ?Sized> MutexGuard<'a, T> {
 
     /// The mutex this guard holds, as tokio's `MutexGuard::mutex`.
     pub fn mutex(this: &Self) -> &'a Mutex<T> {
-        this.lock
+        #[cfg(feature = "detect")]
+        return this.lock.get();
+        #[cfg(not(feature = "detect"))]
+        {
+            let inner: *const tokio::sync::Mutex<T> = tokio::sync::MutexGuard::mutex(&this.inner);
+            // SAFETY: without the `detect` feature `Mutex` is a transparent
+            // wrapper of tokio's (its `meta` is empty), and every guard
+            // locks the tokio mutex inside one of ours.
+            unsafe { &*(inner as *const Mutex<T>) }
+        }
     }
 }
 

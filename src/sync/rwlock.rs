@@ -40,6 +40,8 @@ use crate::vocab::Access;
 /// assert_eq!(*config.read().await, "v1-patched");
 /// # }
 /// ```
+// Without the `detect` feature `meta` is empty and this is tokio's type.
+#[cfg_attr(not(feature = "detect"), repr(transparent))]
 pub struct RwLock<T: ?Sized> {
     meta: LockMeta,
     inner: tokio::sync::RwLock<T>,

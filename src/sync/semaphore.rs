@@ -40,6 +40,8 @@ pub use tokio::sync::{AcquireError, TryAcquireError};
 /// drop(permit);
 /// # }
 /// ```
+// Without the `detect` feature `meta` is empty and this is tokio's type.
+#[cfg_attr(not(feature = "detect"), repr(transparent))]
 pub struct Semaphore {
     meta: LockMeta,
     inner: tokio::sync::Semaphore,
