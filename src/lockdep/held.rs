@@ -66,6 +66,10 @@ impl HeldKey {
     }
 }
 
+/// Whether a released hold was taken through an owned guard or permit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Movable(pub(crate) bool);
+
 /// A recorded acquisition: the record holding it (so the release goes
 /// straight there, wherever the guard is dropped) and its token.
 pub(crate) struct Hold {
@@ -387,23 +391,23 @@ impl Stack {
         token
     }
 
-    /// Forgets the acquisition `token`; returns false if it was not recorded
-    /// (released twice, or never acquired), which is ignored.
+    /// Forgets the acquisition `token`; returns whether it was movable, or
+    /// `None` if it was not recorded (released twice, or never acquired),
+    /// which is ignored.
     #[inline]
-    pub(crate) fn remove(&mut self, token: u64) -> bool {
-        if self.held.last().is_some_and(|h| h.token == token) {
+    pub(crate) fn remove(&mut self, token: u64) -> Option<Movable> {
+        if let Some(top) = self.held.last().filter(|h| h.token == token) {
+            let movable = Movable(top.movable);
             self.held.pop(); // released in order: nothing else changes
-            return true;
+            return Some(movable);
         }
-        let Some(pos) = self.held.iter().rposition(|h| h.token == token) else {
-            return false;
-        };
-        self.held.remove(pos);
+        let pos = self.held.iter().rposition(|h| h.token == token)?;
+        let movable = Movable(self.held.remove(pos).movable);
         // Released out of order: the chain hashes above it change.
         if pos < self.held.len() {
             rechain(&mut self.held, pos);
         }
-        true
+        Some(movable)
     }
 
     /// The span `serial` closed: holds taken in it pass to its parent span

@@ -271,34 +271,28 @@ pub(crate) fn acquired_without_waiting(detector: Option<Engine>, want: Acquire) 
     detector.map(|detector| Holding::try_acquired(detector, want))
 }
 
-/// A recorded acquisition; dropping it records the release.
+/// A recorded acquisition; dropping it records the release. Two words (the
+/// context's record and the acquisition's token), so a guard carries
+/// little: the engine is the process's one `static`, and whether the hold
+/// was movable is in its record.
 pub(crate) struct Holding {
-    detector: Engine,
     hold: Hold,
-    /// An owned guard or permit, which may be released in another context.
-    movable: bool,
 }
 
 impl Holding {
     /// A `lock()` that did not wait.
     #[inline]
     pub(crate) fn lock_now(detector: Engine, want: Acquire) -> Holding {
-        let hold = detector.lock_now(want);
         Holding {
-            detector,
-            hold,
-            movable: want.movable,
+            hold: detector.lock_now(want),
         }
     }
 
     /// A successful `try_lock`.
     #[inline]
     pub(crate) fn try_acquired(detector: Engine, want: Acquire) -> Holding {
-        let hold = detector.try_acquired(want);
         Holding {
-            detector,
-            hold,
-            movable: want.movable,
+            hold: detector.try_acquired(want),
         }
     }
 }
@@ -306,18 +300,14 @@ impl Holding {
 impl Holding {
     /// The lock is now held for reading (an `RwLock` write guard downgraded).
     pub(crate) fn downgrade(&self) {
-        self.detector.change_access(&self.hold, Access::Read);
+        crate::lockdep::engine_state().change_access(&self.hold, Access::Read);
     }
 }
 
 impl Drop for Holding {
     #[inline]
     fn drop(&mut self) {
-        if self.movable {
-            self.detector.release_movable(&self.hold);
-        } else {
-            self.detector.release(&self.hold);
-        }
+        crate::lockdep::engine_state().release(&self.hold);
     }
 }
 
@@ -368,11 +358,7 @@ impl Waiting {
         // lock free of holders with this wait gone in between.
         let hold = detector.acquired(self.context, want);
         detector.wait_end(self.context, self.seq);
-        Some(Holding {
-            detector,
-            hold,
-            movable: want.movable,
-        })
+        Some(Holding { hold })
     }
 }
 

@@ -36,7 +36,7 @@ mod validate;
 pub(crate) mod waits;
 
 use chain_cache::ChainCache;
-use held::{HeldKey, HeldLock, HeldLocks, Hold};
+use held::{HeldKey, HeldLock, HeldLocks, Hold, Movable};
 use validate::{Check, EdgeInfo, InstanceOrder, Pending};
 use waits::Waits;
 
@@ -898,7 +898,10 @@ impl State {
     /// The acquisition `hold` ended, wherever the guard is dropped.
     #[inline]
     pub(crate) fn release(&self, hold: &Hold) {
-        hold.record.stack().remove(hold.token);
+        let removed = hold.record.stack().remove(hold.token);
+        if removed == Some(Movable(true)) {
+            self.movable_released(hold);
+        }
     }
 
     /// Whether the calling context holds the lock (or executor) `instance`.

@@ -291,7 +291,7 @@ impl State {
             };
             if held.movable {
                 // Held through an owned guard that may move to another task:
-                // provisional until the guard is released (see `release_movable`).
+                // provisional until the guard is released (see `movable_released`).
                 cacheable = false;
                 provisional.push((HeldKey::of(context, held), dependency));
             } else {
@@ -404,12 +404,12 @@ impl State {
         }
     }
 
-    /// An owned guard or permit was released: its provisional dependencies
+    /// An owned guard or permit was released (and is no longer in its
+    /// context's record): its provisional dependencies
     /// are committed (and checked) if the context that took it released it,
     /// and dropped if it was released elsewhere (it moved: the context that
     /// took it no longer held it when it waited afterwards).
-    pub(crate) fn release_movable(&self, hold: &Hold) {
-        self.release(hold);
+    pub(crate) fn movable_released(&self, hold: &Hold) {
         let key = hold.key();
         let pending = lock_ignoring_poison(&self.provisional).remove(&key);
         let Some(pending) = pending else { return };

@@ -1,20 +1,18 @@
 //! `Acquiring`: the one future every waiting acquisition goes through.
 //!
-//! It makes tokio's own acquire future at its first poll, in place (moving
-//! it would copy all of its large state), and polls it first. Whether
-//! detection is on is read once, when the acquisition is asked for
-//! ([`track`]). Off: that is all, inline; the guard is built with no record
-//! and nothing is asked of the detector, not even what is wanted. On (out
-//! of line, `poll_tracked`): ready at once, the lock was free, and the
+//! It holds tokio's own acquire future, made when the acquisition is asked
+//! for (tokio's are `async fn`s, which do nothing until polled), polls it
+//! first, and builds the wrapper's guard from its output (`make`, a `Copy`
+//! closure over references). Whether detection is on is read once, when
+//! the acquisition is asked for ([`track`]). Off: that is all, inline, and
+//! nothing is asked of the detector, not even what is wanted. On (out of
+//! line, `poll_tracked`): ready at once, the lock was free, and the
 //! dependencies are checked and the lock marked held in one visit
 //! (`Holding::lock_now`); pending, the task is about to wait, so the
 //! dependencies and the wait are recorded now (`Waiting::start`), before the
 //! task can hang. Polling tokio's future first keeps tokio's behaviour,
-//! cooperative budget included, and adds a single thin layer: the guard is
-//! built here too (`make`), with no `async` block or `map` around it.
-//!
-//! tokio's future is dropped as soon as it is ready, so that dropping a
-//! finished `Acquiring` is a check, inline (see `PinnedDrop`).
+//! cooperative budget included, and adds a single thin layer with no
+//! `async` block or `map` around it.
 
 use std::future::Future;
 
@@ -47,54 +45,60 @@ mod tracked {
     use std::task::{ready, Context, Poll};
 
     #[pin_project(project = AcquiringProj, PinnedDrop)]
-    pub(crate) struct Acquiring<C, F, M, S> {
-        /// Makes tokio's future; taken at the first poll.
-        start: Option<C>,
-        /// tokio's future, from the first poll until it is ready. Dropped by
-        /// hand (`PinnedDrop`), so that dropping the finished future is a check
-        /// rather than tokio's drop glue.
+    pub(crate) struct Acquiring<F, M, S> {
+        /// tokio's future, made when the acquisition is asked for (tokio's
+        /// acquisition futures do nothing until polled). Dropped in place
+        /// as soon as it is ready (`Track::Finished`), so that dropping the
+        /// finished acquisition is a check, inline, not tokio's drop glue.
         #[pin]
-        inner: ManuallyDrop<Option<F>>,
-        /// What the detector is told; `None` if detection was off.
-        track: Option<Track<S>>,
-        /// Builds the wrapper's guard from tokio's and the record of holding it.
-        make: Option<M>,
-    }
-
-    /// The detector's side of an acquisition made while detection is on.
-    struct Track<S> {
-        /// Taken at the first poll, which records the wait or the hold.
-        detector: Option<Engine>,
-        waiting: Option<Waiting>,
-        want: Acquire,
+        inner: ManuallyDrop<F>,
+        /// Builds the wrapper's output from tokio's and the record of the
+        /// hold; copied out when tokio's future is ready (every constructor
+        /// is a closure over references), so it needs no "taken" flag.
+        make: M,
         /// Whether the output means "acquired" (a closed semaphore fails); a
         /// closure type, so the call is inlined.
         succeeded: S,
+        /// What the detector knows of this acquisition.
+        track: Track,
     }
 
-    impl<C, F: Future, M> Acquiring<C, F, M, fn(&F::Output) -> bool> {
+    /// The detector's side of an acquisition.
+    enum Track {
+        /// Detection was off when the acquisition was asked for.
+        Off,
+        /// Not polled yet: the first poll records the hold or the wait.
+        Fresh(Engine, Acquire),
+        /// Pending: the wait is recorded.
+        Waiting(Waiting, Acquire),
+        /// Ready (or failed): tokio's future is dropped, nothing more to
+        /// record.
+        Finished,
+    }
+
+    impl<F: Future, M> Acquiring<F, M, fn(&F::Output) -> bool> {
         // The bounds on the constructors let closures infer their arguments.
         /// Tracks the acquisition that `start` makes tokio's future of (which
         /// may wait), with `track` (if detection is on); `make` builds the
         /// output from tokio's output and the holding record.
         #[inline]
-        pub(crate) fn new<O>(
+        pub(crate) fn new<C, O>(
             track: Option<(Engine, Acquire)>,
             start: C,
             make: M,
-        ) -> Acquiring<C, F, M, impl Fn(&F::Output) -> bool>
+        ) -> Acquiring<F, M, impl Fn(&F::Output) -> bool + Copy>
         where
             C: FnOnce() -> F,
-            M: FnOnce(F::Output, Option<Holding>) -> O,
+            M: FnOnce(F::Output, Option<Holding>) -> O + Copy,
         {
             Acquiring::fallible(track, start, |_: &F::Output| true, make)
         }
     }
 
-    impl<C, F: Future, M, S: Fn(&F::Output) -> bool> Acquiring<C, F, M, S> {
+    impl<F: Future, M, S: Fn(&F::Output) -> bool> Acquiring<F, M, S> {
         /// As [`Acquiring::new`], for an acquisition that can fail.
         #[inline]
-        pub(crate) fn fallible<O>(
+        pub(crate) fn fallible<C, O>(
             track: Option<(Engine, Acquire)>,
             start: C,
             succeeded: S,
@@ -102,72 +106,77 @@ mod tracked {
         ) -> Self
         where
             C: FnOnce() -> F,
-            M: FnOnce(F::Output, Option<Holding>) -> O,
+            M: FnOnce(F::Output, Option<Holding>) -> O + Copy,
         {
             Acquiring {
-                start: Some(start),
-                inner: ManuallyDrop::new(None),
-                track: track.map(|(detector, want)| Track {
-                    detector: Some(detector),
-                    waiting: None,
-                    want,
-                    succeeded,
-                }),
-                make: Some(make),
+                inner: ManuallyDrop::new(start()),
+                make,
+                succeeded,
+                track: match track {
+                    None => Track::Off,
+                    Some((engine, want)) => Track::Fresh(engine, want),
+                },
             }
         }
     }
 
-    /// tokio's future in `inner` (if made, and not finished), pinned where it is.
+    /// tokio's future in `inner`, pinned where it is.
     #[inline(always)]
-    fn pinned<F>(inner: Pin<&mut ManuallyDrop<Option<F>>>) -> Pin<&mut Option<F>> {
-        // SAFETY: `ManuallyDrop` is a transparent wrapper: its content is pinned
-        // as it is, and never moved out (`drop` drops it in place).
+    fn pinned<F>(inner: Pin<&mut ManuallyDrop<F>>) -> Pin<&mut F> {
+        // SAFETY: `ManuallyDrop` is a transparent wrapper: its content is
+        // pinned as it is, and never moved out (it is dropped in place).
         unsafe { inner.map_unchecked_mut(|inner| &mut **inner) }
     }
 
+    /// The acquisition is ready: drops tokio's future in place, now.
+    #[inline(always)]
+    fn finish<F>(inner: Pin<&mut ManuallyDrop<F>>, track: &mut Track) {
+        // SAFETY: called once, when tokio's future is ready; `Finished`
+        // keeps it from being polled or dropped again. Dropping in place
+        // keeps the pinning guarantee.
+        unsafe { ManuallyDrop::drop(inner.get_unchecked_mut()) };
+        *track = Track::Finished;
+    }
+
     #[pinned_drop]
-    impl<C, F, M, S> PinnedDrop for Acquiring<C, F, M, S> {
+    impl<F, M, S> PinnedDrop for Acquiring<F, M, S> {
         #[inline(always)]
         fn drop(self: Pin<&mut Self>) {
-            let mut this = self.project();
-            if this.inner.is_some() {
-                drop_inner(pinned(this.inner.as_mut()));
+            let this = self.project();
+            if !matches!(this.track, Track::Finished) {
+                drop_inner(this.inner);
             }
         }
     }
 
     /// Drops tokio's future (an acquisition given up before it finished).
     #[inline(never)]
-    fn drop_inner<F>(mut inner: Pin<&mut Option<F>>) {
-        inner.set(None);
+    fn drop_inner<F>(inner: Pin<&mut ManuallyDrop<F>>) {
+        // SAFETY: not finished, so not dropped yet; the acquisition is being
+        // dropped, so it is never used again.
+        unsafe { ManuallyDrop::drop(inner.get_unchecked_mut()) };
     }
 
-    impl<C, F, M, S, O> Future for Acquiring<C, F, M, S>
+    impl<F, M, S, O> Future for Acquiring<F, M, S>
     where
-        C: FnOnce() -> F,
         F: Future,
-        M: FnOnce(F::Output, Option<Holding>) -> O,
+        M: FnOnce(F::Output, Option<Holding>) -> O + Copy,
         S: Fn(&F::Output) -> bool,
     {
         type Output = O;
 
-        /// Detection off: tokio's poll and the output, inline. On: out of line.
+        /// Detection off: tokio's poll and the output, inline. On: out of
+        /// line. A poll after ready is tokio's to refuse (its futures are
+        /// `async fn`s, which panic then).
         #[inline(always)]
         fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<O> {
             let mut this = self.project();
-            if this.track.is_some() {
+            if !matches!(this.track, Track::Off) {
                 return poll_tracked(this, cx);
             }
-            if let Some(start) = this.start.take() {
-                pinned(this.inner.as_mut()).set(Some(start()));
-            }
-            let Some(inner) = pinned(this.inner.as_mut()).as_pin_mut() else {
-                finished();
-            };
-            let output = ready!(inner.poll(cx));
-            pinned(this.inner.as_mut()).set(None);
-            let make = this.make.take().unwrap_or_else(|| finished());
+            let output = ready!(pinned(this.inner.as_mut()).poll(cx));
+            finish(this.inner, this.track);
+            let make = *this.make;
             Poll::Ready(make(output, None))
         }
     }
@@ -176,45 +185,38 @@ mod tracked {
     /// are checked and the lock marked held in one visit; pending: the wait is
     /// recorded (once), before the task can hang.
     #[inline(never)]
-    fn poll_tracked<C, F, M, S, O>(
-        mut this: AcquiringProj<'_, C, F, M, S>,
+    fn poll_tracked<F, M, S, O>(
+        mut this: AcquiringProj<'_, F, M, S>,
         cx: &mut Context<'_>,
     ) -> Poll<O>
     where
-        C: FnOnce() -> F,
         F: Future,
-        M: FnOnce(F::Output, Option<Holding>) -> O,
+        M: FnOnce(F::Output, Option<Holding>) -> O + Copy,
         S: Fn(&F::Output) -> bool,
     {
-        if let Some(start) = this.start.take() {
-            pinned(this.inner.as_mut()).set(Some(start()));
-        }
-        let (Some(inner), Some(track)) = (
-            pinned(this.inner.as_mut()).as_pin_mut(),
-            this.track.as_mut(),
-        ) else {
+        if matches!(this.track, Track::Finished) {
             finished();
-        };
-        match inner.poll(cx) {
+        }
+        match pinned(this.inner.as_mut()).poll(cx) {
             Poll::Ready(output) => {
-                pinned(this.inner.as_mut()).set(None);
-                let held = if !(track.succeeded)(&output) {
-                    None
-                } else if let Some(waiting) = track.waiting.take() {
-                    waiting.acquired(track.want)
+                // A failed wait ends here too (its `Waiting` is dropped).
+                let track = std::mem::replace(this.track, Track::Finished);
+                finish(this.inner, this.track);
+                let held = if (this.succeeded)(&output) {
+                    match track {
+                        Track::Fresh(engine, want) => Some(Holding::lock_now(engine, want)),
+                        Track::Waiting(waiting, want) => waiting.acquired(want),
+                        Track::Off | Track::Finished => None,
+                    }
                 } else {
-                    track
-                        .detector
-                        .take()
-                        .map(|d| Holding::lock_now(d, track.want))
+                    None
                 };
-                track.waiting = None; // a failed wait ends here
-                let make = this.make.take().unwrap_or_else(|| finished());
+                let make = *this.make;
                 Poll::Ready(make(output, held))
             }
             Poll::Pending => {
-                if let Some(detector) = track.detector.take() {
-                    track.waiting = Some(Waiting::start(detector, track.want));
+                if let Track::Fresh(engine, want) = *this.track {
+                    *this.track = Track::Waiting(Waiting::start(engine, want), want);
                 }
                 Poll::Pending
             }
@@ -295,6 +297,7 @@ mod passthrough {
 
 /// Polled again after it was ready: tokio's own future, an `async fn`,
 /// panics then too.
+#[cfg(feature = "detect")]
 #[cold]
 #[track_caller]
 fn finished() -> ! {
