@@ -14,6 +14,7 @@
 use std::cell::RefCell;
 use std::hash::BuildHasher;
 use std::panic::Location;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -72,16 +73,49 @@ pub(crate) struct Movable(pub(crate) bool);
 
 /// A recorded acquisition: the record holding it (so the release goes
 /// straight there, wherever the guard is dropped) and its token.
+///
+/// The record is reached through a pointer rather than an `Arc`, so that
+/// taking and releasing a lock changes no reference count (two atomic
+/// read-modify-writes fewer per lock + release). It stays valid: the
+/// acquisition's entry stays in the record's stack until [`State::release`]
+/// removes it, after which the hold is not used, and a record with entries
+/// is never dropped (the registry keeps every record it made until a sweep
+/// finds it unused and empty, see `Registry::sweep`).
+///
+/// [`State::release`]: super::State::release
 pub(crate) struct Hold {
-    pub(crate) record: Arc<Record>,
+    record: NonNull<Record>,
     pub(crate) token: u64,
 }
 
+// SAFETY: a `Hold` only reaches its `Record` (which is `Send + Sync`)
+// through `&`, from any thread, while the record is alive (see above).
+unsafe impl Send for Hold {}
+// SAFETY: as above.
+unsafe impl Sync for Hold {}
+
 impl Hold {
+    /// The acquisition `token`, whose entry is in `record`'s stack; the
+    /// record must be one the registry made (every record is).
+    pub(crate) fn new(record: &Record, token: u64) -> Hold {
+        Hold {
+            record: NonNull::from(record),
+            token,
+        }
+    }
+
+    /// The record of the context that took the lock.
+    #[inline]
+    pub(crate) fn record(&self) -> &Record {
+        // SAFETY: the acquisition's entry is still in this record (the hold
+        // is used only until its release), so the registry keeps it alive.
+        unsafe { self.record.as_ref() }
+    }
+
     /// The acquisition's identity.
     pub(crate) fn key(&self) -> HeldKey {
         HeldKey {
-            context: self.record.context,
+            context: self.record().context,
             token: self.token,
         }
     }
@@ -97,20 +131,22 @@ const SHARDS: usize = 64;
 
 /// One context's held locks: written by whoever polls that context (one
 /// thread at a time), read by the rare checks that look at other contexts
-/// and by releases of guards dropped elsewhere. Its mutex is the context's
-/// own, so it is uncontended on the common path; `parking_lot`'s, which has
-/// no poisoning to check (30 instructions less per lock + release than
-/// std's, callgrind).
+/// and by releases of guards dropped elsewhere. Its lock is the context's
+/// own, so it is uncontended on the common path, and held for a few
+/// instructions: a spin lock (`spin`'s, yielding when contended), whose
+/// release is a plain store, where a blocking mutex's is a second atomic
+/// read-modify-write.
 pub(crate) struct Record {
     pub(crate) context: ContextId,
-    stack: parking_lot::Mutex<Stack>,
+    stack: StackLock,
 }
 
+type StackLock = spin::mutex::SpinMutex<Stack, spin::relax::Yield>;
+
 impl Record {
-    /// The stack, locked. Stack operations never panic midway, so a
-    /// poisoned stack is intact.
+    /// The stack, locked. Stack operations never panic midway.
     #[inline]
-    pub(crate) fn stack(&self) -> parking_lot::MutexGuard<'_, Stack> {
+    pub(crate) fn stack(&self) -> spin::mutex::SpinMutexGuard<'_, Stack> {
         self.stack.lock()
     }
 }
@@ -180,20 +216,24 @@ impl Registry {
         }
         Arc::new(Record {
             context,
-            stack: parking_lot::Mutex::new(Stack {
+            stack: StackLock::new(Stack {
                 held: Vec::new(),
                 next_token: fresh_base(),
             }),
         })
     }
 
-    /// Drops (or keeps for reuse) the records only the registry uses: no
-    /// guard, no thread's cache, so they hold nothing (a guard keeps its
-    /// record).
+    /// Drops (or keeps for reuse) the records only the registry uses (no
+    /// thread's cache, no reader) that hold nothing (so no guard points to
+    /// them).
     fn sweep(&mut self) {
         let Registry { map, spare, .. } = self;
         map.retain(|_, record| {
-            if Arc::strong_count(record) > 1 {
+            // Held by a thread's cache or a reader, or holding a lock (a
+            // guard's `Hold` points into it): kept. Under the shard's lock,
+            // a record only the registry has gets no new user, and its
+            // stack can only shrink, so "empty" stays true.
+            if Arc::strong_count(record) > 1 || !record.stack().held.is_empty() {
                 return true;
             }
             if spare.len() < MAX_SPARE {
@@ -221,6 +261,21 @@ fn cached(context: ContextId) -> Option<Arc<Record>> {
                 .try_borrow()
                 .ok()
                 .and_then(|c| c.as_ref().filter(|r| r.context == context).cloned())
+        })
+        .ok()
+        .flatten()
+}
+
+/// This thread's cached record, if it is `context`'s, borrowed (see
+/// [`HeldLocks::with_record`]).
+#[inline]
+fn cached_ptr(context: ContextId) -> Option<*const Record> {
+    CACHED
+        .try_with(|cached| {
+            cached
+                .try_borrow()
+                .ok()
+                .and_then(|c| c.as_ref().filter(|r| r.context == context).map(Arc::as_ptr))
         })
         .ok()
         .flatten()
@@ -261,6 +316,21 @@ impl HeldLocks {
             .0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `f` on the record of `context` (made if it has none; cached on
+    /// this thread). The cached record is borrowed, not cloned: `f` must
+    /// not make another context's record on this thread (which replaces the
+    /// cache), so it does nothing but stack operations and checks.
+    #[inline]
+    pub(crate) fn with_record<R>(&self, context: ContextId, f: impl FnOnce(&Record) -> R) -> R {
+        if let Some(record) = cached_ptr(context) {
+            // SAFETY: the thread's cache keeps the record alive while `f`
+            // runs: only `record_slow` replaces it, and `f` does not call it.
+            return f(unsafe { &*record });
+        }
+        let record = self.record_slow(context);
+        f(&record)
     }
 
     /// The record of `context`, made if it has none; cached on this thread.

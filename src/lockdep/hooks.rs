@@ -284,7 +284,7 @@ impl Holding {
     #[inline]
     pub(crate) fn lock_now(detector: Engine, want: Acquire) -> Holding {
         Holding {
-            hold: detector.lock_now(want),
+            hold: detector.lock_now(&want),
         }
     }
 

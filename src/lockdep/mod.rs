@@ -516,22 +516,30 @@ impl State {
     /// A `lock()` that got the lock without waiting: checks and records the
     /// dependencies, then marks the lock held, in one visit to the context's record.
     #[inline]
-    pub(crate) fn lock_now(&self, want: Acquire) -> Hold {
+    pub(crate) fn lock_now(&self, want: &Acquire) -> Hold {
         let context = ContextId::current();
-        let record = self.held.record(context);
-        let mut stack = record.stack();
-        let slow = match self.check(stack.held(), want) {
-            Check::Fine => {
-                let token = stack.push(&want);
-                drop(stack);
-                return Hold { record, token };
+        let fast = self.held.with_record(context, |record| {
+            let mut stack = record.stack();
+            match self.check(stack.held(), want) {
+                Check::Fine => Some(Hold::new(record, stack.push(want))),
+                Check::Slow(_) => None,
             }
-            Check::Slow(slow) => slow,
-        };
-        drop(stack);
-        self.record(context, want, slow, false);
-        let token = record.stack().push(&want);
-        Hold { record, token }
+        });
+        fast.unwrap_or_else(|| self.lock_now_slow(context, want))
+    }
+
+    /// [`State::lock_now`] for a chain not seen before: validated with no
+    /// record borrowed (this may report, and reach other contexts' records).
+    #[cold]
+    #[inline(never)]
+    fn lock_now_slow(&self, context: ContextId, want: &Acquire) -> Hold {
+        let check = self
+            .held
+            .with_record(context, |record| self.check(record.stack().held(), want));
+        if let Check::Slow(slow) = check {
+            self.record(context, *want, slow, false);
+        }
+        self.acquired(context, *want)
     }
 
     /// A wait for `want` starts: checks and records the dependencies first,
@@ -564,7 +572,7 @@ impl State {
         let record = self.held.record(context);
         let (check, mark) = {
             let stack = record.stack();
-            (self.check(stack.held(), want), stack.last_token())
+            (self.check(stack.held(), &want), stack.last_token())
         };
         let deferred = match check {
             Check::Slow(slow) => self.record(context, want, slow, defer),
@@ -865,7 +873,7 @@ impl State {
 
     /// Changes how the acquisition `hold` holds its lock (`RwLock` downgrade).
     pub(crate) fn change_access(&self, hold: &Hold, access: Access) {
-        hold.record.stack().change_access(hold.token, access);
+        hold.record().stack().change_access(hold.token, access);
     }
 
     pub(crate) fn waits(&self) -> &Waits {
@@ -884,9 +892,9 @@ impl State {
     /// The lock waited for was acquired by `context`.
     #[inline]
     pub(crate) fn acquired(&self, context: ContextId, want: Acquire) -> Hold {
-        let record = self.held.record(context);
-        let token = record.stack().push(&want);
-        Hold { record, token }
+        self.held.with_record(context, |record| {
+            Hold::new(record, record.stack().push(&want))
+        })
     }
 
     /// A `try_lock` succeeded: held, but no dependency (it never waited).
@@ -898,9 +906,12 @@ impl State {
     /// The acquisition `hold` ended, wherever the guard is dropped.
     #[inline]
     pub(crate) fn release(&self, hold: &Hold) {
-        let removed = hold.record.stack().remove(hold.token);
+        // The key is read first: once its entry is removed, the hold no
+        // longer keeps the record alive.
+        let key = hold.key();
+        let removed = hold.record().stack().remove(hold.token);
         if removed == Some(Movable(true)) {
-            self.movable_released(hold);
+            self.movable_released(key);
         }
     }
 

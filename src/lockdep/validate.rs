@@ -8,7 +8,7 @@ use std::panic::Location;
 use std::sync::atomic::Ordering;
 
 use super::class::{self, ClassKind};
-use super::held::{chain_after, HeldKey, HeldLock, Hold};
+use super::held::{chain_after, HeldKey, HeldLock};
 use super::{
     dependency_of, describe_instance, lock_ignoring_poison, Acquire, Conflict, Deferred, Panic,
     State,
@@ -139,7 +139,16 @@ impl State {
         ))
     }
 
-    pub(super) fn check(&self, held: &[HeldLock], want: Acquire) -> Check {
+    #[inline]
+    pub(super) fn check(&self, held: &[HeldLock], want: &Acquire) -> Check {
+        if held.is_empty() {
+            return Check::Fine; // nothing held: no dependency
+        }
+        self.check_held(held, want)
+    }
+
+    /// [`State::check`] when something is held.
+    fn check_held(&self, held: &[HeldLock], want: &Acquire) -> Check {
         let Some(top) = held.last() else {
             return Check::Fine;
         };
@@ -409,8 +418,7 @@ impl State {
     /// are committed (and checked) if the context that took it released it,
     /// and dropped if it was released elsewhere (it moved: the context that
     /// took it no longer held it when it waited afterwards).
-    pub(crate) fn movable_released(&self, hold: &Hold) {
-        let key = hold.key();
+    pub(crate) fn movable_released(&self, key: HeldKey) {
         let pending = lock_ignoring_poison(&self.provisional).remove(&key);
         let Some(pending) = pending else { return };
         if ContextId::current() != key.context {

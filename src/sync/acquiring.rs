@@ -199,17 +199,27 @@ mod tracked {
         }
         match pinned(this.inner.as_mut()).poll(cx) {
             Poll::Ready(output) => {
-                // A failed wait ends here too (its `Waiting` is dropped).
-                let track = std::mem::replace(this.track, Track::Finished);
-                finish(this.inner, this.track);
-                let held = if (this.succeeded)(&output) {
-                    match track {
-                        Track::Fresh(engine, want) => Some(Holding::lock_now(engine, want)),
-                        Track::Waiting(waiting, want) => waiting.acquired(want),
-                        Track::Off | Track::Finished => None,
+                let held = match this.track {
+                    Track::Fresh(engine, want) if (this.succeeded)(&output) => {
+                        let (engine, want) = (*engine, *want);
+                        finish(this.inner, this.track);
+                        Some(Holding::lock_now(engine, want))
                     }
-                } else {
-                    None
+                    Track::Waiting(..) => {
+                        // A failed wait ends here too (its `Waiting` is dropped).
+                        let track = std::mem::replace(this.track, Track::Finished);
+                        finish(this.inner, this.track);
+                        match track {
+                            Track::Waiting(waiting, want) if (this.succeeded)(&output) => {
+                                waiting.acquired(want)
+                            }
+                            _ => None,
+                        }
+                    }
+                    _ => {
+                        finish(this.inner, this.track);
+                        None
+                    }
                 };
                 let make = *this.make;
                 Poll::Ready(make(output, held))
