@@ -245,37 +245,60 @@ impl Registry {
     }
 }
 
+/// Records a thread keeps at hand: one per slot, the slot chosen by the
+/// context's hash, so that tasks taking turns on a worker thread (each
+/// holding locks across `.await`s) each find their own record again.
+const CACHE_SLOTS: usize = 32;
+
 thread_local! {
-    /// The record of the context that last took a lock on this thread: the
-    /// common path (the same task locking again) is a thread-local read and
-    /// a compare.
-    static CACHED: RefCell<Option<Arc<Record>>> = const { RefCell::new(None) };
+    /// The records of the contexts that last took a lock on this thread,
+    /// by slot: the common path (a task locking again) is a thread-local
+    /// read and a compare. Bounded: a slot's record is replaced by the next
+    /// context that hashes there.
+    static CACHED: RefCell<[Option<Arc<Record>>; CACHE_SLOTS]> =
+        const { RefCell::new([const { None }; CACHE_SLOTS]) };
 }
 
-/// This thread's cached record, if it is `context`'s.
+/// The cache slot of `context`.
+#[inline]
+fn slot(context: ContextId) -> usize {
+    (context_hash(context) >> 59) as usize % CACHE_SLOTS
+}
+
+/// A well-mixed hash of `context` (its high bits pick a cache slot and a
+/// registry shard).
+#[inline]
+fn context_hash(context: ContextId) -> u64 {
+    match context {
+        ContextId::Task(id) => rustc_hash::FxBuildHasher.hash_one(id),
+        ContextId::Thread(n) | ContextId::Scope(n) => n.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        ContextId::Process(pid) => u64::from(pid).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    }
+}
+
+/// This thread's cached record of `context`, if it has one.
 #[inline]
 fn cached(context: ContextId) -> Option<Arc<Record>> {
-    CACHED
-        .try_with(|cached| {
-            cached
-                .try_borrow()
-                .ok()
-                .and_then(|c| c.as_ref().filter(|r| r.context == context).cloned())
-        })
-        .ok()
-        .flatten()
+    // SAFETY: the pointer comes from the cache, which keeps the record alive
+    // until the clone below (nothing between replaces a slot).
+    cached_ptr(context).map(|record| unsafe {
+        Arc::increment_strong_count(record);
+        Arc::from_raw(record)
+    })
 }
 
-/// This thread's cached record, if it is `context`'s, borrowed (see
+/// This thread's cached record of `context`, if it has one, borrowed (see
 /// [`HeldLocks::with_record`]).
 #[inline]
 fn cached_ptr(context: ContextId) -> Option<*const Record> {
     CACHED
         .try_with(|cached| {
-            cached
-                .try_borrow()
-                .ok()
-                .and_then(|c| c.as_ref().filter(|r| r.context == context).map(Arc::as_ptr))
+            cached.try_borrow().ok().and_then(|slots| {
+                slots[slot(context)]
+                    .as_ref()
+                    .filter(|r| r.context == context)
+                    .map(Arc::as_ptr)
+            })
         })
         .ok()
         .flatten()
@@ -307,12 +330,7 @@ impl Default for HeldLocks {
 
 impl HeldLocks {
     fn registry(&self, context: ContextId) -> MutexGuard<'_, Registry> {
-        let index = match context {
-            ContextId::Task(id) => rustc_hash::FxBuildHasher.hash_one(id),
-            ContextId::Thread(n) | ContextId::Scope(n) => n.wrapping_mul(0x9E37_79B9_7F4A_7C15),
-            ContextId::Process(pid) => u64::from(pid).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-        };
-        self.shards[(index >> 58) as usize % SHARDS]
+        self.shards[(context_hash(context) >> 52) as usize % SHARDS]
             .0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -356,11 +374,13 @@ impl HeldLocks {
                 }
             }
         };
-        // The previous record is dropped here, outside the registry's lock.
-        let _ = CACHED.try_with(|cached| {
-            if let Ok(mut cached) = cached.try_borrow_mut() {
-                *cached = Some(Arc::clone(&record));
-            }
+        // The slot's previous record is dropped outside the registry's lock
+        // and the cache's borrow.
+        let _previous = CACHED.try_with(|cached| {
+            cached
+                .try_borrow_mut()
+                .ok()
+                .and_then(|mut slots| slots[slot(context)].replace(Arc::clone(&record)))
         });
         record
     }
