@@ -31,47 +31,6 @@ const CLASSES: u32 = 10_000;
 const EDGES: usize = 100_000;
 const CLOSING: usize = 100;
 
-/// The edge sequence: `edges` distinct edges that agree with a hidden random
-/// order of `classes` nodes, then `closing` distinct edges against it.
-fn workload(classes: u32, edges: usize, closing: usize, seed: u64) -> Vec<(Node, Node)> {
-    let mut rng = fastrand::Rng::with_seed(seed);
-    // Hidden topological order: rank[node], a random permutation.
-    let mut rank: Vec<u32> = (0..classes).collect();
-    rng.shuffle(&mut rank);
-    let mut seen = HashSet::with_capacity(edges + closing);
-    let mut list = Vec::with_capacity(edges + closing);
-    while list.len() < edges {
-        let (a, b) = (rng.u32(..classes), rng.u32(..classes));
-        if a == b {
-            continue;
-        }
-        let edge = if rank[a as usize] < rank[b as usize] {
-            (a, b)
-        } else {
-            (b, a)
-        };
-        if seen.insert(edge) {
-            list.push(edge);
-        }
-    }
-    while list.len() < edges + closing {
-        let (a, b) = (rng.u32(..classes), rng.u32(..classes));
-        if a == b {
-            continue;
-        }
-        // Against the hidden order: from the later node to the earlier one.
-        let edge = if rank[a as usize] > rank[b as usize] {
-            (a, b)
-        } else {
-            (b, a)
-        };
-        if seen.insert(edge) {
-            list.push(edge);
-        }
-    }
-    list
-}
-
 /// rustc's Fx hash, so the naive reference's edge set costs what the
 /// incremental graph's does.
 #[derive(Default)]
@@ -233,7 +192,7 @@ fn main() {
     } else {
         (1_000, 10_000)
     };
-    let list = workload(classes, edges, CLOSING, 0x9E37_79B9_7F4A_7C15);
+    let list = common::dag_workload(classes, edges, CLOSING, 0x9E37_79B9_7F4A_7C15);
 
     let cycles = compare(&list);
     println!(
@@ -292,7 +251,7 @@ fn main() {
 /// Time per new dependency once the graph is large: the last 10% of
 /// `edges` new edges among `classes` classes, per edge (median of rounds).
 fn per_new_edge(classes: u32, edges: usize, rounds: usize) -> f64 {
-    let list = workload(classes, edges, 0, 0x5EED ^ u64::from(classes));
+    let list = common::dag_workload(classes, edges, 0, 0x5EED ^ u64::from(classes));
     let tail = edges / 10;
     let mut times = Vec::new();
     for _ in 0..rounds {

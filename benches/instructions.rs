@@ -10,6 +10,14 @@
 //! | `plain_nested` | two `tokio::sync::Mutex`es, A then B                        |
 //! | `off_nested`   | two `async_lockdep::Mutex`es, A then B, detection off       |
 //! | `on_nested`    | two `async_lockdep::Mutex`es, A then B, detection on, seen  |
+//! | `graph_small`  | the class graph, 5 000 classes / 45 000 dependencies: per new dependency |
+//! | `graph_large`  | the same at 50 000 / 450 000 (`RATIO instructions/graph_scale`) |
+//!
+//! The graph variants learn the workload of `benches/graph.rs`'s scale check
+//! (a random DAG in random order, ten dependencies per class) up to 90%,
+//! then `N` iterations learn none of the last 10% and `2N` all of it: the
+//! count per new dependency, free of the cache misses that dominate its
+//! time at the larger size.
 //!
 //! Built without the `detect` feature (`cargo bench --no-default-features
 //! --bench instructions`), `off` and `off_nested` measure the compiled-out
@@ -58,14 +66,35 @@ mod common;
 /// Iterations of the shorter run; the longer one does twice as many.
 const N: u64 = 50_000;
 
-const VARIANTS: [&str; 6] = [
+const VARIANTS: [&str; 8] = [
     "plain",
     "off",
     "on",
     "plain_nested",
     "off_nested",
     "on_nested",
+    "graph_small",
+    "graph_large",
 ];
+
+/// The graph variants: classes, then dependencies (ten per class) learned
+/// before the measured ones, as `benches/graph.rs`'s scale check.
+fn graph_size(variant: &str) -> Option<u32> {
+    match variant {
+        "graph_small" => Some(5_000),
+        "graph_large" => Some(50_000),
+        _ => None,
+    }
+}
+
+/// New dependencies a graph variant learns in the measured part, for
+/// `iters` (the variant learns the first 90% of its workload, then this
+/// many of the last 10%: `N` iterations none of it, `2N` all of it, as the
+/// timed scale check in `benches/graph.rs`).
+fn graph_edges(classes: u32, iters: u64) -> usize {
+    let tail = u64::from(classes); // 10% of ten per class
+    (tail * iters.saturating_sub(N) / N).min(tail) as usize
+}
 
 /// Turns detection on and returns what must stay alive while it is used.
 /// (At 8319a7b: `Box::new(detector.set_default())`, see above.)
@@ -99,8 +128,28 @@ macro_rules! two_nested {
     }};
 }
 
+/// A graph variant: `classes` classes, the first 90% of the workload's
+/// dependencies, then `graph_edges(classes, iters)` more, each a new one.
+fn run_graph(classes: u32, iters: u64) {
+    use async_lockdep::__private::{Graph, Insert};
+    let edges = classes as usize * 10;
+    let list = common::dag_workload(classes, edges, 0, 0x5EED ^ u64::from(classes));
+    let (known, tail) = list.split_at(edges - classes as usize);
+    let mut graph = Graph::<()>::default();
+    for &(from, to) in known {
+        graph.insert(from, to, || ());
+    }
+    for &(from, to) in &tail[..graph_edges(classes, iters)] {
+        let answer = graph.insert(from, to, || ());
+        assert!(matches!(answer, Insert::New), "{answer:?}");
+    }
+}
+
 /// Runs `variant`: set-up, one warm-up iteration (checked), `iters` more.
 fn run(variant: &str, iters: u64) {
+    if let Some(classes) = graph_size(variant) {
+        return run_graph(classes, iters);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -215,11 +264,21 @@ fn main() {
         "instructions: callgrind, {N} and {} iterations per variant",
         2 * N
     );
+    let mut graph_per_edge = Vec::new();
     for variant in selected {
         match (callgrind(&exe, variant, N), callgrind(&exe, variant, 2 * N)) {
             (Ok(short), Ok(long)) => {
-                let per_op = (long as f64 - short as f64) / N as f64;
-                let what = if variant.ends_with("nested") {
+                let ops = match graph_size(variant) {
+                    Some(classes) => graph_edges(classes, 2 * N) - graph_edges(classes, N),
+                    None => N as usize,
+                };
+                let per_op = (long as f64 - short as f64) / ops as f64;
+                if graph_size(variant).is_some() {
+                    graph_per_edge.push(per_op);
+                }
+                let what = if graph_size(variant).is_some() {
+                    "per new dependency"
+                } else if variant.ends_with("nested") {
                     "per A+B lock+release"
                 } else {
                     "per lock+release"
@@ -233,5 +292,13 @@ fn main() {
             }
             (Err(e), _) | (_, Err(e)) => println!("INSTRUCTIONS {variant}: failed: {e}"),
         }
+    }
+    if let [small, large] = graph_per_edge[..] {
+        common::print_ratio(
+            "instructions/graph_scale",
+            large / small,
+            "instructions per new dependency, 50 000 / 500 000 vs 5 000 / 50 000",
+            common::Target::AtMost(2.0),
+        );
     }
 }

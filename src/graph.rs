@@ -44,25 +44,35 @@ struct Edge<E> {
 
 /// A directed acyclic graph over dense node ids with per-edge payloads.
 pub struct Graph<E> {
-    out: Vec<Vec<Node>>,
-    inc: Vec<Vec<Node>>,
-    /// Position of each node in the topological order.
-    ord: Vec<u32>,
+    /// Everything about each node in one place: a search looks at a
+    /// neighbour's position and mark together, so a large graph costs one
+    /// cache miss per neighbour rather than one per array.
+    node: Vec<NodeData>,
     edges: FxHashMap<(Node, Node), Edge<E>>,
     nodes: usize,
     // Scratch space for the searches, kept to avoid allocating per insert.
-    mark: Vec<u32>,
     epoch: u32,
-    parent: Vec<Node>,
     stack: Vec<Node>,
     forward: Vec<Node>,
     backward: Vec<Node>,
 }
 
+#[derive(Default)]
+struct NodeData {
+    /// Position in the topological order.
+    ord: u32,
+    /// The search that last visited the node (an epoch).
+    mark: u32,
+    /// The node a forward search reached it from.
+    parent: Node,
+    out: Vec<Node>,
+    inc: Vec<Node>,
+}
+
 impl<E> std::fmt::Debug for Graph<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Graph")
-            .field("nodes", &self.ord.len())
+            .field("nodes", &self.node.len())
             .field("edges", &self.edges.len())
             .finish()
     }
@@ -71,14 +81,10 @@ impl<E> std::fmt::Debug for Graph<E> {
 impl<E> Default for Graph<E> {
     fn default() -> Self {
         Graph {
-            out: Vec::new(),
-            inc: Vec::new(),
-            ord: Vec::new(),
+            node: Vec::new(),
             edges: FxHashMap::default(),
             nodes: 0,
-            mark: Vec::new(),
             epoch: 0,
-            parent: Vec::new(),
             stack: Vec::new(),
             forward: Vec::new(),
             backward: Vec::new(),
@@ -94,8 +100,9 @@ impl<E> Graph<E> {
 
     /// Whether `node` has at least one edge in the order.
     pub fn has_node(&self, node: Node) -> bool {
-        let n = node as usize;
-        n < self.out.len() && !(self.out[n].is_empty() && self.inc[n].is_empty())
+        self.node
+            .get(node as usize)
+            .is_some_and(|n| !(n.out.is_empty() && n.inc.is_empty()))
     }
 
     /// Number of edges, rejected ones included.
@@ -136,8 +143,8 @@ impl<E> Graph<E> {
             self.reject(from, to, payload);
             return Insert::Cycle(vec![from]);
         }
-        let lower = self.ord[to as usize];
-        let upper = self.ord[from as usize];
+        let lower = self.node[to as usize].ord;
+        let upper = self.node[from as usize].ord;
         if upper < lower {
             self.add(from, to, payload);
             return Insert::New;
@@ -158,24 +165,24 @@ impl<E> Graph<E> {
         self.edges
             .iter()
             .filter(|(_, e)| e.in_order)
-            .all(|(&(a, b), _)| self.ord[a as usize] < self.ord[b as usize])
+            .all(|(&(a, b), _)| self.node[a as usize].ord < self.node[b as usize].ord)
     }
 
     fn ensure(&mut self, node: Node) {
         let n = node as usize + 1;
-        while self.ord.len() < n {
-            self.ord.push(self.ord.len() as u32);
-            self.out.push(Vec::new());
-            self.inc.push(Vec::new());
-            self.mark.push(0);
-            self.parent.push(0);
+        while self.node.len() < n {
+            let ord = self.node.len() as u32;
+            self.node.push(NodeData {
+                ord,
+                ..NodeData::default()
+            });
         }
     }
 
     fn add(&mut self, from: Node, to: Node, payload: impl FnOnce() -> E) {
         self.nodes += usize::from(!self.has_node(from)) + usize::from(!self.has_node(to));
-        self.out[from as usize].push(to);
-        self.inc[to as usize].push(from);
+        self.node[from as usize].out.push(to);
+        self.node[to as usize].inc.push(from);
         let edge = Edge {
             payload: payload(),
             in_order: true,
@@ -194,7 +201,7 @@ impl<E> Graph<E> {
     fn next_epoch(&mut self) -> u32 {
         self.epoch = self.epoch.wrapping_add(1);
         if self.epoch == 0 {
-            self.mark.iter_mut().for_each(|m| *m = 0);
+            self.node.iter_mut().for_each(|n| n.mark = 0);
             self.epoch = 1;
         }
         self.epoch
@@ -208,20 +215,21 @@ impl<E> Graph<E> {
         self.forward.clear();
         self.stack.clear();
         self.stack.push(start);
-        self.mark[start as usize] = epoch;
+        self.node[start as usize].mark = epoch;
         while let Some(node) = self.stack.pop() {
             self.forward.push(node);
-            for i in 0..self.out[node as usize].len() {
-                let next = self.out[node as usize][i];
-                if self.mark[next as usize] == epoch {
+            for i in 0..self.node[node as usize].out.len() {
+                let next = self.node[node as usize].out[i];
+                let data = &mut self.node[next as usize];
+                if data.mark == epoch {
                     continue;
                 }
-                self.parent[next as usize] = node;
+                data.parent = node;
                 if next == target {
                     return Some(self.path(start, target));
                 }
-                if self.ord[next as usize] < upper {
-                    self.mark[next as usize] = epoch;
+                if data.ord < upper {
+                    data.mark = epoch;
                     self.stack.push(next);
                 }
             }
@@ -233,7 +241,7 @@ impl<E> Graph<E> {
         let mut path = vec![target];
         let mut node = target;
         while node != start {
-            node = self.parent[node as usize];
+            node = self.node[node as usize].parent;
             path.push(node);
         }
         path.reverse();
@@ -247,13 +255,14 @@ impl<E> Graph<E> {
         self.backward.clear();
         self.stack.clear();
         self.stack.push(start);
-        self.mark[start as usize] = epoch;
+        self.node[start as usize].mark = epoch;
         while let Some(node) = self.stack.pop() {
             self.backward.push(node);
-            for i in 0..self.inc[node as usize].len() {
-                let prev = self.inc[node as usize][i];
-                if self.mark[prev as usize] != epoch && self.ord[prev as usize] > lower {
-                    self.mark[prev as usize] = epoch;
+            for i in 0..self.node[node as usize].inc.len() {
+                let prev = self.node[node as usize].inc[i];
+                let data = &mut self.node[prev as usize];
+                if data.mark != epoch && data.ord > lower {
+                    data.mark = epoch;
                     self.stack.push(prev);
                 }
             }
@@ -263,18 +272,19 @@ impl<E> Graph<E> {
     /// Gives the nodes found backward the lowest of the freed positions, then
     /// the nodes found forward the rest, each group keeping its relative order.
     fn reorder(&mut self) {
-        let ord = &self.ord;
-        self.forward.sort_unstable_by_key(|&n| ord[n as usize]);
-        self.backward.sort_unstable_by_key(|&n| ord[n as usize]);
+        let node = &self.node;
+        self.forward.sort_unstable_by_key(|&n| node[n as usize].ord);
+        self.backward
+            .sort_unstable_by_key(|&n| node[n as usize].ord);
         let mut slots: Vec<u32> = self
             .backward
             .iter()
             .chain(self.forward.iter())
-            .map(|&n| ord[n as usize])
+            .map(|&n| node[n as usize].ord)
             .collect();
         slots.sort_unstable();
-        for (&node, slot) in self.backward.iter().chain(self.forward.iter()).zip(slots) {
-            self.ord[node as usize] = slot;
+        for (&n, slot) in self.backward.iter().chain(self.forward.iter()).zip(slots) {
+            self.node[n as usize].ord = slot;
         }
     }
 }

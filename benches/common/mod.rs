@@ -3,6 +3,7 @@
 //! prints after criterion's own run.
 #![allow(dead_code)]
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
@@ -196,4 +197,45 @@ pub fn time<T>(f: impl FnOnce() -> T) -> (T, Duration) {
     let start = Instant::now();
     let out = f();
     (out, start.elapsed())
+}
+
+/// The edge sequence: `edges` distinct edges that agree with a hidden random
+/// order of `classes` nodes, then `closing` distinct edges against it.
+pub fn dag_workload(classes: u32, edges: usize, closing: usize, seed: u64) -> Vec<(u32, u32)> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    // Hidden topological order: rank[node], a random permutation.
+    let mut rank: Vec<u32> = (0..classes).collect();
+    rng.shuffle(&mut rank);
+    let mut seen = HashSet::with_capacity(edges + closing);
+    let mut list = Vec::with_capacity(edges + closing);
+    while list.len() < edges {
+        let (a, b) = (rng.u32(..classes), rng.u32(..classes));
+        if a == b {
+            continue;
+        }
+        let edge = if rank[a as usize] < rank[b as usize] {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        if seen.insert(edge) {
+            list.push(edge);
+        }
+    }
+    while list.len() < edges + closing {
+        let (a, b) = (rng.u32(..classes), rng.u32(..classes));
+        if a == b {
+            continue;
+        }
+        // Against the hidden order: from the later node to the earlier one.
+        let edge = if rank[a as usize] > rank[b as usize] {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        if seen.insert(edge) {
+            list.push(edge);
+        }
+    }
+    list
 }

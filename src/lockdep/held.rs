@@ -208,6 +208,7 @@ impl Registry {
             if let Some(unique) = Arc::get_mut(&mut record) {
                 let stack = unique.stack.get_mut();
                 DROPPED_HIGH.fetch_max(stack.next_token, Ordering::Relaxed);
+                debug_assert!(stack.held.is_empty(), "only empty records are spares");
                 stack.held.clear();
                 stack.next_token = fresh_base();
                 unique.context = context;
@@ -257,6 +258,35 @@ thread_local! {
     /// context that hashes there.
     static CACHED: RefCell<[Option<Arc<Record>>; CACHE_SLOTS]> =
         const { RefCell::new([const { None }; CACHE_SLOTS]) };
+}
+
+/// Debug builds: whether this thread runs `with_record` on a cached record,
+/// which `record_slow` must not replace meanwhile.
+#[cfg(debug_assertions)]
+struct Borrowed;
+
+#[cfg(debug_assertions)]
+thread_local! {
+    static BORROWED: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+#[cfg(debug_assertions)]
+impl Borrowed {
+    fn enter() -> Borrowed {
+        let _ = BORROWED.try_with(|b| b.set(b.get() + 1));
+        Borrowed
+    }
+
+    fn active() -> bool {
+        BORROWED.try_with(|b| b.get() > 0).unwrap_or(false)
+    }
+}
+
+#[cfg(debug_assertions)]
+impl Drop for Borrowed {
+    fn drop(&mut self) {
+        let _ = BORROWED.try_with(|b| b.set(b.get() - 1));
+    }
 }
 
 /// The cache slot of `context`.
@@ -343,8 +373,11 @@ impl HeldLocks {
     #[inline]
     pub(crate) fn with_record<R>(&self, context: ContextId, f: impl FnOnce(&Record) -> R) -> R {
         if let Some(record) = cached_ptr(context) {
+            #[cfg(debug_assertions)]
+            let _borrowed = Borrowed::enter();
             // SAFETY: the thread's cache keeps the record alive while `f`
-            // runs: only `record_slow` replaces it, and `f` does not call it.
+            // runs: only `record_slow` replaces it, and `f` does not call it
+            // (checked in debug builds).
             return f(unsafe { &*record });
         }
         let record = self.record_slow(context);
@@ -360,6 +393,11 @@ impl HeldLocks {
     #[cold]
     #[inline(never)]
     fn record_slow(&self, context: ContextId) -> Arc<Record> {
+        #[cfg(debug_assertions)]
+        debug_assert!(
+            !Borrowed::active(),
+            "a record's cache slot is replaced while `with_record` borrows it"
+        );
         let record = {
             let mut registry = self.registry(context);
             match registry.map.get(&context) {
@@ -482,8 +520,8 @@ impl Stack {
     }
 
     /// Forgets the acquisition `token`; returns whether it was movable, or
-    /// `None` if it was not recorded (released twice, or never acquired),
-    /// which is ignored.
+    /// `None` if it was not recorded (which cannot happen for a live
+    /// `Hold`: each is released once, by its owner).
     #[inline]
     pub(crate) fn remove(&mut self, token: u64) -> Option<Movable> {
         if let Some(top) = self.held.last().filter(|h| h.token == token) {

@@ -520,10 +520,8 @@ impl State {
         let context = ContextId::current();
         let fast = self.held.with_record(context, |record| {
             let mut stack = record.stack();
-            match self.check(stack.held(), want) {
-                Check::Fine => Some(Hold::new(record, stack.push(want))),
-                Check::Slow(_) => None,
-            }
+            self.seen_before(stack.held(), want)
+                .then(|| Hold::new(record, stack.push(want)))
         });
         fast.unwrap_or_else(|| self.lock_now_slow(context, want))
     }
@@ -910,6 +908,7 @@ impl State {
         // longer keeps the record alive.
         let key = hold.key();
         let removed = hold.record().stack().remove(hold.token);
+        debug_assert!(removed.is_some(), "a hold's entry is removed once");
         if removed == Some(Movable(true)) {
             self.movable_released(key);
         }

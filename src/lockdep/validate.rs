@@ -144,11 +144,19 @@ impl State {
         if held.is_empty() {
             return Check::Fine; // nothing held: no dependency
         }
-        self.check_held(held, want)
+        self.check_held(held, want, true)
     }
 
-    /// [`State::check`] when something is held.
-    fn check_held(&self, held: &[HeldLock], want: &Acquire) -> Check {
+    /// Whether [`State::check`] finds nothing new, without copying what is
+    /// held (for the lock path, which holds the record's lock meanwhile).
+    #[inline]
+    pub(super) fn seen_before(&self, held: &[HeldLock], want: &Acquire) -> bool {
+        held.is_empty() || matches!(self.check_held(held, want, false), Check::Fine)
+    }
+
+    /// [`State::check`] when something is held; `snapshot`: whether a slow
+    /// answer carries a copy of the held locks the waiter sees.
+    fn check_held(&self, held: &[HeldLock], want: &Acquire, snapshot: bool) -> Check {
         let Some(top) = held.last() else {
             return Check::Fine;
         };
@@ -208,7 +216,7 @@ impl State {
             return Check::Fine;
         }
         Check::Slow(Slow {
-            held: held.to_vec(),
+            held: if snapshot { held.to_vec() } else { Vec::new() },
             chain,
             same,
             pool,

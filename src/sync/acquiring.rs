@@ -131,11 +131,13 @@ mod tracked {
     /// The acquisition is ready: drops tokio's future in place, now.
     #[inline(always)]
     fn finish<F>(inner: Pin<&mut ManuallyDrop<F>>, track: &mut Track) {
+        // `Finished` first: if the drop panicked, `PinnedDrop` must not drop
+        // it again.
+        *track = Track::Finished;
         // SAFETY: called once, when tokio's future is ready; `Finished`
         // keeps it from being polled or dropped again. Dropping in place
         // keeps the pinning guarantee.
         unsafe { ManuallyDrop::drop(inner.get_unchecked_mut()) };
-        *track = Track::Finished;
     }
 
     #[pinned_drop]

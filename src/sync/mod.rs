@@ -267,6 +267,7 @@ impl Held {
             // Always `None` (nothing is recorded): forgotten rather than
             // dropped, so that no drop glue of `Holding` stays in the
             // caller to keep it from being inlined.
+            debug_assert!(held.is_none(), "nothing is recorded without `detect`");
             std::mem::forget(held);
             Held
         }
