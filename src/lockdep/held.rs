@@ -2,14 +2,15 @@
 //! task (`current->held_locks`).
 //!
 //! Each context has a record of its own, written by whoever polls the
-//! context; a thread caches the record of the context it last ran, so a task
-//! taking a lock again finds its record with a thread-local read and a
-//! compare, and a guard keeps its record, so a release (wherever it happens)
-//! goes straight to it. No map and no lock shared between contexts is
-//! touched on that path; the registry (sharded by context)
-//! serves a context's first lock on a thread and the checks that look at
-//! other contexts. Records of contexts that hold nothing are swept as the
-//! registry grows, so memory follows the contexts that hold locks.
+//! context under the record's own spin lock; a thread caches the records of
+//! the contexts that last locked there (32 slots), so a task taking a lock
+//! again finds its record with a thread-local read and a compare, and a
+//! guard points to its record (no reference count), so a release, wherever
+//! it happens, goes straight to it. No map, reference count or lock shared
+//! between contexts is touched on that path; the registry (sharded by
+//! context) serves a context's first lock on a thread and the checks that
+//! look at other contexts. Records nobody uses that hold nothing are swept
+//! as the registry grows, so memory follows the contexts that hold locks.
 
 use std::cell::RefCell;
 use std::hash::BuildHasher;
