@@ -374,3 +374,74 @@ async fn a_lock_handed_to_a_joined_future_is_not_stuck() {
     let reports = lockdep.take_reports();
     assert!(reports.is_empty(), "{reports:#?}");
 }
+
+/// Thousands of tasks queued on one busy mutex hold nothing: they cannot
+/// be part of a cycle, and must not keep a real deadlock elsewhere from
+/// being reported as stuck now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadlock_beside_thousands_of_idle_waiters_is_reported_stuck_now() {
+    let lockdep = test_guard();
+    let busy = Arc::new(Mutex::with_class("idle-busy", 0u32));
+    let held = busy.lock().await;
+    let mut idle = Vec::new();
+    for _ in 0..5_000 {
+        let busy = busy.clone();
+        idle.push(tokio::spawn(async move {
+            *busy.lock().await += 1;
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await; // all queued
+    let a = Arc::new(Mutex::with_class("idle-a", 0u32));
+    let b = Arc::new(Mutex::with_class("idle-b", 0u32));
+    let anchor = line!();
+    let first = tokio::spawn({
+        let (a, b) = (a.clone(), b.clone());
+        async move {
+            let _a = a.lock().await; // anchor + 4
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            let _b = b.lock().await; // anchor + 6
+        }
+    });
+    let second = tokio::spawn({
+        let (a, b) = (a.clone(), b.clone());
+        async move {
+            let _b = b.lock().await; // anchor + 12
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            let _a = a.lock().await; // anchor + 14
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !first.is_finished() && !second.is_finished(),
+        "it really hangs"
+    );
+    let reports = lockdep.take_reports();
+    first.abort();
+    second.abort();
+    drop(held);
+    for task in idle {
+        task.await.unwrap();
+    }
+    assert_eq!(*busy.lock().await, 5_000);
+    let kinds: Vec<_> = reports.iter().map(|r| r.kind).collect();
+    assert_eq!(
+        kinds,
+        [ReportKind::CircularDependency, ReportKind::DeadlockNow],
+        "{reports:#?}"
+    );
+    let stuck = &reports[1];
+    let mut lines: Vec<_> = stuck
+        .dependencies
+        .iter()
+        .map(|d| (d.held_at.line(), d.waited_at.line()))
+        .collect();
+    lines.sort_unstable();
+    assert_eq!(
+        lines,
+        [(anchor + 4, anchor + 6), (anchor + 12, anchor + 14)],
+        "{stuck}"
+    );
+    let mut classes = stuck.class_names();
+    classes.sort_unstable();
+    assert_eq!(classes, ["idle-a", "idle-b"]);
+}

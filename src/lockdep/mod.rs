@@ -914,6 +914,14 @@ impl State {
         }
     }
 
+    /// The instances `context` holds (locks, permits, channel sections,
+    /// work).
+    pub(crate) fn held_instances(&self, context: ContextId) -> Vec<u64> {
+        self.held.find(context).map_or_else(Vec::new, |r| {
+            r.stack().held().iter().map(|h| h.lock.instance).collect()
+        })
+    }
+
     /// Whether the calling context holds the lock (or executor) `instance`.
     pub(crate) fn current_context_holds(&self, instance: u64) -> bool {
         self.held

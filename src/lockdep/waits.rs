@@ -43,15 +43,42 @@ pub(crate) struct Wait {
 /// waits (a lock future polled once and kept aside, futures joined in it).
 #[derive(Default)]
 pub(crate) struct Waits {
-    map: Mutex<FxHashMap<ContextId, Vec<Wait>>>,
+    map: Mutex<Pending>,
     next_seq: std::sync::atomic::AtomicU64,
 }
 
+/// The pending waits by context, and how many wait for each instance.
+#[derive(Default)]
+struct Pending {
+    by_context: FxHashMap<ContextId, Vec<Wait>>,
+    by_instance: FxHashMap<u64, u32>,
+}
+
+impl std::ops::Deref for Pending {
+    type Target = FxHashMap<ContextId, Vec<Wait>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.by_context
+    }
+}
+
+impl std::ops::DerefMut for Pending {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.by_context
+    }
+}
+
 impl Waits {
-    fn map(&self) -> MutexGuard<'_, FxHashMap<ContextId, Vec<Wait>>> {
+    fn map(&self) -> MutexGuard<'_, Pending> {
         self.map
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether any pending wait is for one of `instances`.
+    pub(crate) fn anyone_waits_for(&self, instances: &[u64]) -> bool {
+        let map = self.map();
+        instances.iter().any(|i| map.by_instance.contains_key(i))
     }
 
     /// Registers a wait of `context`; returns its sequence number and a
@@ -76,6 +103,7 @@ impl Waits {
             span: super::context::current_span(),
         };
         let mut map = self.map();
+        *map.by_instance.entry(want.lock.instance).or_default() += 1;
         let waits = map.entry(context).or_default();
         let earlier = waits
             .iter()
@@ -88,10 +116,20 @@ impl Waits {
     /// The wait `seq` of `context` ended.
     pub(crate) fn end(&self, context: ContextId, seq: u64) {
         let mut map = self.map();
-        if let Some(waits) = map.get_mut(&context) {
-            waits.retain(|w| w.seq != seq);
-            if waits.is_empty() {
-                map.remove(&context);
+        let Some(waits) = map.by_context.get_mut(&context) else {
+            return;
+        };
+        let Some(pos) = waits.iter().position(|w| w.seq == seq) else {
+            return;
+        };
+        let instance = waits.remove(pos).want.lock.instance;
+        if waits.is_empty() {
+            map.by_context.remove(&context);
+        }
+        if let Some(count) = map.by_instance.get_mut(&instance) {
+            *count -= 1;
+            if *count == 0 {
+                map.by_instance.remove(&instance);
             }
         }
     }
@@ -106,6 +144,11 @@ impl Waits {
         self.map()
             .get(&context)
             .is_some_and(|waits| waits.iter().any(|w| w.seq == seq))
+    }
+
+    /// How many waits of `context` are pending.
+    pub(crate) fn count_of(&self, context: ContextId) -> usize {
+        self.map().get(&context).map_or(0, Vec::len)
     }
 
     /// How many waits are pending, in all.
@@ -161,6 +204,18 @@ fn blocks(held: Access, wanted: Access) -> bool {
 pub(crate) fn stuck_cycle(state: &State, waiter: ContextId, seq: u64) -> Option<Report> {
     if state.waits().len() < 2 && !waits_for_permits(state, waiter, seq) {
         return None; // a cycle of waits needs another waiter (this one is registered)
+    }
+    // A waiter with no other pending wait, none of whose holds anybody
+    // waits for, blocks nobody now: no cycle of waits goes through it (if
+    // one forms later, the wait that closes it finds it). Thousands of tasks
+    // queued on one busy mutex, holding nothing or locks of their own, are
+    // this case; the analysis would read every context's holds for each.
+    if state.waits().count_of(waiter) <= 1
+        && !state
+            .waits()
+            .anyone_waits_for(&state.held_instances(waiter))
+    {
+        return None;
     }
     // The analysis reads holders and waits at different moments; a task that
     // released a lock and started another wait in between could join two
@@ -253,7 +308,7 @@ const MAX_CONTEXTS: usize = 64;
 /// Past this many pending waits in the process, new waits are not analysed
 /// (thousands of futures waiting at once, e.g. joined on a limiter): the
 /// watchdog still reports long waits.
-const MAX_WAITS: usize = 4096;
+const MAX_WAITS: usize = 65_536;
 
 impl Analysis {
     /// Explores the contexts reachable from `start` through holds and finds
