@@ -20,6 +20,10 @@
 //! same ratio normalised by each phase's plain tokio is printed too, to show
 //! drift, and each phase against its plain tokio.
 //!
+//! Then, with detection on, `QUEUED` tasks each holding a mutex of their
+//! own queue on one shared mutex (`TIME contention/queue/...`): the live
+//! check of waits must stay linear in the number of waiters.
+//!
 //! ```sh
 //! cargo bench --bench contention -- --quick
 //! ```
@@ -240,7 +244,79 @@ fn main() {
             );
         }
         println!();
+        queue(&env.runtime, rounds);
     }
     c.final_summary();
     assert!(!detector.has_reports(), "{:?}", detector.reports());
+}
+
+/// Tasks queued on one busy mutex, each holding a lock of its own.
+const QUEUED: usize = 4_000;
+
+/// One round of the queue: `QUEUED` tasks each lock their own mutex, then
+/// the shared one (most wait for it, holding theirs), yield while holding
+/// both, and finish.
+macro_rules! queue_round {
+    ($new:expr) => {{
+        let shared = Arc::new($new);
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..QUEUED)
+            .map(|_| {
+                let shared = Arc::clone(&shared);
+                tokio::spawn(async move {
+                    let own = $new;
+                    let _own = own.lock().await;
+                    let mut n = shared.lock().await;
+                    *n += 1;
+                    tokio::task::yield_now().await;
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        start.elapsed()
+    }};
+}
+
+/// The waits' side of the engine at scale (detection on): `QUEUED` tasks
+/// waiting at once on one mutex, against plain tokio. Each wait is checked
+/// for a cycle of waits only if something it holds is waited for, so the
+/// cost stays linear in the number of waiters.
+fn queue(runtime: &Runtime, rounds: usize) {
+    let mut routines: Vec<Routine<'_>> = vec![
+        Box::new(|iters| {
+            runtime.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    total += queue_round!(tokio::sync::Mutex::new(0u64));
+                }
+                total
+            })
+        }),
+        Box::new(|iters| {
+            runtime.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    total += queue_round!(async_lockdep::Mutex::new(0u64));
+                }
+                total
+            })
+        }),
+    ];
+    let ns = common::medians(rounds, 1, &mut routines);
+    for (name, ns) in ["plain_tokio", "detection_on"].iter().zip(&ns) {
+        println!(
+            "TIME contention/queue/{name} = {:.2} ms per round of {QUEUED} tasks queued on one \
+             mutex, each holding its own (median of {rounds})",
+            ns / 1e6
+        );
+    }
+    common::print_ratio(
+        "contention/queue/detection_on",
+        ns[1] / ns[0],
+        "plain tokio (time per round)",
+        Target::None,
+    );
+    println!();
 }
