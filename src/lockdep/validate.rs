@@ -151,7 +151,22 @@ impl State {
     /// held (for the lock path, which holds the record's lock meanwhile).
     #[inline]
     pub(super) fn seen_before(&self, held: &[HeldLock], want: &Acquire) -> bool {
-        held.is_empty() || matches!(self.check_held(held, want, false), Check::Fine)
+        let Some(top) = held.last() else {
+            return true;
+        };
+        // The common case, checked here without building a `Check`: no
+        // span-scoped hold and no hold of the instance wanted (either needs
+        // `check_held`'s whole answer), and a chain validated before.
+        let mut plain = true;
+        for h in held {
+            plain &= h.span == 0 && h.lock.instance != want.lock.instance;
+        }
+        if plain {
+            return self
+                .chains
+                .contains(chain_after(top.chain, want.lock, want.access));
+        }
+        matches!(self.check_held(held, want, false), Check::Fine)
     }
 
     /// [`State::check`] when something is held; `snapshot`: whether a slow
