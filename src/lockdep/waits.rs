@@ -54,17 +54,13 @@ struct Pending {
     by_instance: FxHashMap<u64, u32>,
 }
 
+// Read-only access to the waits by context; changes go through `begin` and
+// `end`, which keep `by_instance` in step.
 impl std::ops::Deref for Pending {
     type Target = FxHashMap<ContextId, Vec<Wait>>;
 
     fn deref(&self) -> &Self::Target {
         &self.by_context
-    }
-}
-
-impl std::ops::DerefMut for Pending {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.by_context
     }
 }
 
@@ -75,10 +71,13 @@ impl Waits {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Whether any pending wait is for one of `instances`.
-    pub(crate) fn anyone_waits_for(&self, instances: &[u64]) -> bool {
+    /// Whether `context` may block another wait: it has more than one
+    /// pending wait (an older one may have been handed its lock), or some
+    /// pending wait is for one of the instances it `holds`.
+    pub(crate) fn may_block_others(&self, context: ContextId, holds: &[u64]) -> bool {
         let map = self.map();
-        instances.iter().any(|i| map.by_instance.contains_key(i))
+        map.by_context.get(&context).map_or(0, Vec::len) > 1
+            || holds.iter().any(|i| map.by_instance.contains_key(i))
     }
 
     /// Registers a wait of `context`; returns its sequence number and a
@@ -104,7 +103,7 @@ impl Waits {
         };
         let mut map = self.map();
         *map.by_instance.entry(want.lock.instance).or_default() += 1;
-        let waits = map.entry(context).or_default();
+        let waits = map.by_context.entry(context).or_default();
         let earlier = waits
             .iter()
             .find(|w| w.want.lock.instance == want.lock.instance)
@@ -146,11 +145,6 @@ impl Waits {
             .is_some_and(|waits| waits.iter().any(|w| w.seq == seq))
     }
 
-    /// How many waits of `context` are pending.
-    pub(crate) fn count_of(&self, context: ContextId) -> usize {
-        self.map().get(&context).map_or(0, Vec::len)
-    }
-
     /// How many waits are pending, in all.
     fn total(&self) -> usize {
         self.map().values().map(Vec::len).sum()
@@ -168,7 +162,7 @@ impl Waits {
     fn take_long(&self, threshold: Duration) -> Vec<(ContextId, Wait)> {
         let mut map = self.map();
         let mut long = Vec::new();
-        for (context, waits) in map.iter_mut() {
+        for (context, waits) in map.by_context.iter_mut() {
             for wait in waits.iter_mut() {
                 if !wait.reported_long && wait.since.elapsed() >= threshold {
                     wait.reported_long = true;
@@ -210,10 +204,9 @@ pub(crate) fn stuck_cycle(state: &State, waiter: ContextId, seq: u64) -> Option<
     // one forms later, the wait that closes it finds it). Thousands of tasks
     // queued on one busy mutex, holding nothing or locks of their own, are
     // this case; the analysis would read every context's holds for each.
-    if state.waits().count_of(waiter) <= 1
-        && !state
-            .waits()
-            .anyone_waits_for(&state.held_instances(waiter))
+    if !state
+        .waits()
+        .may_block_others(waiter, &state.held_instances(waiter))
     {
         return None;
     }
@@ -305,10 +298,12 @@ struct Analysis {
 /// How many contexts the analysis explores around a new wait.
 const MAX_CONTEXTS: usize = 64;
 
-/// Past this many pending waits in the process, new waits are not analysed
-/// (thousands of futures waiting at once, e.g. joined on a limiter): the
-/// watchdog still reports long waits.
-const MAX_WAITS: usize = 65_536;
+/// Past this many pending waits in the process, new waits are not analysed:
+/// the watchdog still reports long waits. Waits that block nobody (most of
+/// a crowd queued on one lock) skip the analysis before this bound counts;
+/// the bound caps the rest (futures joined on a limiter, hand-over-hand
+/// chains), whose every wait reads every pending wait and held lock.
+const MAX_WAITS: usize = 8_192;
 
 impl Analysis {
     /// Explores the contexts reachable from `start` through holds and finds
