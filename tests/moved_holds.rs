@@ -111,3 +111,73 @@ async fn owned_permit_moved_to_a_task_while_the_spawner_joins_is_silent() {
     let reports = lockdep.take_reports();
     assert!(reports.is_empty(), "{reports:#?}");
 }
+
+/// Thousands of short tasks take owned guards and permits and hand them to
+/// other tasks and to a plain thread, which release them after their takers
+/// have ended, while the engine's records of ended tasks are swept and
+/// reused. Every release must find its record (a guard points into it), and
+/// at the end nothing is held, nothing is reported, and every lock and
+/// permit is free again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holds_released_after_their_takers_ended_leave_nothing_behind() {
+    const TAKERS: usize = 5_000; // past 64 records a shard, so records are swept
+    let lockdep = test_guard();
+    let locks: Arc<Vec<Mutex<u64>>> = Arc::new(
+        (0..8)
+            .map(|_| Mutex::with_class("churn-lock", 0u64))
+            .collect(),
+    );
+    let outer = Arc::new(Mutex::with_class("churn-outer", 0u64));
+    let pool = Arc::new(Semaphore::with_class("churn-pool", 16));
+    let (to_thread, from_tasks) = std::sync::mpsc::channel::<Box<dyn Send>>();
+    let dropper = std::thread::spawn(move || {
+        for hold in from_tasks {
+            drop(hold); // released on a plain thread, in another context
+        }
+    });
+    let (to_task, mut from_takers) = tokio::sync::mpsc::unbounded_channel::<Box<dyn Send>>();
+    let releaser = tokio::spawn(async move {
+        while let Some(hold) = from_takers.recv().await {
+            tokio::task::yield_now().await;
+            drop(hold); // released by another task
+        }
+    });
+    let mut takers = Vec::new();
+    for i in 0..TAKERS {
+        let (locks, outer, pool) = (locks.clone(), outer.clone(), pool.clone());
+        let (to_thread, to_task) = (to_thread.clone(), to_task.clone());
+        takers.push(tokio::spawn(async move {
+            let permit = pool.acquire_owned().await.unwrap();
+            {
+                let _outer = outer.lock().await; // plain holds, in order
+                *locks[i % 8].lock().await += 1;
+            }
+            let guard = Arc::new(Mutex::with_class("churn-owned", i))
+                .lock_owned()
+                .await;
+            if i % 2 == 0 {
+                to_thread.send(Box::new(permit)).unwrap();
+                to_task.send(Box::new(guard)).unwrap();
+            } else {
+                to_task.send(Box::new(permit)).unwrap();
+                to_thread.send(Box::new(guard)).unwrap();
+            }
+        }));
+    }
+    for taker in takers {
+        taker.await.unwrap();
+    }
+    drop((to_thread, to_task));
+    releaser.await.unwrap();
+    tokio::task::spawn_blocking(move || dropper.join().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(pool.available_permits(), 16);
+    assert!(outer.try_lock().is_ok());
+    let total: u64 = locks.iter().map(|l| *l.try_lock().unwrap()).sum();
+    assert_eq!(total, TAKERS as u64);
+    let reports = lockdep.take_reports();
+    assert!(reports.is_empty(), "{reports:#?}");
+    let status = async_lockdep::Detector::new().status();
+    assert_eq!(status.contexts_holding_locks, 0, "{status:?}");
+}

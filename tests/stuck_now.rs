@@ -377,7 +377,8 @@ async fn a_lock_handed_to_a_joined_future_is_not_stuck() {
 
 /// Thousands of tasks queued on one busy mutex hold nothing: they cannot
 /// be part of a cycle, and must not keep a real deadlock elsewhere from
-/// being reported as stuck now.
+/// being reported as stuck now (checked a moment later, as many waits are
+/// pending).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deadlock_beside_thousands_of_idle_waiters_is_reported_stuck_now() {
     let lockdep = test_guard();
@@ -410,12 +411,20 @@ async fn a_deadlock_beside_thousands_of_idle_waiters_is_reported_stuck_now() {
             let _a = a.lock().await; // anchor + 14
         }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // With thousands of waits pending, the check runs on the confirmation
+    // thread once the wait is still pending 100 ms later.
+    let mut reports: Vec<async_lockdep::Report> = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !reports.iter().any(|r| r.kind == ReportKind::DeadlockNow)
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        reports.extend(lockdep.take_reports());
+    }
     assert!(
         !first.is_finished() && !second.is_finished(),
         "it really hangs"
     );
-    let reports = lockdep.take_reports();
     first.abort();
     second.abort();
     drop(held);

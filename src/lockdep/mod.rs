@@ -588,6 +588,17 @@ impl State {
         if let Some(earlier) = earlier {
             self.second_wait(context, want, earlier, seq);
         }
+        if waits::pending_total(self) > waits::ANALYSE_AT_ONCE_UP_TO {
+            // A busy process: analysed later, if it still waits then (a
+            // real deadlock does not move), on the confirmation thread.
+            if waits::may_close_cycle(self, context, seq) {
+                schedule(
+                    CONFIRM_AFTER,
+                    Confirm::Stuck(context, seq, want.lock.instance),
+                );
+            }
+            return seq;
+        }
         let Some(report) = waits::stuck_cycle(self, context, seq) else {
             return seq;
         };
@@ -1331,6 +1342,9 @@ fn confirm_loop() {
         for check in due {
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match check {
                 Confirm::Stuck(context, seq, instance) => {
+                    if !state.waits().pending(context, seq) {
+                        return; // it ended: nothing to confirm
+                    }
                     if let Some(report) = waits::stuck_cycle(state, context, seq) {
                         state.publish_stuck(report, Panic::Never, context, seq, instance);
                     }

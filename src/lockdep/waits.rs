@@ -52,6 +52,8 @@ pub(crate) struct Waits {
 struct Pending {
     by_context: FxHashMap<ContextId, Vec<Wait>>,
     by_instance: FxHashMap<u64, u32>,
+    /// How many waits are pending, in all.
+    total: usize,
 }
 
 // Read-only access to the waits by context; changes go through `begin` and
@@ -103,6 +105,7 @@ impl Waits {
         };
         let mut map = self.map();
         *map.by_instance.entry(want.lock.instance).or_default() += 1;
+        map.total += 1;
         let waits = map.by_context.entry(context).or_default();
         let earlier = waits
             .iter()
@@ -114,7 +117,8 @@ impl Waits {
 
     /// The wait `seq` of `context` ended.
     pub(crate) fn end(&self, context: ContextId, seq: u64) {
-        let mut map = self.map();
+        let mut guard = self.map();
+        let map = &mut *guard;
         let Some(waits) = map.by_context.get_mut(&context) else {
             return;
         };
@@ -125,6 +129,7 @@ impl Waits {
         if waits.is_empty() {
             map.by_context.remove(&context);
         }
+        map.total -= 1;
         if let Some(count) = map.by_instance.get_mut(&instance) {
             *count -= 1;
             if *count == 0 {
@@ -146,8 +151,8 @@ impl Waits {
     }
 
     /// How many waits are pending, in all.
-    fn total(&self) -> usize {
-        self.map().values().map(Vec::len).sum()
+    pub(crate) fn total(&self) -> usize {
+        self.map().total
     }
 
     /// Every pending wait, with its context.
@@ -193,21 +198,37 @@ fn blocks(held: Access, wanted: Access) -> bool {
     }
 }
 
-/// Looks for a cycle of waits through `waiter`, which just started the wait
-/// `seq`. Returns the report if the contexts are stuck now.
-pub(crate) fn stuck_cycle(state: &State, waiter: ContextId, seq: u64) -> Option<Report> {
+/// Whether the wait `seq` of `waiter` may be part of a cycle of waits now:
+/// the cheap checks before the analysis.
+pub(crate) fn may_close_cycle(state: &State, waiter: ContextId, seq: u64) -> bool {
     if state.waits().len() < 2 && !waits_for_permits(state, waiter, seq) {
-        return None; // a cycle of waits needs another waiter (this one is registered)
+        return false; // a cycle of waits needs another waiter (this one is registered)
     }
     // A waiter with no other pending wait, none of whose holds anybody
     // waits for, blocks nobody now: no cycle of waits goes through it (if
     // one forms later, the wait that closes it finds it). Thousands of tasks
     // queued on one busy mutex, holding nothing or locks of their own, are
     // this case; the analysis would read every context's holds for each.
-    if !state
+    state
         .waits()
         .may_block_others(waiter, &state.held_instances(waiter))
-    {
+}
+
+/// Past this many pending waits, a wait that may close a cycle is analysed
+/// later, if it still waits (see `State::register_wait`): each analysis
+/// reads every pending wait and held lock, and most waits of a busy process
+/// (tasks holding a permit while queued on a lock) end long before.
+pub(crate) const ANALYSE_AT_ONCE_UP_TO: usize = 256;
+
+/// How many waits are pending in all (for [`ANALYSE_AT_ONCE_UP_TO`]).
+pub(crate) fn pending_total(state: &State) -> usize {
+    state.waits().total()
+}
+
+/// Looks for a cycle of waits through `waiter`, which just started the wait
+/// `seq`. Returns the report if the contexts are stuck now.
+pub(crate) fn stuck_cycle(state: &State, waiter: ContextId, seq: u64) -> Option<Report> {
+    if !may_close_cycle(state, waiter, seq) {
         return None;
     }
     // The analysis reads holders and waits at different moments; a task that
