@@ -588,15 +588,16 @@ impl State {
         if let Some(earlier) = earlier {
             self.second_wait(context, want, earlier, seq);
         }
-        if waits::pending_total(self) > waits::ANALYSE_AT_ONCE_UP_TO {
+        if !waits::may_close_cycle(self, context, seq) {
+            return seq;
+        }
+        if self.waits.mark_relevant(context, seq) > waits::ANALYSE_AT_ONCE_UP_TO {
             // A busy process: analysed later, if it still waits then (a
             // real deadlock does not move), on the confirmation thread.
-            if waits::may_close_cycle(self, context, seq) {
-                schedule(
-                    CONFIRM_AFTER,
-                    Confirm::Stuck(context, seq, want.lock.instance),
-                );
-            }
+            schedule(
+                CONFIRM_AFTER,
+                Confirm::Stuck(context, seq, want.lock.instance),
+            );
             return seq;
         }
         let Some(report) = waits::stuck_cycle(self, context, seq) else {
