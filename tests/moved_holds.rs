@@ -4,6 +4,8 @@
 //! or permit to a task stay silent; an owned guard used like a plain one is
 //! still checked.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -120,6 +122,11 @@ async fn owned_permit_moved_to_a_task_while_the_spawner_joins_is_silent() {
 /// permit is free again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn holds_released_after_their_takers_ended_leave_nothing_behind() {
+    // Thousands of pending waits make every other test's live check in this
+    // process run a moment later: a process of its own.
+    if common::own_process() {
+        return;
+    }
     const TAKERS: usize = 5_000; // past 64 records a shard, so records are swept
     let lockdep = test_guard();
     let locks: Arc<Vec<Mutex<u64>>> = Arc::new(

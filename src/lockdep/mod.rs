@@ -591,7 +591,7 @@ impl State {
         if !waits::may_close_cycle(self, context, seq) {
             return seq;
         }
-        if self.waits.mark_relevant(context, seq) > waits::ANALYSE_AT_ONCE_UP_TO {
+        if self.waits.total() > waits::ANALYSE_AT_ONCE_UP_TO {
             // A busy process: analysed later, if it still waits then (a
             // real deadlock does not move), on the confirmation thread.
             schedule(

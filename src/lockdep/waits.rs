@@ -27,9 +27,6 @@ pub(crate) struct Wait {
     pub(crate) want: Acquire,
     since: Instant,
     reported_long: bool,
-    /// When it began, it may have closed a cycle of waits (see
-    /// [`may_close_cycle`]): counted in `Pending::relevant`.
-    relevant: bool,
     /// Tells this wait from the other waits of the same context.
     pub(crate) seq: u64,
     /// The last token of the context's record when the wait began: a lock the
@@ -57,8 +54,6 @@ struct Pending {
     by_instance: FxHashMap<u64, u32>,
     /// How many waits are pending, in all.
     total: usize,
-    /// How many of them may have closed a cycle when they began.
-    relevant: usize,
 }
 
 // Read-only access to the waits by context; changes go through `begin` and
@@ -76,20 +71,6 @@ impl Waits {
         self.map
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Marks the wait `seq` of `context` as one that may close a cycle;
-    /// returns how many pending waits are so marked.
-    pub(crate) fn mark_relevant(&self, context: ContextId, seq: u64) -> usize {
-        let mut guard = self.map();
-        let map = &mut *guard;
-        let marked = map
-            .by_context
-            .get_mut(&context)
-            .and_then(|waits| waits.iter_mut().find(|w| w.seq == seq))
-            .is_some_and(|wait| !std::mem::replace(&mut wait.relevant, true));
-        map.relevant += usize::from(marked);
-        map.relevant
     }
 
     /// Whether `context` may block another wait: it has more than one
@@ -117,7 +98,6 @@ impl Waits {
             want,
             since: Instant::now(),
             reported_long: false,
-            relevant: false,
             seq,
             mark,
             test,
@@ -145,13 +125,11 @@ impl Waits {
         let Some(pos) = waits.iter().position(|w| w.seq == seq) else {
             return;
         };
-        let ended = waits.remove(pos);
-        let instance = ended.want.lock.instance;
+        let instance = waits.remove(pos).want.lock.instance;
         if waits.is_empty() {
             map.by_context.remove(&context);
         }
         map.total -= 1;
-        map.relevant -= usize::from(ended.relevant);
         if let Some(count) = map.by_instance.get_mut(&instance) {
             *count -= 1;
             if *count == 0 {
@@ -236,12 +214,12 @@ pub(crate) fn may_close_cycle(state: &State, waiter: ContextId, seq: u64) -> boo
         .may_block_others(waiter, &state.held_instances(waiter))
 }
 
-/// Past this many pending waits that may close a cycle, another such wait
-/// is analysed later, if it still waits (see `State::register_wait`): each
-/// analysis reads every pending wait and held lock, and most waits of a
-/// busy process (tasks holding a permit while queued on a lock) end long
-/// before. Waits that block nobody (a crowd queued on one lock) do not count.
-pub(crate) const ANALYSE_AT_ONCE_UP_TO: usize = 256;
+/// Past this many pending waits, a wait that may close a cycle is analysed
+/// later, if it still waits (see `State::register_wait`): each analysis
+/// reads every pending wait and held lock, so with many waits pending it is
+/// dear, and most waits of a busy process (tasks holding a permit while
+/// queued on a lock) end long before.
+pub(crate) const ANALYSE_AT_ONCE_UP_TO: usize = 1024;
 
 /// Looks for a cycle of waits through `waiter`, which just started the wait
 /// `seq`. Returns the report if the contexts are stuck now.
