@@ -35,7 +35,7 @@ async fn every_permit_held_by_tasks_waiting_for_the_waiters_lock_really_hangs_an
     .await;
     assert!(outcome.is_err(), "it really hangs");
     let reports = lockdep.take_reports();
-    let kinds: Vec<_> = reports.iter().map(|r| r.kind).collect();
+    let kinds = common::kinds(&reports);
     assert_eq!(
         kinds,
         [ReportKind::CircularDependency, ReportKind::DeadlockNow],
@@ -43,11 +43,7 @@ async fn every_permit_held_by_tasks_waiting_for_the_waiters_lock_really_hangs_an
     );
     let stuck = &reports[1];
     assert_eq!(stuck.class_names(), ["stuck-cache", "stuck-pool"]);
-    let lines: Vec<_> = stuck
-        .dependencies
-        .iter()
-        .map(|d| (d.held_at.line(), d.waited_at.line()))
-        .collect();
+    let lines = common::held_waited_lines(stuck);
     assert_eq!(
         lines,
         [(anchor + 2, anchor + 12), (anchor + 7, anchor + 8)],
@@ -143,7 +139,7 @@ async fn a_limiter_joined_in_one_task_is_a_possible_pool_exhaustion_with_the_joi
         .expect("the limiter lets every request through");
     assert_eq!(done.iter().sum::<u64>(), 15);
     let reports = lockdep.take_reports();
-    let kinds: Vec<_> = reports.iter().map(|r| r.kind).collect();
+    let kinds = common::kinds(&reports);
     assert_eq!(kinds, [ReportKind::PoolExhaustion], "{reports:#?}");
     let dep = &reports[0].dependencies[0];
     assert_eq!(
@@ -308,11 +304,7 @@ async fn a_lock_handed_to_a_future_kept_aside_really_hangs_and_is_reported() {
     let stuck = stuck[0];
     assert!(stuck.pending_wait, "{stuck}");
     assert_eq!(stuck.class_names(), ["granted-index", "granted-config"]);
-    let lines: Vec<_> = stuck
-        .dependencies
-        .iter()
-        .map(|d| (d.held_at.line(), d.waited_at.line()))
-        .collect();
+    let lines = common::held_waited_lines(stuck);
     assert_eq!(
         lines,
         [(at.b_holds, at.b_waits), (at.kept, at.a_waits)],
@@ -439,18 +431,14 @@ async fn a_deadlock_beside_thousands_of_idle_waiters_is_reported_stuck_now() {
         task.await.unwrap();
     }
     assert_eq!(*busy.lock().await, 5_000);
-    let kinds: Vec<_> = reports.iter().map(|r| r.kind).collect();
+    let kinds = common::kinds(&reports);
     assert_eq!(
         kinds,
         [ReportKind::CircularDependency, ReportKind::DeadlockNow],
         "{reports:#?}"
     );
     let stuck = &reports[1];
-    let mut lines: Vec<_> = stuck
-        .dependencies
-        .iter()
-        .map(|d| (d.held_at.line(), d.waited_at.line()))
-        .collect();
+    let mut lines = common::held_waited_lines(stuck);
     lines.sort_unstable();
     assert_eq!(
         lines,

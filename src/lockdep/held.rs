@@ -385,12 +385,6 @@ impl HeldLocks {
         f(&record)
     }
 
-    /// The record of `context`, made if it has none; cached on this thread.
-    #[inline]
-    pub(crate) fn record(&self, context: ContextId) -> Arc<Record> {
-        cached(context).unwrap_or_else(|| self.record_slow(context))
-    }
-
     #[cold]
     #[inline(never)]
     fn record_slow(&self, context: ContextId) -> Arc<Record> {

@@ -40,6 +40,20 @@ use held::{HeldKey, HeldLock, HeldLocks, Hold, Movable};
 use validate::{Check, EdgeInfo, InstanceOrder, Pending};
 use waits::Waits;
 
+/// The key under which a one-dependency report of `class` between two
+/// sites is remembered.
+fn sites_key(
+    class: ClassId,
+    first: &'static Location<'static>,
+    second: &'static Location<'static>,
+) -> (ClassId, usize, usize) {
+    (
+        class,
+        first as *const _ as usize,
+        second as *const _ as usize,
+    )
+}
+
 /// Default limits on what the engine records (see [`crate::DetectorBuilder`]).
 pub(crate) const DEFAULT_MAX_CLASSES: usize = 65_536;
 pub(crate) const DEFAULT_MAX_EDGES: usize = 1 << 20;
@@ -567,11 +581,10 @@ impl State {
     #[inline]
     fn wait_edges(&self, want: Acquire, defer: bool) -> (ContextId, u64, Option<Deferred>) {
         let context = ContextId::current();
-        let record = self.held.record(context);
-        let (check, mark) = {
+        let (check, mark) = self.held.with_record(context, |record| {
             let stack = record.stack();
             (self.check(stack.held(), &want), stack.last_token())
-        };
+        });
         let deferred = match check {
             Check::Slow(slow) => self.record(context, want, slow, defer),
             Check::Fine => None,
@@ -600,7 +613,7 @@ impl State {
             );
             return seq;
         }
-        let Some(report) = waits::stuck_cycle(self, context, seq) else {
+        let Some(report) = waits::cycle_report(self, context, seq) else {
             return seq;
         };
         if report.pending_wait {
@@ -641,9 +654,6 @@ impl State {
         }
     }
 
-    /// Whether a one-dependency report (self-deadlock, pool exhaustion,
-    /// second wait) of `class` between these two sites is new; it is then
-    /// remembered, so each pair of sites is reported once.
     /// Whether this pair of sites of `class` was reported already (see
     /// [`State::first_at_sites`]), without remembering it.
     pub(crate) fn seen_at_sites(
@@ -652,26 +662,23 @@ impl State {
         first: &'static Location<'static>,
         second: &'static Location<'static>,
     ) -> bool {
-        let key = (
-            class,
-            first as *const _ as usize,
-            second as *const _ as usize,
-        );
-        lock_ignoring_poison(&self.reports).seen.contains(&key)
+        lock_ignoring_poison(&self.reports)
+            .seen
+            .contains(&sites_key(class, first, second))
     }
 
+    /// Whether a one-dependency report (self-deadlock, pool exhaustion,
+    /// second wait) of `class` between these two sites is new; it is then
+    /// remembered, so each pair of sites is reported once.
     pub(crate) fn first_at_sites(
         &self,
         class: ClassId,
         first: &'static Location<'static>,
         second: &'static Location<'static>,
     ) -> bool {
-        let key = (
-            class,
-            first as *const _ as usize,
-            second as *const _ as usize,
-        );
-        lock_ignoring_poison(&self.reports).seen.insert(key)
+        lock_ignoring_poison(&self.reports)
+            .seen
+            .insert(sites_key(class, first, second))
     }
 
     /// `context` starts waiting for an instance it already has a pending

@@ -221,12 +221,17 @@ pub(crate) fn may_close_cycle(state: &State, waiter: ContextId, seq: u64) -> boo
 /// queued on a lock) end long before.
 pub(crate) const ANALYSE_AT_ONCE_UP_TO: usize = 1024;
 
-/// Looks for a cycle of waits through `waiter`, which just started the wait
+/// Looks for a cycle of waits through `waiter`, which started the wait
 /// `seq`. Returns the report if the contexts are stuck now.
 pub(crate) fn stuck_cycle(state: &State, waiter: ContextId, seq: u64) -> Option<Report> {
     if !may_close_cycle(state, waiter, seq) {
         return None;
     }
+    cycle_report(state, waiter, seq)
+}
+
+/// [`stuck_cycle`] once [`may_close_cycle`] said yes: the analysis.
+pub(crate) fn cycle_report(state: &State, waiter: ContextId, seq: u64) -> Option<Report> {
     // The analysis reads holders and waits at different moments; a task that
     // released a lock and started another wait in between could join two
     // states into a cycle that never existed, and a lock granted to a

@@ -170,3 +170,17 @@ pub async fn abba(first: &async_lockdep::Mutex<()>, second: &async_lockdep::Mute
     let _b = second.lock().await;
     let _a = first.lock().await;
 }
+
+/// The kinds of `reports`, in order.
+pub fn kinds(reports: &[async_lockdep::Report]) -> Vec<async_lockdep::ReportKind> {
+    reports.iter().map(|r| r.kind).collect()
+}
+
+/// `(held at, waited at)` lines of each dependency of `report`, in order.
+pub fn held_waited_lines(report: &async_lockdep::Report) -> Vec<(u32, u32)> {
+    report
+        .dependencies
+        .iter()
+        .map(|d| (d.held_at.line(), d.waited_at.line()))
+        .collect()
+}
