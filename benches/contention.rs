@@ -216,7 +216,7 @@ fn main() {
         return;
     }
     env.routine(1)(1);
-    assert_eq!(detector.status().edges, 1, "{:?}", detector.status());
+    assert_eq!(detector.status().dependencies, 1, "{:?}", detector.status());
     env.bench(&mut c, "contention/on", ON);
     if compare {
         let (iters, ns) = env.compare(off.as_ref().map(|(iters, _)| *iters), rounds, target);

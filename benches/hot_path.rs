@@ -257,7 +257,7 @@ impl Env {
             }
         }
         let status = detector.status();
-        assert_eq!(status.edges, 1, "expected just a -> b: {status:?}");
+        assert_eq!(status.dependencies, 1, "expected just a -> b: {status:?}");
         assert!(!detector.has_reports(), "{:?}", detector.reports());
     }
 }
@@ -343,6 +343,6 @@ fn main() {
     measure_spans(&mut c, &detector, rounds, target);
     c.final_summary();
 
-    assert_eq!(detector.status().edges, 1);
+    assert_eq!(detector.status().dependencies, 1);
     assert!(!detector.has_reports(), "{:?}", detector.reports());
 }

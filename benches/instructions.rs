@@ -179,7 +179,7 @@ fn run(variant: &str, iters: u64) {
                 let a = async_lockdep::Mutex::new(0u64);
                 let b = async_lockdep::Mutex::new(0u64);
                 two_nested!(a, b, 1);
-                assert_eq!(detector.status().edges, usize::from(on), "{variant}");
+                assert_eq!(detector.status().dependencies, usize::from(on), "{variant}");
                 two_nested!(a, b, iters);
             }
             _ => panic!("unknown variant {variant:?}: one of {VARIANTS:?}"),

@@ -11,7 +11,7 @@ use tracing_core::Subscriber;
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::layer::DetectorLayer;
-use crate::lockdep::{self, TestKey, TestOptions};
+use crate::lockdep::{self, Options, TestKey, TestOptions};
 use crate::report::{render_all, Report};
 
 /// A handle to the process's lock-order checker. Cheap to clone: there is one
@@ -55,18 +55,6 @@ pub struct Detector {
     options: Options,
 }
 
-/// The options of a [`DetectorBuilder`]; `None` leaves the engine's value.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Options {
-    pub(crate) max_classes: Option<usize>,
-    pub(crate) max_edges: Option<usize>,
-    pub(crate) max_reports: Option<usize>,
-    pub(crate) panic_on_report: Option<bool>,
-    pub(crate) panic_on_deadlock: Option<bool>,
-    pub(crate) print_reports: Option<bool>,
-    pub(crate) watchdog: Option<Duration>,
-}
-
 impl fmt::Debug for Detector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Detector")
@@ -98,7 +86,7 @@ impl Detector {
     pub fn enable(&self) -> bool {
         let on = lockdep::enable();
         if on {
-            lockdep::engine_state().configure(&self.options);
+            lockdep::ENGINE.configure(&self.options);
         }
         on
     }
@@ -140,24 +128,24 @@ impl Detector {
 
     /// Every report found so far in this process, in the order found.
     pub fn reports(&self) -> Vec<Report> {
-        lockdep::engine_state().reports()
+        lockdep::ENGINE.reports()
     }
 
     /// Whether any report was found (and not taken).
     pub fn has_reports(&self) -> bool {
-        lockdep::engine_state().report_count() > 0
+        lockdep::ENGINE.report_count() > 0
     }
 
     /// Returns the reports found so far and forgets them (the graph is kept,
     /// so the same cycles are not reported again). Reports attributed to a
     /// test still fail it: use [`TestGuard::take_reports`] in tests.
     pub fn take_reports(&self) -> Vec<Report> {
-        lockdep::engine_state().take_reports()
+        lockdep::ENGINE.take_reports()
     }
 
     /// Forgets the reports found so far (see [`Detector::take_reports`]).
     pub fn clear_reports(&self) {
-        lockdep::engine_state().clear_reports();
+        lockdep::ENGINE.clear_reports();
     }
 
     /// Panics with every report, in lockdep's format, if there is any: lock
@@ -181,10 +169,10 @@ impl Detector {
 
     /// Counters describing the engine's state.
     pub fn status(&self) -> Status {
-        let engine = lockdep::engine_state();
+        let engine = &*lockdep::ENGINE;
         Status {
             enabled: lockdep::enabled(),
-            edges: engine.edge_count(),
+            dependencies: engine.dependency_count(),
             reports: engine.report_count(),
             dropped_reports: engine.dropped_reports(),
             contexts_holding_locks: engine.live_contexts(),
@@ -205,15 +193,15 @@ impl Detector {
     }
 
     /// The dependency graph learned in this process, in Graphviz DOT: one
-    /// edge `"held" -> "waited"` per class dependency, sorted by when each
-    /// class was first seen, and the edges of reported cycles in red.
+    /// arrow `"held" -> "waited"` per class dependency, sorted by when each
+    /// class was first seen, and the dependencies of reported cycles in red.
     ///
     /// ```
     /// let dot = async_lockdep::Detector::new().to_dot();
     /// assert!(dot.starts_with("digraph async_lockdep {"));
     /// ```
     pub fn to_dot(&self) -> String {
-        lockdep::engine_state().to_dot()
+        lockdep::ENGINE.to_dot()
     }
 
     /// Every report found so far, as JSON lines (one object per line; see
@@ -225,11 +213,11 @@ impl Detector {
     /// The locks the calling task (or thread) holds, as `(class name, site)`.
     pub fn held_locks(&self) -> Vec<(String, &'static Location<'static>)> {
         let context = crate::vocab::ContextId::current();
-        lockdep::engine_state()
+        lockdep::ENGINE
             .held_by(context)
             .iter()
             .filter_map(|h| {
-                crate::lockdep::class::describe(h.lock.class).map(|c| (c.name.into_owned(), h.site))
+                crate::lockdep::class::lookup(h.lock.class).map(|c| (c.name.into_owned(), h.site))
             })
             .collect()
     }
@@ -241,8 +229,8 @@ impl Detector {
 pub struct Status {
     /// Whether detection is on in this process.
     pub enabled: bool,
-    /// Dependencies recorded between classes.
-    pub edges: usize,
+    /// Dependencies recorded between classes (was `edges`).
+    pub dependencies: usize,
     /// Reports found and not taken.
     pub reports: usize,
     /// Reports not kept because the report limit was reached.
@@ -282,9 +270,15 @@ impl DetectorBuilder {
     }
 
     /// Most class dependencies to record; default 1 048 576.
-    pub fn max_edges(mut self, n: usize) -> Self {
-        self.options.max_edges = Some(n);
+    pub fn max_dependencies(mut self, n: usize) -> Self {
+        self.options.max_dependencies = Some(n);
         self
+    }
+
+    /// The former name of [`DetectorBuilder::max_dependencies`].
+    #[deprecated(since = "0.1.0", note = "renamed to `max_dependencies`")]
+    pub fn max_edges(self, n: usize) -> Self {
+        self.max_dependencies(n)
     }
 
     /// Most reports to keep; default 1024. Later ones are still printed and
@@ -422,7 +416,7 @@ struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        let (reports, dropped) = lockdep::engine_state().unregister_test(self.key);
+        let (reports, dropped) = lockdep::ENGINE.unregister_test(self.key);
         if reports.is_empty() && dropped == 0 {
             return;
         }
@@ -460,7 +454,7 @@ impl TestGuard {
         }
         // A test registered before on this thread ends here.
         let _ = REGISTERED.try_with(|r| r.borrow_mut().take());
-        let key = lockdep::engine_state().register_test(Arc::clone(&name), options);
+        let key = lockdep::ENGINE.register_test(Arc::clone(&name), options);
         let _ = REGISTERED.try_with(|r| {
             *r.borrow_mut() = Some(Registration {
                 key,
@@ -485,7 +479,7 @@ impl TestGuard {
     /// tests that expect a report and assert what it says.
     pub fn take_reports(&self) -> Vec<Report> {
         match self.key {
-            Some(key) => lockdep::engine_state().take_test_reports(key).0,
+            Some(key) => lockdep::ENGINE.take_test_reports(key).0,
             None => Vec::new(),
         }
     }
@@ -498,8 +492,8 @@ impl TestGuard {
     #[track_caller]
     pub fn check(&self) {
         let Some(key) = self.key else { return };
-        lockdep::engine_state().check_store(key);
-        let (reports, dropped) = lockdep::engine_state().take_test_reports(key);
+        lockdep::ENGINE.check_store(key);
+        let (reports, dropped) = lockdep::ENGINE.take_test_reports(key);
         if !reports.is_empty() || dropped > 0 {
             panic!("{}", self.failure(&reports, dropped));
         }
@@ -536,12 +530,12 @@ impl Drop for TestGuard {
         let Some(key) = self.key else { return };
         // Cycles through this test's dependencies and what other test
         // processes of the run wrote meanwhile (the run's store).
-        lockdep::engine_state().check_store(key);
+        lockdep::ENGINE.check_store(key);
         // Waits of this test still undecided (a re-lock in one task that
         // still waits with its conflict standing) lasted the whole test.
-        lockdep::engine_state().settle_deferred(key);
-        lockdep::engine_state().mark_checked(key);
-        let (reports, dropped) = lockdep::engine_state().take_test_reports(key);
+        lockdep::ENGINE.settle_deferred(key);
+        lockdep::ENGINE.mark_checked(key);
+        let (reports, dropped) = lockdep::ENGINE.take_test_reports(key);
         if reports.is_empty() && dropped == 0 {
             return;
         }

@@ -91,7 +91,7 @@ where
 {
     fn on_register_dispatch(&self, dispatch: &Dispatch) {
         if crate::lockdep::enable() {
-            crate::lockdep::engine_state().add_dispatch(dispatch);
+            crate::lockdep::ENGINE.add_dispatch(dispatch);
         }
     }
 

@@ -100,7 +100,7 @@ pub use executor::{
     WorkQueueBuilder,
 };
 pub use layer::DetectorLayer;
-pub use lockdep::class::{ClassKind, LockClass, MAX_NESTING_LEVEL};
+pub use lockdep::class::MAX_NESTING_LEVEL;
 pub use lockdep::context::{own_context, OwnContext};
 pub use lockdep::store::RunStore;
 pub use report::{Dependency, LongWait, Report, ReportKind};
@@ -111,7 +111,7 @@ pub use sync::{
     RwLock, RwLockMappedWriteGuard, RwLockReadGuard, RwLockWriteGuard, Semaphore, SemaphorePermit,
     TryAcquireError, TryLockError,
 };
-pub use vocab::{Access, ContextId, Site};
+pub use vocab::{Access, ClassKind, ContextId, LockClass, Site};
 
 /// Internals exposed for the crate's own benches and model tests only; not
 /// part of the API and not covered by semver.

@@ -2,8 +2,7 @@
 
 use std::fmt::{self, Write as _};
 
-use crate::lockdep::class::{ClassKind, LockClass};
-use crate::vocab::{Access, ContextId, Site};
+use crate::vocab::{Access, ClassKind, ContextId, LockClass, Site};
 
 /// One dependency: `waited` was waited for while `held` was held.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -699,4 +698,39 @@ pub(crate) fn render_all(reports: &[Report]) -> String {
         let _ = write!(text, "{report}");
     }
     text
+}
+
+/// The `(held, waited)` class labels of every dependency of `reports`.
+pub(crate) fn cycle_pairs(reports: &[Report]) -> rustc_hash::FxHashSet<(String, String)> {
+    reports
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.kind,
+                ReportKind::CircularDependency | ReportKind::RecursiveLocking
+            )
+        })
+        .flat_map(|r| &r.dependencies)
+        .map(|d| (d.held.to_string(), d.waited.to_string()))
+        .collect()
+}
+
+/// A DOT digraph of `(from, to, in a cycle)` edges between class labels.
+pub(crate) fn render_dot(edges: &[(String, String, bool)]) -> String {
+    let quote = |label: &str| {
+        label
+            .trim_matches('`')
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+    };
+    let mut dot = String::from("digraph async_lockdep {\n");
+    for (from, to, in_cycle) in edges {
+        dot.push_str(&format!("    \"{}\" -> \"{}\"", quote(from), quote(to)));
+        if *in_cycle {
+            dot.push_str(" [color=red]");
+        }
+        dot.push_str(";\n");
+    }
+    dot.push_str("}\n");
+    dot
 }

@@ -201,3 +201,48 @@ pub(crate) fn forget_thread(seq: u64) {
 fn thread_name(seq: u64) -> Option<std::sync::Arc<str>> {
     thread_names().as_ref()?.get(&seq).cloned()
 }
+
+/// What kind of thing a class describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ClassKind {
+    /// An [`crate::Mutex`].
+    Mutex,
+    /// An [`crate::RwLock`].
+    RwLock,
+    /// A [`crate::Semaphore`].
+    Semaphore,
+    /// A [`crate::WorkQueue`] (or [`crate::LazyWorkQueue`]).
+    WorkQueue,
+    /// A task started with [`crate::spawn`].
+    Task,
+    /// A bounded channel of [`crate::mpsc`].
+    Channel,
+}
+
+/// A description of a lock class, as shown in reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockClass {
+    /// The class name: the explicit name, or the creation site as `file:line:column`.
+    pub name: Cow<'static, str>,
+    /// Where the first lock of this class was created.
+    pub created_at: Site,
+    /// What kind of primitive the class describes.
+    pub kind: ClassKind,
+    /// The declared nesting level (0 unless declared).
+    pub subclass: u8,
+    /// For a class with no explicit name, the type of its first lock without
+    /// module paths (`Mutex<u64>`), when known: many locks can share a
+    /// creation site (a `#[derive(Default)]` struct, a helper function).
+    pub type_name: Option<Cow<'static, str>>,
+}
+
+impl fmt::Display for LockClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}`", self.name)?;
+        if self.subclass > 0 {
+            write!(f, "/{}", self.subclass)?;
+        }
+        Ok(())
+    }
+}

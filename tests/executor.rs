@@ -92,7 +92,11 @@ async fn destroying_or_dropping_an_unused_queue_while_holding_a_lock_is_silent()
         "{:#?}",
         lockdep.detector().reports()
     );
-    assert_eq!(lockdep.detector().status().edges, 1, "only dio -> inode");
+    assert_eq!(
+        lockdep.detector().status().dependencies,
+        1,
+        "only dio -> inode"
+    );
 }
 
 /// The LKML `__generic_file_fsync` scenario: racers create the DIO queue
@@ -133,7 +137,7 @@ async fn lazy_racy_creation_under_the_inode_lock_is_silent() {
         "{:#?}",
         lockdep.detector().reports()
     );
-    assert_eq!(lockdep.detector().status().edges, 0);
+    assert_eq!(lockdep.detector().status().dependencies, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -248,7 +252,11 @@ async fn a_handle_never_awaited_while_holding_adds_no_edge() {
     drop(guard);
     handle.await.unwrap(); // awaited with nothing held: no edge into the task
     assert!(lockdep.detector().reports().is_empty());
-    assert_eq!(lockdep.detector().status().edges, 1, "only task -> a");
+    assert_eq!(
+        lockdep.detector().status().dependencies,
+        1,
+        "only task -> a"
+    );
 }
 
 #[tokio::test]

@@ -131,7 +131,7 @@ async fn consistent_order_in_many_tasks_and_instances_is_silent() {
         t.await.unwrap();
     }
     assert!(lockdep.detector().reports().is_empty());
-    assert_eq!(lockdep.detector().status().edges, 1);
+    assert_eq!(lockdep.detector().status().dependencies, 1);
     assert_eq!(lockdep.detector().status().contexts_holding_locks, 0);
 }
 
@@ -156,7 +156,7 @@ async fn inversion_only_through_try_lock_is_silent() {
         let _a = a.try_lock().expect("free");
     }
     assert!(lockdep.detector().reports().is_empty());
-    assert_eq!(lockdep.detector().status().edges, 1);
+    assert_eq!(lockdep.detector().status().dependencies, 1);
 }
 
 #[tokio::test]

@@ -63,7 +63,10 @@ async fn same_instance_locked_twice_in_one_task_is_one_self_deadlock() {
     assert!(text.contains(&format!("{}:{}:", file!(), second)), "{text}");
 
     let status = lockdep.detector().status();
-    assert_eq!(status.edges, 0, "a self-deadlock is not a class edge");
+    assert_eq!(
+        status.dependencies, 0,
+        "a self-deadlock is not a class edge"
+    );
     assert_eq!(status.contexts_holding_locks, 0);
 }
 
@@ -180,7 +183,7 @@ async fn two_tasks_that_really_deadlock_are_reported_with_all_four_sites() {
     .collect();
     assert_eq!(seen, expected);
     let status = lockdep.detector().status();
-    assert_eq!(status.edges, 2);
+    assert_eq!(status.dependencies, 2);
     assert_eq!(status.contexts_holding_locks, 0);
 }
 
@@ -204,7 +207,7 @@ async fn blocking_lock_on_a_plain_thread_orders_locks_in_a_thread_context() {
     });
     let (a1, b1) = join_thread(thread).await;
     assert!(lockdep.detector().reports().is_empty());
-    assert_eq!(lockdep.detector().status().edges, 1);
+    assert_eq!(lockdep.detector().status().dependencies, 1);
     assert_eq!(lockdep.detector().status().contexts_holding_locks, 0);
 
     let task = tokio::spawn({
@@ -272,7 +275,7 @@ async fn blocking_lock_that_has_to_wait_records_the_dependency_before_blocking()
     });
     // The edge exists while the thread is still blocked.
     let deadline = Instant::now() + LIMIT;
-    while lockdep.detector().status().edges == 0 {
+    while lockdep.detector().status().dependencies == 0 {
         assert!(Instant::now() < deadline, "a -> b never recorded");
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
@@ -281,7 +284,7 @@ async fn blocking_lock_that_has_to_wait_records_the_dependency_before_blocking()
     release_tx.send(()).expect("holder alive");
     within("holder", holder).await.unwrap();
     let b1 = join_thread(thread).await;
-    assert_eq!(lockdep.detector().status().edges, 1);
+    assert_eq!(lockdep.detector().status().dependencies, 1);
     assert_eq!(lockdep.detector().status().contexts_holding_locks, 0);
 
     // b then a in the body: the cycle, with the thread's wait site.
@@ -353,7 +356,11 @@ async fn locks_held_by_one_own_context_future_do_not_order_another_ones_locks() 
         )
     };
     within("joined futures", both).await;
-    assert_eq!(lockdep.detector().status().edges, 0, "phantom a -> b");
+    assert_eq!(
+        lockdep.detector().status().dependencies,
+        0,
+        "phantom a -> b"
+    );
     {
         let _b = b.lock().await;
         let _a = a.lock().await; // the only real nesting: b -> a

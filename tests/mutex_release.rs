@@ -80,7 +80,7 @@ async fn owned_guard_moved_to_another_task_and_dropped_there_is_released() {
     });
     within("task 1", task1).await.unwrap();
     within("task 2", task2).await.unwrap();
-    assert_eq!(detector.status().edges, 0, "no phantom a -> b");
+    assert_eq!(detector.status().dependencies, 0, "no phantom a -> b");
     assert_eq!(detector.status().contexts_holding_locks, 0);
 
     // The inverse order b -> a is the only dependency: silent.
@@ -95,7 +95,7 @@ async fn owned_guard_moved_to_another_task_and_dropped_there_is_released() {
     .await
     .unwrap();
     assert!(detector.reports().is_empty(), "{:#?}", detector.reports());
-    assert_eq!(detector.status().edges, 1);
+    assert_eq!(detector.status().dependencies, 1);
     assert_eq!(detector.status().contexts_holding_locks, 0);
     assert_eq!(*a.lock().await, 1);
 }
@@ -120,7 +120,7 @@ async fn guards_dropped_on_another_os_thread_are_released() {
     {
         let _b = b.lock().await; // no phantom a -> b
     }
-    assert_eq!(detector.status().edges, 0);
+    assert_eq!(detector.status().dependencies, 0);
 
     // A borrowed guard, dropped on a scoped thread.
     let guard = a.lock().await;
@@ -133,7 +133,7 @@ async fn guards_dropped_on_another_os_thread_are_released() {
     {
         let _b = b.lock().await;
     }
-    assert_eq!(detector.status().edges, 0);
+    assert_eq!(detector.status().dependencies, 0);
 
     // The inverse order is the first dependency: silent.
     {
@@ -141,7 +141,7 @@ async fn guards_dropped_on_another_os_thread_are_released() {
         let _a = a.lock().await;
     }
     assert!(detector.reports().is_empty(), "{:#?}", detector.reports());
-    assert_eq!(detector.status().edges, 1);
+    assert_eq!(detector.status().dependencies, 1);
     assert_eq!(detector.status().contexts_holding_locks, 0);
 }
 
@@ -169,7 +169,7 @@ async fn out_of_order_drop_orders_only_what_is_still_held() {
         drop(gb);
         assert_eq!(held(detector), ["c"]);
     }
-    assert_eq!(detector.status().edges, 1);
+    assert_eq!(detector.status().dependencies, 1);
     assert_eq!(detector.status().contexts_holding_locks, 0);
 
     // c then a in another task: no a -> c exists, so silent.
@@ -184,7 +184,7 @@ async fn out_of_order_drop_orders_only_what_is_still_held() {
     .await
     .unwrap();
     assert!(detector.reports().is_empty(), "{:#?}", detector.reports());
-    assert_eq!(detector.status().edges, 2);
+    assert_eq!(detector.status().dependencies, 2);
 
     // c then b in another task: closes b -> c.
     let (b2, c2) = (b.clone(), c.clone());
@@ -229,7 +229,11 @@ async fn out_of_order_drop_then_inverse_closes_the_cycle_through_what_was_held()
         drop(ga);
         let _gc = c.lock().await; // b -> c only
     }
-    assert_eq!(detector.status().edges, 2, "a -> b and b -> c, no a -> c");
+    assert_eq!(
+        detector.status().dependencies,
+        2,
+        "a -> b and b -> c, no a -> c"
+    );
 
     // c then a: the cycle goes through b (c -> a -> b -> c); with a phantom
     // a -> c edge it would be the two-class cycle ["c", "a"].
@@ -247,7 +251,7 @@ async fn out_of_order_drop_then_inverse_closes_the_cycle_through_what_was_held()
     assert_eq!(reports.len(), 1, "{reports:#?}");
     assert_eq!(reports[0].kind, ReportKind::CircularDependency);
     assert_eq!(reports[0].class_names(), ["c", "a", "b"]);
-    assert_eq!(detector.status().edges, 3);
+    assert_eq!(detector.status().dependencies, 3);
     assert_eq!(detector.status().contexts_holding_locks, 0);
 }
 
@@ -280,7 +284,7 @@ async fn lock_cancelled_by_timeout_leaves_nothing_held_and_no_edge_out_of_it() {
     });
     within("task", task).await.unwrap();
     // h -> l (recorded when the wait started, as lockdep does) and h -> m.
-    assert_eq!(detector.status().edges, 2);
+    assert_eq!(detector.status().dependencies, 2);
     assert_eq!(detector.status().contexts_holding_locks, 1, "the body");
     drop(body_holds_l);
     assert_eq!(detector.status().contexts_holding_locks, 0);
@@ -297,7 +301,7 @@ async fn lock_cancelled_by_timeout_leaves_nothing_held_and_no_edge_out_of_it() {
     .await
     .unwrap();
     assert!(detector.reports().is_empty(), "{:#?}", detector.reports());
-    assert_eq!(detector.status().edges, 3);
+    assert_eq!(detector.status().dependencies, 3);
     assert_eq!(detector.status().contexts_holding_locks, 0);
 }
 
@@ -353,7 +357,7 @@ async fn lock_polled_once_then_dropped_leaves_nothing_held() {
         let _n = n.lock().await; // no phantom l -> n
         let _l = l.try_lock().expect("free");
     }
-    assert_eq!(detector.status().edges, 0);
+    assert_eq!(detector.status().dependencies, 0);
     assert!(detector.reports().is_empty(), "{:#?}", detector.reports());
     assert_eq!(detector.status().contexts_holding_locks, 0);
 }
@@ -379,14 +383,14 @@ async fn aborted_task_releases_the_guards_it_held() {
     });
     within("task locks", locked_rx).await.unwrap();
     assert_eq!(detector.status().contexts_holding_locks, 1);
-    assert_eq!(detector.status().edges, 1);
+    assert_eq!(detector.status().dependencies, 1);
 
     task.abort();
     let err = within("aborted task", task).await.unwrap_err();
     assert!(err.is_cancelled());
     assert_eq!(detector.status().contexts_holding_locks, 0);
     assert!(a.try_lock().is_ok() && b.try_lock().is_ok());
-    assert_eq!(detector.status().edges, 1);
+    assert_eq!(detector.status().dependencies, 1);
     assert!(detector.reports().is_empty(), "{:#?}", detector.reports());
 }
 
@@ -425,7 +429,7 @@ async fn aborted_task_waiting_for_a_lock_holds_nothing() {
         let _l = l.lock().await;
         let _m = m.lock().await; // l -> m
     }
-    assert_eq!(detector.status().edges, 2, "h -> l and l -> m");
+    assert_eq!(detector.status().dependencies, 2, "h -> l and l -> m");
     assert!(detector.reports().is_empty(), "{:#?}", detector.reports());
 }
 
@@ -487,7 +491,7 @@ async fn forgotten_guard_stays_held_and_other_locks_still_report_exactly() {
         (y2_line, x2_line)
     );
     assert_eq!((deps[1].held_at.line(), deps[1].waited_at.line()), (x1, y1));
-    assert_eq!(detector.status().edges, 2);
+    assert_eq!(detector.status().dependencies, 2);
     assert_eq!(
         detector.status().contexts_holding_locks,
         1,
@@ -513,7 +517,7 @@ async fn mapped_guards_hold_the_lock_until_they_drop() {
         b1 = line!() + 1;
         let _b = b.lock().await; // a -> b, though `a` is only held mapped
         assert_eq!(held(detector), ["a", "b"]);
-        assert_eq!(detector.status().edges, 1);
+        assert_eq!(detector.status().dependencies, 1);
     }
     assert!(held(detector).is_empty());
     assert_eq!(detector.status().contexts_holding_locks, 0);
@@ -545,7 +549,7 @@ async fn mapped_guards_hold_the_lock_until_they_drop() {
         drop(guard);
         assert!(held(detector).is_empty());
     }
-    assert_eq!(detector.status().edges, 1);
+    assert_eq!(detector.status().dependencies, 1);
     assert_eq!(detector.status().contexts_holding_locks, 0);
 
     // b then a in a task closes the a -> b seen through the mapped guard.
@@ -595,7 +599,7 @@ fn runtime_shutdown_releases_the_guards_of_its_tasks() {
     drop(runtime); // drops the pending task, and its guards
     assert_eq!(lockdep.detector().status().contexts_holding_locks, 0);
     assert!(a.try_lock().is_ok() && b.try_lock().is_ok());
-    assert_eq!(lockdep.detector().status().edges, 1);
+    assert_eq!(lockdep.detector().status().dependencies, 1);
 }
 
 #[tokio::test]
@@ -619,7 +623,7 @@ async fn owned_guard_handed_to_another_task_no_longer_orders_the_locking_tasks_l
     {
         let _b = b.lock().await; // not "b while holding a"
     }
-    assert_eq!(detector.status().edges, 0, "phantom a -> b");
+    assert_eq!(detector.status().dependencies, 0, "phantom a -> b");
     // Waiting for `a` until the worker drops it is no self-deadlock.
     let relock = a.lock();
     go_tx.send(()).expect("worker alive");

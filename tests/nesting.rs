@@ -65,7 +65,11 @@ async fn declared_parent_then_child_in_many_tasks_is_silent() {
         "{:#?}",
         lockdep.detector().reports()
     );
-    assert_eq!(lockdep.detector().status().edges, 1, "level 0 -> level 1");
+    assert_eq!(
+        lockdep.detector().status().dependencies,
+        1,
+        "level 0 -> level 1"
+    );
 }
 
 #[tokio::test]

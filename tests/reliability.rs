@@ -457,14 +457,18 @@ fn lock_futures_dropped_at_every_await_point_leave_nothing_held_or_waiting() {
         cancel_every_primitive_at_every_await_point(&detector, false).await;
         assert_idle(&detector, "cancellations");
         assert!(detector.reports().is_empty(), "{:#?}", detector.reports());
-        assert_eq!(detector.status().edges, 0, "nothing was held while waiting");
+        assert_eq!(
+            detector.status().dependencies,
+            0,
+            "nothing was held while waiting"
+        );
 
         cancel_every_primitive_at_every_await_point(&detector, true).await;
         assert_idle(&detector, "cancellations while holding a lock");
         assert!(detector.reports().is_empty(), "{:#?}", detector.reports());
         // outer -> mutex, outer -> rwlock, outer -> semaphore; outer ->
         // the mutex's nesting level 1 is a class of its own.
-        assert_eq!(detector.status().edges, 4);
+        assert_eq!(detector.status().dependencies, 4);
 
         fresh_abba_reports_exactly_once(&detector).await;
         assert_idle(&detector, "the fresh ABBA");
@@ -947,7 +951,7 @@ fn max_edges_overflow_logs_once_keeps_locks_working_and_keeps_earlier_cycles() {
         return;
     }
     with_deadline("max_edges overflow", || {
-        let detector = Detector::builder().max_edges(2).build();
+        let detector = Detector::builder().max_dependencies(2).build();
         let (_default, events) = install_with_events(&detector);
         current_thread_runtime().block_on(async {
             let (a_name, b_name) = (unique("ovf-a"), unique("ovf-b"));
@@ -984,7 +988,7 @@ fn max_edges_overflow_logs_once_keeps_locks_working_and_keeps_earlier_cycles() {
             }
             let status = detector.status();
             assert!(status.overflowed, "{status:?}");
-            assert_eq!(status.edges, 2, "no new edges after the limit");
+            assert_eq!(status.dependencies, 2, "no new edges after the limit");
             assert_eq!((*c.lock().await, *d.lock().await), (3, 3));
 
             let errors = events.errors();
@@ -1009,7 +1013,7 @@ fn max_edges_overflow_logs_once_keeps_locks_working_and_keeps_earlier_cycles() {
                 let _x = x.lock().await;
             }
             assert_eq!(detector.reports().len(), 1);
-            assert_eq!(detector.status().edges, 2);
+            assert_eq!(detector.status().dependencies, 2);
             assert_eq!(events.errors().len(), 2, "still one overflow event");
             assert_idle(&detector, "overflow");
         });
@@ -1044,7 +1048,7 @@ fn max_classes_overflow_logs_once_keeps_locks_working_and_keeps_earlier_cycles()
             }
             let status = detector.status();
             assert!(!status.overflowed, "{status:?}");
-            assert_eq!(status.edges, 3);
+            assert_eq!(status.dependencies, 3);
             for _ in 0..3 {
                 let _c = c.lock().await;
                 let _d = d.lock().await; // a 4th class: over the limit
@@ -1055,7 +1059,7 @@ fn max_classes_overflow_logs_once_keeps_locks_working_and_keeps_earlier_cycles()
             }
             let status = detector.status();
             assert!(status.overflowed, "{status:?}");
-            assert_eq!(status.edges, 3, "no new edges after the limit");
+            assert_eq!(status.dependencies, 3, "no new edges after the limit");
             assert_eq!(events.errors_mentioning("limit"), 1, "{:#?}", events.all());
             assert_eq!(events.errors().len(), 2, "{:#?}", events.all());
             let reports = detector.reports();
@@ -1073,7 +1077,7 @@ fn overflow_hit_by_tasks_on_worker_threads_is_logged_once_to_the_detectors_subsc
         return;
     }
     with_deadline("overflow on workers", || {
-        let detector = Detector::builder().max_edges(2).build();
+        let detector = Detector::builder().max_dependencies(2).build();
         let (_default, events) = install_with_events(&detector);
         multi_thread_runtime().block_on(async {
             let (a_name, b_name) = (unique("wovf-a"), unique("wovf-b"));
@@ -1119,7 +1123,7 @@ fn overflow_hit_by_tasks_on_worker_threads_is_logged_once_to_the_detectors_subsc
             }
             let status = detector.status();
             assert!(status.overflowed, "{status:?}");
-            assert_eq!(status.edges, 2);
+            assert_eq!(status.dependencies, 2);
             assert_eq!(
                 events.errors_mentioning("limit"),
                 1,
@@ -1231,7 +1235,7 @@ fn a_layer_that_try_locks_on_every_event_does_not_deadlock_the_overflow_event() 
         return;
     }
     with_deadline("try_lock in on_event, overflow", || {
-        let detector = Detector::builder().max_edges(1).build();
+        let detector = Detector::builder().max_dependencies(1).build();
         let events = Events::default();
         let lock = bound_to(&detector, || {
             Mutex::with_class(unique("layer-log"), Vec::new())
@@ -1254,7 +1258,7 @@ fn a_layer_that_try_locks_on_every_event_does_not_deadlock_the_overflow_event() 
                 let _y = pair[1].lock().await;
             }
             assert!(detector.status().overflowed);
-            assert_eq!(detector.status().edges, 1);
+            assert_eq!(detector.status().dependencies, 1);
             assert_eq!(events.errors_mentioning("limit"), 1, "{:#?}", events.all());
             assert_eq!(calls.load(Ordering::SeqCst), 1);
             assert_eq!(lock.try_lock().expect("free").len(), 1);
@@ -1287,7 +1291,7 @@ fn a_layer_that_locks_on_every_event_records_dependencies_without_deadlock() {
         assert_eq!(events.errors().len(), 1);
         // a -> b, b -> a (rejected), and b -> logger: the logger locked while
         // the thread held b, from inside the report's event.
-        assert_eq!(detector.status().edges, 3);
+        assert_eq!(detector.status().dependencies, 3);
         assert_idle(&detector, "a report logged under a lock");
 
         // A second report, the same way.
@@ -1361,7 +1365,7 @@ fn a_layer_that_locks_on_every_event_does_not_deadlock_the_overflow_event() {
         return;
     }
     with_deadline("blocking_lock in on_event, overflow", || {
-        let detector = Detector::builder().max_edges(1).build();
+        let detector = Detector::builder().max_dependencies(1).build();
         let events = Events::default();
         let log = bound_to(&detector, || {
             Mutex::with_class(unique("logger"), Vec::new())
@@ -1381,7 +1385,7 @@ fn a_layer_that_locks_on_every_event_does_not_deadlock_the_overflow_event() {
             let _y = pair[1].blocking_lock();
         }
         assert!(detector.status().overflowed);
-        assert_eq!(detector.status().edges, 1);
+        assert_eq!(detector.status().dependencies, 1);
         assert_eq!(events.errors_mentioning("limit"), 1, "{:#?}", events.all());
         let logged = log.blocking_lock().clone();
         assert_eq!(logged.len(), 1, "{logged:?}");

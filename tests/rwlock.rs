@@ -165,14 +165,14 @@ async fn downgrade_keeps_the_lock_held_as_read_with_no_new_edge() {
     let r = w.downgrade();
     assert_eq!(*r, 1);
     assert_eq!(
-        lockdep.detector().status().edges,
+        lockdep.detector().status().dependencies,
         0,
         "downgrade waits for nothing"
     );
     assert_eq!(lockdep.detector().held_locks().len(), 1);
     assert_eq!(lockdep.detector().held_locks()[0].0, "a");
     let _b = b.read().await; // a (read) -> b
-    assert_eq!(lockdep.detector().status().edges, 1);
+    assert_eq!(lockdep.detector().status().dependencies, 1);
     drop(_b);
     let again = a.read().await; // read after a (now) read hold: needs a writer
     let reports = lockdep.take_reports();

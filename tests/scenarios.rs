@@ -91,7 +91,7 @@ async fn interleaved_tasks_on_one_thread_do_not_share_held_locks() {
     .unwrap();
     let reports = lockdep.take_reports();
     assert!(reports.is_empty(), "{reports:#?}");
-    assert_eq!(lockdep.detector().status().edges, 1, "only b -> a");
+    assert_eq!(lockdep.detector().status().dependencies, 1, "only b -> a");
     assert_idle(&lockdep);
 }
 
@@ -246,7 +246,7 @@ async fn try_lock_chain_does_not_validate_the_waiting_chain() {
         let _b = b.try_lock().expect("free");
         let _c = c.lock().await; // a -> c, b -> c
     }
-    assert_eq!(lockdep.detector().status().edges, 2);
+    assert_eq!(lockdep.detector().status().dependencies, 2);
     {
         let _a = a.lock().await;
         let _b = b.lock().await; // a -> b now
@@ -1271,7 +1271,7 @@ async fn long_lived_correct_program_stays_small_and_idle() {
     let status = lockdep.detector().status();
     // inflight -> sessions, inflight -> user, sessions -> user,
     // inflight -> bg (the item awaited with the permit), bg -> metrics
-    assert_eq!(status.edges, 5, "{status:?}");
+    assert_eq!(status.dependencies, 5, "{status:?}");
     assert!(!status.overflowed);
 }
 
@@ -1407,7 +1407,7 @@ async fn guard_dropped_on_a_thread_and_unpolled_lock_future_record_nothing() {
     }
     let reports = lockdep.take_reports();
     assert!(reports.is_empty(), "{reports:#?}");
-    assert_eq!(lockdep.detector().status().edges, 2);
+    assert_eq!(lockdep.detector().status().dependencies, 2);
     assert_idle(&lockdep);
 }
 

@@ -64,7 +64,7 @@ async fn semaphore_as_a_plain_concurrency_limiter_is_silent() {
     }
     assert_eq!(*stats.lock().await, 32);
     assert!(lockdep.detector().reports().is_empty());
-    assert_eq!(lockdep.detector().status().edges, 0);
+    assert_eq!(lockdep.detector().status().dependencies, 0);
 }
 
 #[tokio::test]
@@ -80,7 +80,11 @@ async fn forgotten_permits_leave_no_phantom_holder() {
     assert_eq!(sem.available_permits(), 0);
     assert_eq!(lockdep.detector().status().contexts_holding_locks, 0);
     let _l = lock.lock().await;
-    assert_eq!(lockdep.detector().status().edges, 0, "no sem -> lock edge");
+    assert_eq!(
+        lockdep.detector().status().dependencies,
+        0,
+        "no sem -> lock edge"
+    );
 }
 
 #[tokio::test]

@@ -201,7 +201,7 @@ impl Soak {
             stats.pass_timeouts.load(Ordering::Relaxed),
             stats.try_failures.load(Ordering::Relaxed),
             stats.spawned.load(Ordering::Relaxed),
-            status.edges,
+            status.dependencies,
             lock_order_reports(&outcome.reports).len(),
             outcome
                 .reports

@@ -402,7 +402,7 @@ impl<T> fmt::Debug for WorkHandle<T> {
 impl<T> WorkHandle<T> {
     /// Whether this is awaited from an item of the same ordered queue that
     /// started before this item: then this item can never start.
-    fn waits_for_itself(&self, detector: &crate::lockdep::State) -> bool {
+    fn waits_for_itself(&self, detector: &crate::lockdep::Engine) -> bool {
         let shared = &self.shared;
         shared.max_concurrency == 1
             && shared.started.load(Ordering::Acquire) <= self.seq
@@ -420,7 +420,7 @@ impl<T> Future for WorkHandle<T> {
         if !std::mem::replace(&mut self.recorded, true) {
             if let Some(detector) = self.shared.meta.engine() {
                 let want = self.shared.meta.want(Access::Join, self.site);
-                detector.record_wait_edges(want);
+                detector.record_wait_dependencies(want);
                 if self.waits_for_itself(detector) {
                     detector.report_self_wait(want);
                     return Poll::Ready(Err(WorkError::SelfDeadlock));

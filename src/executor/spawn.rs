@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use tracing::instrument::WithSubscriber;
 
 use crate::lockdep::class::{self, ClassKind};
-use crate::lockdep::hooks::{Holding, LockMeta, Waiting};
+use crate::lockdep::hooks::{FirstPollWait, Holding, LockMeta};
 use crate::vocab::Access;
 
 /// Spawns a task, as [`tokio::spawn`], whose class is the caller's location.
@@ -83,9 +83,8 @@ where
         inner,
         meta,
         site,
-        waiting: None,
         exact: false,
-        recorded: false,
+        wait: FirstPollWait::default(),
     }
 }
 
@@ -102,8 +101,7 @@ pub struct JoinHandle<T> {
     site: &'static Location<'static>,
     /// Whether `site` is the line of the wait (`join()`), not the spawn.
     exact: bool,
-    waiting: Option<Waiting>,
-    recorded: bool,
+    wait: FirstPollWait,
 }
 
 impl<T> fmt::Debug for JoinHandle<T> {
@@ -153,26 +151,16 @@ impl<T> Future for JoinHandle<T> {
     type Output = Result<T, tokio::task::JoinError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // The first poll records "held locks -> task" (the order matters even
-        // if the task already finished); the wait itself is registered only
-        // if it really waits.
-        let first = !std::mem::replace(&mut self.recorded, true);
         let access = if self.exact {
             Access::Join
         } else {
             Access::Await
         };
-        let want = self.meta.want(access, self.site);
-        let detector = if first { self.meta.engine() } else { None };
-        let mark = detector.as_ref().map(|d| d.record_wait_edges(want));
-        let output = Pin::new(&mut self.inner).poll(cx);
-        match (output.is_ready(), detector, mark) {
-            (true, _, _) => self.waiting = None,
-            (false, Some(detector), Some((context, mark))) => {
-                self.waiting = Some(Waiting::register(detector, context, mark, want));
-            }
-            _ => {}
-        }
-        output
+        let this = &mut *self;
+        let (meta, site) = (&this.meta, this.site);
+        this.wait.poll(
+            || meta.want(access, site),
+            || Pin::new(&mut this.inner).poll(cx),
+        )
     }
 }

@@ -6,64 +6,19 @@
 //! strings; a declared nesting level (subclass) is a class of its own.
 
 use std::borrow::Cow;
-use std::fmt;
 use std::panic::Location;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use rustc_hash::FxHashMap;
 
 use crate::vocab::{ClassId, Site};
+pub(crate) use crate::vocab::{ClassKind, LockClass};
 
 /// Longest class name kept; longer names are cut (on a character boundary).
 pub(crate) const MAX_NAME_LEN: usize = 200;
 
 /// Highest nesting level (subclass) that can be declared, as in lockdep.
 pub const MAX_NESTING_LEVEL: u8 = 7;
-
-/// What kind of thing a class describes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ClassKind {
-    /// An [`crate::Mutex`].
-    Mutex,
-    /// An [`crate::RwLock`].
-    RwLock,
-    /// A [`crate::Semaphore`].
-    Semaphore,
-    /// A [`crate::WorkQueue`] (or [`crate::LazyWorkQueue`]).
-    WorkQueue,
-    /// A task started with [`crate::spawn`].
-    Task,
-    /// A bounded channel of [`crate::mpsc`].
-    Channel,
-}
-
-/// A description of a lock class, as shown in reports.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LockClass {
-    /// The class name: the explicit name, or the creation site as `file:line:column`.
-    pub name: Cow<'static, str>,
-    /// Where the first lock of this class was created.
-    pub created_at: Site,
-    /// What kind of primitive the class describes.
-    pub kind: ClassKind,
-    /// The declared nesting level (0 unless declared).
-    pub subclass: u8,
-    /// For a class with no explicit name, the type of its first lock without
-    /// module paths (`Mutex<u64>`), when known: many locks can share a
-    /// creation site (a `#[derive(Default)]` struct, a helper function).
-    pub type_name: Option<Cow<'static, str>>,
-}
-
-impl fmt::Display for LockClass {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "`{}`", self.name)?;
-        if self.subclass > 0 {
-            write!(f, "/{}", self.subclass)?;
-        }
-        Ok(())
-    }
-}
 
 #[derive(Clone, PartialEq, Eq, Hash)]
 enum Key {
@@ -258,7 +213,7 @@ fn clean_name(name: Cow<'static, str>) -> Cow<'static, str> {
 }
 
 /// The description of a class, for reports.
-pub(crate) fn describe(id: ClassId) -> Option<LockClass> {
+pub(crate) fn lookup(id: ClassId) -> Option<LockClass> {
     table().classes.get(id as usize).cloned()
 }
 
@@ -268,6 +223,23 @@ pub(crate) fn kind_of(id: ClassId) -> ClassKind {
         .classes
         .get(id as usize)
         .map_or(ClassKind::Mutex, |c| c.kind)
+}
+
+/// The class of a lock, shown with where this instance was created.
+pub(crate) fn describe_instance(class: ClassId, created: &'static Location<'static>) -> LockClass {
+    let mut described = describe(class);
+    described.created_at = created.into();
+    described
+}
+
+pub(crate) fn describe(class: ClassId) -> LockClass {
+    lookup(class).unwrap_or_else(|| LockClass {
+        name: "<unknown>".into(),
+        created_at: Location::caller().into(),
+        kind: ClassKind::Mutex,
+        subclass: 0,
+        type_name: None,
+    })
 }
 
 #[cfg(test)]
@@ -287,11 +259,11 @@ mod tests {
         );
         let nested = nested(j, 1);
         assert_ne!(nested, j);
-        assert_eq!(describe(nested).unwrap().subclass, 1);
-        assert_eq!(describe(nested).unwrap().name, "journal-test");
+        assert_eq!(lookup(nested).unwrap().subclass, 1);
+        assert_eq!(lookup(nested).unwrap().name, "journal-test");
         assert_eq!(self::nested(a, 2), self::nested(a, 2));
         assert_eq!(
-            describe(self::nested(a, 200)).unwrap().subclass,
+            lookup(self::nested(a, 200)).unwrap().subclass,
             MAX_NESTING_LEVEL
         );
     }
@@ -311,9 +283,9 @@ mod tests {
     #[test]
     fn bad_names_are_cleaned() {
         let site = Location::caller();
-        let empty = describe(named("", ClassKind::Mutex, site)).unwrap();
+        let empty = lookup(named("", ClassKind::Mutex, site)).unwrap();
         assert_eq!(empty.name, "<unnamed>");
-        let long = describe(named("é".repeat(500), ClassKind::Mutex, site)).unwrap();
+        let long = lookup(named("é".repeat(500), ClassKind::Mutex, site)).unwrap();
         assert!(long.name.len() <= MAX_NAME_LEN + 3);
         assert!(long.name.ends_with("..."));
     }

@@ -21,7 +21,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rustc_hash::FxHashMap;
 
-use super::Acquire;
+use super::{describe_instance, Acquire, Engine};
+use crate::report::Dependency;
 use crate::vocab::{Access, ContextId, LockRef};
 
 /// Mixes `value` into `hash` (the chain key, as lockdep's `iterate_chain_key`).
@@ -78,12 +79,12 @@ pub(crate) struct Movable(pub(crate) bool);
 /// The record is reached through a pointer rather than an `Arc`, so that
 /// taking and releasing a lock changes no reference count (two atomic
 /// read-modify-writes fewer per lock + release). It stays valid: the
-/// acquisition's entry stays in the record's stack until [`State::release`]
+/// acquisition's entry stays in the record's stack until [`Engine::release`]
 /// removes it, after which the hold is not used, and a record with entries
 /// is never dropped (the registry keeps every record it made until a sweep
 /// finds it unused and empty, see `Registry::sweep`).
 ///
-/// [`State::release`]: super::State::release
+/// [`Engine::release`]: super::Engine::release
 pub(crate) struct Hold {
     record: NonNull<Record>,
     pub(crate) token: u64,
@@ -557,6 +558,74 @@ fn rechain(stack: &mut [HeldLock], pos: usize) {
     for held in &mut stack[pos..] {
         held.chain = chain_after(below, held.lock, held.access);
         below = held.chain;
+    }
+}
+
+pub(crate) fn dependency_of(
+    held: &HeldLock,
+    want: Acquire,
+    context: ContextId,
+    spans: &[String],
+) -> Dependency {
+    Dependency {
+        held: describe_instance(held.lock.class, held.created),
+        held_as: held.access,
+        held_at: held.site.into(),
+        waited: describe_instance(want.lock.class, want.created),
+        waited_as: want.access,
+        waited_at: want.site.into(),
+        context,
+        spans: spans.to_vec(),
+        test: None,
+    }
+}
+
+impl Engine {
+    /// The span `serial` closed on this thread: holds the current context
+    /// took in it pass to `parent` (0: the context itself).
+    pub(crate) fn span_closed(&self, serial: u64, parent: u64) {
+        let context = ContextId::current();
+        if let Some(record) = self.held.find(context) {
+            record.stack().pass_span(serial, parent);
+        }
+    }
+
+    /// Changes how the acquisition `hold` holds its lock (`RwLock` downgrade).
+    pub(crate) fn change_access(&self, hold: &Hold, access: Access) {
+        hold.record().stack().change_access(hold.token, access);
+    }
+
+    pub(crate) fn holders_of(&self, instance: u64) -> Vec<(ContextId, HeldLock)> {
+        self.held.holders_of(instance)
+    }
+
+    /// Every held lock, by instance (see `HeldLocks::all_holders`).
+    pub(crate) fn all_holders(&self) -> rustc_hash::FxHashMap<u64, Vec<(ContextId, HeldLock)>> {
+        self.held.all_holders()
+    }
+
+    /// The instances `context` holds (locks, permits, channel sections,
+    /// work).
+    pub(crate) fn held_instances(&self, context: ContextId) -> Vec<u64> {
+        self.held.find(context).map_or_else(Vec::new, |r| {
+            r.stack().held().iter().map(|h| h.lock.instance).collect()
+        })
+    }
+
+    /// Whether the calling context holds the lock (or executor) `instance`.
+    pub(crate) fn current_context_holds(&self, instance: u64) -> bool {
+        self.held
+            .find(ContextId::current())
+            .is_some_and(|r| r.stack().held().iter().any(|h| h.lock.instance == instance))
+    }
+
+    /// The locks `context` holds now, oldest first.
+    pub(crate) fn held_by(&self, context: ContextId) -> Vec<HeldLock> {
+        self.held.snapshot_of(context)
+    }
+
+    pub(crate) fn live_contexts(&self) -> usize {
+        self.held.live_contexts()
     }
 }
 

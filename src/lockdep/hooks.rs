@@ -10,13 +10,10 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::lockdep::class::{self, ClassKind};
 use crate::lockdep::held::Hold;
-use crate::lockdep::{Acquire, State};
+use crate::lockdep::{Acquire, Engine};
 use crate::vocab::Access;
 use crate::vocab::ClassId;
 use crate::vocab::{ContextId, LockRef};
-
-/// The engine, as the wrappers hold it while detection is on.
-pub(crate) type Engine = &'static State;
 
 /// The detector-side identity of one lock instance (or executor).
 #[cfg(feature = "detect")]
@@ -38,7 +35,7 @@ pub(crate) struct LockMeta {
 impl Drop for LockMeta {
     fn drop(&mut self) {
         if self.noted {
-            crate::lockdep::engine_state().forget_creation(*self.instance.get_mut());
+            crate::lockdep::ENGINE.forget_creation(*self.instance.get_mut());
         }
     }
 }
@@ -132,7 +129,7 @@ impl LockMeta {
 
     /// The engine, if detection is on: one relaxed load when it is off.
     #[inline]
-    pub(crate) fn engine(&self) -> Option<Engine> {
+    pub(crate) fn engine(&self) -> Option<&'static Engine> {
         crate::lockdep::engine()
     }
 
@@ -216,7 +213,7 @@ impl LockMeta {
     pub(crate) fn set_reader_cap(&mut self, _cap: u32) {}
 
     #[inline(always)]
-    pub(crate) fn engine(&self) -> Option<Engine> {
+    pub(crate) fn engine(&self) -> Option<&'static Engine> {
         None
     }
 
@@ -253,7 +250,7 @@ impl LockMeta {
 /// "not inside a runtime" check panics the same with or without a detector;
 /// the wait guard is dropped during the unwind).
 pub(crate) fn acquire_blocking<G>(
-    detector: Option<Engine>,
+    detector: Option<&'static Engine>,
     want: Acquire,
     wait: impl FnOnce() -> G,
 ) -> (G, Option<Holding>) {
@@ -267,7 +264,10 @@ pub(crate) fn acquire_blocking<G>(
 }
 
 /// The `try_*` path: held if it succeeded, no dependency either way.
-pub(crate) fn acquired_without_waiting(detector: Option<Engine>, want: Acquire) -> Option<Holding> {
+pub(crate) fn acquired_without_waiting(
+    detector: Option<&'static Engine>,
+    want: Acquire,
+) -> Option<Holding> {
     detector.map(|detector| Holding::try_acquired(detector, want))
 }
 
@@ -282,7 +282,7 @@ pub(crate) struct Holding {
 impl Holding {
     /// A `lock()` that did not wait.
     #[inline]
-    pub(crate) fn lock_now(detector: Engine, want: Acquire) -> Holding {
+    pub(crate) fn lock_now(detector: &'static Engine, want: Acquire) -> Holding {
         Holding {
             hold: detector.lock_now(&want),
         }
@@ -290,7 +290,7 @@ impl Holding {
 
     /// A successful `try_lock`.
     #[inline]
-    pub(crate) fn try_acquired(detector: Engine, want: Acquire) -> Holding {
+    pub(crate) fn try_acquired(detector: &'static Engine, want: Acquire) -> Holding {
         Holding {
             hold: detector.try_acquired(want),
         }
@@ -300,14 +300,14 @@ impl Holding {
 impl Holding {
     /// The lock is now held for reading (an `RwLock` write guard downgraded).
     pub(crate) fn downgrade(&self) {
-        crate::lockdep::engine_state().change_access(&self.hold, Access::Read);
+        crate::lockdep::ENGINE.change_access(&self.hold, Access::Read);
     }
 }
 
 impl Drop for Holding {
     #[inline]
     fn drop(&mut self) {
-        crate::lockdep::engine_state().release(&self.hold);
+        crate::lockdep::ENGINE.release(&self.hold);
     }
 }
 
@@ -315,7 +315,7 @@ impl Drop for Holding {
 /// `lock()` future), it leaves nothing held.
 pub(crate) struct Waiting {
     /// `None` once acquired.
-    detector: Option<Engine>,
+    detector: Option<&'static Engine>,
     context: ContextId,
     /// The wait's sequence number among the context's waits.
     seq: u64,
@@ -325,7 +325,7 @@ impl Waiting {
     /// Records the dependencies of waiting for `want`, and the wait itself
     /// (for the wait-for check and the watchdog).
     #[inline]
-    pub(crate) fn start(detector: Engine, want: Acquire) -> Waiting {
+    pub(crate) fn start(detector: &'static Engine, want: Acquire) -> Waiting {
         let (context, seq) = detector.wait_start(want);
         Waiting {
             detector: Some(detector),
@@ -335,9 +335,9 @@ impl Waiting {
     }
 
     /// Registers a wait whose dependencies were already recorded by
-    /// [`State::record_wait_edges`] (a join that turned out to be pending).
+    /// [`Engine::record_wait_dependencies`] (a join that turned out to be pending).
     pub(crate) fn register(
-        detector: Engine,
+        detector: &'static Engine,
         context: ContextId,
         mark: u64,
         want: Acquire,
@@ -367,5 +367,45 @@ impl Drop for Waiting {
         if let Some(detector) = &self.detector {
             detector.wait_cancelled(self.context, self.seq);
         }
+    }
+}
+
+/// The adaptor of a wait decided at its first poll (a send into a bounded
+/// channel, a join): "held → waited" is recorded at the first poll whether or
+/// not it waits (the order matters even when the work is already done); the
+/// wait itself (for the deadlock-now check) is registered only while it is
+/// pending, and ends when it is seen ready or the adaptor is dropped.
+#[derive(Default)]
+pub(crate) struct FirstPollWait {
+    recorded: bool,
+    waiting: Option<Waiting>,
+}
+
+impl FirstPollWait {
+    /// Polls the wait through `poll`; `want` is asked for at the first poll
+    /// only, and only while detection is on.
+    #[inline]
+    pub(crate) fn poll<T>(
+        &mut self,
+        want: impl FnOnce() -> Acquire,
+        poll: impl FnOnce() -> std::task::Poll<T>,
+    ) -> std::task::Poll<T> {
+        let first = if std::mem::replace(&mut self.recorded, true) {
+            None
+        } else {
+            crate::lockdep::engine().map(|engine| {
+                let want = want();
+                (engine, want, engine.record_wait_dependencies(want))
+            })
+        };
+        let output = poll();
+        match (output.is_ready(), first) {
+            (true, _) => self.waiting = None,
+            (false, Some((engine, want, (context, mark)))) => {
+                self.waiting = Some(Waiting::register(engine, context, mark, want));
+            }
+            (false, None) => {}
+        }
+        output
     }
 }

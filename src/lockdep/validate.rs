@@ -10,8 +10,7 @@ use std::sync::atomic::Ordering;
 use super::class::{self, ClassKind};
 use super::held::{chain_after, HeldKey, HeldLock};
 use super::{
-    dependency_of, describe_instance, lock_ignoring_poison, Acquire, Conflict, Deferred, Panic,
-    State,
+    dependency_of, describe_instance, lock_ignoring_poison, Acquire, Engine, Panic, TestKey,
 };
 use crate::graph::{Graph, Insert};
 use crate::report::{Dependency, Report, ReportKind};
@@ -21,15 +20,15 @@ use crate::vocab::{Access, ClassId, ContextId, LockRef};
 const MAX_PROVISIONAL: usize = 4096;
 
 /// A dependency about to be added: `to` was waited for while `from` was held.
-pub(crate) struct Pending {
+pub(crate) struct Provisional {
     from: LockRef,
     to: LockRef,
-    info: EdgeInfo,
+    info: DependencyInfo,
 }
 
 /// The first-seen data of a dependency edge.
 #[derive(Clone)]
-pub(crate) struct EdgeInfo {
+pub(crate) struct DependencyInfo {
     pub(super) held_as: Access,
     pub(super) held_at: &'static Location<'static>,
     pub(super) waited_as: Access,
@@ -42,7 +41,7 @@ pub(crate) struct EdgeInfo {
     pub(super) test: Option<std::sync::Arc<str>>,
 }
 
-impl EdgeInfo {
+impl DependencyInfo {
     /// The dependency `from -> to` this edge describes, for reports.
     pub(super) fn dependency(&self, from: ClassId, to: ClassId) -> Dependency {
         Dependency {
@@ -59,7 +58,7 @@ impl EdgeInfo {
     }
 }
 
-impl State {
+impl Engine {
     /// Reports that the calling context waits for work of the executor it is
     /// running (`want.lock`), which cannot start before it finishes.
     pub(crate) fn report_self_wait(&self, want: Acquire) {
@@ -147,7 +146,7 @@ impl State {
         self.check_held(held, want, true)
     }
 
-    /// Whether [`State::check`] finds nothing new, without copying what is
+    /// Whether [`Engine::check`] finds nothing new, without copying what is
     /// held (for the lock path, which holds the record's lock meanwhile).
     #[inline]
     pub(super) fn seen_before(&self, held: &[HeldLock], want: &Acquire) -> bool {
@@ -169,7 +168,7 @@ impl State {
         matches!(self.check_held(held, want, false), Check::Fine)
     }
 
-    /// [`State::check`] when something is held; `snapshot`: whether a slow
+    /// [`Engine::check`] when something is held; `snapshot`: whether a slow
     /// answer carries a copy of the held locks the waiter sees.
     fn check_held(&self, held: &[HeldLock], want: &Acquire, snapshot: bool) -> Check {
         let Some(top) = held.last() else {
@@ -306,10 +305,10 @@ impl State {
                 // show: never cached.
                 cacheable = false;
             }
-            let dependency = Pending {
+            let dependency = Provisional {
                 from: held.lock,
                 to: want.lock,
-                info: EdgeInfo {
+                info: DependencyInfo {
                     held_as: held.access,
                     held_at: held.site,
                     waited_as: want.access,
@@ -346,7 +345,7 @@ impl State {
     /// Adds dependencies to the class graph (or, between two instances of
     /// one class, to the instance order) and collects the cycles they close.
     /// Returns false if a limit kept some out.
-    fn add_dependencies(&self, dependencies: Vec<Pending>, reports: &mut Vec<Report>) -> bool {
+    fn add_dependencies(&self, dependencies: Vec<Provisional>, reports: &mut Vec<Report>) -> bool {
         if dependencies.is_empty() {
             return true;
         }
@@ -355,7 +354,7 @@ impl State {
         let mut new = Vec::new();
         {
             let mut graph = lock_ignoring_poison(&self.graph);
-            for Pending { from, to, info } in dependencies {
+            for Provisional { from, to, info } in dependencies {
                 if from.class == to.class {
                     let mut instances = lock_ignoring_poison(&self.instances);
                     match instances.insert(from.instance, to.instance, info) {
@@ -389,7 +388,7 @@ impl State {
                         }
                     }
                     Insert::New => {
-                        self.new_edges.fetch_add(1, Ordering::Relaxed);
+                        self.new_dependencies.fetch_add(1, Ordering::Relaxed);
                         if let Some(info) = graph.edge(from.class, to.class) {
                             new.push((from.class, to.class, info.clone()));
                         }
@@ -426,7 +425,7 @@ impl State {
 
     /// Keeps dependencies recorded while an owned guard was held, until it
     /// is released.
-    fn keep_provisional(&self, provisional: Vec<(HeldKey, Pending)>) {
+    fn keep_provisional(&self, provisional: Vec<(HeldKey, Provisional)>) {
         let mut moved = lock_ignoring_poison(&self.provisional);
         for (key, dependency) in provisional {
             if moved.len() >= MAX_PROVISIONAL && !moved.contains_key(&key) {
@@ -455,12 +454,12 @@ impl State {
         }
     }
 
-    fn over_limits(&self, graph: &Graph<EdgeInfo>, from: ClassId, to: ClassId) -> bool {
+    fn over_limits(&self, graph: &Graph<DependencyInfo>, from: ClassId, to: ClassId) -> bool {
         if graph.edge(from, to).is_some() {
             return false;
         }
         let new_nodes = usize::from(!graph.has_node(from)) + usize::from(!graph.has_node(to));
-        let over = graph.edge_count() >= self.max_edges.load(Ordering::Relaxed)
+        let over = graph.edge_count() >= self.max_dependencies.load(Ordering::Relaxed)
             || graph.node_count() + new_nodes > self.max_classes.load(Ordering::Relaxed);
         if over {
             self.overflowed.store(true, Ordering::Relaxed);
@@ -476,14 +475,14 @@ impl State {
                  dependencies are recorded from now on. Locks keep working and cycles already \
                  found stay reported.",
                 self.max_classes.load(Ordering::Relaxed),
-                self.max_edges.load(Ordering::Relaxed)
+                self.max_dependencies.load(Ordering::Relaxed)
             ));
         }
     }
 }
 
 /// How many sides of a dependency block regardless of queued writers.
-fn strength(edge: &EdgeInfo) -> u8 {
+fn strength(edge: &DependencyInfo) -> u8 {
     u8::from(edge.held_as != Access::Read) + u8::from(edge.waited_as != Access::Read)
 }
 
@@ -550,7 +549,7 @@ fn one_dependency_report(
 
 fn cycle_report(
     recursive: bool,
-    edges: Vec<(ClassId, ClassId, EdgeInfo)>,
+    edges: Vec<(ClassId, ClassId, DependencyInfo)>,
     reader_cap: impl Fn(ClassId) -> Option<u32>,
 ) -> Report {
     let waited: Vec<ClassId> = edges.iter().map(|(_, to, _)| *to).collect();
@@ -595,7 +594,7 @@ fn cycle_report(
 #[derive(Default)]
 pub(crate) struct InstanceOrder {
     nodes: rustc_hash::FxHashMap<u64, crate::graph::Node>,
-    graph: Graph<EdgeInfo>,
+    graph: Graph<DependencyInfo>,
 }
 
 const MAX_INSTANCES: usize = 65_536;
@@ -620,7 +619,7 @@ impl InstanceOrder {
 
     /// Records that `to` was waited for while `from` (same class) was held;
     /// returns the cycle it closes, closing dependency first.
-    fn insert(&mut self, from: u64, to: u64, info: EdgeInfo) -> Option<Vec<EdgeInfo>> {
+    fn insert(&mut self, from: u64, to: u64, info: DependencyInfo) -> Option<Vec<DependencyInfo>> {
         let (Some(a), Some(b)) = (self.node(from), self.node(to)) else {
             return None;
         };
@@ -630,7 +629,8 @@ impl InstanceOrder {
             .insert(a, b, || info.take().expect("called once"))
         {
             Insert::Cycle(path) => {
-                let mut edges: Vec<EdgeInfo> = self.graph.edge(a, b).cloned().into_iter().collect();
+                let mut edges: Vec<DependencyInfo> =
+                    self.graph.edge(a, b).cloned().into_iter().collect();
                 for pair in path.windows(2) {
                     if let Some(edge) = self.graph.edge(pair[0], pair[1]) {
                         edges.push(edge.clone());
@@ -641,4 +641,27 @@ impl InstanceOrder {
             Insert::New | Insert::Known => None,
         }
     }
+}
+
+/// A possible self-deadlock of a wait, until it is decided (`Engine::defer`).
+pub(crate) struct Deferred {
+    pub(crate) report: Report,
+    pub(crate) class: ClassId,
+    pub(crate) instance: u64,
+    /// The held site and the waiting site, for the once-per-sites rule.
+    pub(crate) sites: (&'static Location<'static>, &'static Location<'static>),
+    pub(crate) conflict: Conflict,
+    /// The test it belongs to, found when the wait began.
+    pub(crate) test: Option<TestKey>,
+    /// When the wait began.
+    pub(crate) since: std::time::Instant,
+}
+
+/// What the deferred wait conflicts with, in its own context.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Conflict {
+    /// The lock the context holds (its token).
+    Holds(u64),
+    /// An earlier pending wait for the same lock (its sequence number).
+    Waits(u64),
 }

@@ -16,8 +16,8 @@
 
 use std::future::Future;
 
-use crate::lockdep::hooks::{Engine, Holding, LockMeta};
-use crate::lockdep::Acquire;
+use crate::lockdep::hooks::{Holding, LockMeta};
+use crate::lockdep::{Acquire, Engine};
 
 /// The engine and what is wanted (from `want`, called only then), if
 /// detection is on: read once, when an acquisition is asked for.
@@ -25,7 +25,7 @@ use crate::lockdep::Acquire;
 pub(crate) fn track(
     meta: &LockMeta,
     want: impl FnOnce(&LockMeta) -> Acquire,
-) -> Option<(Engine, Acquire)> {
+) -> Option<(&'static Engine, Acquire)> {
     meta.engine().map(|engine| (engine, want(meta)))
 }
 
@@ -68,7 +68,7 @@ mod tracked {
         /// Detection was off when the acquisition was asked for.
         Off,
         /// Not polled yet: the first poll records the hold or the wait.
-        Fresh(Engine, Acquire),
+        Fresh(&'static Engine, Acquire),
         /// Pending: the wait is recorded.
         Waiting(Waiting, Acquire),
         /// Ready (or failed): tokio's future is dropped, nothing more to
@@ -83,7 +83,7 @@ mod tracked {
         /// output from tokio's output and the holding record.
         #[inline]
         pub(crate) fn new<C, O>(
-            track: Option<(Engine, Acquire)>,
+            track: Option<(&'static Engine, Acquire)>,
             start: C,
             make: M,
         ) -> Acquiring<F, M, impl Fn(&F::Output) -> bool + Copy>
@@ -99,7 +99,7 @@ mod tracked {
         /// As [`Acquiring::new`], for an acquisition that can fail.
         #[inline]
         pub(crate) fn fallible<C, O>(
-            track: Option<(Engine, Acquire)>,
+            track: Option<(&'static Engine, Acquire)>,
             start: C,
             succeeded: S,
             make: M,
@@ -262,7 +262,11 @@ mod passthrough {
         // callers are the same in both builds. tokio's acquisition futures
         // do nothing until polled, so making one here changes nothing.
         #[inline(always)]
-        pub(crate) fn new<C, O>(_track: Option<(Engine, Acquire)>, start: C, make: M) -> Self
+        pub(crate) fn new<C, O>(
+            _track: Option<(&'static Engine, Acquire)>,
+            start: C,
+            make: M,
+        ) -> Self
         where
             C: FnOnce() -> F,
             M: FnOnce(F::Output, Option<Holding>) -> O,
@@ -275,7 +279,7 @@ mod passthrough {
 
         #[inline(always)]
         pub(crate) fn fallible<C, S, O>(
-            _track: Option<(Engine, Acquire)>,
+            _track: Option<(&'static Engine, Acquire)>,
             start: C,
             _succeeded: S,
             make: M,

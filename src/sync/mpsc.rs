@@ -29,7 +29,7 @@ pub use tokio::sync::mpsc::{
 
 use self::error::{SendError, TryRecvError, TrySendError};
 use crate::lockdep::class::{self, ClassKind};
-use crate::lockdep::hooks::{Holding, LockMeta, Waiting};
+use crate::lockdep::hooks::{FirstPollWait, Holding, LockMeta};
 use crate::lockdep::Acquire;
 use crate::sync::Held;
 use crate::vocab::Access;
@@ -125,14 +125,14 @@ impl<T> fmt::Debug for Sender<T> {
 }
 
 /// A wait for room in a channel: "held → channel" is recorded at the first
-/// poll whether or not it waits; the wait itself (for the "stuck now"
+/// poll whether or not it waits; the wait itself (for the deadlock-now
 /// check) only if it does.
 #[pin_project]
 struct SendWait<F> {
     #[pin]
     inner: F,
     want: Option<Acquire>,
-    waiting: Option<Waiting>,
+    wait: FirstPollWait,
 }
 
 impl<F: Future> Future for SendWait<F> {
@@ -140,18 +140,10 @@ impl<F: Future> Future for SendWait<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let first = this.want.take().and_then(|want| {
-            crate::lockdep::engine().map(|engine| (engine, want, engine.record_wait_edges(want)))
-        });
-        let output = this.inner.poll(cx);
-        match (&output, first) {
-            (Poll::Ready(_), _) => *this.waiting = None,
-            (Poll::Pending, Some((engine, want, (context, mark)))) => {
-                *this.waiting = Some(Waiting::register(engine, context, mark, want));
-            }
-            (Poll::Pending, None) => {}
+        match *this.want {
+            Some(want) => this.wait.poll(|| want, || this.inner.poll(cx)),
+            None => this.inner.poll(cx),
         }
-        output
     }
 }
 
@@ -161,7 +153,7 @@ impl<T> Sender<T> {
         SendWait {
             inner,
             want,
-            waiting: None,
+            wait: FirstPollWait::default(),
         }
     }
 
@@ -219,7 +211,7 @@ impl<T> Sender<T> {
     #[track_caller]
     pub fn blocking_send(&self, value: T) -> Result<(), SendError<T>> {
         if let Some(engine) = crate::lockdep::engine() {
-            engine.record_wait_edges(self.meta.want(Access::Send, Location::caller()));
+            engine.record_wait_dependencies(self.meta.want(Access::Send, Location::caller()));
         }
         self.inner.blocking_send(value)
     }
@@ -266,7 +258,7 @@ impl<T> Sender<T> {
         SendWait {
             inner: self.inner.reserve_owned(),
             want,
-            waiting: None,
+            wait: FirstPollWait::default(),
         }
     }
 

@@ -8,8 +8,8 @@ use std::ptr;
 use std::sync::Arc;
 
 use crate::lockdep::class::{self, ClassKind};
-use crate::lockdep::hooks::{acquire_blocking, acquired_without_waiting, Engine, LockMeta};
-use crate::lockdep::Acquire;
+use crate::lockdep::hooks::{acquire_blocking, acquired_without_waiting, LockMeta};
+use crate::lockdep::{Acquire, Engine};
 use crate::sync::acquiring::{track, Acquiring};
 use crate::sync::{erase_mut, Held, Origin, OwnedParts};
 use crate::vocab::Access;
@@ -239,7 +239,7 @@ impl<T: ?Sized> Mutex<T> {
     #[inline]
     fn lock_as(
         &self,
-        track: Option<(Engine, Acquire)>,
+        track: Option<(&'static Engine, Acquire)>,
     ) -> impl Future<Output = MutexGuard<'_, T>> + '_ {
         let start = || self.inner.lock();
         let lock = Origin::new(self);
@@ -365,7 +365,7 @@ impl<T> From<T> for Mutex<T> {
 impl<T: ?Sized + fmt::Debug> fmt::Debug for Mutex<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Mutex");
-        if let Some(class) = class::describe(self.meta.class()) {
+        if let Some(class) = class::lookup(self.meta.class()) {
             d.field("class", &class.name);
         }
         match self.inner.try_lock() {

@@ -8,8 +8,8 @@ use std::ptr;
 use std::sync::Arc;
 
 use crate::lockdep::class::{self, ClassKind};
-use crate::lockdep::hooks::{acquire_blocking, acquired_without_waiting, Engine, LockMeta};
-use crate::lockdep::Acquire;
+use crate::lockdep::hooks::{acquire_blocking, acquired_without_waiting, LockMeta};
+use crate::lockdep::{Acquire, Engine};
 use crate::sync::acquiring::{track, Acquiring};
 use crate::sync::TryLockError;
 use crate::sync::{erase_mut, erase_ref, ErasedGuard, Held, OwnedParts};
@@ -296,7 +296,7 @@ impl<T: ?Sized> RwLock<T> {
     #[inline]
     fn read_as(
         &self,
-        track: Option<(Engine, Acquire)>,
+        track: Option<(&'static Engine, Acquire)>,
     ) -> impl Future<Output = RwLockReadGuard<'_, T>> + '_ {
         let start = || self.inner.read();
         Acquiring::new(track, start, |inner, held| RwLockReadGuard {
@@ -329,7 +329,7 @@ impl<T: ?Sized> RwLock<T> {
     #[inline]
     fn write_as(
         &self,
-        track: Option<(Engine, Acquire)>,
+        track: Option<(&'static Engine, Acquire)>,
     ) -> impl Future<Output = RwLockWriteGuard<'_, T>> + '_ {
         let start = || self.inner.write();
         Acquiring::new(track, start, |inner, held| RwLockWriteGuard {
@@ -463,7 +463,7 @@ impl<T> From<T> for RwLock<T> {
 impl<T: ?Sized + fmt::Debug> fmt::Debug for RwLock<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("RwLock");
-        if let Some(class) = class::describe(self.meta.class()) {
+        if let Some(class) = class::lookup(self.meta.class()) {
             d.field("class", &class.name);
         }
         match self.inner.try_read() {

@@ -7,8 +7,8 @@ use std::panic::Location;
 use std::sync::Arc;
 
 use crate::lockdep::class::{self, ClassKind};
-use crate::lockdep::hooks::{acquired_without_waiting, Engine, Holding, LockMeta, Waiting};
-use crate::lockdep::Acquire;
+use crate::lockdep::hooks::{acquired_without_waiting, Holding, LockMeta, Waiting};
+use crate::lockdep::{Acquire, Engine};
 use crate::sync::acquiring::{track, Acquiring};
 use crate::sync::Detached;
 use crate::vocab::Access;
@@ -223,7 +223,7 @@ impl Semaphore {
 
     fn acquire_as(
         &self,
-        track: Option<(Engine, Acquire)>,
+        track: Option<(&'static Engine, Acquire)>,
         n: u32,
     ) -> impl Future<Output = Result<SemaphorePermit<'_>, AcquireError>> + '_ {
         let start = move || self.inner.acquire_many(n);
@@ -285,7 +285,7 @@ impl Semaphore {
 
     async fn acquire_owned_as(
         self: Arc<Self>,
-        track: Option<(Engine, Acquire)>,
+        track: Option<(&'static Engine, Acquire)>,
         n: u32,
     ) -> Result<OwnedSemaphorePermit, AcquireError> {
         let SemaphorePermit { held, inner, .. } = self.acquire_as(track, n).await?;
@@ -408,7 +408,7 @@ fn want(meta: &LockMeta, site: &'static Location<'static>) -> Acquire {
 /// acquisition that fails (a closed semaphore) ends the wait with nothing
 /// held, as the async path does.
 fn acquire_blocking_fallible<P>(
-    detector: Option<Engine>,
+    detector: Option<&'static Engine>,
     want: Acquire,
     wait: impl FnOnce() -> Result<P, AcquireError>,
 ) -> (Result<P, AcquireError>, PermitHold) {
@@ -428,7 +428,7 @@ fn acquire_blocking_fallible<P>(
 impl fmt::Debug for Semaphore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Semaphore");
-        if let Some(class) = class::describe(self.meta.class()) {
+        if let Some(class) = class::lookup(self.meta.class()) {
             d.field("class", &class.name);
         }
         d.field("permits", &self.available_permits()).finish()

@@ -1,0 +1,641 @@
+//! Deadlock now: the live check. Every pending wait of every context is
+//! kept (`waits.rs`); when a new wait starts, the engine finds the waits that
+//! can never end (a greatest fixed point: a wait needs any of its holders
+//! stuck, or all of them for permits and reads at the reader cap) and, if a
+//! cycle of them comes back to the new waiter, the tasks are deadlocked now.
+//! Only real waits get here (a lock taken without waiting, or a join of a
+//! finished task, never registers), so the cost stays off the hot path.
+//! Checks that must wait (a lock handed to a future not polled yet, a busy
+//! process) run later on the confirmation thread, also here.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use rustc_hash::FxHashMap;
+
+use super::held::{dependency_of, HeldLock};
+use super::waits::{Wait, CONFIRM_THREAD};
+use super::{lock_ignoring_poison, Acquire, Engine, Panic, ENGINE};
+use crate::report::{Report, ReportKind};
+use crate::vocab::{Access, ClassId, ContextId, LockRef};
+
+/// Whether a holder holding with `held` blocks a waiter wanting `wanted`.
+fn blocks(held: Access, wanted: Access) -> bool {
+    match (held, wanted) {
+        // Semaphores block only when every permit is taken: not knowable here.
+        (Access::Permits, _) | (_, Access::Permits) => false,
+        (Access::Read, Access::Read) => false,
+        (Access::RunWork | Access::RunTask, wanted) => wanted.is_executor_wait(),
+        // A receiver busy between two `recv` calls keeps a full channel full.
+        (Access::Receive, wanted) => wanted == Access::Send,
+        (_, Access::Send) => false,
+        (_, wanted) => !wanted.is_executor_wait(),
+    }
+}
+
+/// Whether the wait `seq` of `waiter` may be part of a cycle of waits now:
+/// the cheap checks before the analysis.
+pub(crate) fn may_close_cycle(state: &Engine, waiter: ContextId, seq: u64) -> bool {
+    if state.waits().len() < 2 && !waits_for_permits(state, waiter, seq) {
+        return false; // a cycle of waits needs another waiter (this one is registered)
+    }
+    // A waiter with no other pending wait, none of whose holds anybody
+    // waits for, blocks nobody now: no cycle of waits goes through it (if
+    // one forms later, the wait that closes it finds it). Thousands of tasks
+    // queued on one busy mutex, holding nothing or locks of their own, are
+    // this case; the analysis would read every context's holds for each.
+    state
+        .waits()
+        .may_block_others(waiter, &state.held_instances(waiter))
+}
+
+/// Past this many pending waits, a wait that may close a cycle is analysed
+/// later, if it still waits (see `Engine::register_wait`): each analysis
+/// reads every pending wait and held lock, so with many waits pending it is
+/// dear, and most waits of a busy process (tasks holding a permit while
+/// queued on a lock) end long before.
+pub(crate) const ANALYSE_AT_ONCE_UP_TO: usize = 1024;
+
+/// Looks for a cycle of waits through `waiter`, which started the wait
+/// `seq`. Returns the report if the contexts are stuck now.
+pub(crate) fn confirm_deadlock_now(state: &Engine, waiter: ContextId, seq: u64) -> Option<Report> {
+    if !may_close_cycle(state, waiter, seq) {
+        return None;
+    }
+    deadlock_now_report(state, waiter, seq)
+}
+
+/// [`confirm_deadlock_now`] once [`may_close_cycle`] said yes: the analysis.
+pub(crate) fn deadlock_now_report(state: &Engine, waiter: ContextId, seq: u64) -> Option<Report> {
+    // The analysis reads holders and waits at different moments; a task that
+    // released a lock and started another wait in between could join two
+    // states into a cycle that never existed, and a lock granted to a
+    // waiting future is taken as soon as its task polls it. A real deadlock
+    // does not move: find it, give the other threads a moment, find it again.
+    Analysis::new(state, waiter).cycle_through(waiter, seq)?;
+    std::thread::yield_now();
+    let (chain, blockers) = Analysis::new(state, waiter).cycle_through(waiter, seq)?;
+    // blockers[i] is held by chain[i + 1] (by the waiter for the last one)
+    // and blocks chain[i]'s wait.
+    let n = chain.len();
+    let dependencies: Vec<_> = (0..n)
+        .map(|i| {
+            let (context, wait) = chain[i];
+            let held = blockers[(i + n - 1) % n].held;
+            dependency_of(&held, wait.want, context, &[])
+        })
+        .collect();
+    let reads_blocked: Vec<&Holder> = (0..n)
+        .filter(|&i| {
+            chain[i].1.want.access == Access::Read && blockers[i].held.access == Access::Read
+        })
+        .map(|i| &blockers[i])
+        .collect();
+    let mut report = Report {
+        kind: ReportKind::DeadlockNow,
+        dependencies,
+        needs_writer: !reads_blocked.is_empty(),
+        long_wait: None,
+        pending_wait: blockers.iter().any(|b| b.granted.is_some()),
+        reader_cap: None,
+    };
+    // A read blocked by reads: name the reader cap when it, not a queued
+    // writer, is what blocks it.
+    report.reader_cap = reads_blocked.iter().find_map(|b| b.at_cap);
+    Some(report)
+}
+
+/// Whether the wait `seq` of `context` is for semaphore permits (it can be
+/// stuck on its own permits alone).
+fn waits_for_permits(state: &Engine, context: ContextId, seq: u64) -> bool {
+    state
+        .waits()
+        .of(context)
+        .iter()
+        .any(|w| w.seq == seq && w.want.access == Access::Permits)
+}
+
+/// A cycle of waits: the waits in order, and for each the hold (of the next
+/// one's context, of the first one's for the last) that blocks it.
+type Cycle = (Vec<(ContextId, Wait)>, Vec<Holder>);
+
+/// A lock held by a context, as one of the things a wait waits for.
+#[derive(Clone, Copy, Debug)]
+struct Holder {
+    pub(super) holder: ContextId,
+    pub(super) held: HeldLock,
+    /// Not held yet: the lock is free of holders and this is the oldest
+    /// pending wait for it (its sequence number), which tokio hands the lock
+    /// to (its FIFO order) whether or not its future is polled again.
+    pub(super) granted: Option<u64>,
+    /// For a read blocked by reads at the reader cap: that cap.
+    pub(super) at_cap: Option<u32>,
+}
+
+/// What one wait waits for: `Any` such hold staying held blocks it (a lock
+/// one holder at a time, reads behind a queued writer, work), or `All` of
+/// them (permits, reads at the reader cap: any release may let it through).
+#[derive(Debug)]
+struct Blocked {
+    pub(super) holds: Vec<Holder>,
+    pub(super) all: bool,
+}
+
+/// The waits around one new wait, and which of them can never end.
+struct Analysis {
+    /// Every explored context's pending waits, with what blocks each (`None`:
+    /// nothing known blocks it, so it may end).
+    pub(super) waits: Vec<(ContextId, Wait, Option<Blocked>)>,
+    /// `stuck[i]`: waits[i] can never end, as far as the detector can see.
+    pub(super) stuck: Vec<bool>,
+    /// The indices in `waits` of each context's waits.
+    pub(super) by_context: FxHashMap<ContextId, Vec<usize>>,
+}
+
+/// How many contexts the analysis explores around a new wait.
+const MAX_CONTEXTS: usize = 64;
+
+/// Past this many pending waits in the process, new waits are not analysed:
+/// the watchdog still reports long waits. Waits that block nobody (most of
+/// a crowd queued on one lock) skip the analysis before this bound counts;
+/// the bound caps the rest (futures joined on a limiter, hand-over-hand
+/// chains), whose every wait reads every pending wait and held lock.
+const MAX_WAITS: usize = 8_192;
+
+impl Analysis {
+    /// Explores the contexts reachable from `start` through holds and finds
+    /// the waits that can never end: the greatest set where each wait's
+    /// holds (any or all, as it needs) belong to contexts whose waits begun
+    /// after taking them are all in the set.
+    pub(super) fn new(state: &Engine, start: ContextId) -> Analysis {
+        if state.waits().total() > MAX_WAITS {
+            return Analysis {
+                waits: Vec::new(),
+                stuck: Vec::new(),
+                by_context: FxHashMap::default(),
+            };
+        }
+        let all_waits = state.waits().all();
+        let mut waits_of: FxHashMap<ContextId, Vec<Wait>> = FxHashMap::default();
+        for (context, wait) in &all_waits {
+            waits_of.entry(*context).or_default().push(*wait);
+        }
+        let holders = state.all_holders();
+        let mut contexts = vec![start];
+        let mut waits = Vec::new();
+        let mut next = 0;
+        while next < contexts.len() && next < MAX_CONTEXTS {
+            let context = contexts[next];
+            next += 1;
+            for &wait in waits_of.get(&context).map_or(&[][..], Vec::as_slice) {
+                let blocked = blocked_by(state, context, wait, &all_waits, &holders);
+                if let Some(blocked) = &blocked {
+                    for hold in &blocked.holds {
+                        if !contexts.contains(&hold.holder) {
+                            contexts.push(hold.holder);
+                        }
+                    }
+                }
+                waits.push((context, wait, blocked));
+            }
+        }
+        let mut by_context: FxHashMap<ContextId, Vec<usize>> = FxHashMap::default();
+        for (i, (context, ..)) in waits.iter().enumerate() {
+            by_context.entry(*context).or_default().push(i);
+        }
+        let mut analysis = Analysis {
+            stuck: vec![true; waits.len()],
+            waits,
+            by_context,
+        };
+        loop {
+            let mut changed = false;
+            for i in 0..analysis.waits.len() {
+                if analysis.stuck[i] && !analysis.wait_stuck(i) {
+                    analysis.stuck[i] = false;
+                    changed = true;
+                }
+            }
+            if !changed {
+                return analysis;
+            }
+        }
+    }
+
+    /// Whether the wait `i` stays blocked given the current `stuck` set.
+    pub(super) fn wait_stuck(&self, i: usize) -> bool {
+        let (_, _, Some(blocked)) = &self.waits[i] else {
+            return false;
+        };
+        if blocked.all {
+            blocked.holds.iter().all(|h| self.hold_stuck(h))
+        } else {
+            blocked.holds.iter().any(|h| self.hold_stuck(h))
+        }
+    }
+
+    /// The waits of `hold`'s holder that keep it held: those begun after it
+    /// was taken (a wait begun before, with the lock taken since, shows the
+    /// holder ran meanwhile: a `select!` branch, a future kept aside).
+    pub(super) fn keeping(&self, hold: &Holder) -> impl Iterator<Item = usize> + '_ {
+        let hold = *hold;
+        let of_holder = self
+            .by_context
+            .get(&hold.holder)
+            .map_or(&[][..], Vec::as_slice);
+        of_holder.iter().copied().filter(move |&j| {
+            let wait = &self.waits[j].1;
+            match hold.granted {
+                Some(granted) => wait.seq > granted,
+                None => wait.mark >= hold.held.token,
+            }
+        })
+    }
+
+    /// Whether `hold` is never released: every wait keeping it is stuck (and
+    /// there is one).
+    pub(super) fn hold_stuck(&self, hold: &Holder) -> bool {
+        let mut keeping = self.keeping(hold).peekable();
+        keeping.peek().is_some() && keeping.all(|j| self.stuck[j])
+    }
+
+    /// A cycle of stuck waits through the wait `seq` of `waiter`: the waits
+    /// in order, and for each the hold (of the next one's context) that
+    /// blocks it.
+    pub(super) fn cycle_through(&self, waiter: ContextId, seq: u64) -> Option<Cycle> {
+        let first = (0..self.waits.len())
+            .find(|&i| self.waits[i].0 == waiter && self.waits[i].1.seq == seq)?;
+        if !self.stuck[first] {
+            return None;
+        }
+        let mut path = vec![first];
+        let mut holds = Vec::new();
+        let mut visited = vec![false; self.waits.len()];
+        self.extend(&mut path, &mut holds, &mut visited).then(|| {
+            let chain = path
+                .iter()
+                .map(|&i| (self.waits[i].0, self.waits[i].1))
+                .collect();
+            (chain, holds)
+        })
+    }
+
+    /// Follows stuck holds from the last wait of `path` back to its first
+    /// context. Each wait is entered once (`visited`): the search stays
+    /// linear, at the price of a cycle only reachable along a path the first
+    /// visit's prefix excluded.
+    pub(super) fn extend(
+        &self,
+        path: &mut Vec<usize>,
+        holds: &mut Vec<Holder>,
+        visited: &mut [bool],
+    ) -> bool {
+        let Some(&last) = path.last() else {
+            return false;
+        };
+        if path.len() > MAX_DEPTH {
+            return false;
+        }
+        let (context, _, Some(blocked)) = &self.waits[last] else {
+            return false;
+        };
+        let start = self.waits[path[0]].0;
+        // Holds of other contexts first: a cycle through another task reads
+        // better than "it holds a permit itself".
+        let mut candidates: Vec<&Holder> = blocked
+            .holds
+            .iter()
+            .filter(|h| self.hold_stuck(h))
+            .collect();
+        candidates.sort_by_key(|h| h.holder == *context);
+        for hold in candidates {
+            if hold.holder == start {
+                holds.push(*hold);
+                return true;
+            }
+            if path.iter().any(|&i| self.waits[i].0 == hold.holder) {
+                continue;
+            }
+            for j in self.keeping(hold).collect::<Vec<_>>() {
+                if std::mem::replace(&mut visited[j], true) {
+                    continue;
+                }
+                path.push(j);
+                holds.push(*hold);
+                if self.extend(path, holds, visited) {
+                    return true;
+                }
+                path.pop();
+                holds.pop();
+            }
+        }
+        false
+    }
+}
+
+const MAX_DEPTH: usize = 16;
+
+/// What blocks the wait `wait` of `context`, from the holders of its lock now
+/// and the other pending waits (`None`: nothing known blocks it).
+fn blocked_by(
+    state: &Engine,
+    context: ContextId,
+    wait: Wait,
+    all_waits: &[(ContextId, Wait)],
+    all_holders: &FxHashMap<u64, Vec<(ContextId, HeldLock)>>,
+) -> Option<Blocked> {
+    let want = wait.want;
+    let instance = want.lock.instance;
+    let holders = all_holders.get(&instance).cloned().unwrap_or_default();
+    let hold = |(holder, held): (ContextId, HeldLock)| Holder {
+        holder,
+        held,
+        granted: None,
+        at_cap: None,
+    };
+    match want.access {
+        // Permits: any release may be enough, so every permit must stay held
+        // (its own ones too). A moved permit may be anywhere.
+        Access::Permits => {
+            let holds: Vec<Holder> = holders
+                .into_iter()
+                .filter(|(_, h)| h.access == Access::Permits)
+                .map(hold)
+                .collect();
+            return all_of(holds, context, wait);
+        }
+        Access::Read => {
+            // tokio's RwLock is write-preferring: a read waits behind a
+            // queued writer, so then every hold blocks it.
+            let writer_queued = all_waits.iter().any(|(c, w)| {
+                *c != context && w.want.lock.instance == instance && w.want.access == Access::Write
+            });
+            let reads = holders
+                .iter()
+                .filter(|(_, h)| h.access == Access::Read)
+                .count();
+            let cap = state
+                .reader_cap(instance)
+                .filter(|&cap| reads >= cap as usize);
+            if !writer_queued {
+                if let Some(cap) = cap {
+                    let holds: Vec<Holder> = holders
+                        .into_iter()
+                        .filter(|(_, h)| h.access == Access::Read)
+                        .map(|h| Holder {
+                            at_cap: Some(cap),
+                            ..hold(h)
+                        })
+                        .collect();
+                    return all_of(holds, context, wait);
+                }
+            }
+            let holds: Vec<Holder> = holders
+                .into_iter()
+                .filter(|(holder, h)| {
+                    *holder != context && !h.movable && (h.access != Access::Read || writer_queued)
+                })
+                .map(hold)
+                .collect();
+            return (!holds.is_empty()).then_some(Blocked { holds, all: false });
+        }
+        _ => {}
+    }
+    let blocking: Vec<(ContextId, HeldLock)> = holders
+        .into_iter()
+        .filter(|(_, h)| blocks(h.access, want.access))
+        .collect();
+    let mut holds: Vec<Holder> = blocking
+        .iter()
+        .copied()
+        .filter(|(holder, h)| *holder != context && !h.movable)
+        .map(hold)
+        .collect();
+    if blocking.is_empty() && matches!(want.access, Access::Lock | Access::Write) {
+        // Nobody holds it, yet this wait waits: tokio handed the lock to an
+        // earlier pending wait, which owns it whether or not it is polled.
+        let granted = all_waits
+            .iter()
+            .filter(|(_, w)| w.want.lock.instance == instance && w.seq < wait.seq)
+            .min_by_key(|(_, w)| w.seq);
+        if let Some(&(holder, earlier)) = granted {
+            if holder != context {
+                holds.push(Holder {
+                    holder,
+                    held: HeldLock {
+                        lock: earlier.want.lock,
+                        access: earlier.want.access,
+                        site: earlier.want.site,
+                        created: earlier.want.created,
+                        movable: false,
+                        token: 0,
+                        span: earlier.span,
+                        chain: 0,
+                    },
+                    granted: Some(earlier.seq),
+                    at_cap: None,
+                });
+            }
+        }
+    }
+    (!holds.is_empty()).then_some(Blocked { holds, all: false })
+}
+
+/// A wait blocked until `holds` are all released, if they can all be
+/// followed: a moved guard or permit may be anywhere, and a hold of the
+/// waiting context itself counts only when that very code holds it (a
+/// blocking wait, or the same span): a future joined with the waiting one
+/// may hold it and release it any time.
+fn all_of(holds: Vec<Holder>, context: ContextId, wait: Wait) -> Option<Blocked> {
+    let followed = |h: &Holder| {
+        !h.held.movable
+            && (h.holder != context
+                || wait.want.blocking
+                || (h.held.span != 0 && h.held.span == wait.span))
+    };
+    (!holds.is_empty() && holds.iter().all(followed)).then_some(Blocked { holds, all: true })
+}
+
+/// Live deadlocks remembered for de-duplication before the memory is reset.
+pub(super) const MAX_DEADLOCKS_NOW_REMEMBERED: usize = 4096;
+
+/// How long a "stuck now" cycle through a lock handed to a pending future
+/// must last before it is reported.
+pub(super) const CONFIRM_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// A check due later, on the confirmation thread.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Confirm {
+    /// Is the wait `seq` of the context still stuck (a cycle through a lock
+    /// handed to a pending future; lock instance for attribution)?
+    DeadlockNow(ContextId, u64, u64),
+    /// Does the deferred possible self-deadlock of the wait still stand?
+    Deferred(ContextId, u64),
+}
+
+/// Checks due, with their time; the thread runs while there are some.
+pub(super) static CONFIRMATIONS: Mutex<Vec<(std::time::Instant, Confirm)>> = Mutex::new(Vec::new());
+
+/// Whether the confirmation thread runs.
+pub(super) static CONFIRMING: AtomicBool = AtomicBool::new(false);
+
+/// Runs `check` after `delay`, on the confirmation thread (started when
+/// needed, gone when nothing is due).
+pub(super) fn schedule(delay: std::time::Duration, check: Confirm) {
+    let due = std::time::Instant::now() + delay;
+    lock_ignoring_poison(&CONFIRMATIONS).push((due, check));
+    if CONFIRMING.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name(CONFIRM_THREAD.into())
+        .spawn(confirm_loop);
+    if let Err(error) = spawned {
+        CONFIRMING.store(false, Ordering::Release);
+        let dropped = std::mem::take(&mut *lock_ignoring_poison(&CONFIRMATIONS));
+        let state = &*ENGINE;
+        state.log_error(&format!(
+            "async-lockdep: could not start a thread to confirm reports: {error}"
+        ));
+        // Decide now what could not wait.
+        for (_, check) in dropped {
+            if let Confirm::Deferred(context, seq) = check {
+                state.confirm_deferred(context, seq, Panic::Never);
+            }
+        }
+    }
+}
+
+pub(super) fn confirm_loop() {
+    let state = &*ENGINE;
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let now = std::time::Instant::now();
+        let due: Vec<Confirm> = {
+            let mut queue = lock_ignoring_poison(&CONFIRMATIONS);
+            let (due, later): (Vec<_>, Vec<_>) = queue.drain(..).partition(|(at, _)| *at <= now);
+            *queue = later;
+            due.into_iter().map(|(_, check)| check).collect()
+        };
+        // No engine lock is held while checking and reporting. A panic (in
+        // a user's layer receiving the report) loses that check only.
+        for check in due {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match check {
+                Confirm::DeadlockNow(context, seq, instance) => {
+                    if !state.waits().pending(context, seq) {
+                        return; // it ended: nothing to confirm
+                    }
+                    if let Some(report) = confirm_deadlock_now(state, context, seq) {
+                        state.publish_deadlock_now(report, Panic::Never, context, seq, instance);
+                    }
+                }
+                Confirm::Deferred(context, seq) => {
+                    state.confirm_deferred(context, seq, Panic::Never)
+                }
+            }));
+        }
+        let mut queue = lock_ignoring_poison(&CONFIRMATIONS);
+        if queue.is_empty() {
+            CONFIRMING.store(false, Ordering::Release);
+            drop(queue);
+            // A check scheduled after the queue was seen empty but before the
+            // flag fell started no thread: take it over.
+            if lock_ignoring_poison(&CONFIRMATIONS).is_empty()
+                || CONFIRMING.swap(true, Ordering::AcqRel)
+            {
+                return;
+            }
+        } else {
+            queue.shrink_to_fit();
+        }
+    }
+}
+
+impl Engine {
+    /// Registers the wait of `context` (for the wait-for check and the
+    /// watchdog) and reports the tasks stuck now, if it closes a cycle.
+    /// Returns the wait's sequence number.
+    pub(crate) fn register_wait(&self, context: ContextId, want: Acquire, mark: u64) -> u64 {
+        let test = self.test_for_watchdog();
+        let (seq, earlier) = self.waits.begin(context, want, mark, test);
+        if let Some(earlier) = earlier {
+            self.second_wait(context, want, earlier, seq);
+        }
+        if !may_close_cycle(self, context, seq) {
+            return seq;
+        }
+        if self.waits.total() > ANALYSE_AT_ONCE_UP_TO {
+            // A busy process: analysed later, if it still waits then (a
+            // real deadlock does not move), on the confirmation thread.
+            schedule(
+                CONFIRM_AFTER,
+                Confirm::DeadlockNow(context, seq, want.lock.instance),
+            );
+            return seq;
+        }
+        let Some(report) = deadlock_now_report(self, context, seq) else {
+            return seq;
+        };
+        if report.pending_wait {
+            // It goes through a lock tokio handed to a pending future: its
+            // task may only not have polled it yet (`join!`, `select!`).
+            // Confirm it once that task had time to run.
+            schedule(
+                CONFIRM_AFTER,
+                Confirm::DeadlockNow(context, seq, want.lock.instance),
+            );
+            return seq;
+        }
+        self.publish_deadlock_now(report, Panic::OnDeadlock, context, seq, want.lock.instance);
+        seq
+    }
+
+    /// Publishes a "stuck now" report once per set of stuck contexts (two
+    /// waiters closing one cycle at once may both find it).
+    pub(super) fn publish_deadlock_now(
+        &self,
+        report: Report,
+        panic: Panic,
+        context: ContextId,
+        seq: u64,
+        instance: u64,
+    ) {
+        let mut stuck: Vec<ContextId> = report.dependencies.iter().map(|d| d.context).collect();
+        stuck.sort_by_key(|c| c.to_string());
+        let first_time = {
+            let mut reports = lock_ignoring_poison(&self.reports);
+            if reports.deadlocks_now.len() >= MAX_DEADLOCKS_NOW_REMEMBERED {
+                reports.deadlocks_now.clear();
+            }
+            reports.deadlocks_now.insert(stuck)
+        };
+        if first_time {
+            self.publish_for(report, panic, || self.wait_end(context, seq), instance);
+        }
+    }
+
+    /// The `RwLock` `instance` admits at most `cap` reads at once (tokio's
+    /// `with_max_readers`): in the live check, a read waits once `cap` reads
+    /// are held.
+    pub(crate) fn note_reader_cap(&self, lock: LockRef, cap: u32) {
+        lock_ignoring_poison(&self.reader_caps).insert(lock.instance, cap);
+        lock_ignoring_poison(&self.class_reader_caps)
+            .entry(lock.class)
+            .and_modify(|c| *c = (*c).min(cap))
+            .or_insert(cap);
+    }
+
+    /// The smallest reader cap of the instances of `class`, if any has one.
+    pub(crate) fn class_reader_cap(&self, class: ClassId) -> Option<u32> {
+        lock_ignoring_poison(&self.class_reader_caps)
+            .get(&class)
+            .copied()
+    }
+
+    /// The reader cap of `instance`, if it was made with one.
+    pub(crate) fn reader_cap(&self, instance: u64) -> Option<u32> {
+        lock_ignoring_poison(&self.reader_caps)
+            .get(&instance)
+            .copied()
+    }
+}
