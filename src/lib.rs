@@ -113,9 +113,27 @@ pub use sync::{
 };
 pub use vocab::{Access, ContextId, Site};
 
-/// Internals exposed for the crate's own benches and model tests only; not
-/// part of the API and not covered by semver.
-#[doc(hidden)]
-pub mod __private {
-    pub use crate::graph::{Graph, Insert, Node};
+/// std's blocking locks in the same graph as the async ones: a drop-in for
+/// `std::sync::{Mutex, RwLock}` with std's API (poisoning included), plus
+/// `with_class`.
+///
+/// A blocking acquisition records its dependencies before the thread
+/// blocks, in the context of the task (or thread) that blocks: a task that
+/// holds an async lock and takes a std mutex, and code that holds that
+/// mutex and waits for the async lock, form a cycle like any other. Taking
+/// a mutex the context already holds is a certain self-deadlock, reported
+/// before the thread hangs. The guards are `!Send`, as std's.
+///
+/// ```
+/// # let _lockdep = async_lockdep::test_guard();
+/// use async_lockdep::stdsync::Mutex;
+///
+/// static HITS: Mutex<u64> = Mutex::new(0); // `const`, as std's
+/// let cache = Mutex::with_class("cache", Vec::<u8>::new());
+/// *HITS.lock().unwrap() += 1;
+/// cache.lock().unwrap().push(1);
+/// ```
+pub mod stdsync {
+    pub use crate::sync::stdsync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+    pub use std::sync::{LockResult, PoisonError, TryLockError, TryLockResult};
 }
