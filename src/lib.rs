@@ -137,3 +137,36 @@ pub mod stdsync {
     pub use crate::sync::stdsync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
     pub use std::sync::{LockResult, PoisonError, TryLockError, TryLockResult};
 }
+
+/// parking_lot's blocking locks in the same graph as the async ones (cargo
+/// feature `parking_lot`): `Mutex` and `RwLock` with parking_lot's API
+/// (`lock`, `try_lock -> Option`, `read`, `read_recursive`, `write`,
+/// `try_read`, `try_write`, `get_mut`, `into_inner`), plus `with_class`.
+///
+/// Recorded as [`stdsync`]'s are, except `read_recursive`, which does not
+/// wait behind queued writers: it records no dependency into the lock, so
+/// it is never part of a reported cycle (one that waits for a writer that
+/// holds the lock is not seen).
+///
+/// ```
+/// use async_lockdep::parkinglot::{Mutex, RwLock};
+///
+/// let paused = Mutex::with_class("paused", false);
+/// let table = RwLock::new(vec![1]);
+/// let _outer = table.read();
+/// let _inner = table.read_recursive(); // fine even with a writer queued
+/// *paused.lock() = true;
+/// ```
+#[cfg(feature = "parking_lot")]
+pub mod parkinglot {
+    pub use crate::sync::parkinglot::{
+        Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
+    };
+}
+
+/// Internals exposed for the crate's own benches and model tests only; not
+/// part of the API and not covered by semver.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::graph::{Graph, Insert, Node};
+}

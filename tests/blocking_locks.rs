@@ -27,6 +27,15 @@ fn locks_are_send_and_sync_and_guards_are_not_send_as_stds() {
     <stdsync::MutexGuard<'static, u8> as AmbiguousIfSend<_>>::check();
     <stdsync::RwLockReadGuard<'static, u8> as AmbiguousIfSend<_>>::check();
     <stdsync::RwLockWriteGuard<'static, u8> as AmbiguousIfSend<_>>::check();
+    #[cfg(feature = "parking_lot")]
+    {
+        use async_lockdep::parkinglot;
+        send_sync::<parkinglot::Mutex<Vec<u8>>>();
+        send_sync::<parkinglot::RwLock<Vec<u8>>>();
+        <parkinglot::MutexGuard<'static, u8> as AmbiguousIfSend<_>>::check();
+        <parkinglot::RwLockReadGuard<'static, u8> as AmbiguousIfSend<_>>::check();
+        <parkinglot::RwLockWriteGuard<'static, u8> as AmbiguousIfSend<_>>::check();
+    }
 }
 
 #[test]
@@ -359,3 +368,123 @@ async fn a_std_mutex_used_only_inside_spawn_blocking_is_silent() {
     assert_eq!(lockdep.detector().status().contexts_holding_locks, 0);
 }
 
+#[cfg(feature = "parking_lot")]
+mod parking_lot_locks {
+    use super::*;
+    use async_lockdep::parkinglot;
+    use std::time::{Duration, Instant};
+
+    #[tokio::test]
+    async fn producer_paused_then_paused_and_back_is_a_cycle() {
+        if common::own_process() {
+            return;
+        }
+        let lockdep = test_guard();
+        let producer_paused = Arc::new(parkinglot::Mutex::with_class("producer_paused", false));
+        let paused = Arc::new(parkinglot::RwLock::with_class("paused", false));
+
+        // The notification thread: producer_paused, then paused.
+        let thread = std::thread::spawn({
+            let (pp, p) = (producer_paused.clone(), paused.clone());
+            move || {
+                let pp1 = line!() + 1;
+                let _pp = pp.lock();
+                let p1 = line!() + 1;
+                *p.write() = true;
+                (pp1, p1)
+            }
+        });
+        let (pp1, p1) = join_thread(thread).await;
+
+        // `resume()` in a task: paused, then producer_paused.
+        let (pp, p) = (producer_paused.clone(), paused.clone());
+        let task = tokio::spawn(async move {
+            let p2 = line!() + 1;
+            let _p = p.read();
+            let pp2 = line!() + 1;
+            *pp.lock() = false;
+            (p2, pp2)
+        });
+        let (p2, pp2) = within("task", task).await.unwrap();
+
+        let reports = lockdep.take_reports();
+        assert_eq!(reports.len(), 1, "{reports:#?}");
+        let report = &reports[0];
+        assert_eq!(report.kind, ReportKind::CircularDependency);
+        assert!(!report.needs_writer);
+        assert_eq!(report.class_names(), ["paused", "producer_paused"]);
+        assert_eq!(held_waited_lines(report), [(p2, pp2), (pp1, p1)]);
+        assert_eq!(
+            report.dependencies[0].held.kind,
+            ClassKind::ParkingLotRwLock
+        );
+        assert_eq!(
+            report.dependencies[0].waited.kind,
+            ClassKind::ParkingLotMutex
+        );
+        let text = report.to_string();
+        assert!(
+            text.contains("`paused` (parking_lot RwLock, created at "),
+            "{text}"
+        );
+        assert!(
+            text.contains("`producer_paused` (parking_lot Mutex, created at "),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn read_recursive_with_a_writer_queued_is_silent() {
+        if common::own_process() {
+            return;
+        }
+        let lockdep = test_guard();
+        let table = Arc::new(parkinglot::RwLock::with_class("recursive-table", 0u32));
+        let outer = table.read();
+        let writer = std::thread::spawn({
+            let table = table.clone();
+            move || *table.write() += 1
+        });
+        // The writer holds its place while it waits for the reader to leave.
+        let deadline = Instant::now() + LIMIT;
+        while !table.is_locked_exclusive() {
+            assert!(Instant::now() < deadline, "the writer never queued");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // A plain `read` would wait behind the writer; this one does not.
+        let inner = table.read_recursive();
+        assert_eq!(*inner, 0);
+        drop((inner, outer));
+        writer.join().unwrap();
+        assert_eq!(*table.read(), 1);
+        assert!(lockdep.detector().reports().is_empty());
+        assert_eq!(lockdep.detector().status().edges, 0);
+        assert_eq!(lockdep.detector().status().contexts_holding_locks, 0);
+    }
+
+    #[test]
+    fn api_shape_as_parking_lots() {
+        static COUNT: parkinglot::Mutex<u64> = parkinglot::Mutex::new(0);
+        *COUNT.lock() += 1;
+        let mut m = parkinglot::Mutex::from(1);
+        *m.get_mut() += 1;
+        assert_eq!(
+            format!("{m:?}"),
+            "Mutex { data: 2 }",
+            "Debug as parking_lot's"
+        );
+        {
+            let _g = m.lock();
+            assert!(m.try_lock().is_none());
+            assert!(m.is_locked());
+        }
+        assert_eq!(m.into_inner(), 2);
+        let r: parkinglot::RwLock<u8> = Default::default();
+        {
+            let _a = r.try_read().unwrap();
+            assert!(r.try_write().is_none());
+        }
+        *r.try_write().unwrap() = 3;
+        assert_eq!(r.into_inner(), 3);
+    }
+}

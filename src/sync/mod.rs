@@ -430,6 +430,8 @@ mod acquiring;
 mod blocking;
 pub mod mpsc;
 mod mutex;
+#[cfg(feature = "parking_lot")]
+pub(crate) mod parkinglot;
 mod rwlock;
 mod semaphore;
 pub(crate) mod stdsync;
