@@ -212,6 +212,88 @@ async fn relocking_a_std_mutex_is_reported_before_the_thread_hangs() {
     // The thread stays blocked; the process ends with it.
 }
 
+#[tokio::test]
+async fn block_in_place_relocking_the_tasks_std_guard_is_a_self_deadlock() {
+    if common::own_process() {
+        return;
+    }
+    let lockdep = test_guard();
+    let state = Arc::new(stdsync::Mutex::with_class("in-place-state", 0u8));
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    // A runtime of its own on a thread of its own: its worker really hangs.
+    let stuck = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let task = runtime.spawn(async move {
+            let first = line!() + 1;
+            let _g = state.lock().unwrap();
+            tokio::task::block_in_place(|| {
+                // The inner work runs in the same context as the task.
+                let again = line!() + 2;
+                lines_tx.send((first, again)).unwrap();
+                let _again = state.lock();
+            });
+        });
+        let _ = runtime.block_on(task);
+    });
+    let (first, again) = lines_rx.recv_timeout(LIMIT).expect("task started");
+    let reports = first_reports(&lockdep).await;
+    assert!(!stuck.is_finished(), "the worker really hangs");
+    assert_eq!(common::kinds(&reports), [ReportKind::SelfDeadlock]);
+    assert_eq!(reports[0].class_names(), ["in-place-state"]);
+    assert_eq!(held_waited_lines(&reports[0]), [(first, again)]);
+    assert!(matches!(
+        reports[0].dependencies[0].context,
+        ContextId::Task(_)
+    ));
+}
+
+/// Takes and releases the lock in a plain function, called from async code.
+fn bump(counter: &stdsync::Mutex<u64>) -> u64 {
+    let mut counter = counter.lock().unwrap();
+    *counter += 1;
+    *counter
+}
+
+#[tokio::test]
+async fn guards_released_before_each_await_in_join_siblings_are_silent() {
+    if common::own_process() {
+        return;
+    }
+    let lockdep = test_guard();
+    let counter = stdsync::Mutex::with_class("between-awaits-counter", 0u64);
+    let table = stdsync::RwLock::with_class("between-awaits-table", Vec::new());
+    let ledger = Mutex::with_class("between-awaits-ledger", ());
+    let sibling = |n: u64| {
+        let (counter, table, ledger) = (&counter, &table, &ledger);
+        async move {
+            for _ in 0..3 {
+                {
+                    let mut table = table.write().unwrap();
+                    table.push(n);
+                } // dropped in a block before the await
+                tokio::task::yield_now().await;
+                let read = table.read().unwrap();
+                let len = read.len();
+                drop(read); // dropped explicitly before the await
+                {
+                    let _l = ledger.lock().await;
+                    bump(counter); // ledger -> counter, in a helper
+                }
+                tokio::task::yield_now().await;
+                assert!(len > 0);
+            }
+        }
+    };
+    tokio::join!(sibling(1), sibling(2));
+    assert_eq!(*counter.lock().unwrap(), 6);
+    assert!(lockdep.detector().reports().is_empty());
+    assert_eq!(lockdep.detector().status().edges, 1);
+    assert_eq!(lockdep.detector().status().contexts_holding_locks, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_order_across_async_and_blocking_locks_is_silent() {
     if common::own_process() {
