@@ -113,6 +113,57 @@ pub use sync::{
 };
 pub use vocab::{Access, ClassKind, ContextId, LockClass, Site};
 
+/// std's blocking locks in the same graph as the async ones: a drop-in for
+/// `std::sync::{Mutex, RwLock}` with std's API (poisoning included), plus
+/// `with_class`.
+///
+/// A blocking acquisition records its dependencies before the thread
+/// blocks, in the context of the task (or thread) that blocks: a task that
+/// holds an async lock and takes a std mutex, and code that holds that
+/// mutex and waits for the async lock, form a cycle like any other. Taking
+/// a mutex the context already holds is a certain self-deadlock, reported
+/// before the thread hangs. The guards are `!Send`, as std's.
+///
+/// ```
+/// # let _lockdep = async_lockdep::test_guard();
+/// use async_lockdep::stdsync::Mutex;
+///
+/// static HITS: Mutex<u64> = Mutex::new(0); // `const`, as std's
+/// let cache = Mutex::with_class("cache", Vec::<u8>::new());
+/// *HITS.lock().unwrap() += 1;
+/// cache.lock().unwrap().push(1);
+/// ```
+pub mod stdsync {
+    pub use crate::sync::stdsync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+    pub use std::sync::{LockResult, PoisonError, TryLockError, TryLockResult};
+}
+
+/// parking_lot's blocking locks in the same graph as the async ones (cargo
+/// feature `parking_lot`): `Mutex` and `RwLock` with parking_lot's API
+/// (`lock`, `try_lock -> Option`, `read`, `read_recursive`, `write`,
+/// `try_read`, `try_write`, `get_mut`, `into_inner`), plus `with_class`.
+///
+/// Recorded as [`stdsync`]'s are, except `read_recursive`, which does not
+/// wait behind queued writers: it records no dependency into the lock, so
+/// it is never part of a reported cycle (one that waits for a writer that
+/// holds the lock is not seen).
+///
+/// ```
+/// use async_lockdep::parkinglot::{Mutex, RwLock};
+///
+/// let paused = Mutex::with_class("paused", false);
+/// let table = RwLock::new(vec![1]);
+/// let _outer = table.read();
+/// let _inner = table.read_recursive(); // fine even with a writer queued
+/// *paused.lock() = true;
+/// ```
+#[cfg(feature = "parking_lot")]
+pub mod parkinglot {
+    pub use crate::sync::parkinglot::{
+        Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
+    };
+}
+
 /// Internals exposed for the crate's own benches and model tests only; not
 /// part of the API and not covered by semver.
 #[doc(hidden)]

@@ -207,17 +207,36 @@ impl Report {
 fn class_with_site(class: &LockClass) -> String {
     let site = &class.created_at;
     let created = format!("{}:{}:{}", site.file(), site.line(), site.column());
+    let blocking = blocking_kind(class.kind);
     if class.name == created {
         // An unnamed class: its type says which lock it is.
-        match (&class.type_name, class.kind) {
-            (Some(item), ClassKind::Channel) => format!("{class} (channel of {item})"),
-            (Some(type_name), _) => format!("{class} ({type_name})"),
-            (None, ClassKind::Task) => format!("{class} (spawned task)"),
-            (None, ClassKind::WorkQueue) => format!("{class} (work queue)"),
-            (None, _) => format!("{class}"),
+        match (&class.type_name, class.kind, blocking) {
+            (Some(item), ClassKind::Channel, _) => format!("{class} (channel of {item})"),
+            (Some(type_name), _, Some((crate_name, _))) => {
+                format!("{class} ({crate_name} {type_name})")
+            }
+            (Some(type_name), _, None) => format!("{class} ({type_name})"),
+            (None, ClassKind::Task, _) => format!("{class} (spawned task)"),
+            (None, ClassKind::WorkQueue, _) => format!("{class} (work queue)"),
+            (None, _, Some((crate_name, lock))) => format!("{class} ({crate_name} {lock})"),
+            (None, _, None) => format!("{class}"),
         }
+    } else if let Some((crate_name, lock)) = blocking {
+        format!("{class} ({crate_name} {lock}, created at {created})")
     } else {
         format!("{class} (created at {created})")
+    }
+}
+
+/// A blocking lock's crate and type, as reports name it ("std Mutex");
+/// none for the async wrappers.
+fn blocking_kind(kind: ClassKind) -> Option<(&'static str, &'static str)> {
+    match kind {
+        ClassKind::StdMutex => Some(("std", "Mutex")),
+        ClassKind::StdRwLock => Some(("std", "RwLock")),
+        ClassKind::ParkingLotMutex => Some(("parking_lot", "Mutex")),
+        ClassKind::ParkingLotRwLock => Some(("parking_lot", "RwLock")),
+        _ => None,
     }
 }
 
@@ -581,9 +600,16 @@ impl fmt::Display for Report {
                 } else if self.needs_writer {
                     writeln!(f, "It already holds this very lock for reading.")?;
                 } else {
+                    let owner = match self.dependencies.first().map(|d| d.waited.kind) {
+                        Some(ClassKind::StdMutex | ClassKind::StdRwLock) => "std's",
+                        Some(ClassKind::ParkingLotMutex | ClassKind::ParkingLotRwLock) => {
+                            "parking_lot's"
+                        }
+                        _ => "tokio's",
+                    };
                     writeln!(
                         f,
-                        "It already holds this very lock; tokio's locks are not re-entrant."
+                        "It already holds this very lock; {owner} locks are not re-entrant."
                     )?;
                 }
                 writeln!(f)?;

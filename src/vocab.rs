@@ -218,6 +218,14 @@ pub enum ClassKind {
     Task,
     /// A bounded channel of [`crate::mpsc`].
     Channel,
+    /// A [`crate::stdsync::Mutex`] (std's, blocking).
+    StdMutex,
+    /// A [`crate::stdsync::RwLock`] (std's, blocking).
+    StdRwLock,
+    /// A `parkinglot::Mutex` (parking_lot's, blocking).
+    ParkingLotMutex,
+    /// A `parkinglot::RwLock` (parking_lot's, blocking).
+    ParkingLotRwLock,
 }
 
 /// A description of a lock class, as shown in reports.

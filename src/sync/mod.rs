@@ -427,10 +427,14 @@ use std::sync::Arc;
 use crate::lockdep::hooks::Holding;
 
 mod acquiring;
+mod blocking;
 pub mod mpsc;
 mod mutex;
+#[cfg(feature = "parking_lot")]
+pub(crate) mod parkinglot;
 mod rwlock;
 mod semaphore;
+pub(crate) mod stdsync;
 
 pub use mutex::{
     MappedMutexGuard, Mutex, MutexGuard, OwnedMappedMutexGuard, OwnedMutexGuard, TryLockError,

@@ -38,6 +38,10 @@ fn kind_code(kind: ClassKind) -> u8 {
         ClassKind::WorkQueue => 4,
         ClassKind::Task => 5,
         ClassKind::Channel => 6,
+        ClassKind::StdMutex => 7,
+        ClassKind::StdRwLock => 8,
+        ClassKind::ParkingLotMutex => 9,
+        ClassKind::ParkingLotRwLock => 10,
     }
 }
 
@@ -49,6 +53,10 @@ fn kind_of_code(code: &str) -> Option<ClassKind> {
         "4" => ClassKind::WorkQueue,
         "5" => ClassKind::Task,
         "6" => ClassKind::Channel,
+        "7" => ClassKind::StdMutex,
+        "8" => ClassKind::StdRwLock,
+        "9" => ClassKind::ParkingLotMutex,
+        "10" => ClassKind::ParkingLotRwLock,
         _ => return None,
     })
 }
