@@ -104,7 +104,7 @@ pub use lockdep::class::MAX_NESTING_LEVEL;
 pub use lockdep::context::{own_context, OwnContext};
 pub use lockdep::store::RunStore;
 pub use report::{Dependency, LongWait, Report, ReportKind};
-pub use sync::mpsc;
+pub use sync::{mpsc, oneshot};
 pub use sync::{
     AcquireError, MappedMutexGuard, Mutex, MutexGuard, OwnedMappedMutexGuard, OwnedMutexGuard,
     OwnedRwLockMappedWriteGuard, OwnedRwLockReadGuard, OwnedRwLockWriteGuard, OwnedSemaphorePermit,

@@ -212,12 +212,17 @@ fn class_with_site(class: &LockClass) -> String {
         // An unnamed class: its type says which lock it is.
         match (&class.type_name, class.kind, blocking) {
             (Some(item), ClassKind::Channel, _) => format!("{class} (channel of {item})"),
+            (Some(item), ClassKind::Oneshot, _) => format!("{class} (oneshot reply of {item})"),
+            (Some(item), ClassKind::Watch, _) => format!("{class} (watch of {item})"),
             (Some(type_name), _, Some((crate_name, _))) => {
                 format!("{class} ({crate_name} {type_name})")
             }
             (Some(type_name), _, None) => format!("{class} ({type_name})"),
             (None, ClassKind::Task, _) => format!("{class} (spawned task)"),
             (None, ClassKind::WorkQueue, _) => format!("{class} (work queue)"),
+            (None, ClassKind::Oneshot, _) => format!("{class} (oneshot reply)"),
+            (None, ClassKind::Notify, _) => format!("{class} (Notify)"),
+            (None, ClassKind::Barrier, _) => format!("{class} (Barrier)"),
             (None, _, Some((crate_name, lock))) => format!("{class} ({crate_name} {lock})"),
             (None, _, None) => format!("{class}"),
         }
@@ -267,6 +272,7 @@ fn print_attempt(f: &mut fmt::Formatter<'_>, dep: &Dependency) -> fmt::Result {
         Access::Destroy => "is destroying",
         Access::Join | Access::Await => "is joining",
         Access::Send => "is sending into (the channel can be full)",
+        Access::Event => "is waiting for the event",
         _ => "is trying to acquire",
     };
     writeln!(f, "{} {verb}:", who(dep))?;
@@ -295,6 +301,25 @@ fn print_chain(f: &mut fmt::Formatter<'_>, deps: &[Dependency]) -> fmt::Result {
     writeln!(f, "and this chain of dependencies was seen before:")?;
     for (i, dep) in deps.iter().enumerate() {
         writeln!(f, "  #{} {} -> {}", i + 1, dep.held, dep.waited)?;
+        if dep.held_as == Access::Signal {
+            // "event → L": L was waited for first, then the event signalled.
+            writeln!(
+                f,
+                "     {} {} {} {} {}",
+                who(dep),
+                wait_phrase(dep.waited_as),
+                class_with_site(&dep.waited),
+                wait_site_phrase(dep.waited_as),
+                dep.waited_at
+            )?;
+            writeln!(
+                f,
+                "     before it signalled {} at {} (in the same section: since its task began, or\n     \
+                 since the `recv` that delivered the message it was handling)",
+                dep.held, dep.held_at
+            )?;
+            continue;
+        }
         let at = match dep.held_as {
             Access::RunWork => "queued at",
             Access::RunTask => "spawned at",
@@ -335,6 +360,7 @@ fn wait_phrase(access: Access) -> &'static str {
         Access::Read => "waited to read",
         Access::Permits => "waited for permits of",
         Access::Send => "sent into",
+        Access::Event => "waited for the event",
         _ => "waited for",
     }
 }
@@ -346,6 +372,7 @@ fn wait_site_phrase(access: Access) -> &'static str {
         Access::Await => {
             "at an unknown `.await` (use `handle.join().await` to record it) of the task spawned at"
         }
+        Access::Event => "at an unknown `.await` of the event made at",
         _ => "at",
     }
 }
@@ -354,6 +381,8 @@ fn step(access: Access, class: &LockClass) -> String {
     match access {
         // A send waits only while the channel is full.
         Access::Send => format!("send({}) while full", class.name),
+        // The signaller's column: it has not signalled yet when it waits.
+        Access::Signal => format!("(before signal({}))", class.name),
         _ => format!("{}({})", access.verb(), class.name),
     }
 }

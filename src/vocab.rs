@@ -142,6 +142,12 @@ pub enum Access {
     /// Running the code between two `recv` calls of a channel's receiver
     /// (the channel's pseudo-lock).
     Receive,
+    /// Waiting for an event someone else signals: a `oneshot` reply, a
+    /// `Notify`, a `watch` change, a `Barrier`.
+    Event,
+    /// Signalling an event: the signal cannot happen before the waits its
+    /// context made since its section began ("event → L").
+    Signal,
 }
 
 impl Access {
@@ -159,6 +165,8 @@ impl Access {
             Access::Join | Access::Await => "join",
             Access::Send => "send",
             Access::Receive => "receive",
+            Access::Event => "wait",
+            Access::Signal => "signal",
         }
     }
 
@@ -218,6 +226,14 @@ pub enum ClassKind {
     Task,
     /// A bounded channel of [`crate::mpsc`].
     Channel,
+    /// A [`crate::oneshot`] channel: its reply is an event.
+    Oneshot,
+    /// A [`crate::Notify`]: its notifications are events.
+    Notify,
+    /// A [`crate::watch`] channel: its changes are events.
+    Watch,
+    /// A [`crate::Barrier`]: the last arrival is the event.
+    Barrier,
     /// A [`crate::stdsync::Mutex`] (std's, blocking).
     StdMutex,
     /// A [`crate::stdsync::RwLock`] (std's, blocking).

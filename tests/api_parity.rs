@@ -774,7 +774,20 @@ const _: fn(tokio::sync::TryLockError) -> async_lockdep::sync::TryLockError = |e
 const _: fn(tokio::sync::AcquireError) -> async_lockdep::sync::AcquireError = |e| e;
 const _: fn(tokio::sync::TryAcquireError) -> async_lockdep::sync::TryAcquireError = |e| e;
 const _: fn(tokio::sync::Notify) -> async_lockdep::sync::Notify = |n| n;
-const _: fn(tokio::sync::oneshot::Sender<u8>) -> async_lockdep::sync::oneshot::Sender<u8> = |s| s;
+// `oneshot` is ours (its reply is an event), with tokio's auto traits.
+same_auto_traits!(
+    async_lockdep::oneshot::Sender<u8>,
+    tokio::sync::oneshot::Sender<u8>
+);
+same_auto_traits!(
+    async_lockdep::oneshot::Receiver<u8>,
+    tokio::sync::oneshot::Receiver<u8>
+);
+same_auto_traits!(
+    async_lockdep::mpsc::UnboundedReceiver<u8>,
+    tokio::sync::mpsc::UnboundedReceiver<u8>
+);
+const _: fn(async_lockdep::oneshot::Sender<u8>) -> async_lockdep::sync::oneshot::Sender<u8> = |s| s;
 
 // The flat re-exports are the same types as the facade's.
 const _: fn(

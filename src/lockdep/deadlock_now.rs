@@ -29,6 +29,9 @@ fn blocks(held: Access, wanted: Access) -> bool {
         // A receiver busy between two `recv` calls keeps a full channel full.
         (Access::Receive, wanted) => wanted == Access::Send,
         (_, Access::Send) => false,
+        // Nobody holds an event: a wait for one is linked to its signaller
+        // elsewhere, if at all.
+        (_, Access::Event) | (Access::Event | Access::Signal, _) => false,
         (_, wanted) => !wanted.is_executor_wait(),
     }
 }

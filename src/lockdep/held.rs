@@ -153,10 +153,78 @@ impl Record {
     }
 }
 
-/// A context's held locks, oldest first, and its acquisition counter.
+/// A context's held locks, oldest first, its acquisition counter, and the
+/// waits it made since its section began.
 pub(crate) struct Stack {
     held: Vec<HeldLock>,
     next_token: u64,
+    /// The last waits since the context's section began (its task's
+    /// start, or the `recv` that delivered the message it handles): an
+    /// event it signals depends on them.
+    section: SectionLog,
+}
+
+/// The most recent [`SECTION_LOG`] waits of a section, as a ring inline in
+/// the context's record (no allocation, a few stores per lock). A signal
+/// after more distinct waits misses the older ones: a dependency not
+/// recorded, never a false one.
+#[derive(Clone, Copy)]
+pub(crate) struct SectionLog {
+    waits: [Waited; SECTION_LOG],
+    /// How many are valid (at most `SECTION_LOG`).
+    len: u8,
+    /// Where the next one goes.
+    next: u8,
+}
+
+/// One wait of a context's section: the class and how, where, and in which
+/// span (truncated serial; 0: none).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Waited {
+    pub(crate) class: crate::vocab::ClassId,
+    pub(crate) access: Access,
+    pub(crate) span: u32,
+    pub(crate) site: &'static Location<'static>,
+    /// Where the instance waited for was created.
+    pub(crate) created: &'static Location<'static>,
+}
+
+const SECTION_LOG: usize = 8; // a power of two
+
+impl SectionLog {
+    const EMPTY: SectionLog = SectionLog {
+        waits: [Waited {
+            class: 0,
+            access: Access::Lock,
+            span: 0,
+            site: Location::caller(),
+            created: Location::caller(),
+        }; SECTION_LOG],
+        len: 0,
+        next: 0,
+    };
+
+    #[inline]
+    fn note(&mut self, want: &Acquire, span: u64) {
+        const MASK: usize = SECTION_LOG - 1;
+        let next = usize::from(self.next) & MASK;
+        let previous = &self.waits[next.wrapping_sub(1) & MASK];
+        if previous.class == want.lock.class
+            && std::ptr::eq(previous.site, want.site)
+            && self.len != 0
+        {
+            return; // the same lock again (a loop): one slot
+        }
+        self.waits[next] = Waited {
+            class: want.lock.class,
+            access: want.access,
+            span: span as u32,
+            site: want.site,
+            created: want.created,
+        };
+        self.next = ((next + 1) & MASK) as u8;
+        self.len += u8::from(usize::from(self.len) < SECTION_LOG);
+    }
 }
 
 /// Where each context's record is, for the checks that look at other
@@ -212,6 +280,7 @@ impl Registry {
                 DROPPED_HIGH.fetch_max(stack.next_token, Ordering::Relaxed);
                 debug_assert!(stack.held.is_empty(), "only empty records are spares");
                 stack.held.clear();
+                stack.begin_section();
                 stack.next_token = fresh_base();
                 unique.context = context;
                 return record;
@@ -222,6 +291,7 @@ impl Registry {
             stack: StackLock::new(Stack {
                 held: Vec::new(),
                 next_token: fresh_base(),
+                section: SectionLog::EMPTY,
             }),
         })
     }
@@ -498,6 +568,12 @@ impl Stack {
     /// Records that the context now holds `want`; returns the token.
     #[inline]
     pub(crate) fn push(&mut self, want: &Acquire) -> u64 {
+        self.push_in(want, super::context::current_span())
+    }
+
+    /// [`Stack::push`], taken in the span `span`.
+    #[inline]
+    fn push_in(&mut self, want: &Acquire, span: u64) -> u64 {
         self.next_token = self.next_token.wrapping_add(1);
         let token = self.next_token;
         let below = self.held.last().map_or(0, |h| h.chain);
@@ -510,9 +586,39 @@ impl Stack {
             movable: want.movable,
             token,
             chain,
-            span: super::context::current_span(),
+            span,
         });
         token
+    }
+
+    /// Remembers that the context waited (or could have waited) for `want`
+    /// in its current section.
+    #[inline]
+    pub(crate) fn note_wait(&mut self, want: &Acquire) {
+        let span = super::context::current_span();
+        self.section.note(want, span);
+    }
+
+    /// As [`Stack::push`] for a lock taken at once (it could have waited):
+    /// also remembered as a wait of the section.
+    #[inline]
+    pub(crate) fn push_waited(&mut self, want: &Acquire) -> u64 {
+        let span = super::context::current_span();
+        self.section.note(want, span);
+        self.push_in(want, span)
+    }
+
+    /// A new section begins: the waits made so far no longer delay what the
+    /// context signals from now on.
+    #[inline]
+    pub(crate) fn begin_section(&mut self) {
+        self.section.len = 0;
+        self.section.next = 0;
+    }
+
+    /// The waits of the current section, in no particular order.
+    pub(crate) fn section_waits(&self) -> &[Waited] {
+        &self.section.waits[..usize::from(self.section.len)]
     }
 
     /// Forgets the acquisition `token`; returns whether it was movable, or

@@ -409,3 +409,104 @@ impl FirstPollWait {
         output
     }
 }
+
+/// The identity of one event (a `oneshot` reply, a `Notify`, a `watch`
+/// channel, a `Barrier`): its class and instance, fixed when it is made while
+/// detection is on; empty otherwise, so an event made while detection is off
+/// costs one relaxed load and records nothing.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Event {
+    #[cfg(feature = "detect")]
+    id: Option<(LockRef, &'static Location<'static>)>,
+}
+
+impl Event {
+    /// A new event of the class `name`, or of the class of `site` (where it
+    /// is made) when unnamed; `type_name` says what it carries.
+    #[inline]
+    pub(crate) fn new(
+        kind: ClassKind,
+        type_name: Option<&'static str>,
+        name: Option<std::borrow::Cow<'static, str>>,
+        site: &'static Location<'static>,
+    ) -> Event {
+        #[cfg(feature = "detect")]
+        {
+            let id = crate::lockdep::engine().map(|_| {
+                let class = match name {
+                    Some(name) => class::named(name, kind, site),
+                    None => class::for_site_typed(site, kind, type_name),
+                };
+                (LockRef::new(class), site)
+            });
+            Event { id }
+        }
+        #[cfg(not(feature = "detect"))]
+        {
+            let _ = (kind, type_name, name, site);
+            Event {}
+        }
+    }
+
+    /// Waiting for this event, at the site where it was made (a future's
+    /// `.await` has no line of its own).
+    #[inline]
+    pub(crate) fn want(&self) -> Option<Acquire> {
+        #[cfg(feature = "detect")]
+        {
+            self.id.map(|(lock, created)| Acquire {
+                lock,
+                access: Access::Event,
+                site: created,
+                movable: false,
+                blocking: false,
+                created,
+            })
+        }
+        #[cfg(not(feature = "detect"))]
+        {
+            None
+        }
+    }
+
+    /// A blocking wait for this event: its dependencies.
+    pub(crate) fn record_wait(&self) {
+        if let (Some(want), Some(engine)) = (self.want(), crate::lockdep::engine()) {
+            engine.record_wait_dependencies(Acquire {
+                blocking: true,
+                ..want
+            });
+        }
+    }
+
+    /// The calling context signals this event at `site`.
+    #[inline]
+    pub(crate) fn signal(&self, site: &'static Location<'static>) {
+        #[cfg(feature = "detect")]
+        if let (Some((lock, created)), Some(engine)) = (self.id, crate::lockdep::engine()) {
+            engine.signal(lock, created, site);
+        }
+        #[cfg(not(feature = "detect"))]
+        let _ = site;
+    }
+}
+
+/// A `oneshot` reply carrying `T`, named or classed by `site`.
+#[inline]
+pub(crate) fn event_of<T>(
+    name: Option<std::borrow::Cow<'static, str>>,
+    site: &'static Location<'static>,
+) -> Event {
+    Event::new(
+        ClassKind::Oneshot,
+        Some(std::any::type_name::<T>()),
+        name,
+        site,
+    )
+}
+
+/// The calling context signals `event` at `site`.
+#[inline]
+pub(crate) fn signal(event: &Event, site: &'static Location<'static>) {
+    event.signal(site);
+}

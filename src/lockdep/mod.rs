@@ -10,6 +10,7 @@
 //! | `held.rs`         | held locks per context (the hot path)                         |
 //! | `chain_cache.rs`  | chains of held classes already validated                      |
 //! | `validate.rs`     | `validate_chain`: dependencies, cycles, self-conflicts        |
+//! | `events.rs`       | waits on events: `H → event`, and `event → L` when signalled      |
 //! | `waits.rs`        | waits in progress, the watchdog for long waits                |
 //! | `deferred.rs`     | possible self-deadlocks decided by how the wait ends          |
 //! | `deadlock_now.rs` | the live check ("deadlock now"), the confirmation thread      |
@@ -53,6 +54,7 @@ pub(crate) mod context;
 pub(crate) mod deadlock_now;
 mod deferred;
 pub(crate) mod emit;
+mod events;
 pub(crate) mod held;
 pub(crate) mod hooks;
 pub(crate) mod publish;
@@ -257,7 +259,7 @@ impl Engine {
         let fast = self.held.with_record(context, |record| {
             let mut stack = record.stack();
             self.seen_before(stack.held(), want)
-                .then(|| Hold::new(record, stack.push(want)))
+                .then(|| Hold::new(record, stack.push_waited(want)))
         });
         fast.unwrap_or_else(|| self.lock_now_slow(context, want))
     }
@@ -273,7 +275,9 @@ impl Engine {
         if let Check::Slow(slow) = check {
             self.record(context, *want, slow, false);
         }
-        self.acquired(context, *want)
+        self.held.with_record(context, |record| {
+            Hold::new(record, record.stack().push_waited(want))
+        })
     }
 
     /// A wait for `want` starts: checks and records the dependencies first,
@@ -304,7 +308,8 @@ impl Engine {
     fn wait_dependencies(&self, want: Acquire, defer: bool) -> (ContextId, u64, Option<Deferred>) {
         let context = ContextId::current();
         let (check, mark) = self.held.with_record(context, |record| {
-            let stack = record.stack();
+            let mut stack = record.stack();
+            stack.note_wait(&want);
             (self.check(stack.held(), &want), stack.last_token())
         });
         let deferred = match check {

@@ -494,6 +494,8 @@ fn self_conflict(held: Access, wanted: Access) -> Option<bool> {
         (Access::RunTask, _) => None,
         // Sending into the channel one is receiving from: only when full.
         (Access::Receive, _) | (_, Access::Send | Access::Receive) => None,
+        // An event is not held: waiting for it twice is not a re-lock.
+        (Access::Event | Access::Signal, _) | (_, Access::Event | Access::Signal) => None,
         (Access::RunWork, Access::Flush | Access::Destroy) => Some(false),
         (Access::RunWork, _) => None,
         (Access::Read, Access::Read) => Some(true),

@@ -430,6 +430,7 @@ mod acquiring;
 mod blocking;
 pub mod mpsc;
 mod mutex;
+pub mod oneshot;
 #[cfg(feature = "parking_lot")]
 pub(crate) mod parkinglot;
 mod rwlock;
@@ -448,8 +449,8 @@ pub use semaphore::{
 };
 
 pub use tokio::sync::{
-    broadcast, futures, oneshot, watch, Barrier, BarrierWaitResult, Notify, OnceCell, SetError,
-    SetOnce, SetOnceError,
+    broadcast, futures, watch, Barrier, BarrierWaitResult, Notify, OnceCell, SetError, SetOnce,
+    SetOnceError,
 };
 
 /// Without the `detect` feature the wrappers and their borrowing guards are

@@ -42,6 +42,10 @@ fn kind_code(kind: ClassKind) -> u8 {
         ClassKind::StdRwLock => 8,
         ClassKind::ParkingLotMutex => 9,
         ClassKind::ParkingLotRwLock => 10,
+        ClassKind::Oneshot => 11,
+        ClassKind::Notify => 12,
+        ClassKind::Watch => 13,
+        ClassKind::Barrier => 14,
     }
 }
 
@@ -57,6 +61,10 @@ fn kind_of_code(code: &str) -> Option<ClassKind> {
         "8" => ClassKind::StdRwLock,
         "9" => ClassKind::ParkingLotMutex,
         "10" => ClassKind::ParkingLotRwLock,
+        "11" => ClassKind::Oneshot,
+        "12" => ClassKind::Notify,
+        "13" => ClassKind::Watch,
+        "14" => ClassKind::Barrier,
         _ => return None,
     })
 }
@@ -72,9 +80,11 @@ fn access_of_code(code: &str) -> Option<Access> {
         7 => Access::Flush,
         8 => Access::Destroy,
         9 => Access::Join,
-        10 => Access::Send,
-        11 => Access::Receive,
-        12 => Access::Await,
+        10 => Access::Await,
+        11 => Access::Send,
+        12 => Access::Receive,
+        13 => Access::Event,
+        14 => Access::Signal,
         _ => return None,
     })
 }

@@ -8,7 +8,8 @@
 //! and then the sender waits for the receiver. This finds a lock held across
 //! a send whose consumer needs that lock, and two services each sending into
 //! the other's full inbox. An unbounded send never waits and records
-//! nothing: the unbounded channel is tokio's own.
+//! nothing; the unbounded receiver only begins a new section of its context
+//! for each value it delivers (see `crate::oneshot`).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -22,10 +23,10 @@ use std::task::{Context, Poll};
 use pin_project::pin_project;
 
 pub use tokio::sync::mpsc::error;
-pub use tokio::sync::mpsc::{
-    unbounded_channel, OwnedPermit, Permit, PermitIterator, UnboundedReceiver, UnboundedSender,
-    WeakUnboundedSender,
-};
+pub use tokio::sync::mpsc::{OwnedPermit, Permit, PermitIterator};
+
+mod unbounded;
+pub use unbounded::{unbounded_channel, UnboundedReceiver, UnboundedSender, WeakUnboundedSender};
 
 use self::error::{SendError, TryRecvError, TrySendError};
 use crate::lockdep::class::{self, ClassKind};
@@ -372,6 +373,9 @@ impl<T> Receiver<T> {
     fn received(&mut self, site: &'static Location<'static>) {
         self.section = Held::new(None);
         if let Some(engine) = crate::lockdep::engine() {
+            // What this context signals from now on (a reply to the message
+            // received) depends only on what it waits for from now on.
+            engine.begin_section();
             self.section = Held::new(Some(Holding::try_acquired(
                 engine,
                 self.meta.want(Access::Receive, site),

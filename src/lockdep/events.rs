@@ -1,0 +1,86 @@
+//! Waits on events: a `oneshot` reply, a `Notify`, a `watch` change, a
+//! `Barrier`. An event has a class, as a lock does. *Waiting* for it while
+//! holding `H` records `H → event` (the wait itself goes through the seam
+//! like any other, as [`Access::Event`]). *Signalling* it records
+//! `event → L` for every lock (and event, and bounded send) `L` the
+//! signalling context waited for since its section began — the start of its
+//! task, or the `recv` that delivered the message it is handling: the
+//! signal cannot happen before those waits are over. A reply sent by an
+//! actor that locks `state` first, awaited by a caller holding `state`, is
+//! the cycle `state → reply → state`, found without the deadlock happening.
+//! This is the kernel's cross-release idea (DEPT's "event" and "wait"),
+//! limited to sections, which is what keeps it free of false reports.
+
+use std::panic::Location;
+
+use super::held::{chain_after, HeldLock, Waited};
+use super::validate::Check;
+use super::{context, Acquire, Engine};
+use crate::vocab::{Access, ContextId, LockRef};
+
+impl Engine {
+    /// The calling context signals the event `event` (created at
+    /// `created`) at `site`: records `event → L` for every wait `L` of its
+    /// current section that the code running now made (a wait made in a
+    /// sibling future's span is not counted).
+    pub(crate) fn signal(
+        &self,
+        event: LockRef,
+        created: &'static Location<'static>,
+        site: &'static Location<'static>,
+    ) {
+        let context = ContextId::current();
+        let waits: Vec<Waited> = self.held.with_record(context, |record| {
+            record
+                .stack()
+                .section_waits()
+                .iter()
+                .filter(|w| w.class != event.class)
+                .copied()
+                .collect()
+        });
+        if waits.is_empty() {
+            return;
+        }
+        let signalled = [HeldLock {
+            lock: event,
+            access: Access::Signal,
+            site,
+            created,
+            movable: false,
+            token: 0,
+            span: 0,
+            chain: chain_after(0, event, Access::Signal),
+        }];
+        for waited in waits {
+            if waited.span != 0 && !context::span_is_entered(u64::from(waited.span)) {
+                continue; // a sibling future's wait: it does not delay this signal
+            }
+            let want = Acquire {
+                // Not the instance: a signal never conflicts with one.
+                lock: LockRef {
+                    class: waited.class,
+                    instance: 0,
+                },
+                access: waited.access,
+                site: waited.site,
+                movable: false,
+                blocking: false,
+                created: waited.created,
+            };
+            if let Check::Slow(slow) = self.check(&signalled, &want) {
+                self.record(context, want, slow, false);
+            }
+        }
+    }
+
+    /// A new section of the calling context begins (a `recv` delivered a
+    /// message): what it signals from now on depends only on what it waits
+    /// for from now on.
+    pub(crate) fn begin_section(&self) {
+        let context = ContextId::current();
+        if let Some(record) = self.held.find(context) {
+            record.stack().begin_section();
+        }
+    }
+}

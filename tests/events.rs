@@ -1,0 +1,282 @@
+//! Waits on events: awaiting a `oneshot` reply while holding `H` records
+//! `H → reply`; sending the reply records `reply → L` for every lock `L` the
+//! sender waited for since its section began (its task's start, or the
+//! `recv` that delivered the message it handles).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_lockdep::{mpsc, oneshot, test_guard, Access, Mutex, Report, ReportKind};
+
+/// A request to the actor: whether it needs the state, and where to reply.
+type Request = (bool, oneshot::Sender<u32>);
+
+/// An actor that, for requests that need it, locks `state` before replying
+/// (`lock_first`), or replies first and locks after (`!lock_first`).
+fn actor(
+    state: Arc<Mutex<u32>>,
+    mut inbox: mpsc::UnboundedReceiver<Request>,
+    lock_first: bool,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some((needs_state, reply)) = inbox.recv().await {
+            if lock_first {
+                let value = if needs_state {
+                    // A moment for the caller to take the state first.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    *state.lock().await // ACTOR-LOCK
+                } else {
+                    0
+                };
+                let _ = reply.send(value); // ACTOR-REPLY
+            } else {
+                let _ = reply.send(0);
+                if needs_state {
+                    let _unused = state.lock().await;
+                }
+            }
+        }
+    })
+}
+
+/// Sends a request and returns the reply's receiver (one class for every
+/// request: this line).
+async fn request(
+    actor: &mpsc::UnboundedSender<Request>,
+    needs_state: bool,
+) -> oneshot::Receiver<u32> {
+    let (tx, rx) = oneshot::channel_with_class("actor-reply");
+    actor.send((needs_state, tx)).unwrap();
+    rx
+}
+
+/// `(held, held_as, waited, waited_as)` of each dependency of a report.
+fn links(report: &Report) -> Vec<(String, Access, String, Access)> {
+    report
+        .dependencies
+        .iter()
+        .map(|d| {
+            (
+                d.held.name.to_string(),
+                d.held_as,
+                d.waited.name.to_string(),
+                d.waited_as,
+            )
+        })
+        .collect()
+}
+
+fn line_of(file: &str, marker: &str) -> u32 {
+    let text = std::fs::read_to_string(file).unwrap();
+    let index = text.lines().position(|l| l.contains(marker)).unwrap();
+    index as u32 + 1
+}
+
+/// One caller asks for the state (the actor locks `state`, then replies);
+/// another holds `state` while it awaits a reply: the actor may be handling
+/// the first request then, and waits for `state` forever. Reported on the
+/// first run, though this run does not deadlock (the second request needs
+/// no state, and comes alone).
+#[tokio::test]
+async fn a_reply_awaited_while_holding_the_lock_the_actor_takes_before_replying_is_reported() {
+    let lockdep = test_guard();
+    let state = Arc::new(Mutex::with_class("actor-state", 0u32));
+    let (tx, inbox) = mpsc::unbounded_channel();
+    let worker = actor(state.clone(), inbox, true);
+
+    let value = request(&tx, true).await.await.unwrap(); // the actor locks, then replies
+    assert_eq!(value, 0);
+    let reply = request(&tx, false).await;
+    let held = state.lock().await; // TAKE-STATE
+    let value = common::within("the reply", reply).await.unwrap(); // WAIT-UNDER-STATE
+    drop(held);
+    assert_eq!(value, 0);
+    drop(tx);
+    worker.await.unwrap();
+
+    let reports = lockdep.take_reports();
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    let report = &reports[0];
+    assert_eq!(report.kind, ReportKind::CircularDependency);
+    assert_eq!(
+        links(report),
+        [
+            (
+                "actor-state".into(),
+                Access::Lock,
+                "actor-reply".into(),
+                Access::Event
+            ),
+            (
+                "actor-reply".into(),
+                Access::Signal,
+                "actor-state".into(),
+                Access::Lock
+            ),
+        ],
+        "{report}"
+    );
+    let file = file!();
+    let deps = &report.dependencies;
+    assert_eq!(deps[0].held_at.line(), line_of(file, "// TAKE-STATE"));
+    assert_eq!(deps[1].waited_at.line(), line_of(file, "// ACTOR-LOCK"));
+    assert_eq!(deps[1].held_at.line(), line_of(file, "// ACTOR-REPLY"));
+    let text = report.to_string();
+    assert!(text.contains("before it signalled `actor-reply`"), "{text}");
+}
+
+/// The same, and the caller's wait really hangs: the actor waits for
+/// `state`, the caller for the reply. The report exists before the timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_awaited_under_the_lock_the_actor_needs_really_hangs_and_is_reported() {
+    let lockdep = test_guard();
+    let state = Arc::new(Mutex::with_class("actor-state-2", 0u32));
+    let (tx, inbox) = mpsc::unbounded_channel();
+    let worker = actor(state.clone(), inbox, true);
+    let _ = request(&tx, true).await.await.unwrap();
+
+    let reply = request(&tx, true).await;
+    let held = state.lock().await; // before the actor, which sleeps first
+    let outcome = tokio::time::timeout(Duration::from_millis(300), reply).await;
+    assert!(outcome.is_err(), "it really hangs");
+    let reports = lockdep.take_reports();
+    drop(held);
+    drop(tx);
+    common::within("the actor", worker).await.unwrap();
+    let kinds: Vec<_> = reports.iter().map(|r| r.kind).collect();
+    assert_eq!(kinds, [ReportKind::CircularDependency], "{reports:#?}");
+    assert_eq!(
+        links(&reports[0])
+            .iter()
+            .map(|l| (l.0.as_str(), l.2.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            ("actor-state-2", "actor-reply"),
+            ("actor-reply", "actor-state-2")
+        ]
+    );
+}
+
+/// The correct variants of the actor pattern stay silent.
+#[tokio::test]
+async fn an_actor_that_replies_before_it_takes_the_lock_is_silent() {
+    let lockdep = test_guard();
+    let state = Arc::new(Mutex::with_class("replies-first-state", 0u32));
+    let (tx, inbox) = mpsc::unbounded_channel();
+    let worker = actor(state.clone(), inbox, false);
+    // The actor replies, then locks the state (this request needs it).
+    let _ = request(&tx, true).await.await.unwrap();
+    // Let it finish with the state before the caller takes it.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let reply = request(&tx, false).await;
+    let held = state.lock().await;
+    let _ = common::within("the reply", reply).await.unwrap();
+    drop(held);
+    drop(tx);
+    worker.await.unwrap();
+    assert_eq!(lockdep.take_reports(), [], "a new message, a new section");
+}
+
+#[tokio::test]
+async fn a_lock_dropped_before_awaiting_the_reply_is_silent() {
+    let lockdep = test_guard();
+    let state = Arc::new(Mutex::with_class("dropped-first-state", 0u32));
+    let (tx, inbox) = mpsc::unbounded_channel();
+    let worker = actor(state.clone(), inbox, true);
+    let _ = request(&tx, true).await.await.unwrap();
+    let reply = {
+        let _held = state.lock().await;
+        request(&tx, false).await
+    };
+    let _ = common::within("the reply", reply).await.unwrap();
+    drop(tx);
+    worker.await.unwrap();
+    assert_eq!(lockdep.take_reports(), []);
+}
+
+/// The caller holds the state, and a task it spawns (holding nothing)
+/// awaits the reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_awaited_from_a_spawned_task_is_silent() {
+    let lockdep = test_guard();
+    let state = Arc::new(Mutex::with_class("spawned-wait-state", 0u32));
+    let (tx, inbox) = mpsc::unbounded_channel();
+    let worker = actor(state.clone(), inbox, true);
+    let _ = request(&tx, true).await.await.unwrap();
+    let held = state.lock().await;
+    let reply = request(&tx, true).await;
+    let waiter = tokio::spawn(reply);
+    drop(held);
+    let _ = common::within("the reply", waiter).await.unwrap().unwrap();
+    drop(tx);
+    worker.await.unwrap();
+    assert_eq!(lockdep.take_reports(), []);
+}
+
+/// A reply sent from a task that waited for nothing before it: the task's
+/// own start is its section.
+#[tokio::test]
+async fn a_reply_from_a_task_that_took_its_lock_after_replying_is_silent() {
+    let lockdep = test_guard();
+    let state = Arc::new(Mutex::with_class("after-reply-state", 0u32));
+    let (tx, rx) = oneshot::channel_with_class::<u32>("after-reply");
+    let s = state.clone();
+    let task = tokio::spawn(async move {
+        tx.send(1).unwrap();
+        let _unused = s.lock().await;
+    });
+    let held = state.lock().await;
+    assert_eq!(common::within("the reply", rx).await, Ok(1));
+    drop(held);
+    task.await.unwrap();
+    assert_eq!(lockdep.take_reports(), []);
+}
+
+/// A task that locks `state` and then replies, awaited by a caller that
+/// holds `state`: reported at once (the reply → state dependency comes
+/// first here, from an earlier call where nothing was held).
+#[tokio::test]
+async fn a_reply_from_a_spawned_task_that_locks_first_is_reported() {
+    let lockdep = test_guard();
+    let state = Arc::new(Mutex::with_class("task-reply-state", 0u32));
+    async fn ask(state: &Arc<Mutex<u32>>) -> oneshot::Receiver<u32> {
+        let (tx, rx) = oneshot::channel_with_class::<u32>("task-reply");
+        let s = state.clone();
+        tokio::spawn(async move {
+            let value = *s.lock().await;
+            let _ = tx.send(value);
+        });
+        rx
+    }
+    assert_eq!(ask(&state).await.await, Ok(0));
+    let rx = ask(&state).await;
+    let held = state.lock().await;
+    let outcome = tokio::time::timeout(Duration::from_millis(100), rx).await;
+    drop(held);
+    // Single-threaded: the task could only run during the wait, and waited.
+    assert!(
+        outcome.is_err(),
+        "it really hangs while the caller holds the state"
+    );
+    let reports = lockdep.take_reports();
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    assert_eq!(
+        links(&reports[0]),
+        [
+            (
+                "task-reply-state".into(),
+                Access::Lock,
+                "task-reply".into(),
+                Access::Event
+            ),
+            (
+                "task-reply".into(),
+                Access::Signal,
+                "task-reply-state".into(),
+                Access::Lock
+            ),
+        ]
+    );
+}
