@@ -228,11 +228,11 @@ pub enum ClassKind {
     Channel,
     /// A [`crate::oneshot`] channel: its reply is an event.
     Oneshot,
-    /// A [`crate::Notify`]: its notifications are events.
+    /// A [`crate::sync::Notify`]: its notifications are events.
     Notify,
-    /// A [`crate::watch`] channel: its changes are events.
+    /// A `watch` channel: its changes are events (not wrapped yet).
     Watch,
-    /// A [`crate::Barrier`]: the last arrival is the event.
+    /// A [`crate::sync::Barrier`]: the arrivals are its event.
     Barrier,
     /// A [`crate::stdsync::Mutex`] (std's, blocking).
     StdMutex,

@@ -773,7 +773,8 @@ same_auto_traits!(
 const _: fn(tokio::sync::TryLockError) -> async_lockdep::sync::TryLockError = |e| e;
 const _: fn(tokio::sync::AcquireError) -> async_lockdep::sync::AcquireError = |e| e;
 const _: fn(tokio::sync::TryAcquireError) -> async_lockdep::sync::TryAcquireError = |e| e;
-const _: fn(tokio::sync::Notify) -> async_lockdep::sync::Notify = |n| n;
+same_auto_traits!(async_lockdep::sync::Notify, tokio::sync::Notify);
+same_auto_traits!(async_lockdep::sync::Barrier, tokio::sync::Barrier);
 // `oneshot` is ours (its reply is an event), with tokio's auto traits.
 same_auto_traits!(
     async_lockdep::oneshot::Sender<u8>,

@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_lockdep::{mpsc, oneshot, test_guard, Access, Mutex, Report, ReportKind};
+use async_lockdep::{mpsc, oneshot, test_guard, Access, Detector, Mutex, Report, ReportKind};
 
 /// A request to the actor: whether it needs the state, and where to reply.
 type Request = (bool, oneshot::Sender<u32>);
@@ -277,6 +277,117 @@ async fn a_reply_from_a_spawned_task_that_locks_first_is_reported() {
                 "task-reply-state".into(),
                 Access::Lock
             ),
+        ]
+    );
+}
+
+/// A worker waits for a `Notify` while holding `queue`; the notifier takes
+/// `queue` before it notifies. Reported though the permit was stored first
+/// (this run does not hang).
+#[tokio::test]
+async fn a_notification_awaited_under_the_lock_the_notifier_takes_first_is_reported() {
+    use async_lockdep::sync::Notify;
+    let lockdep = test_guard();
+    let queue = Arc::new(Mutex::with_class("notify-queue", Vec::<u32>::new()));
+    let ready = Arc::new(Notify::with_class("notify-ready"));
+    let (q, r) = (queue.clone(), ready.clone());
+    tokio::spawn(async move {
+        q.lock().await.push(1); // NOTIFIER-LOCK
+        r.notify_one(); // NOTIFY
+    })
+    .await
+    .unwrap();
+    let held = queue.lock().await;
+    common::within("the notification", ready.notified()).await;
+    drop(held);
+    let reports = lockdep.take_reports();
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    assert_eq!(
+        links(&reports[0]),
+        [
+            (
+                "notify-queue".into(),
+                Access::Lock,
+                "notify-ready".into(),
+                Access::Event
+            ),
+            (
+                "notify-ready".into(),
+                Access::Signal,
+                "notify-queue".into(),
+                Access::Lock
+            ),
+        ]
+    );
+    let deps = &reports[0].dependencies;
+    assert_eq!(
+        deps[1].waited_at.line(),
+        line_of(file!(), "// NOTIFIER-LOCK")
+    );
+    assert_eq!(deps[1].held_at.line(), line_of(file!(), "// NOTIFY"));
+}
+
+#[tokio::test]
+async fn a_notifier_that_notifies_before_it_locks_is_silent() {
+    use async_lockdep::sync::Notify;
+    let lockdep = test_guard();
+    let queue = Arc::new(Mutex::with_class("notify-first-queue", Vec::<u32>::new()));
+    let ready = Arc::new(Notify::with_class("notify-first-ready"));
+    let (q, r) = (queue.clone(), ready.clone());
+    tokio::spawn(async move {
+        r.notify_one();
+        q.lock().await.push(1);
+    })
+    .await
+    .unwrap();
+    let held = queue.lock().await;
+    common::within("the notification", ready.notified()).await;
+    drop(held);
+    assert_eq!(lockdep.take_reports(), []);
+}
+
+/// Two tasks meet at a barrier; one arrives holding `m`, the other needs
+/// `m` before it arrives: both wait forever. Reported when the first one
+/// arrives holding `m` (it took `m` in its section: any other participant
+/// running the same code needs it before arriving).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_barrier_reached_holding_a_lock_another_participant_needs_is_reported() {
+    use async_lockdep::sync::Barrier;
+    let lockdep = Detector::builder().panic_on_deadlock(false).test_guard();
+    let m = Arc::new(Mutex::with_class("barrier-m", 0u32));
+    let barrier = Arc::new(Barrier::with_class("barrier-meet", 2));
+    let (m1, b1) = (m.clone(), barrier.clone());
+    let first = tokio::spawn(async move {
+        let _held = m1.lock().await;
+        b1.wait().await; // waits for the other, holding m
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let (m2, b2) = (m.clone(), barrier.clone());
+    let second = tokio::spawn(async move {
+        let _unused = m2.lock().await; // waits for the first
+        b2.wait().await;
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !first.is_finished() && !second.is_finished(),
+        "it really hangs"
+    );
+    first.abort();
+    second.abort();
+    let reports = lockdep.take_reports();
+    assert_eq!(
+        reports.iter().map(|r| r.kind).collect::<Vec<_>>(),
+        [ReportKind::CircularDependency],
+        "{reports:#?}"
+    );
+    assert_eq!(
+        links(&reports[0])
+            .iter()
+            .map(|l| (l.0.as_str(), l.1, l.2.as_str(), l.3))
+            .collect::<Vec<_>>(),
+        [
+            ("barrier-m", Access::Lock, "barrier-meet", Access::Event),
+            ("barrier-meet", Access::Signal, "barrier-m", Access::Lock),
         ]
     );
 }

@@ -427,9 +427,11 @@ use std::sync::Arc;
 use crate::lockdep::hooks::Holding;
 
 mod acquiring;
+mod barrier;
 mod blocking;
 pub mod mpsc;
 mod mutex;
+mod notify;
 pub mod oneshot;
 #[cfg(feature = "parking_lot")]
 pub(crate) mod parkinglot;
@@ -448,10 +450,14 @@ pub use semaphore::{
     AcquireError, OwnedSemaphorePermit, Semaphore, SemaphorePermit, TryAcquireError,
 };
 
-pub use tokio::sync::{
-    broadcast, futures, watch, Barrier, BarrierWaitResult, Notify, OnceCell, SetError, SetOnce,
-    SetOnceError,
-};
+pub use barrier::{Barrier, BarrierWaitResult};
+pub use notify::Notify;
+pub use tokio::sync::{broadcast, watch, OnceCell, SetError, SetOnce, SetOnceError};
+
+/// The named futures of [`Notify`], as `tokio::sync::futures`.
+pub mod futures {
+    pub use super::notify::{Notified, OwnedNotified};
+}
 
 /// Without the `detect` feature the wrappers and their borrowing guards are
 /// tokio's types and nothing more: checked here, at compile time.
