@@ -334,8 +334,11 @@ impl DetectorBuilder {
     pub fn test_guard(self) -> TestGuard {
         let test = TestOptions {
             panic_on_report: self.options.panic_on_report.unwrap_or(false),
-            panic_on_deadlock: self.options.panic_on_deadlock.unwrap_or(false),
+            // A test with a guard does not hang on tasks stuck now: one
+            // waiter gives up, and the guard fails the test with the report.
+            panic_on_deadlock: self.options.panic_on_deadlock.unwrap_or(true),
             watchdog: self.options.watchdog.is_some(),
+            created_at: Some(Location::caller()),
         };
         let global = Options {
             panic_on_report: None,
@@ -412,6 +415,8 @@ struct Registration {
     key: TestKey,
     name: Arc<str>,
     created_at: &'static Location<'static>,
+    /// Its guard is not dropped yet (a second guard then is a mistake).
+    guard_alive: bool,
 }
 
 impl Drop for Registration {
@@ -452,6 +457,23 @@ impl TestGuard {
                 created_at,
             };
         }
+        // One guard per test: a second one while the first is alive would
+        // split the test's reports between them.
+        let first = REGISTERED
+            .try_with(|r| {
+                r.borrow()
+                    .as_ref()
+                    .filter(|r| r.guard_alive)
+                    .map(|r| r.created_at)
+            })
+            .ok()
+            .flatten();
+        if let Some(first) = first {
+            panic!(
+                "async-lockdep: a second test_guard() in test `{name}` (at {created_at}), while \
+                 the first one (created at {first}) is alive: one guard per test checks all of it"
+            );
+        }
         // A test registered before on this thread ends here.
         let _ = REGISTERED.try_with(|r| r.borrow_mut().take());
         let key = lockdep::ENGINE.register_test(Arc::clone(&name), options);
@@ -460,6 +482,7 @@ impl TestGuard {
                 key,
                 name: Arc::clone(&name),
                 created_at,
+                guard_alive: true,
             });
         });
         TestGuard {
@@ -528,6 +551,11 @@ impl fmt::Debug for TestGuard {
 impl Drop for TestGuard {
     fn drop(&mut self) {
         let Some(key) = self.key else { return };
+        let _ = REGISTERED.try_with(|r| {
+            if let Some(r) = r.borrow_mut().as_mut().filter(|r| r.key == key) {
+                r.guard_alive = false;
+            }
+        });
         // Cycles through this test's dependencies and what other test
         // processes of the run wrote meanwhile (the run's store).
         lockdep::ENGINE.check_store(key);

@@ -106,9 +106,44 @@ pub struct Report {
     /// set only when the cap, not a queued writer, is what blocks the read;
     /// for a lock-order cycle, it is the smallest cap of the class.
     pub reader_cap: Option<u32>,
+    /// For a cycle recorded in one task (or thread) outside any span: the
+    /// task had futures waiting side by side (two waits pending at once, as
+    /// futures joined with `join!` or `select!` do), so a lock held by one
+    /// of them may look held by a sibling. The report then says so; sequential
+    /// code gets no such note.
+    pub concurrent_futures: bool,
 }
 
 impl Report {
+    /// One line: what kind of problem, and the classes of the cycle, as in
+    /// ``possible circular locking dependency: `a` -> `b` -> `a` `` (the
+    /// message of the report's `ERROR` event, and of a waiter's panic).
+    pub fn headline(&self) -> String {
+        let what = match self.kind {
+            ReportKind::CircularDependency => "possible circular locking dependency",
+            ReportKind::SelfDeadlock => "self-deadlock",
+            ReportKind::PossibleSelfDeadlock => "possible self-deadlock",
+            ReportKind::PoolExhaustion => "possible pool exhaustion",
+            ReportKind::RecursiveLocking => "possible recursive locking",
+            ReportKind::DeadlockNow => "deadlock: tasks stuck now",
+            ReportKind::LongWait => "long wait",
+        };
+        format!("{what}: {}", self.cycle_line())
+    }
+
+    /// The classes of the report, as `` `a` -> `b` -> `a` `` for a cycle.
+    pub(crate) fn cycle_line(&self) -> String {
+        let mut classes: Vec<String> = self.classes().iter().map(|c| c.to_string()).collect();
+        if let Some(wait) = &self.long_wait {
+            classes = vec![wait.lock.to_string()];
+        } else if self.dependencies.len() > 1 {
+            if let Some(first) = classes.first().cloned() {
+                classes.push(first);
+            }
+        }
+        classes.join(" -> ")
+    }
+
     /// The classes of the cycle, in order, starting with the class held by
     /// the closing dependency.
     pub fn classes(&self) -> Vec<&LockClass> {
@@ -494,7 +529,7 @@ fn print_notes(f: &mut fmt::Formatter<'_>, report: &Report) -> fmt::Result {
             .dependencies
             .iter()
             .all(|d| d.context == report.dependencies[0].context && d.spans.is_empty());
-    if report.kind == ReportKind::CircularDependency && one_task {
+    if report.kind == ReportKind::CircularDependency && one_task && report.concurrent_futures {
         writeln!(f)?;
         write!(f, "Note: ")?;
         print_joined_note(f)?;

@@ -268,7 +268,9 @@ async fn fixture_really_deadlocks_under_a_timeout() {
     if fixture().as_deref() != Some("hang") {
         return;
     }
-    let _lockdep = test_guard();
+    // A test that times out on a hang: it keeps the tasks stuck (a guard's
+    // default now makes one waiter give up).
+    let _lockdep = Detector::builder().panic_on_deadlock(false).test_guard();
     let a = Arc::new(Mutex::with_class("hang-a", ()));
     let b = Arc::new(Mutex::with_class("hang-b", ()));
     let barrier = Arc::new(tokio::sync::Barrier::new(2));
@@ -514,12 +516,12 @@ async fn reports_reach_every_subscriber_with_the_layer_as_structured_events() {
     use tracing::field::{Field, Visit};
     use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 
-    /// message, kind, classes, sites
-    type Captured = (String, String, String, String);
+    /// message, kind, classes, sites, report
+    type Captured = (String, String, String, String, String);
     #[derive(Default, Clone)]
     struct Capture(Arc<StdMutex<Vec<Captured>>>);
     #[derive(Default)]
-    struct Fields(String, String, String, String);
+    struct Fields(String, String, String, String, String);
     impl Visit for Fields {
         fn record_str(&mut self, field: &Field, value: &str) {
             match field.name() {
@@ -527,6 +529,7 @@ async fn reports_reach_every_subscriber_with_the_layer_as_structured_events() {
                 "kind" => self.1 = value.to_string(),
                 "classes" => self.2 = value.to_string(),
                 "sites" => self.3 = value.to_string(),
+                "report" => self.4 = value.to_string(),
                 _ => {}
             }
         }
@@ -543,7 +546,7 @@ async fn reports_reach_every_subscriber_with_the_layer_as_structured_events() {
                 self.0
                     .lock()
                     .unwrap()
-                    .push((fields.0, fields.1, fields.2, fields.3));
+                    .push((fields.0, fields.1, fields.2, fields.3, fields.4));
             }
         }
     }
@@ -570,8 +573,13 @@ async fn reports_reach_every_subscriber_with_the_layer_as_structured_events() {
     assert_eq!(reports.len(), 1, "{reports:#?}");
     let events = capture.0.lock().unwrap().clone();
     assert_eq!(events.len(), 1, "{events:#?}");
-    let (message, kind, classes, sites) = &events[0];
-    assert_eq!(message, &reports[0].to_string());
+    let (message, kind, classes, sites, report) = &events[0];
+    // The message is one line; the whole report is the field `report`.
+    assert_eq!(
+        message,
+        "possible circular locking dependency: `event-b` -> `event-a` -> `event-b`"
+    );
+    assert_eq!(report, &reports[0].to_string());
     assert_eq!(kind, "CircularDependency");
     assert_eq!(classes, "event-b -> event-a");
     let f = file!();
@@ -644,7 +652,16 @@ fn the_watchdog_of_one_test_does_not_fail_another_tests_long_wait() {
 /// Runs fixture `name` (mode `mode`) with `--nocapture`, `ASYNC_LOCKDEP_PRINT`
 /// set to `print` (or unset).
 fn run_printing(name: &str, mode: &str, print: Option<&str>) -> Outcome {
-    let env = [(FIXTURE_ENV, Some(mode)), ("ASYNC_LOCKDEP_PRINT", print)];
+    run_printing_with(name, mode, print, None)
+}
+
+/// As [`run_printing`], with `ASYNC_LOCKDEP` set to `on` (or unset).
+fn run_printing_with(name: &str, mode: &str, print: Option<&str>, on: Option<&str>) -> Outcome {
+    let env = [
+        (FIXTURE_ENV, Some(mode)),
+        ("ASYNC_LOCKDEP_PRINT", print),
+        ("ASYNC_LOCKDEP", on),
+    ];
     Outcome::of(
         common::test_binary(&[name, "--exact", "--nocapture"], &env)
             .output()
@@ -654,7 +671,14 @@ fn run_printing(name: &str, mode: &str, print: Option<&str>) -> Outcome {
 
 #[test]
 fn reports_are_printed_when_found_unless_async_lockdep_print_is_0() {
-    let printed = run_printing("fixture_inversion_with_a_guard", "env", None);
+    // With no guard: a test's guard shows its reports in the test's failure
+    // instead (tests/test_endings.rs).
+    let printed = run_printing_with(
+        "fixture_inversion_without_any_set_up",
+        "env",
+        None,
+        Some("1"),
+    );
     assert!(printed.success, "{}", printed.output);
     assert!(
         printed
@@ -663,7 +687,12 @@ fn reports_are_printed_when_found_unless_async_lockdep_print_is_0() {
         "{}",
         printed.output
     );
-    let quiet = run_printing("fixture_inversion_with_a_guard", "env", Some("0"));
+    let quiet = run_printing_with(
+        "fixture_inversion_without_any_set_up",
+        "env",
+        Some("0"),
+        Some("1"),
+    );
     assert!(quiet.success, "{}", quiet.output);
     assert!(
         quiet.output.contains("enabled=true reports=1"),

@@ -282,6 +282,23 @@ async fn spans_separate_siblings_on_worker_threads_too() {
 #[tokio::test]
 async fn a_cycle_recorded_in_one_thread_outside_any_span_carries_the_joined_note() {
     let lockdep = test_guard();
+    // The test body joins two futures that both wait at once: it runs
+    // futures side by side (sequential code gets no note: test_endings.rs).
+    let x = Arc::new(Mutex::with_class("span-note-x", ()));
+    let y = Arc::new(Mutex::with_class("span-note-y", ()));
+    let (x2, y2) = (x.clone(), y.clone());
+    let (taken, both_held) = tokio::sync::oneshot::channel();
+    let holder = tokio::spawn(async move {
+        let _x = x2.lock().await;
+        let _y = y2.lock().await;
+        let _ = taken.send(());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    });
+    both_held.await.unwrap();
+    tokio::join!(async { drop(x.lock().await) }, async {
+        drop(y.lock().await)
+    });
+    holder.await.unwrap();
     let a = Mutex::with_class("span-note-a", ());
     let b = Mutex::with_class("span-note-b", ());
     {

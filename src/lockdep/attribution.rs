@@ -22,6 +22,8 @@ pub(crate) struct TestRecord {
     pub(super) serial: u64,
     /// The test's name (its thread's name), for reports.
     pub(super) name: Arc<str>,
+    /// Where its guard was made, for messages.
+    pub(super) created_at: Option<&'static std::panic::Location<'static>>,
     /// The runtime the test's body runs on, when it was created in one.
     pub(super) runtime: Option<tokio::runtime::Id>,
     pub(super) panic_on_report: bool,
@@ -90,6 +92,11 @@ pub(super) fn current_test(tests: &mut Tests) -> Option<TestKey> {
         .next()
 }
 
+/// The test registered on the calling thread (its body runs here), if any.
+pub(super) fn test_of_this_thread() -> Option<TestKey> {
+    CURRENT_TEST.try_with(std::cell::Cell::get).ok().flatten()
+}
+
 /// Options a test asks for (see [`crate::DetectorBuilder::test_guard`]).
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct TestOptions {
@@ -98,6 +105,8 @@ pub(crate) struct TestOptions {
     /// The test asked for the watchdog: long waits it cannot be told apart
     /// from are attributed to it.
     pub(crate) watchdog: bool,
+    /// Where the guard was made.
+    pub(crate) created_at: Option<&'static std::panic::Location<'static>>,
 }
 
 impl Engine {
@@ -110,6 +119,7 @@ impl Engine {
         let slot = tests.records.insert(TestRecord {
             serial,
             name,
+            created_at: options.created_at,
             runtime,
             panic_on_report: options.panic_on_report,
             panic_on_deadlock: options.panic_on_deadlock,
@@ -159,6 +169,13 @@ impl Engine {
         }
         let record = tests.records.remove(key.slot);
         (record.reports, record.dropped)
+    }
+
+    /// Whether test `key` is registered and its guard has not run its check.
+    pub(super) fn test_running(&self, key: TestKey) -> bool {
+        lock_ignoring_poison(&self.tests)
+            .get(key)
+            .is_some_and(|r| !r.checked)
     }
 
     /// The class dependencies the test `key` added, for the run's store.

@@ -78,6 +78,7 @@ impl Engine {
             long_wait: None,
             pending_wait: true,
             reader_cap: None,
+            concurrent_futures: false,
         };
         if !certain {
             // Decided later: a joined sibling's wait ends, a kept future's not.

@@ -20,7 +20,7 @@ static REPORT_META: Metadata<'static> = tracing_core::metadata! {
     name: "async_lockdep report",
     target: "async_lockdep",
     level: Level::ERROR,
-    fields: &["message", "kind", "classes", "sites"],
+    fields: &["message", "kind", "classes", "sites", "report"],
     callsite: &REPORT_CALLSITE,
     kind: Kind::EVENT,
 };
@@ -46,9 +46,13 @@ thread_local! {
     static EMITTING: Cell<bool> = const { Cell::new(false) };
 }
 
-/// A report as an event: the rendered text and structured fields.
+/// A report as an event: a one-line message, structured fields, and the
+/// rendered text as the field `report`.
 pub(crate) struct ReportEvent<'a> {
+    /// The kind and the classes, one line ([`crate::Report::headline`]).
     pub(crate) message: &'a str,
+    /// The whole report, as printed.
+    pub(crate) text: &'a str,
     pub(crate) kind: ReportKind,
     /// The classes of the cycle, `a -> b -> ...`.
     pub(crate) classes: &'a str,
@@ -75,18 +79,20 @@ fn guarded(f: impl FnOnce()) {
 }
 
 /// Emits a report as an `ERROR` event at target `async_lockdep` with the
-/// fields `message`, `kind`, `classes` and `sites`.
+/// fields `message` (one line), `kind`, `classes`, `sites` and `report` (the
+/// whole text).
 pub(crate) fn report(dispatch: &Dispatch, event: &ReportEvent<'_>) {
     if REPORT_CALLSITE.interest().is_never() || !dispatch.enabled(&REPORT_META) {
         return;
     }
     guarded(|| {
         let fields = REPORT_META.fields();
-        let (Some(message), Some(kind), Some(classes), Some(sites)) = (
+        let (Some(message), Some(kind), Some(classes), Some(sites), Some(report)) = (
             fields.field("message"),
             fields.field("kind"),
             fields.field("classes"),
             fields.field("sites"),
+            fields.field("report"),
         ) else {
             return;
         };
@@ -96,6 +102,7 @@ pub(crate) fn report(dispatch: &Dispatch, event: &ReportEvent<'_>) {
             (&kind, Some(&kind_name.as_str() as &dyn Value)),
             (&classes, Some(&event.classes as &dyn Value)),
             (&sites, Some(&event.sites as &dyn Value)),
+            (&report, Some(&event.text as &dyn Value)),
         ];
         dispatch.event(&Event::new(&REPORT_META, &fields.value_set(&values)));
     });

@@ -350,6 +350,23 @@ impl Waiting {
         }
     }
 
+    /// The wait's future is pending, woken with `waker`: panics if the wait
+    /// was told to give up (it is one side of tasks deadlocked now, found on
+    /// the confirmation thread, in a test that has a guard), which unwinds
+    /// its task's guards so the other sides go on. Otherwise keeps the waker
+    /// if the wait is to be analysed later, so that it can be told.
+    #[inline]
+    pub(crate) fn poll_doom(&self, waker: &std::task::Waker) {
+        if self.detector.is_none() {
+            return;
+        }
+        if let Some(message) =
+            crate::lockdep::deadlock_now::poll_doom(self.context, self.seq, waker)
+        {
+            panic!("{message}");
+        }
+    }
+
     /// The wait for `want` (as started) ended with the lock acquired.
     #[inline]
     pub(crate) fn acquired(mut self, want: Acquire) -> Option<Holding> {
@@ -358,6 +375,7 @@ impl Waiting {
         // lock free of holders with this wait gone in between.
         let hold = detector.acquired(self.context, want);
         detector.wait_end(self.context, self.seq);
+        crate::lockdep::deadlock_now::forget_doom(self.context, self.seq);
         Some(Holding { hold })
     }
 }
@@ -366,6 +384,7 @@ impl Drop for Waiting {
     fn drop(&mut self) {
         if let Some(detector) = &self.detector {
             detector.wait_cancelled(self.context, self.seq);
+            crate::lockdep::deadlock_now::forget_doom(self.context, self.seq);
         }
     }
 }

@@ -9,7 +9,10 @@ use std::sync::atomic::Ordering;
 use rustc_hash::FxHashSet;
 use tracing_core::dispatcher::{Dispatch, WeakDispatch};
 
-use super::attribution::current_test;
+use std::sync::Arc;
+
+use super::attribution::{current_test, test_of_this_thread};
+use super::deadlock_now;
 use super::validate::DependencyInfo;
 use super::{describe, emit, lock_ignoring_poison, waits, Engine, Panic, TestKey};
 use crate::report::{self, Report};
@@ -47,6 +50,27 @@ pub(super) fn report_sites(report: &Report) -> String {
         .map(|d| format!("{} -> {}", d.held_at, d.waited_at))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Whether this is one of the detector's own threads (the watchdog, the
+/// confirmation thread): a panic there would only end that thread.
+fn on_our_thread() -> bool {
+    matches!(
+        std::thread::current().name(),
+        Some(waits::WATCHDOG_THREAD | waits::CONFIRM_THREAD)
+    )
+}
+
+/// Prints `text` to stderr: through the test's output capture on the
+/// caller's threads, past it on the detector's own threads (which inherited
+/// the capture of the test that started them, and may outlive it).
+pub(super) fn print_past_capture_on_our_threads(text: &str) {
+    if on_our_thread() {
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), "{text}");
+    } else {
+        eprint!("{text}");
+    }
 }
 
 impl Engine {
@@ -95,18 +119,19 @@ impl Engine {
 
     /// As [`Engine::publish`], for a report about waiting for lock instance
     /// `lock`: when the calling context's test is unknown, the report goes to
-    /// the test that created that lock, if it is alive.
+    /// the test that created that lock, if it is alive. Returns as
+    /// `publish_to`.
     pub(crate) fn publish_for(
         &self,
         report: Report,
         panic: Panic,
         before_panic: impl FnOnce(),
         lock: u64,
-    ) {
+    ) -> bool {
         // Look the test up once here; `publish_to` falls back to every live
         // test only when neither the context's test nor the creator is known.
         let test = self.test_of(lock);
-        self.publish_to(report, panic, before_panic, test.map(|key| vec![key]));
+        self.publish_to(report, panic, before_panic, test.map(|key| vec![key]))
     }
 
     /// A long wait's report fails only tests that asked for the watchdog:
@@ -130,16 +155,31 @@ impl Engine {
 
     /// As [`Engine::publish`], attributed to `tests` when given, else to the
     /// test of the calling context (every live test when unknown).
+    ///
+    /// A report that a running test's guard will show (the test has not
+    /// reached its check yet) is not printed now: the guard shows it, once,
+    /// in the test's failure; a panic asked for then carries one line. A
+    /// report found on the thread of a test whose guard was already dropped
+    /// (`let _ = test_guard()`) ends that test here, with the report.
+    ///
+    /// Returns true when a panic was asked for but this thread is one of the
+    /// detector's own (the confirmation thread): the caller makes a waiter
+    /// give up instead (see `deadlock_now::doom`).
     pub(super) fn publish_to(
         &self,
-        report: Report,
+        mut report: Report,
         panic: Panic,
         before_panic: impl FnOnce(),
         tests_given: Option<Vec<TestKey>>,
-    ) {
+    ) -> bool {
+        self.note_concurrent_futures(&mut report);
         let text = report.to_string();
+        let headline = report.headline();
+        let cycle_line = report.cycle_line();
         let max_reports = self.max_reports.load(Ordering::Relaxed);
-        let (test_panics, attributed) = {
+        let this_thread = test_of_this_thread();
+        let panicking = std::thread::panicking();
+        let (test_panics, attributed, shown_by, misuse) = {
             let mut tests = lock_ignoring_poison(&self.tests);
             let keys: Vec<TestKey> = match tests_given {
                 Some(keys) => keys,
@@ -150,6 +190,9 @@ impl Engine {
                 },
             };
             let mut test_panics = false;
+            // The tests whose guard will show the report.
+            let mut shown_by: Vec<(TestKey, Arc<str>)> = Vec::new();
+            let mut misuse = None;
             for key in &keys {
                 if let Some(record) = tests.get_mut(*key) {
                     test_panics |= match panic {
@@ -157,6 +200,14 @@ impl Engine {
                         Panic::OnDeadlock => record.panic_on_deadlock,
                         Panic::Never => false,
                     };
+                    if record.checked && this_thread == Some(*key) && !panicking {
+                        // Its guard is gone: the test ends here instead.
+                        misuse = Some((Arc::clone(&record.name), record.created_at));
+                        continue;
+                    }
+                    if !record.checked {
+                        shown_by.push((*key, Arc::clone(&record.name)));
+                    }
                     if record.reports.len() < max_reports {
                         record.reports.push(report.clone());
                     } else {
@@ -164,7 +215,7 @@ impl Engine {
                     }
                 }
             }
-            (test_panics, !keys.is_empty())
+            (test_panics, !keys.is_empty(), shown_by, misuse)
         };
         let kind = report.kind;
         let classes = report.class_names().join(" -> ");
@@ -178,44 +229,85 @@ impl Engine {
                 self.report_count.fetch_add(1, Ordering::Relaxed);
             }
         }
-        if self.print_reports.load(Ordering::Relaxed) {
+        let print = self.print_reports.load(Ordering::Relaxed);
+        if print && shown_by.is_empty() && misuse.is_none() {
             let note = if attributed {
                 "(async-lockdep: this report fails the test it belongs to)\n"
             } else {
                 ""
             };
-            let name = std::thread::current().name().map(str::to_owned);
-            if matches!(
-                name.as_deref(),
-                Some(waits::WATCHDOG_THREAD | waits::CONFIRM_THREAD)
-            ) {
-                // The watchdog's and the confirmation thread inherited the
-                // output capture of the test that started them: write past it.
-                use std::io::Write as _;
-                let _ = write!(std::io::stderr(), "\n{text}{note}");
-            } else {
-                eprint!("\n{text}{note}");
+            print_past_capture_on_our_threads(&format!("\n{text}{note}"));
+        }
+        if print {
+            // Shown by the guard when the test ends; printed anyway if it
+            // does not (it hangs for another reason).
+            for (key, _) in &shown_by {
+                deadlock_now::print_if_test_still_runs(*key, Arc::from(text.as_str()));
             }
         }
         self.emit(&emit::ReportEvent {
-            message: &text,
+            message: &headline,
+            text: &text,
             kind,
             classes: &classes,
             sites: &sites,
         });
+        if panicking {
+            return false;
+        }
+        if let Some((name, created_at)) = misuse {
+            before_panic();
+            let created_at = created_at.map_or(String::new(), |at| format!(" (created at {at})"));
+            panic!(
+                "async-lockdep: {headline}, found in test `{name}` after its TestGuard{created_at} \
+                 was dropped: was it bound with `let _ = test_guard()`, which drops it at once? \
+                 Bind it for the whole test: `let _lockdep = test_guard();`.\n{text}"
+            );
+        }
         let global = match panic {
             Panic::OnReport => self.panic_on_report.load(Ordering::Relaxed),
             Panic::OnDeadlock => self.panic_on_deadlock.load(Ordering::Relaxed),
             Panic::Never => false,
         };
-        if (global || test_panics) && !std::thread::panicking() {
-            before_panic();
-            let what = if kind == report::ReportKind::DeadlockNow {
-                "a deadlock (tasks stuck now)"
-            } else {
-                "a possible deadlock"
-            };
+        if !(global || test_panics) {
+            return false;
+        }
+        if on_our_thread() {
+            return true;
+        }
+        before_panic();
+        let what = if kind == report::ReportKind::DeadlockNow {
+            "a deadlock (tasks stuck now)"
+        } else {
+            "a possible deadlock"
+        };
+        if shown_by.is_empty() {
             panic!("async-lockdep found {what}:\n{text}");
+        }
+        let names: Vec<String> = shown_by.iter().map(|(_, n)| format!("`{n}`")).collect();
+        let gives_up = if kind == report::ReportKind::DeadlockNow {
+            "; this waiter gives up so that the others can go on"
+        } else {
+            ""
+        };
+        panic!(
+            "async-lockdep found {what}: {}{gives_up} (the full report fails test {} at its end)",
+            cycle_line,
+            names.join(", ")
+        );
+    }
+
+    /// Sets [`Report::concurrent_futures`] for a cycle recorded in one task
+    /// outside spans, from whether that task had waits pending side by side.
+    fn note_concurrent_futures(&self, report: &mut Report) {
+        let Some(first) = report.dependencies.first() else {
+            return;
+        };
+        let context = first.context;
+        if report.kind == report::ReportKind::CircularDependency
+            && report.dependencies.iter().all(|d| d.context == context)
+        {
+            report.concurrent_futures = self.waits.had_concurrent_waits(context);
         }
     }
 

@@ -546,6 +546,7 @@ fn one_dependency_report(
         long_wait: None,
         pending_wait: false,
         reader_cap: None,
+        concurrent_futures: false,
     }
 }
 
@@ -583,6 +584,7 @@ fn cycle_report(
         dependencies,
         long_wait: None,
         pending_wait: false,
+        concurrent_futures: false,
     }
 }
 

@@ -52,7 +52,13 @@ struct WaitMap {
     by_instance: FxHashMap<u64, u32>,
     /// How many waits are pending, in all.
     total: usize,
+    /// Contexts seen with two waits pending at once: futures running side by
+    /// side in one task (`join!`, `select!`). Forgotten when full.
+    concurrent: rustc_hash::FxHashSet<ContextId>,
 }
+
+/// Most contexts remembered as having had concurrent waits.
+const MAX_CONCURRENT_REMEMBERED: usize = 4096;
 
 // Read-only access to the waits by context; changes go through `begin` and
 // `end`, which keep `by_instance` in step.
@@ -104,6 +110,12 @@ impl Waits {
         let mut map = self.map();
         *map.by_instance.entry(want.lock.instance).or_default() += 1;
         map.total += 1;
+        if map.by_context.get(&context).is_some_and(|w| !w.is_empty()) {
+            if map.concurrent.len() >= MAX_CONCURRENT_REMEMBERED {
+                map.concurrent.clear();
+            }
+            map.concurrent.insert(context);
+        }
         let waits = map.by_context.entry(context).or_default();
         let earlier = waits
             .iter()
@@ -139,6 +151,12 @@ impl Waits {
     /// The pending waits of `context`.
     pub(super) fn of(&self, context: ContextId) -> Vec<Wait> {
         self.map().get(&context).cloned().unwrap_or_default()
+    }
+
+    /// Whether `context` was seen with two waits pending at once (futures
+    /// joined in one task): a sequential future waits for one thing at a time.
+    pub(crate) fn had_concurrent_waits(&self, context: ContextId) -> bool {
+        self.map().concurrent.contains(&context)
     }
 
     /// Whether the wait `seq` of `context` is still pending.
@@ -246,5 +264,6 @@ fn long_wait_report(state: &Engine, waiter: ContextId, wait: Wait) -> Report {
         long_wait: Some(long_wait),
         pending_wait: false,
         reader_cap: None,
+        concurrent_futures: false,
     }
 }

@@ -199,6 +199,9 @@ mod tracked {
         if matches!(this.track, Track::Finished) {
             finished();
         }
+        if let Track::Waiting(waiting, _) = &*this.track {
+            waiting.poll_doom(cx.waker()); // panics if told to give up
+        }
         match pinned(this.inner.as_mut()).poll(cx) {
             Poll::Ready(output) => {
                 let held = match this.track {
@@ -228,7 +231,9 @@ mod tracked {
             }
             Poll::Pending => {
                 if let Track::Fresh(engine, want) = *this.track {
-                    *this.track = Track::Waiting(Waiting::start(engine, want), want);
+                    let waiting = Waiting::start(engine, want);
+                    waiting.poll_doom(cx.waker()); // keeps the waker if needed
+                    *this.track = Track::Waiting(waiting, want);
                 }
                 Poll::Pending
             }

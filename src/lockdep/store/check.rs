@@ -73,6 +73,7 @@ fn cycle_of(dependencies: Vec<Dependency>) -> Report {
         long_wait: None,
         pending_wait: false,
         reader_cap: None,
+        concurrent_futures: false,
     }
 }
 
