@@ -785,6 +785,14 @@ same_auto_traits!(
     tokio::sync::oneshot::Receiver<u8>
 );
 same_auto_traits!(
+    async_lockdep::mpsc::Receiver<u8>,
+    tokio::sync::mpsc::Receiver<u8>
+);
+same_auto_traits!(
+    async_lockdep::mpsc::Sender<u8>,
+    tokio::sync::mpsc::Sender<u8>
+);
+same_auto_traits!(
     async_lockdep::mpsc::UnboundedReceiver<u8>,
     tokio::sync::mpsc::UnboundedReceiver<u8>
 );
@@ -975,4 +983,65 @@ fn blocking_acquire_records_the_wait_and_a_closed_semaphore_leaves_nothing_held(
     assert!(pool.clone().blocking_acquire_owned().is_err());
     assert!(held(lockdep.detector()).is_empty(), "no phantom hold");
     assert!(lockdep.take_reports().is_empty());
+}
+
+/// `Debug` prints what tokio's prints (the class is in reports only).
+#[test]
+fn debug_output_is_tokios() {
+    let ours = async_lockdep::Mutex::new(5u8);
+    let theirs = tokio::sync::Mutex::new(5u8);
+    assert_eq!(format!("{ours:?}"), format!("{theirs:?}"));
+    assert_eq!(format!("{ours:?}"), "Mutex { data: 5 }");
+    let ours = async_lockdep::RwLock::new(5u8);
+    let theirs = tokio::sync::RwLock::new(5u8);
+    assert_eq!(format!("{ours:?}"), format!("{theirs:?}"));
+}
+
+/// tokio's "inside a runtime" panic of the blocking methods points at the
+/// caller's line, not into this crate.
+#[tokio::test]
+async fn blocking_methods_inside_a_runtime_panic_at_the_callers_line() {
+    fn location_of(f: impl FnOnce()) -> String {
+        let seen = Arc::new(std::sync::Mutex::new(String::new()));
+        let s = seen.clone();
+        let me = std::thread::current().id();
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if std::thread::current().id() != me {
+                return; // another test's panic
+            }
+            if let Some(at) = info.location() {
+                *s.lock().unwrap() = format!("{}:{}", at.file(), at.line());
+            }
+        }));
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        std::panic::set_hook(previous);
+        assert!(outcome.is_err(), "it panics inside a runtime");
+        let at = seen.lock().unwrap().clone();
+        at
+    }
+    let m = Mutex::new(0u8);
+    let line = line!() + 1;
+    let at = location_of(|| drop(m.blocking_lock()));
+    assert_eq!(at, format!("{}:{line}", file!()));
+    let l = async_lockdep::RwLock::new(0u8);
+    let line = line!() + 1;
+    let at = location_of(|| drop(l.blocking_read()));
+    assert_eq!(at, format!("{}:{line}", file!()));
+    let line = line!() + 1;
+    let at = location_of(|| drop(l.blocking_write()));
+    assert_eq!(at, format!("{}:{line}", file!()));
+}
+
+#[tokio::test]
+async fn try_reserve_many_try_reserve_owned_and_weak_counts_are_tokios() {
+    let (tx, mut rx) = async_lockdep::mpsc::channel::<u8>(2);
+    let permits = tx.try_reserve_many(2).unwrap();
+    assert!(tx.try_reserve_many(1).is_err(), "full");
+    drop(permits);
+    let permit = tx.clone().try_reserve_owned().unwrap();
+    permit.send(7);
+    assert_eq!(rx.recv().await, Some(7));
+    let weak = tx.downgrade();
+    assert_eq!((weak.strong_count(), weak.weak_count()), (1, 1));
 }

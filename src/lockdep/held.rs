@@ -96,6 +96,12 @@ unsafe impl Send for Hold {}
 // SAFETY: as above.
 unsafe impl Sync for Hold {}
 
+// A panic never leaves a record half-changed (stack operations do not
+// panic midway, and the spin lock is not poisoned): a hold adds nothing to
+// what makes its guard unwind safe or not, as tokio's guards have it.
+impl std::panic::UnwindSafe for Hold {}
+impl std::panic::RefUnwindSafe for Hold {}
+
 impl Hold {
     /// The acquisition `token`, whose entry is in `record`'s stack; the
     /// record must be one the registry made (every record is).

@@ -133,10 +133,6 @@ impl LockMeta {
         crate::lockdep::engine()
     }
 
-    pub(crate) fn class(&self) -> ClassId {
-        self.lock_ref().class
-    }
-
     #[inline]
     pub(crate) fn want(&self, access: Access, site: &'static Location<'static>) -> Acquire {
         Acquire {
@@ -218,11 +214,6 @@ impl LockMeta {
     }
 
     #[inline(always)]
-    pub(crate) fn class(&self) -> ClassId {
-        class::NO_CLASS
-    }
-
-    #[inline(always)]
     pub(crate) fn want(&self, access: Access, site: &'static Location<'static>) -> Acquire {
         Acquire {
             lock: self.lock_ref(),
@@ -245,22 +236,41 @@ impl LockMeta {
     }
 }
 
-/// The acquire path of the `blocking_*` methods, which block the thread:
-/// records the wait, then calls tokio's blocking method, always (so tokio's
-/// "not inside a runtime" check panics the same with or without a detector;
-/// the wait guard is dropped during the unwind).
+/// The adaptor of a wait that blocks the thread (`blocking_*`): started
+/// before the caller blocks (the dependencies and the wait are recorded, so
+/// a deadlock is reported before the thread hangs), then
+/// [`BlockingWait::acquired`], or dropped if the acquisition failed. The
+/// caller makes the blocking call itself, in its own `#[track_caller]` body,
+/// so that tokio's "inside a runtime" panic points at the user's line.
+pub(crate) struct BlockingWait(Option<(Waiting, Acquire)>);
+
+impl BlockingWait {
+    /// Starts the blocking wait for `want`, if detection is on.
+    #[inline]
+    pub(crate) fn start(engine: Option<&'static Engine>, want: Acquire) -> BlockingWait {
+        BlockingWait(engine.map(|engine| {
+            let want = want.blocking();
+            (Waiting::start(engine, want), want)
+        }))
+    }
+
+    /// The wait ended with the lock acquired.
+    #[inline]
+    pub(crate) fn acquired(self) -> Option<Holding> {
+        self.0.and_then(|(waiting, want)| waiting.acquired(want))
+    }
+}
+
+/// [`BlockingWait`] around `wait`, for blocking locks whose blocking call
+/// cannot panic on the caller's behalf (std's, parking_lot's).
 pub(crate) fn acquire_blocking<G>(
-    detector: Option<&'static Engine>,
+    engine: Option<&'static Engine>,
     want: Acquire,
     wait: impl FnOnce() -> G,
 ) -> (G, Option<Holding>) {
-    let Some(detector) = detector else {
-        return (wait(), None);
-    };
-    let want = want.blocking();
-    let waiting = Waiting::start(detector, want);
+    let started = BlockingWait::start(engine, want);
     let guard = wait();
-    (guard, waiting.acquired(want))
+    (guard, started.acquired())
 }
 
 /// The `try_*` path: held if it succeeded, no dependency either way.

@@ -8,7 +8,7 @@ use std::ptr;
 use std::sync::Arc;
 
 use crate::lockdep::class::{self, ClassKind};
-use crate::lockdep::hooks::{acquire_blocking, acquired_without_waiting, LockMeta};
+use crate::lockdep::hooks::{acquired_without_waiting, BlockingWait, LockMeta};
 use crate::lockdep::{Acquire, Engine};
 use crate::sync::acquiring::{track, Acquiring};
 use crate::sync::{erase_mut, Held, Origin, OwnedParts};
@@ -57,7 +57,6 @@ pub struct MutexGuard<'a, T: ?Sized> {
 /// As tokio's, it needs no `T: 'static`: it keeps tokio's guard with its
 /// type erased next to the `Arc` of the mutex.
 #[clippy::has_significant_drop]
-#[must_use = "if unused the Mutex will immediately unlock"]
 pub struct OwnedMutexGuard<T: ?Sized> {
     /// The data, in the mutex of `parts`.
     data: *mut T,
@@ -258,9 +257,9 @@ impl<T: ?Sized> Mutex<T> {
     #[track_caller]
     pub fn blocking_lock(&self) -> MutexGuard<'_, T> {
         let want = self.meta.want(Access::Lock, Location::caller());
-        let (inner, held) =
-            acquire_blocking(self.meta.engine(), want, || self.inner.blocking_lock());
-        let held = Held::new(held);
+        let started = BlockingWait::start(self.meta.engine(), want);
+        let inner = self.inner.blocking_lock();
+        let held = Held::new(started.acquired());
         MutexGuard {
             held,
             inner,
@@ -305,8 +304,9 @@ impl<T: ?Sized> Mutex<T> {
     #[track_caller]
     pub fn blocking_lock_owned(self: Arc<Self>) -> OwnedMutexGuard<T> {
         let want = self.meta.want(Access::Lock, Location::caller()).movable();
-        let detector = self.meta.engine();
-        let (guard, held) = acquire_blocking(detector, want, || self.inner.blocking_lock());
+        let started = BlockingWait::start(self.meta.engine(), want);
+        let guard = self.inner.blocking_lock();
+        let held = started.acquired();
         // SAFETY: the guard locks the mutex in `self`, which the owned guard
         // keeps after it.
         let (data, guard) = unsafe { erase_mut(guard) };
@@ -363,16 +363,9 @@ impl<T> From<T> for Mutex<T> {
 }
 
 impl<T: ?Sized + fmt::Debug> fmt::Debug for Mutex<T> {
+    /// As tokio's (the class is in reports, not here).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut d = f.debug_struct("Mutex");
-        if let Some(class) = class::lookup(self.meta.class()) {
-            d.field("class", &class.name);
-        }
-        match self.inner.try_lock() {
-            Ok(inner) => d.field("data", &&*inner),
-            Err(_) => d.field("data", &format_args!("<locked>")),
-        };
-        d.finish()
+        self.inner.fmt(f)
     }
 }
 

@@ -8,7 +8,7 @@ use std::ptr;
 use std::sync::Arc;
 
 use crate::lockdep::class::{self, ClassKind};
-use crate::lockdep::hooks::{acquire_blocking, acquired_without_waiting, LockMeta};
+use crate::lockdep::hooks::{acquired_without_waiting, BlockingWait, LockMeta};
 use crate::lockdep::{Acquire, Engine};
 use crate::sync::acquiring::{track, Acquiring};
 use crate::sync::TryLockError;
@@ -67,7 +67,6 @@ pub struct RwLockWriteGuard<'a, T: ?Sized> {
 /// It holds the lock (and its place in the detector) of the guard it was
 /// made from.
 #[clippy::has_significant_drop]
-#[must_use = "if unused the RwLock will immediately unlock"]
 pub struct RwLockMappedWriteGuard<'a, T: ?Sized> {
     held: Held,
     inner: tokio::sync::RwLockMappedWriteGuard<'a, T>,
@@ -80,7 +79,6 @@ pub struct RwLockMappedWriteGuard<'a, T: ?Sized> {
 /// As tokio's, it needs no `T: 'static`: it keeps tokio's guard with its
 /// type erased next to the `Arc` of the lock.
 #[clippy::has_significant_drop]
-#[must_use = "if unused the RwLock will immediately unlock"]
 pub struct OwnedRwLockReadGuard<T: ?Sized, U: ?Sized = T> {
     /// The part, in the lock of `parts` (whose guard is a read guard).
     data: *const U,
@@ -90,7 +88,6 @@ pub struct OwnedRwLockReadGuard<T: ?Sized, U: ?Sized = T> {
 /// Owned exclusive access, from [`RwLock::write_owned`]; can move between
 /// tasks. Needs no `T: 'static`, as [`OwnedRwLockReadGuard`].
 #[clippy::has_significant_drop]
-#[must_use = "if unused the RwLock will immediately unlock"]
 pub struct OwnedRwLockWriteGuard<T: ?Sized> {
     /// The data, in the lock of `parts` (whose guard is a write guard).
     data: *mut T,
@@ -101,7 +98,6 @@ pub struct OwnedRwLockWriteGuard<T: ?Sized> {
 /// from [`OwnedRwLockWriteGuard::map`]. It holds the lock (and its place in
 /// the detector) of the guard it was made from.
 #[clippy::has_significant_drop]
-#[must_use = "if unused the RwLock will immediately unlock"]
 pub struct OwnedRwLockMappedWriteGuard<T: ?Sized, U: ?Sized = T> {
     /// The part, in the lock of `parts` (whose guard is a write guard).
     data: *mut U,
@@ -346,9 +342,9 @@ impl<T: ?Sized> RwLock<T> {
     #[track_caller]
     pub fn blocking_read(&self) -> RwLockReadGuard<'_, T> {
         let want = self.meta.want(Access::Read, Location::caller());
-        let (inner, held) =
-            acquire_blocking(self.meta.engine(), want, || self.inner.blocking_read());
-        let held = Held::new(held);
+        let started = BlockingWait::start(self.meta.engine(), want);
+        let inner = self.inner.blocking_read();
+        let held = Held::new(started.acquired());
         RwLockReadGuard { held, inner }
     }
 
@@ -360,9 +356,9 @@ impl<T: ?Sized> RwLock<T> {
     #[track_caller]
     pub fn blocking_write(&self) -> RwLockWriteGuard<'_, T> {
         let want = self.meta.want(Access::Write, Location::caller());
-        let (inner, held) =
-            acquire_blocking(self.meta.engine(), want, || self.inner.blocking_write());
-        let held = Held::new(held);
+        let started = BlockingWait::start(self.meta.engine(), want);
+        let inner = self.inner.blocking_write();
+        let held = Held::new(started.acquired());
         RwLockWriteGuard { held, inner }
     }
 
@@ -461,16 +457,9 @@ impl<T> From<T> for RwLock<T> {
 }
 
 impl<T: ?Sized + fmt::Debug> fmt::Debug for RwLock<T> {
+    /// As tokio's (the class is in reports, not here).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut d = f.debug_struct("RwLock");
-        if let Some(class) = class::lookup(self.meta.class()) {
-            d.field("class", &class.name);
-        }
-        match self.inner.try_read() {
-            Ok(inner) => d.field("data", &&*inner),
-            Err(_) => d.field("data", &format_args!("<locked>")),
-        };
-        d.finish()
+        self.inner.fmt(f)
     }
 }
 

@@ -7,7 +7,7 @@ use std::panic::Location;
 use std::sync::Arc;
 
 use crate::lockdep::class::{self, ClassKind};
-use crate::lockdep::hooks::{acquired_without_waiting, Holding, LockMeta, Waiting};
+use crate::lockdep::hooks::{acquired_without_waiting, BlockingWait, Holding, LockMeta};
 use crate::lockdep::{Acquire, Engine};
 use crate::sync::acquiring::{track, Acquiring};
 use crate::sync::Detached;
@@ -336,17 +336,18 @@ impl Semaphore {
         self.blocking_acquire_as(self.want(Location::caller()), n)
     }
 
+    #[track_caller]
     fn blocking_acquire_as(
         &self,
         want: Acquire,
         n: u32,
     ) -> Result<SemaphorePermit<'_>, AcquireError> {
-        let (inner, held) = acquire_blocking_fallible(self.meta.engine(), want, || {
-            self.inner.blocking_acquire_many(n)
-        });
+        let started = BlockingWait::start(self.meta.engine(), want);
+        // Failed (closed): dropping `started` ends the wait, nothing held.
+        let inner = self.inner.blocking_acquire_many(n)?;
         Ok(SemaphorePermit {
-            held,
-            inner: inner?,
+            held: PermitHold::new(started.acquired()),
+            inner,
             semaphore: self,
         })
     }
@@ -404,34 +405,10 @@ fn want(meta: &LockMeta, site: &'static Location<'static>) -> Acquire {
     meta.want(Access::Permits, site)
 }
 
-/// The blocking acquire path: as `hooks::acquire_blocking`, but an
-/// acquisition that fails (a closed semaphore) ends the wait with nothing
-/// held, as the async path does.
-fn acquire_blocking_fallible<P>(
-    detector: Option<&'static Engine>,
-    want: Acquire,
-    wait: impl FnOnce() -> Result<P, AcquireError>,
-) -> (Result<P, AcquireError>, PermitHold) {
-    let Some(detector) = detector else {
-        return (wait(), PermitHold::Off);
-    };
-    let want = want.blocking();
-    let waiting = Waiting::start(detector, want);
-    let out = wait();
-    let held = match out {
-        Ok(_) => waiting.acquired(want),
-        Err(_) => None, // dropping `waiting` ends the wait
-    };
-    (out, PermitHold::new(held))
-}
-
 impl fmt::Debug for Semaphore {
+    /// As tokio's (the class is in reports, not here).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut d = f.debug_struct("Semaphore");
-        if let Some(class) = class::lookup(self.meta.class()) {
-            d.field("class", &class.name);
-        }
-        d.field("permits", &self.available_permits()).finish()
+        self.inner.fmt(f)
     }
 }
 

@@ -272,6 +272,28 @@ impl<T> Sender<T> {
         self.inner.try_reserve()
     }
 
+    /// Reserves room for `n` values if there is room now; records nothing.
+    ///
+    /// # Errors
+    ///
+    /// `Full` (also when `n` is more than the capacity) or `Closed`.
+    pub fn try_reserve_many(&self, n: usize) -> Result<PermitIterator<'_, T>, TrySendError<()>> {
+        self.inner.try_reserve_many(n)
+    }
+
+    /// [`Sender::try_reserve`] with an owned permit; records nothing.
+    ///
+    /// # Errors
+    ///
+    /// `Full` or `Closed`, with the sender back.
+    pub fn try_reserve_owned(self) -> Result<OwnedPermit<T>, TrySendError<Self>> {
+        let meta = self.meta;
+        self.inner.try_reserve_owned().map_err(|error| match error {
+            TrySendError::Full(inner) => TrySendError::Full(Sender { inner, meta }),
+            TrySendError::Closed(inner) => TrySendError::Closed(Sender { inner, meta }),
+        })
+    }
+
     /// Completes when the receiver is dropped or closed.
     pub async fn closed(&self) {
         self.inner.closed().await;
@@ -344,6 +366,16 @@ impl<T> WeakSender<T> {
             inner,
             meta: SharedMeta::clone(&self.meta),
         })
+    }
+
+    /// The number of senders.
+    pub fn strong_count(&self) -> usize {
+        self.inner.strong_count()
+    }
+
+    /// The number of weak senders.
+    pub fn weak_count(&self) -> usize {
+        self.inner.weak_count()
     }
 }
 
