@@ -279,7 +279,7 @@ async fn a_second_connection_inside_a_transaction_really_hangs_and_is_reported()
         }
     };
     assert!(
-        tokio::time::timeout(Duration::from_millis(300), all)
+        tokio::time::timeout(Duration::from_millis(800), all)
             .await
             .is_err(),
         "it really hangs"

@@ -121,3 +121,39 @@ async fn zero_permit_semaphore_waits_and_can_be_cancelled() {
     assert_eq!(lockdep.detector().status().contexts_waiting, 0);
     assert_eq!(lockdep.detector().status().contexts_holding_locks, 0);
 }
+
+/// tokio-util's `PollSemaphore` shape: holding the only permit, a second
+/// `acquire()` is polled once (pending), the permit is given back, and the
+/// next poll gets it. The wait ended with the permit: no pool exhaustion.
+#[tokio::test]
+async fn a_probe_poll_of_a_permit_given_back_before_the_next_poll_is_silent() {
+    let lockdep = test_guard();
+    let pool = Semaphore::with_class("probe-pool", 1);
+    let held = pool.acquire().await.unwrap();
+    let mut second = Box::pin(pool.acquire());
+    assert!(futures::poll!(second.as_mut()).is_pending());
+    drop(held);
+    let permit = second.await.unwrap();
+    drop(permit);
+    assert_eq!(lockdep.take_reports(), []);
+}
+
+/// A limiter over `join_all` in one task with no spans: each future takes
+/// the only permit, works a moment, and gives it back; each wait ends when
+/// a sibling releases.
+#[tokio::test]
+async fn a_limiter_over_join_all_in_one_task_is_silent() {
+    let lockdep = test_guard();
+    let limit = Semaphore::with_class("join-all-limit", 1);
+    let work = (0..3).map(|i| {
+        let limit = &limit;
+        async move {
+            let _permit = limit.acquire().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            i
+        }
+    });
+    let done = futures::future::join_all(work).await;
+    assert_eq!(done, [0, 1, 2]);
+    assert_eq!(lockdep.take_reports(), []);
+}

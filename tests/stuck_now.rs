@@ -179,7 +179,7 @@ async fn a_pool_helper_called_twice_in_a_transaction_really_hangs_and_is_reporte
             t.await.unwrap();
         }
     };
-    let outcome = tokio::time::timeout(Duration::from_millis(300), all).await;
+    let outcome = tokio::time::timeout(Duration::from_millis(800), all).await;
     assert!(outcome.is_err(), "it really hangs");
     let reports = lockdep.take_reports();
     let pool_reports: Vec<_> = reports

@@ -285,7 +285,33 @@ impl Engine {
             None => {}
         }
         if let Some(held) = slow.pool {
-            reports.extend(self.pool_exhaustion(&held, want, context, &spans));
+            // Certain when the waiter itself holds the permit (in its span,
+            // or blocking the thread); otherwise it may be a joined
+            // sibling's (a limiter over `join_all`), or a probe poll whose
+            // permit is given back before the next poll: decided by how
+            // the wait ends, as a possible self-deadlock is.
+            let certain = held.span != 0 || want.blocking;
+            if defer && !certain && deferred.is_none() {
+                deferred = Some(Deferred {
+                    report: one_dependency_report(
+                        ReportKind::PoolExhaustion,
+                        &held,
+                        want,
+                        context,
+                        &spans,
+                        test.as_deref(),
+                        false,
+                    ),
+                    class: want.lock.class,
+                    instance: want.lock.instance,
+                    sites: (held.site, want.site),
+                    conflict: Conflict::Holds(held.token),
+                    test: None,
+                    since: std::time::Instant::now(),
+                });
+            } else {
+                reports.extend(self.pool_exhaustion(&held, want, context, &spans));
+            }
         }
         let mut now = Vec::new();
         let mut provisional = Vec::new();
