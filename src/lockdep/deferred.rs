@@ -3,7 +3,7 @@
 //! until the wait ends (dropped: a joined sibling let the lock go), is given
 //! up after a while, or still lasts after [`CONFIRM_SELF_AFTER`] (reported).
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::deadlock_now::{schedule, Confirm};
 use super::validate::{Conflict, Deferred};
@@ -11,7 +11,7 @@ use super::{
     context, describe_instance, lock_ignoring_poison, waits, Acquire, Engine, Panic, TestKey,
 };
 use crate::report::{self, Dependency, Report};
-use crate::vocab::{Access, ContextId};
+use crate::vocab::{Access, ClassId, ContextId};
 
 /// How long a possible self-deadlock of a wait (a re-lock in one task,
 /// outside spans) must last before it is reported: a future joined in the
@@ -232,3 +232,77 @@ impl Engine {
         }
     }
 }
+
+/// The classes written (a `write` that could queue) in this run, one bit
+/// per class id: a lock-free look-up on the lock path of writes only.
+static WRITTEN: [AtomicU64; WRITTEN_WORDS] = [const { AtomicU64::new(0) }; WRITTEN_WORDS];
+
+/// Class ids past this are taken as written (a re-read is then reported at
+/// once, as before the rule).
+const WRITTEN_WORDS: usize = 1024;
+
+/// Whether a write of `class` was seen in this run.
+fn written(class: ClassId) -> bool {
+    let (word, bit) = (class as usize / 64, class % 64);
+    WRITTEN
+        .get(word)
+        .map_or(true, |w| w.load(Ordering::Relaxed) & (1 << bit) != 0)
+}
+
+impl Engine {
+    /// `report` is a re-read of `want`'s lock while it is read-held: it is
+    /// returned (to report now) if a write of its class was seen in this run,
+    /// else kept back until one is (see [`Engine::note_write`]).
+    pub(super) fn unless_never_written(&self, want: Acquire, report: Report) -> Option<Report> {
+        let class = want.lock.class;
+        if written(class) {
+            return Some(report);
+        }
+        let test = self.test_of(want.lock.instance);
+        let mut kept = lock_ignoring_poison(&self.reads_kept_back);
+        if written(class) {
+            return Some(report); // a writer came meanwhile
+        }
+        let list = kept.entry(class).or_default();
+        if list.len() < MAX_KEPT_BACK {
+            list.push((report, test));
+        }
+        None
+    }
+
+    /// A write of `want`'s class (one that could queue): the first one in the
+    /// run reports the re-reads of that class kept back so far.
+    #[inline]
+    pub(crate) fn note_write(&self, want: &Acquire) {
+        if want.access != Access::Write || written(want.lock.class) {
+            return;
+        }
+        self.first_write(want.lock.class);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn first_write(&self, class: ClassId) {
+        let (word, bit) = (class as usize / 64, class % 64);
+        let Some(w) = WRITTEN.get(word) else {
+            return;
+        };
+        let kept = {
+            let mut kept = lock_ignoring_poison(&self.reads_kept_back);
+            w.fetch_or(1 << bit, Ordering::Relaxed);
+            kept.remove(&class).unwrap_or_default()
+        };
+        for (report, test) in kept {
+            let tests = {
+                let tests = lock_ignoring_poison(&self.tests);
+                test.filter(|key| tests.get(*key).is_some_and(|r| !r.checked))
+                    .into_iter()
+                    .collect()
+            };
+            self.publish_to(report, Panic::Never, || {}, Some(tests));
+        }
+    }
+}
+
+/// Most re-reads kept back per class.
+const MAX_KEPT_BACK: usize = 64;

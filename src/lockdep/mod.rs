@@ -41,7 +41,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 use tracing_core::dispatcher::WeakDispatch;
 
 use crate::graph::Graph;
@@ -143,6 +143,9 @@ pub(crate) enum Panic {
     Never,
 }
 
+/// A report kept back until something happens, with the test it belongs to.
+type KeptBack = (crate::report::Report, Option<TestKey>);
+
 /// The engine: one per process, as the kernel's lockdep. Every wrapper
 /// reports to it directly (see [`engine`]).
 pub(crate) struct Engine {
@@ -182,6 +185,9 @@ pub(crate) struct Engine {
     created_by: Mutex<rustc_hash::FxHashMap<u64, TestKey>>,
     /// The reader cap of each live `RwLock` made with `with_max_readers`.
     reader_caps: Mutex<rustc_hash::FxHashMap<u64, u32>>,
+    /// Re-reads of never-written classes, kept back until a write of the
+    /// class is seen (with the test each belongs to).
+    reads_kept_back: Mutex<FxHashMap<ClassId, Vec<KeptBack>>>,
     /// The smallest reader cap of each class with capped instances.
     class_reader_caps: Mutex<rustc_hash::FxHashMap<ClassId, u32>>,
 }
@@ -223,6 +229,7 @@ impl Engine {
             created_by: Mutex::new(rustc_hash::FxHashMap::default()),
             reader_caps: Mutex::new(rustc_hash::FxHashMap::default()),
             class_reader_caps: Mutex::new(rustc_hash::FxHashMap::default()),
+            reads_kept_back: Mutex::new(FxHashMap::default()),
         }
     }
 
@@ -255,6 +262,7 @@ impl Engine {
     /// dependencies, then marks the lock held, in one visit to the context's record.
     #[inline]
     pub(crate) fn lock_now(&self, want: &Acquire) -> Hold {
+        self.note_write(want);
         let context = ContextId::current();
         let fast = self.held.with_record(context, |record| {
             let mut stack = record.stack();
@@ -306,6 +314,7 @@ impl Engine {
     /// self-deadlock is returned rather than reported (see `defer`).
     #[inline]
     fn wait_dependencies(&self, want: Acquire, defer: bool) -> (ContextId, u64, Option<Deferred>) {
+        self.note_write(&want);
         let context = ContextId::current();
         let (check, mark) = self.held.with_record(context, |record| {
             let mut stack = record.stack();

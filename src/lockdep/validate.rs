@@ -274,14 +274,30 @@ impl Engine {
                     since: std::time::Instant::now(),
                 });
             }
-            Some(same) => reports.extend(self.self_deadlock(
-                &same.held,
-                want,
-                context,
-                &spans,
-                same.needs_writer,
-                same.certain,
-            )),
+            Some(same) => {
+                let report = self.self_deadlock(
+                    &same.held,
+                    want,
+                    context,
+                    &spans,
+                    same.needs_writer,
+                    same.certain,
+                );
+                // A re-read deadlocks only behind a queued writer: with no
+                // write of this class seen yet in the run, kept back until
+                // the first one (a lock only ever read stays silent).
+                match report {
+                    Some(report)
+                        if same.needs_writer
+                            && self.class_reader_cap(want.lock.class).is_none() =>
+                    {
+                        if let Some(report) = self.unless_never_written(want, report) {
+                            reports.push(report);
+                        }
+                    }
+                    report => reports.extend(report),
+                }
+            }
             None => {}
         }
         if let Some(held) = slow.pool {
