@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_lockdep::{mpsc, oneshot, test_guard, Access, Detector, Mutex, Report, ReportKind};
+use async_lockdep::{mpsc, oneshot, test_guard, Access, Mutex, Report, ReportKind};
 
 /// A request to the actor: whether it needs the state, and where to reply.
 type Request = (bool, oneshot::Sender<u32>);
@@ -346,34 +346,29 @@ async fn a_notifier_that_notifies_before_it_locks_is_silent() {
     assert_eq!(lockdep.take_reports(), []);
 }
 
-/// Two tasks meet at a barrier; one arrives holding `m`, the other needs
-/// `m` before it arrives: both wait forever. Reported when the first one
-/// arrives holding `m` (it took `m` in its section: any other participant
-/// running the same code needs it before arriving).
+/// Two tasks meet at a barrier: one took `m` and let it go before it
+/// arrived, the other arrives holding `m`. In another run the second holds
+/// `m` first and the first waits for it forever: reported, though this run
+/// does not deadlock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_barrier_reached_holding_a_lock_another_participant_needs_is_reported() {
+async fn a_barrier_reached_holding_a_lock_another_participant_takes_first_is_reported() {
     use async_lockdep::sync::Barrier;
-    let lockdep = Detector::builder().panic_on_deadlock(false).test_guard();
+    let lockdep = test_guard();
     let m = Arc::new(Mutex::with_class("barrier-m", 0u32));
     let barrier = Arc::new(Barrier::with_class("barrier-meet", 2));
     let (m1, b1) = (m.clone(), barrier.clone());
     let first = tokio::spawn(async move {
-        let _held = m1.lock().await;
-        b1.wait().await; // waits for the other, holding m
+        *m1.lock().await += 1; // BARRIER-TAKE
+        b1.wait().await; // BARRIER-ARRIVE
     });
     tokio::time::sleep(Duration::from_millis(20)).await;
     let (m2, b2) = (m.clone(), barrier.clone());
     let second = tokio::spawn(async move {
-        let _unused = m2.lock().await; // waits for the first
-        b2.wait().await;
+        let _held = m2.lock().await;
+        b2.wait().await; // waits for the other, holding m
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(
-        !first.is_finished() && !second.is_finished(),
-        "it really hangs"
-    );
-    first.abort();
-    second.abort();
+    common::within("the barrier", first).await.unwrap();
+    common::within("the barrier", second).await.unwrap();
     let reports = lockdep.take_reports();
     assert_eq!(
         reports.iter().map(|r| r.kind).collect::<Vec<_>>(),
@@ -390,4 +385,36 @@ async fn a_barrier_reached_holding_a_lock_another_participant_needs_is_reported(
             ("barrier-meet", Access::Signal, "barrier-m", Access::Lock),
         ]
     );
+    let deps = &reports[0].dependencies;
+    assert_eq!(
+        deps[1].waited_at.line(),
+        line_of(file!(), "// BARRIER-TAKE")
+    );
+    assert_eq!(
+        deps[1].held_at.line(),
+        line_of(file!(), "// BARRIER-ARRIVE")
+    );
+}
+
+/// Workers that each hold a lock of their own across a start barrier: no
+/// participant needs another's lock to arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_holding_their_own_locks_across_a_barrier_are_silent() {
+    use async_lockdep::sync::Barrier;
+    let lockdep = test_guard();
+    let barrier = Arc::new(Barrier::with_class("start-line", 2));
+    let a = Arc::new(Mutex::with_class("worker-a-conn", 0u32));
+    let b = Arc::new(Mutex::with_class("worker-b-conn", 0u32));
+    let workers = [a, b].map(|conn| {
+        let barrier = barrier.clone();
+        tokio::spawn(async move {
+            let mut conn = conn.lock().await;
+            barrier.wait().await;
+            *conn += 1;
+        })
+    });
+    for worker in workers {
+        common::within("the workers", worker).await.unwrap();
+    }
+    assert_eq!(lockdep.take_reports(), []);
 }

@@ -23,19 +23,27 @@ impl Engine {
     /// `created`) at `site`: records `event → L` for every wait `L` of its
     /// current section that the code running now made (a wait made in a
     /// sibling future's span is not counted).
+    ///
+    /// With `arriving` (a `Barrier`: the signaller waits for the same event
+    /// right after), a wait for a lock the context still holds is left out:
+    /// it already has that lock, so its own arrival does not wait for it,
+    /// and its wait while holding it is `L → barrier` (a cycle only with
+    /// another participant's `barrier → L`).
     pub(crate) fn signal(
         &self,
         event: LockRef,
         created: &'static Location<'static>,
         site: &'static Location<'static>,
+        arriving: bool,
     ) {
         let context = ContextId::current();
         let waits: Vec<Waited> = self.held.with_record(context, |record| {
-            record
-                .stack()
+            let stack = record.stack();
+            stack
                 .section_waits()
                 .iter()
                 .filter(|w| w.class != event.class)
+                .filter(|w| !arriving || !stack.held().iter().any(|h| h.lock.class == w.class))
                 .copied()
                 .collect()
         });

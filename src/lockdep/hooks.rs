@@ -513,25 +513,21 @@ impl Event {
     pub(crate) fn signal(&self, site: &'static Location<'static>) {
         #[cfg(feature = "detect")]
         if let (Some((lock, created)), Some(engine)) = (self.id, crate::lockdep::engine()) {
-            engine.signal(lock, created, site);
+            engine.signal(lock, created, site, false);
         }
         #[cfg(not(feature = "detect"))]
         let _ = site;
     }
 }
 
-/// A `oneshot` reply carrying `T`, named or classed by `site`.
+/// A `oneshot` reply, named or classed by `site` (not by what it carries:
+/// a generic request helper makes replies of many types on one line).
 #[inline]
-pub(crate) fn event_of<T>(
+pub(crate) fn event_of(
     name: Option<std::borrow::Cow<'static, str>>,
     site: &'static Location<'static>,
 ) -> Event {
-    Event::new(
-        ClassKind::Oneshot,
-        Some(std::any::type_name::<T>()),
-        name,
-        site,
-    )
+    Event::new(ClassKind::Oneshot, None, name, site)
 }
 
 /// The calling context signals `event` at `site`.

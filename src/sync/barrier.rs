@@ -2,9 +2,10 @@
 //!
 //! Each arrival both signals and waits: arriving records `barrier → L` for
 //! every lock `L` the arriving context waited for since its section began
-//! (the others cannot be released before this one arrives), and waiting
-//! while holding `H` records `H → barrier`. A task that holds `H` at the
-//! barrier while another needs `H` before it arrives is a cycle.
+//! and no longer holds (the others cannot be released before this one
+//! arrives), and waiting while holding `H` records `H → barrier`. A task
+//! that holds `H` at the barrier while another took `H` before it arrived
+//! is a cycle; a task holding its own lock across the barrier is not.
 
 use std::fmt;
 use std::future::Future;
@@ -72,7 +73,7 @@ impl Barrier {
             let mut wait = FirstPollWait::default();
             if let Some(engine) = self.meta.engine() {
                 let want = self.meta.want(Access::Signal, site);
-                engine.signal(want.lock, want.created, site);
+                engine.signal(want.lock, want.created, site, true);
             }
             let mut inner = std::pin::pin!(self.inner.wait());
             std::future::poll_fn(|cx| {
