@@ -112,6 +112,12 @@ pub struct Report {
     /// of them may look held by a sibling. The report then says so; sequential
     /// code gets no such note.
     pub concurrent_futures: bool,
+    /// For a [`ReportKind::SelfDeadlock`] of a blocking wait: the lock is
+    /// held by this other context, which runs on the waiter's own thread
+    /// (a `block_on` body, a `#[tokio::test]` body) and is suspended in an
+    /// `.await` while the waiter runs: it cannot release the lock before
+    /// the thread is free again.
+    pub suspended_holder: Option<ContextId>,
 }
 
 impl Report {
@@ -556,6 +562,34 @@ fn print_notes(f: &mut fmt::Formatter<'_>, report: &Report) -> fmt::Result {
     Ok(())
 }
 
+/// A blocking wait for a lock held by code suspended on the same thread.
+fn print_blocked_thread(
+    f: &mut fmt::Formatter<'_>,
+    dep: &Dependency,
+    holder: Option<ContextId>,
+) -> fmt::Result {
+    writeln!(f, "{} is blocking its thread to acquire:", who(dep))?;
+    writeln!(
+        f,
+        "  {}   at {}",
+        class_with_site(&dep.waited),
+        dep.waited_at
+    )?;
+    if let Some(holder) = holder {
+        writeln!(f, "which {holder} holds, taken at {}.", dep.held_at)?;
+    }
+    writeln!(f)?;
+    writeln!(
+        f,
+        "That code runs on this very thread and is suspended in an `.await` while this\n\
+         task runs, so it cannot go on and release the lock: the thread blocks for\n\
+         good. Drop the guard before the `.await` (or use an async lock), or make the\n\
+         blocking call off this thread (`spawn_blocking`)."
+    )?;
+    writeln!(f)?;
+    writeln!(f, " *** DEADLOCK ***")
+}
+
 /// The note for waits that may come from futures joined in one task.
 fn print_joined_note(f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(
@@ -645,6 +679,9 @@ impl fmt::Display for Report {
                 print_attempt(f, first)?;
                 print_chain(f, &self.dependencies[1..])?;
                 print_scenario(f, &self.dependencies)?;
+            }
+            ReportKind::SelfDeadlock if self.suspended_holder.is_some() => {
+                print_blocked_thread(f, first, self.suspended_holder)?;
             }
             ReportKind::SelfDeadlock | ReportKind::PossibleSelfDeadlock => {
                 print_attempt(f, first)?;

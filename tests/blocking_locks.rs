@@ -5,6 +5,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_lockdep::stdsync::{self, PoisonError};
 use async_lockdep::{test_guard, Access, ClassKind, ContextId, Mutex, ReportKind};
@@ -569,4 +570,89 @@ mod parking_lot_locks {
         *r.try_write().unwrap() = 3;
         assert_eq!(r.into_inner(), 3);
     }
+}
+
+/// `#[tokio::test]`'s body (current-thread runtime) holds a std guard across
+/// an `.await`; a task it spawned runs on the same thread meanwhile and
+/// locks that mutex: the body cannot resume to release it while the task
+/// blocks the thread. Reported before the task blocks (and, as the test's
+/// guard asks, that task gives up, so this test does not hang).
+#[tokio::test]
+#[allow(clippy::await_holding_lock)] // the very bug shown
+async fn a_std_guard_held_across_an_await_against_a_task_on_the_same_thread_is_reported() {
+    let lockdep = async_lockdep::Detector::builder()
+        .panic_on_deadlock(true)
+        .test_guard();
+    let m = Arc::new(async_lockdep::stdsync::Mutex::with_class(
+        "same-thread-std",
+        0u32,
+    ));
+    let guard = m.lock().unwrap(); // HOLDER
+    let m2 = m.clone();
+    let task = tokio::spawn(async move {
+        *m2.lock().unwrap() += 1; // BLOCKED
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await; // the task runs here
+    drop(guard);
+    assert!(task.await.is_err(), "the task gave up instead of blocking");
+    let reports = lockdep.take_reports();
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    let report = &reports[0];
+    assert_eq!(report.kind, ReportKind::SelfDeadlock);
+    assert!(matches!(
+        report.suspended_holder,
+        Some(ContextId::Thread(_))
+    ));
+    let dep = &report.dependencies[0];
+    let text = std::fs::read_to_string(file!()).unwrap();
+    let line = |marker: &str| text.lines().position(|l| l.contains(marker)).unwrap() as u32 + 1;
+    assert_eq!(
+        (dep.held_at.line(), dep.waited_at.line()),
+        (line("// HOLDER"), line("// BLOCKED"))
+    );
+    assert!(
+        report.to_string().contains("is blocking its thread"),
+        "{report}"
+    );
+}
+
+/// The same with the guard dropped before the `.await`, and on a
+/// multi-thread runtime (the task blocks a worker thread until the body
+/// releases the lock: slow, but no deadlock): silent.
+#[tokio::test]
+async fn a_std_guard_dropped_before_the_await_is_silent() {
+    let lockdep = test_guard();
+    let m = Arc::new(async_lockdep::stdsync::Mutex::with_class(
+        "dropped-std",
+        0u32,
+    ));
+    {
+        let _guard = m.lock().unwrap();
+    }
+    let m2 = m.clone();
+    let task = tokio::spawn(async move {
+        *m2.lock().unwrap() += 1;
+    });
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    task.await.unwrap();
+    assert_eq!(lockdep.take_reports(), []);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock)]
+async fn a_std_guard_across_an_await_against_a_task_on_a_worker_is_silent() {
+    let lockdep = test_guard();
+    let m = Arc::new(async_lockdep::stdsync::Mutex::with_class(
+        "worker-std",
+        0u32,
+    ));
+    let guard = m.lock().unwrap();
+    let m2 = m.clone();
+    let task = tokio::spawn(async move {
+        *m2.lock().unwrap() += 1;
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    drop(guard);
+    task.await.unwrap();
+    assert_eq!(lockdep.take_reports(), []);
 }

@@ -112,6 +112,11 @@ pub(crate) fn in_scope<R>(scope: u64, f: impl FnOnce() -> R) -> R {
 
 /// This thread's sequence number (its context outside tasks); a named
 /// thread's name is remembered for reports while it lives.
+/// The context of the calling thread's own code, outside any task.
+pub(crate) fn this_thread() -> ContextId {
+    ContextId::Thread(thread_seq())
+}
+
 fn thread_seq() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     struct Seq(u64);

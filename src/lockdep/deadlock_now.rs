@@ -103,6 +103,7 @@ pub(crate) fn deadlock_now_report(state: &Engine, waiter: ContextId, seq: u64) -
         pending_wait: blockers.iter().any(|b| b.granted.is_some()),
         reader_cap: None,
         concurrent_futures: false,
+        suspended_holder: None,
     };
     // A read blocked by reads: name the reader cap when it, not a queued
     // writer, is what blocks it.
@@ -802,5 +803,49 @@ impl Engine {
         lock_ignoring_poison(&self.reader_caps)
             .get(&instance)
             .copied()
+    }
+}
+
+impl Engine {
+    /// A blocking wait of `context` (a task, on this thread) for `want`
+    /// while the lock is held by this thread's own code outside any task (a
+    /// `block_on` body, `#[tokio::test]`'s body): that code is suspended in
+    /// an `.await` while the task runs on its thread, and cannot release the
+    /// lock before the thread is free again. Certain: reported before the
+    /// thread blocks.
+    pub(super) fn check_suspended_holder(&self, context: ContextId, want: Acquire, seq: u64) {
+        let this_thread = super::context::this_thread();
+        if context == this_thread {
+            return; // the thread's own re-lock: an ordinary self-deadlock
+        }
+        let holders = self.held.holders_of(want.lock.instance);
+        let Some((holder, held)) = holders
+            .into_iter()
+            .find(|(c, h)| *c == this_thread && !h.movable && blocks(h.access, want.access))
+        else {
+            return;
+        };
+        if !self.first_at_sites(want.lock.class, held.site, want.site) {
+            return;
+        }
+        let spans = self.current_spans();
+        let mut dependency = dependency_of(&held, want, context, &spans);
+        dependency.test = self.current_test_name().map(|t| t.to_string());
+        let report = Report {
+            kind: ReportKind::SelfDeadlock,
+            dependencies: vec![dependency],
+            needs_writer: false,
+            long_wait: None,
+            pending_wait: false,
+            reader_cap: None,
+            concurrent_futures: false,
+            suspended_holder: Some(holder),
+        };
+        self.publish_for(
+            report,
+            Panic::OnDeadlock,
+            || self.wait_end(context, seq),
+            want.lock.instance,
+        );
     }
 }

@@ -79,6 +79,7 @@ impl Engine {
             pending_wait: true,
             reader_cap: None,
             concurrent_futures: false,
+            suspended_holder: None,
         };
         if !certain {
             // Decided later: a joined sibling's wait ends, a kept future's not.

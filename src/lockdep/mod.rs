@@ -298,6 +298,9 @@ impl Engine {
         if let Some(deferred) = deferred {
             self.defer(context, seq, deferred);
         }
+        if want.blocking {
+            self.check_suspended_holder(context, want, seq);
+        }
         (context, seq)
     }
 

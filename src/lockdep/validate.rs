@@ -589,6 +589,7 @@ fn one_dependency_report(
         pending_wait: false,
         reader_cap: None,
         concurrent_futures: false,
+        suspended_holder: None,
     }
 }
 
@@ -627,6 +628,7 @@ fn cycle_report(
         long_wait: None,
         pending_wait: false,
         concurrent_futures: false,
+        suspended_holder: None,
     }
 }
 

@@ -265,5 +265,6 @@ fn long_wait_report(state: &Engine, waiter: ContextId, wait: Wait) -> Report {
         pending_wait: false,
         reader_cap: None,
         concurrent_futures: false,
+        suspended_holder: None,
     }
 }

@@ -74,6 +74,7 @@ fn cycle_of(dependencies: Vec<Dependency>) -> Report {
         pending_wait: false,
         reader_cap: None,
         concurrent_futures: false,
+        suspended_holder: None,
     }
 }
 
