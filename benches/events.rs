@@ -1,0 +1,149 @@
+//! Events and blocking locks against the originals, on a current-thread
+//! runtime, detection off (before anything turns it on) then on:
+//!
+//! - `oneshot`: `channel()` + `send` + `.await` of the receiver;
+//! - `notify`: `notify_one()` (a stored permit) + `notified().await`;
+//! - `std_mutex`: `lock()` + drop of `async_lockdep::stdsync::Mutex` against
+//!   `std::sync::Mutex` (with detection on, a chain already seen).
+//!
+//! ```sh
+//! cargo bench --bench events
+//! ```
+
+use std::time::{Duration, Instant};
+
+use async_lockdep::Detector;
+use tokio::runtime::{Builder, Runtime};
+
+mod common;
+use common::{Routine, Target};
+
+fn runtime() -> Runtime {
+    Builder::new_current_thread().build().expect("runtime")
+}
+
+fn oneshot_plain(rt: &Runtime) -> Routine<'_> {
+    Box::new(move |iters| {
+        rt.block_on(async {
+            let start = Instant::now();
+            for i in 0..iters {
+                let (tx, rx) = tokio::sync::oneshot::channel::<u64>();
+                tx.send(i).unwrap();
+                std::hint::black_box(rx.await.unwrap());
+            }
+            start.elapsed()
+        })
+    })
+}
+
+fn oneshot_ours(rt: &Runtime) -> Routine<'_> {
+    Box::new(move |iters| {
+        rt.block_on(async {
+            let start = Instant::now();
+            for i in 0..iters {
+                let (tx, rx) = async_lockdep::oneshot::channel::<u64>();
+                tx.send(i).unwrap();
+                std::hint::black_box(rx.await.unwrap());
+            }
+            start.elapsed()
+        })
+    })
+}
+
+fn notify_plain(rt: &Runtime) -> Routine<'_> {
+    let notify = tokio::sync::Notify::new();
+    Box::new(move |iters| {
+        rt.block_on(async {
+            let start = Instant::now();
+            for _ in 0..iters {
+                notify.notify_one();
+                notify.notified().await;
+            }
+            start.elapsed()
+        })
+    })
+}
+
+fn notify_ours(rt: &Runtime) -> Routine<'_> {
+    let notify = async_lockdep::sync::Notify::new();
+    Box::new(move |iters| {
+        rt.block_on(async {
+            let start = Instant::now();
+            for _ in 0..iters {
+                notify.notify_one();
+                notify.notified().await;
+            }
+            start.elapsed()
+        })
+    })
+}
+
+fn std_plain() -> Routine<'static> {
+    let m = std::sync::Mutex::new(0u64);
+    Box::new(move |iters| {
+        let start = Instant::now();
+        for _ in 0..iters {
+            *m.lock().unwrap() += 1;
+        }
+        std::hint::black_box(&m);
+        start.elapsed()
+    })
+}
+
+fn std_ours() -> Routine<'static> {
+    let m = async_lockdep::stdsync::Mutex::new(0u64);
+    Box::new(move |iters| {
+        let start = Instant::now();
+        for _ in 0..iters {
+            *m.lock().unwrap() += 1;
+        }
+        std::hint::black_box(&m);
+        start.elapsed()
+    })
+}
+
+fn compare(name: &str, phase: &str, mut routines: Vec<Routine<'_>>, target: Target) {
+    let (rounds, budget) = if common::quick_mode() {
+        (7, Duration::from_millis(20))
+    } else {
+        (15, Duration::from_millis(50))
+    };
+    let iters = common::calibrate(&mut routines[0], budget);
+    let ns = common::medians(rounds, iters, &mut routines);
+    println!("TIME events/{name}/original ({phase}) = {:.1} ns/op", ns[0]);
+    println!("TIME events/{name}/{phase} = {:.1} ns/op", ns[1]);
+    common::print_ratio(
+        &format!("events/{name}/{phase}"),
+        ns[1] / ns[0],
+        "the original",
+        target,
+    );
+}
+
+fn main() {
+    if !common::bench_mode() {
+        return;
+    }
+    let rt = runtime();
+    for (phase, events_target, std_target) in [
+        ("detection_off", Target::AtMost(1.10), Target::AtMost(1.10)),
+        ("detection_on", Target::None, Target::AtMost(2.0)),
+    ] {
+        if phase == "detection_on" {
+            Detector::new().enable();
+        }
+        compare(
+            "oneshot",
+            phase,
+            vec![oneshot_plain(&rt), oneshot_ours(&rt)],
+            events_target,
+        );
+        compare(
+            "notify",
+            phase,
+            vec![notify_plain(&rt), notify_ours(&rt)],
+            events_target,
+        );
+        compare("std_mutex", phase, vec![std_plain(), std_ours()], std_target);
+    }
+}
