@@ -144,6 +144,11 @@ fn main() {
             vec![notify_plain(&rt), notify_ours(&rt)],
             events_target,
         );
-        compare("std_mutex", phase, vec![std_plain(), std_ours()], std_target);
+        compare(
+            "std_mutex",
+            phase,
+            vec![std_plain(), std_ours()],
+            std_target,
+        );
     }
 }

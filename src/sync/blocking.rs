@@ -5,28 +5,43 @@
 use std::panic::Location;
 use std::sync::{LockResult, PoisonError, TryLockError, TryLockResult};
 
-use crate::lockdep::hooks::{acquire_blocking, acquired_without_waiting, LockMeta};
+use crate::lockdep::hooks::{acquire_blocking, acquired_without_waiting, Holding, LockMeta};
 use crate::sync::Held;
 use crate::vocab::Access;
 
 /// Blocks the thread in `wait` for the lock of `meta`, wanted as `access`
-/// at `site`: the dependencies and the wait are recorded first, so a
-/// deadlock is reported before the thread hangs. Detection off (or compiled
-/// out): `wait()` and an empty record.
+/// at `site`, trying `take` first: a lock that is free is taken without
+/// registering a wait (the cheap path of an async `lock()` that did not
+/// have to wait: its dependencies are still checked and recorded), and only
+/// a lock that is held goes through the blocking wait, whose dependencies
+/// and wait are recorded first, so a deadlock is reported before the thread
+/// hangs. Detection off (or compiled out): `wait()` and an empty record.
 #[inline]
-pub(crate) fn wait<G>(
+pub(crate) fn take_or_wait<G>(
     meta: &LockMeta,
     access: Access,
     site: &'static Location<'static>,
+    take: impl FnOnce() -> Option<G>,
     wait: impl FnOnce() -> G,
 ) -> (G, Held) {
     match meta.engine() {
-        None => (wait(), Held::new(None)),
-        engine => {
-            let (guard, held) = acquire_blocking(engine, meta.want(access, site), wait);
-            (guard, Held::new(held))
+        None => (wait_off(wait), Held::new(None)),
+        Some(engine) => {
+            let want = meta.want(access, site);
+            match take() {
+                Some(guard) => (guard, Held::new(Some(Holding::lock_now(engine, want)))),
+                None => {
+                    let (guard, held) = acquire_blocking(Some(engine), want, wait);
+                    (guard, Held::new(held))
+                }
+            }
         }
     }
+}
+
+#[inline(always)]
+fn wait_off<G>(wait: impl FnOnce() -> G) -> G {
+    wait()
 }
 
 /// The record of a lock of `meta` taken as `access` at `site` without
@@ -61,5 +76,16 @@ pub(crate) fn map_try<G, O>(
             make(poisoned.into_inner()),
         ))),
         Err(TryLockError::WouldBlock) => Err(TryLockError::WouldBlock),
+    }
+}
+
+/// std's `try_*` result as "taken now" (a poisoned lock is taken too), or
+/// `None` when it would block.
+#[inline]
+pub(crate) fn taken_now<G>(result: TryLockResult<G>) -> Option<LockResult<G>> {
+    match result {
+        Ok(guard) => Some(Ok(guard)),
+        Err(TryLockError::Poisoned(poisoned)) => Some(Err(poisoned)),
+        Err(TryLockError::WouldBlock) => None,
     }
 }

@@ -5,7 +5,7 @@ use std::panic::Location;
 
 use crate::lockdep::class::{self, ClassKind};
 use crate::lockdep::hooks::LockMeta;
-use crate::sync::blocking::{taken, wait};
+use crate::sync::blocking::{take_or_wait, taken};
 use crate::sync::Held;
 use crate::vocab::Access;
 
@@ -80,9 +80,13 @@ impl<T: ?Sized> Mutex<T> {
     /// dependencies are recorded before blocking.
     #[track_caller]
     pub fn lock(&self) -> MutexGuard<'_, T> {
-        let (inner, held) = wait(&self.meta, Access::Lock, Location::caller(), || {
-            self.inner.lock()
-        });
+        let (inner, held) = take_or_wait(
+            &self.meta,
+            Access::Lock,
+            Location::caller(),
+            || self.inner.try_lock(),
+            || self.inner.lock(),
+        );
         MutexGuard { _held: held, inner }
     }
 

@@ -5,7 +5,7 @@ use std::panic::Location;
 
 use crate::lockdep::class::{self, ClassKind};
 use crate::lockdep::hooks::LockMeta;
-use crate::sync::blocking::{taken, wait};
+use crate::sync::blocking::{take_or_wait, taken};
 use crate::sync::Held;
 use crate::vocab::Access;
 
@@ -89,9 +89,13 @@ impl<T: ?Sized> RwLock<T> {
     /// the dependencies are recorded before blocking.
     #[track_caller]
     pub fn read(&self) -> RwLockReadGuard<'_, T> {
-        let (inner, held) = wait(&self.meta, Access::Read, Location::caller(), || {
-            self.inner.read()
-        });
+        let (inner, held) = take_or_wait(
+            &self.meta,
+            Access::Read,
+            Location::caller(),
+            || self.inner.try_read(),
+            || self.inner.read(),
+        );
         RwLockReadGuard { _held: held, inner }
     }
 
@@ -112,9 +116,13 @@ impl<T: ?Sized> RwLock<T> {
     /// recorded before blocking.
     #[track_caller]
     pub fn write(&self) -> RwLockWriteGuard<'_, T> {
-        let (inner, held) = wait(&self.meta, Access::Write, Location::caller(), || {
-            self.inner.write()
-        });
+        let (inner, held) = take_or_wait(
+            &self.meta,
+            Access::Write,
+            Location::caller(),
+            || self.inner.try_write(),
+            || self.inner.write(),
+        );
         RwLockWriteGuard { _held: held, inner }
     }
 

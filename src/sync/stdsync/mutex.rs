@@ -6,7 +6,7 @@ use std::sync::{LockResult, TryLockResult};
 
 use crate::lockdep::class::{self, ClassKind};
 use crate::lockdep::hooks::LockMeta;
-use crate::sync::blocking::{map_poison, map_try, taken, wait};
+use crate::sync::blocking::{map_poison, map_try, take_or_wait, taken, taken_now};
 use crate::sync::Held;
 use crate::vocab::Access;
 
@@ -96,9 +96,13 @@ impl<T: ?Sized> Mutex<T> {
     /// carries the guard (the lock is held).
     #[track_caller]
     pub fn lock(&self) -> LockResult<MutexGuard<'_, T>> {
-        let (result, held) = wait(&self.meta, Access::Lock, Location::caller(), || {
-            self.inner.lock()
-        });
+        let (result, held) = take_or_wait(
+            &self.meta,
+            Access::Lock,
+            Location::caller(),
+            || taken_now(self.inner.try_lock()),
+            || self.inner.lock(),
+        );
         map_poison(result, |inner| MutexGuard { _held: held, inner })
     }
 

@@ -6,7 +6,7 @@ use std::sync::{LockResult, TryLockResult};
 
 use crate::lockdep::class::{self, ClassKind};
 use crate::lockdep::hooks::LockMeta;
-use crate::sync::blocking::{map_poison, map_try, taken, wait};
+use crate::sync::blocking::{map_poison, map_try, take_or_wait, taken, taken_now};
 use crate::sync::Held;
 use crate::vocab::Access;
 
@@ -91,9 +91,13 @@ impl<T: ?Sized> RwLock<T> {
     /// As std's: poisoned (with the guard) if a writer panicked.
     #[track_caller]
     pub fn read(&self) -> LockResult<RwLockReadGuard<'_, T>> {
-        let (result, held) = wait(&self.meta, Access::Read, Location::caller(), || {
-            self.inner.read()
-        });
+        let (result, held) = take_or_wait(
+            &self.meta,
+            Access::Read,
+            Location::caller(),
+            || taken_now(self.inner.try_read()),
+            || self.inner.read(),
+        );
         map_poison(result, |inner| RwLockReadGuard { _held: held, inner })
     }
 
@@ -105,9 +109,13 @@ impl<T: ?Sized> RwLock<T> {
     /// As std's: poisoned (with the guard) if a writer panicked.
     #[track_caller]
     pub fn write(&self) -> LockResult<RwLockWriteGuard<'_, T>> {
-        let (result, held) = wait(&self.meta, Access::Write, Location::caller(), || {
-            self.inner.write()
-        });
+        let (result, held) = take_or_wait(
+            &self.meta,
+            Access::Write,
+            Location::caller(),
+            || taken_now(self.inner.try_write()),
+            || self.inner.write(),
+        );
         map_poison(result, |inner| RwLockWriteGuard { _held: held, inner })
     }
 
