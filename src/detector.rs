@@ -570,7 +570,7 @@ impl Drop for TestGuard {
         let text = self.failure(&reports, dropped);
         if std::thread::panicking() {
             // The test fails anyway; show why it may have hung or failed.
-            eprintln!("{text}");
+            lockdep::publish::to_stderr(&format!("{text}\n"));
         } else {
             panic!("{text}");
         }

@@ -52,9 +52,9 @@ pub(crate) fn enable() -> bool {
     if !cfg!(feature = "detect") {
         static SAID: std::sync::Once = std::sync::Once::new();
         SAID.call_once(|| {
-            eprintln!(
+            super::publish::to_stderr(
                 "async-lockdep: detection is compiled out (the `detect` feature is off): \
-                 nothing is checked"
+                 nothing is checked\n",
             );
         });
         return false;

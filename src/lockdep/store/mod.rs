@@ -179,11 +179,11 @@ impl Store {
         drop(file);
         if let Err(error) = result {
             if !self.failed.swap(true, Ordering::Relaxed) {
-                eprintln!(
+                super::publish::to_stderr(&format!(
                     "async-lockdep: cannot write the run's store in {}: {error}; \
-                     dependencies of this process are not shared with other test processes",
+                     dependencies of this process are not shared with other test processes\n",
                     self.dir.display()
-                );
+                ));
             }
         }
     }
@@ -249,10 +249,10 @@ fn warn_once(path: &Path, reason: &str) {
         .get_or_insert_with(FxHashSet::default)
         .insert(path.to_path_buf());
     if first {
-        eprintln!(
-            "async-lockdep: warning: skipping {} in the run's store: {reason}",
+        super::publish::to_stderr(&format!(
+            "async-lockdep: warning: skipping {} in the run's store: {reason}\n",
             path.display()
-        );
+        ));
     }
 }
 

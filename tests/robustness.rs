@@ -1,0 +1,118 @@
+//! The detector never hurts the program it watches (issue 24): what it
+//! prints cannot fail the program, the layer may be added twice, the
+//! environment is read one way, and the run's store is read defensively.
+//!
+//! Outcomes that need a process of their own (stderr unwritable) run this
+//! test binary again as a child on fixtures: tests that do nothing unless
+//! `ASYNC_LOCKDEP_ROBUST` names their mode.
+
+mod common;
+
+use std::io::Write as _;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use async_lockdep::{Detector, Mutex, ReportKind};
+
+const FIXTURE_ENV: &str = "ASYNC_LOCKDEP_ROBUST";
+
+/// The fixture mode this process runs, if it is a child run for a fixture.
+fn fixture() -> Option<String> {
+    std::env::var(FIXTURE_ENV).ok()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+// ---------------------------------------------------------------------------
+// Reports printed to a stderr that cannot be written.
+
+const PRINTED_OK: &str = "robust-fixture: reports recorded, nothing panicked";
+
+/// Fixture: an ABBA, a second overflowing dependency (an `ERROR` logged to
+/// stderr too) and a self-deadlock of `try_lock`-free code, all printed to
+/// whatever stderr is; passes when each is recorded and nothing panicked.
+#[test]
+fn fixture_reports_printed_to_unwritable_stderr() {
+    let Some(mode) = fixture() else { return };
+    if mode == "closed-pipe" {
+        // The parent closes the pipe's read end after starting us: wait
+        // until a write fails, so the report below meets a closed pipe.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::io::stderr().write_all(b".").is_ok() {
+            assert!(Instant::now() < deadline, "stderr never closed");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let detector = Detector::builder()
+        .max_dependencies(2)
+        .print_reports(true)
+        .build();
+    assert!(detector.enable());
+    runtime().block_on(async {
+        let a = Mutex::with_class("robust-print-a", ());
+        let b = Mutex::with_class("robust-print-b", ());
+        common::abba(&a, &b).await;
+        // A third dependency overflows `max_dependencies(2)`: logged.
+        let c = Mutex::with_class("robust-print-c", ());
+        let _b = b.lock().await;
+        let _c = c.lock().await;
+    });
+    let reports = detector.reports();
+    assert_eq!(common::kinds(&reports), [ReportKind::CircularDependency]);
+    assert!(detector.status().overflowed);
+    println!("{PRINTED_OK}");
+}
+
+/// Runs the fixture above in a child with `stderr` as given; returns its
+/// stdout and whether it succeeded.
+fn run_print_fixture(mode: &str, stderr: Stdio, close_pipe: bool) -> (bool, String) {
+    let name = "fixture_reports_printed_to_unwritable_stderr";
+    let mut command = common::test_binary(
+        &[name, "--exact", "--nocapture", "--test-threads=1"],
+        &[
+            (FIXTURE_ENV, Some(mode)),
+            ("ASYNC_LOCKDEP_STORE", Some("0")),
+        ],
+    );
+    command.stdout(Stdio::piped()).stderr(stderr);
+    let mut child = command.spawn().expect("run the test binary");
+    if close_pipe {
+        drop(child.stderr.take());
+    }
+    let output = child.wait_with_output().expect("wait for the child");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn a_report_to_a_full_stderr_does_not_panic() {
+    if fixture().is_some() {
+        return;
+    }
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("open /dev/full");
+    let (success, stdout) = run_print_fixture("dev-full", Stdio::from(full), false);
+    assert!(success, "{stdout}");
+    assert!(stdout.contains(PRINTED_OK), "{stdout}");
+    assert!(stdout.contains("1 passed"), "{stdout}");
+}
+
+#[test]
+fn a_report_to_a_closed_stderr_pipe_does_not_panic() {
+    if fixture().is_some() {
+        return;
+    }
+    let (success, stdout) = run_print_fixture("closed-pipe", Stdio::piped(), true);
+    assert!(success, "{stdout}");
+    assert!(stdout.contains(PRINTED_OK), "{stdout}");
+    assert!(stdout.contains("1 passed"), "{stdout}");
+}
