@@ -116,3 +116,65 @@ fn a_report_to_a_closed_stderr_pipe_does_not_panic() {
     assert!(stdout.contains(PRINTED_OK), "{stdout}");
     assert!(stdout.contains("1 passed"), "{stdout}");
 }
+
+// ---------------------------------------------------------------------------
+// The layer added twice to one subscriber.
+
+/// Counts the detector's report events naming `robust-twice`.
+#[derive(Clone, Default)]
+struct ReportEvents(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ReportEvents {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Classes(String);
+        impl tracing::field::Visit for Classes {
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                if field.name() == "classes" {
+                    self.0 = value.to_string();
+                }
+            }
+            fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+        }
+        let mut classes = Classes(String::new());
+        event.record(&mut classes);
+        if event.metadata().target() == "async_lockdep" && classes.0.contains("robust-twice") {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+#[test]
+fn the_layer_added_twice_works_as_once() {
+    if fixture().is_some() {
+        return;
+    }
+    use tracing_subscriber::layer::SubscriberExt;
+    let detector = Detector::new();
+    let events = ReportEvents::default();
+    let subscriber = tracing_subscriber::registry()
+        .with(detector.layer())
+        .with(detector.layer())
+        .with(events.clone());
+    let _default = tracing::subscriber::set_default(subscriber);
+    let span = tracing::info_span!("robust_twice", id = 7);
+    let _entered = span.enter();
+    runtime().block_on(async {
+        let a = Mutex::with_class("robust-twice-a", ());
+        let b = Mutex::with_class("robust-twice-b", ());
+        common::abba(&a, &b).await;
+    });
+    let reports: Vec<_> = detector
+        .reports()
+        .into_iter()
+        .filter(|r| r.to_string().contains("robust-twice"))
+        .collect();
+    assert_eq!(common::kinds(&reports), [ReportKind::CircularDependency]);
+    for dependency in &reports[0].dependencies {
+        assert_eq!(dependency.spans, ["robust_twice{id=7}"], "{}", reports[0]);
+    }
+    assert_eq!(
+        events.0.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "one report event, not one per copy of the layer"
+    );
+}
