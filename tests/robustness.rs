@@ -178,3 +178,155 @@ fn the_layer_added_twice_works_as_once() {
         "one report event, not one per copy of the layer"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Boolean environment variables.
+
+/// Fixture: says whether detection is on after a first lock (no code turns
+/// it on), then runs an ABBA and says how many reports were kept.
+#[test]
+fn fixture_environment() {
+    if fixture().as_deref() != Some("environment") {
+        return;
+    }
+    runtime().block_on(async {
+        let a = Mutex::with_class("robust-env-a", ());
+        let b = Mutex::with_class("robust-env-b", ());
+        drop(a.lock().await);
+        let on = Detector::current().is_some();
+        println!(
+            "robust-fixture: detection {}",
+            if on { "on" } else { "off" }
+        );
+        common::abba(&a, &b).await;
+        println!(
+            "robust-fixture: reports {}",
+            Detector::new().reports().len()
+        );
+    });
+}
+
+/// Runs [`fixture_environment`] with `env`; returns stdout and stderr.
+fn run_environment(env: &[(&str, Option<&str>)]) -> (String, String) {
+    let mut all = vec![(FIXTURE_ENV, Some("environment"))];
+    all.extend_from_slice(env);
+    let output = common::test_binary(&["fixture_environment", "--exact", "--nocapture"], &all)
+        .output()
+        .expect("run the test binary");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("1 passed"), "{stdout}\n{stderr}");
+    (stdout, stderr)
+}
+
+const CYCLE_TITLE: &str = "WARNING: possible circular locking dependency detected";
+
+#[test]
+fn boolean_variables_read_one_way_and_warn_on_nonsense() {
+    if fixture().is_some() {
+        return;
+    }
+    let store_off = [("ASYNC_LOCKDEP_STORE", Some("0"))];
+    // Any case, trimmed.
+    for on in [" TRUE ", "Yes", "on"] {
+        let (stdout, stderr) = run_environment(&[("ASYNC_LOCKDEP", Some(on)), store_off[0]]);
+        assert!(stdout.contains("detection on"), "{on:?}: {stdout}");
+        assert!(stdout.contains("reports 1"), "{on:?}: {stdout}");
+        assert!(!stderr.contains("not a boolean"), "{on:?}: {stderr}");
+    }
+    for off in ["FALSE", " 0"] {
+        let (stdout, _) = run_environment(&[("ASYNC_LOCKDEP", Some(off)), store_off[0]]);
+        assert!(stdout.contains("detection off"), "{off:?}: {stdout}");
+    }
+    // Nonsense: one warning naming the variable, the value and the default.
+    let (stdout, stderr) = run_environment(&[("ASYNC_LOCKDEP", Some("banana")), store_off[0]]);
+    assert!(stdout.contains("detection off"), "{stdout}");
+    assert_eq!(
+        stderr
+            .matches("async-lockdep: warning: ASYNC_LOCKDEP=\"banana\" is not a boolean")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("off until a layer"), "{stderr}");
+
+    // ASYNC_LOCKDEP_PRINT: " 0" silences, nonsense keeps printing with a warning.
+    let (stdout, stderr) = run_environment(&[
+        ("ASYNC_LOCKDEP", Some("1")),
+        ("ASYNC_LOCKDEP_PRINT", Some(" 0")),
+        store_off[0],
+    ]);
+    assert!(stdout.contains("reports 1"), "{stdout}");
+    assert!(!stderr.contains(CYCLE_TITLE), "{stderr}");
+    assert!(!stdout.contains(CYCLE_TITLE), "{stdout}");
+    let (stdout, stderr) = run_environment(&[
+        ("ASYNC_LOCKDEP", Some("1")),
+        ("ASYNC_LOCKDEP_PRINT", Some("maybe")),
+        store_off[0],
+    ]);
+    assert!(stdout.contains("reports 1"), "{stdout}");
+    assert_eq!(stderr.matches(CYCLE_TITLE).count(), 1, "{stderr}");
+    assert_eq!(
+        stderr
+            .matches("ASYNC_LOCKDEP_PRINT=\"maybe\" is not a boolean")
+            .count(),
+        1,
+        "{stderr}"
+    );
+
+    // ASYNC_LOCKDEP_STORE: "Off" keeps the directory empty, nonsense warns
+    // and keeps the store.
+    let dir = scratch_dir("env-store");
+    let dir_text = dir.to_str().expect("UTF-8 path");
+    let (_, stderr) = run_environment(&[
+        ("ASYNC_LOCKDEP", Some("1")),
+        ("ASYNC_LOCKDEP_DIR", Some(dir_text)),
+        ("ASYNC_LOCKDEP_STORE", Some("Off")),
+    ]);
+    assert!(!stderr.contains("not a boolean"), "{stderr}");
+    assert_eq!(files_under(&dir), 0, "{stderr}");
+    let (_, stderr) = run_environment(&[
+        ("ASYNC_LOCKDEP", Some("1")),
+        ("ASYNC_LOCKDEP_DIR", Some(dir_text)),
+        ("ASYNC_LOCKDEP_STORE", Some("nope")),
+    ]);
+    assert_eq!(
+        stderr
+            .matches("ASYNC_LOCKDEP_STORE=\"nope\" is not a boolean")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert!(files_under(&dir) > 0, "the store is kept: {stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A fresh directory for this test under the system's temporary directory.
+fn scratch_dir(what: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "async-lockdep-robust-{what}-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&dir).expect("create a scratch directory");
+    dir
+}
+
+/// How many regular files lie under `dir`, at any depth.
+fn files_under(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                files_under(&path)
+            } else {
+                1
+            }
+        })
+        .sum()
+}

@@ -210,10 +210,9 @@ impl Engine {
             overflow_announced: AtomicBool::new(false),
             panic_on_report: AtomicBool::new(false),
             panic_on_deadlock: AtomicBool::new(false),
-            print_reports: AtomicBool::new(!matches!(
-                std::env::var("ASYNC_LOCKDEP_PRINT").as_deref(),
-                Ok("0" | "false" | "off" | "no")
-            )),
+            print_reports: AtomicBool::new(
+                switch::env_flag("ASYNC_LOCKDEP_PRINT", "reports are printed").unwrap_or(true),
+            ),
             waits: Waits::default(),
             dispatches: Mutex::new(Vec::new()),
             tests: Mutex::new(Tests::default()),

@@ -75,10 +75,9 @@ fn env_set(name: &str) -> Option<String> {
 
 /// The directory of this run's store, if one is configured.
 fn run_dir() -> Option<PathBuf> {
-    if matches!(
-        env_set("ASYNC_LOCKDEP_STORE").as_deref().map(str::trim),
-        Some("0" | "false" | "off" | "no")
-    ) {
+    if super::switch::env_flag("ASYNC_LOCKDEP_STORE", "the store is used if configured")
+        == Some(false)
+    {
         return None;
     }
     let run = env_set("NEXTEST_RUN_ID");
