@@ -330,3 +330,134 @@ fn files_under(dir: &std::path::Path) -> usize {
         })
         .sum()
 }
+
+// ---------------------------------------------------------------------------
+// The run's store, read defensively.
+
+/// A store line: `from -> to`, both explicitly named mutex classes, written
+/// in test `test`.
+fn store_line(from: &str, to: &str, test: &str) -> String {
+    format!(
+        "D\t1\t0\t{from}\tsrc/earlier.rs:1:1\t1\t0\t{to}\tsrc/earlier.rs:2:2\t1\t\
+         src/earlier.rs:3:3\t1\tsrc/earlier.rs:4:4\t{test}\t\t1\n"
+    )
+}
+
+/// Runs `f` on its own thread; fails if it takes longer than 10 s (a hang).
+fn within_10s<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(10))
+        .unwrap_or_else(|_| panic!("{what}: did not finish within 10 s"))
+}
+
+#[test]
+fn a_fifo_in_the_store_is_skipped_without_blocking() {
+    if fixture().is_some() {
+        return;
+    }
+    let dir = scratch_dir("fifo");
+    std::fs::write(
+        dir.join("41.deps"),
+        format!(
+            "async-lockdep-store 1 41\n{}",
+            store_line("robust-fifo-a", "robust-fifo-b", "t")
+        ),
+    )
+    .unwrap();
+    let fifo = dir.join("42.deps");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success());
+    std::fs::create_dir(dir.join("43.deps")).unwrap();
+    let read = dir.clone();
+    let count = within_10s("reading a store with a FIFO", move || {
+        async_lockdep::RunStore::open(&read).map(|s| s.dependency_count())
+    });
+    assert_eq!(count.unwrap(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_damaged_line_costs_only_itself() {
+    if fixture().is_some() {
+        return;
+    }
+    let dir = scratch_dir("damaged-line");
+    let text = format!(
+        "async-lockdep-store 1 51\n{}D\tdamaged\n\u{0}\u{1}\u{2}\n{}",
+        store_line("robust-damaged-a", "robust-damaged-b", "t"),
+        store_line("robust-damaged-b", "robust-damaged-a", "u"),
+    );
+    std::fs::write(dir.join("51.deps"), text).unwrap();
+    let store = async_lockdep::RunStore::open(&dir).unwrap();
+    assert_eq!(store.dependency_count(), 2);
+    let cycles = store.cycles();
+    assert_eq!(common::kinds(&cycles), [ReportKind::CircularDependency]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+const SAME_PID_RUN: &str = "robust-same-pid";
+
+/// Fixture: a file `<own pid>.deps` left by an earlier process with this
+/// id holds `b -> a`; this test takes `a` then `b`: its guard must find the
+/// cycle through the earlier process's file.
+#[test]
+fn fixture_same_pid_file() {
+    if fixture().as_deref() != Some("same-pid") {
+        return;
+    }
+    let base = std::env::var("ASYNC_LOCKDEP_DIR").expect("a store directory");
+    let dir = std::path::Path::new(&base).join(SAME_PID_RUN);
+    std::fs::create_dir_all(&dir).unwrap();
+    let pid = std::process::id();
+    std::fs::write(
+        dir.join(format!("{pid}.deps")),
+        format!(
+            "async-lockdep-store 1 {pid}\n{}",
+            store_line("robust-pid-b", "robust-pid-a", "earlier_test")
+        ),
+    )
+    .unwrap();
+    let _lockdep = async_lockdep::test_guard();
+    runtime().block_on(async {
+        let a = Mutex::with_class("robust-pid-a", ());
+        let b = Mutex::with_class("robust-pid-b", ());
+        let _a = a.lock().await;
+        let _b = b.lock().await;
+    });
+}
+
+#[test]
+fn a_file_of_an_earlier_process_with_the_same_id_is_read() {
+    if fixture().is_some() {
+        return;
+    }
+    let base = scratch_dir("same-pid");
+    let output = common::test_binary(
+        &["fixture_same_pid_file", "--exact"],
+        &[
+            (FIXTURE_ENV, Some("same-pid")),
+            ("ASYNC_LOCKDEP_DIR", base.to_str()),
+            ("NEXTEST_RUN_ID", Some(SAME_PID_RUN)),
+        ],
+    )
+    .output()
+    .expect("run the test binary");
+    let outcome = common::Outcome::of(output);
+    let text = &outcome.output;
+    assert!(outcome.failed("fixture_same_pid_file"), "{text}");
+    assert_eq!(text.matches(CYCLE_TITLE).count(), 1, "{text}");
+    assert!(
+        text.contains("`robust-pid-a`") && text.contains("`robust-pid-b`"),
+        "{text}"
+    );
+    assert!(text.contains("earlier_test"), "{text}");
+    // This process wrote a file of its own next to the earlier one.
+    assert_eq!(files_under(&base.join(SAME_PID_RUN)), 2, "{text}");
+    let _ = std::fs::remove_dir_all(&base);
+}
