@@ -461,3 +461,55 @@ fn a_file_of_an_earlier_process_with_the_same_id_is_read() {
     assert_eq!(files_under(&base.join(SAME_PID_RUN)), 2, "{text}");
     let _ = std::fs::remove_dir_all(&base);
 }
+
+// ---------------------------------------------------------------------------
+// Many locks of one class held at once.
+
+/// Locks made on one line, one class: a shard table.
+fn shards(n: usize) -> Vec<Mutex<u32>> {
+    (0..n).map(|_| Mutex::new(0)).collect()
+}
+
+#[test]
+fn holding_4000_locks_of_one_class_records_a_linear_instance_order() {
+    if fixture().is_some() || common::own_process() {
+        return;
+    }
+    let detector = Detector::new();
+    assert!(detector.enable());
+    const N: usize = 4_000;
+    let before = detector.status().instance_orders;
+    let table = shards(N);
+    runtime().block_on(async {
+        let mut guards = Vec::with_capacity(N);
+        for shard in &table {
+            guards.push(shard.lock().await);
+        }
+        for guard in &mut guards {
+            **guard += 1;
+        }
+    });
+    let status = detector.status();
+    assert_eq!(status.instance_orders - before, N - 1, "{status:?}");
+    assert!(!status.overflowed, "{status:?}");
+    // Once more in the same order: nothing new, nothing reported.
+    runtime().block_on(async {
+        let mut guards = Vec::with_capacity(N);
+        for shard in &table {
+            guards.push(shard.lock().await);
+        }
+    });
+    assert_eq!(detector.status().instance_orders - before, N - 1);
+    assert!(detector.reports().is_empty(), "{:#?}", detector.reports());
+    // The last and the first in the other order close a cycle through the
+    // chain, shown by its ends: the closing link, then the chain's first
+    // two and last two.
+    runtime().block_on(async {
+        let _last = table[N - 1].lock().await;
+        let _first = table[0].lock().await;
+    });
+    let reports = detector.reports();
+    assert_eq!(common::kinds(&reports), [ReportKind::RecursiveLocking]);
+    assert_eq!(reports[0].dependencies.len(), 5, "{}", reports[0]);
+    assert!(reports[0].to_string().len() < 10_000, "{}", reports[0]);
+}

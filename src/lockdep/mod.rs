@@ -365,6 +365,11 @@ impl Engine {
         lock_ignoring_poison(&self.graph).edge_count()
     }
 
+    /// Orders recorded between instances of one class (same-class nesting).
+    pub(crate) fn instance_order_count(&self) -> usize {
+        lock_ignoring_poison(&self.instances).len()
+    }
+
     fn current_spans(&self) -> Vec<String> {
         context::entered_spans()
     }
