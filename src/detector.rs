@@ -180,6 +180,7 @@ impl Detector {
             overflowed: engine.overflowed(),
             cached_chains: engine.cached_chains(),
             chain_cache_full: engine.chain_cache_full(),
+            instance_orders: engine.instance_order_count(),
         }
     }
 
@@ -248,6 +249,10 @@ pub struct Status {
     /// largest size): chains not cached are validated again each time,
     /// which is slower, never wrong.
     pub chain_cache_full: bool,
+    /// Orders recorded between instances of one class nested in each other
+    /// (one per instance taken after another of its class, so a task
+    /// holding n locks of one class adds n - 1).
+    pub instance_orders: usize,
 }
 
 /// Configures the engine, for a program ([`DetectorBuilder::build`]) or for
@@ -570,7 +575,7 @@ impl Drop for TestGuard {
         let text = self.failure(&reports, dropped);
         if std::thread::panicking() {
             // The test fails anyway; show why it may have hung or failed.
-            eprintln!("{text}");
+            lockdep::publish::to_stderr(&format!("{text}\n"));
         } else {
             panic!("{text}");
         }

@@ -12,9 +12,15 @@
 //! `S` is held by the code running inside `S` (its callees included), not by
 //! a sibling future in another span of the same task; when `S` closes while
 //! the guard lives, the hold passes to `S`'s parent.
+//!
+//! A subscriber with the layer added twice works as with one: the outermost
+//! copy (the one `Dispatch::downcast_ref` finds first, as tracing-error's
+//! `ErrorLayer` is found) does the work, the others are inert.
 
+use std::any::TypeId;
 use std::fmt::{self, Write as _};
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tracing_core::dispatcher::Dispatch;
@@ -33,15 +39,30 @@ use tracing_subscriber::registry::LookupSpan;
 /// `message` (the rendered report), `kind`, `classes` and `sites`. It holds
 /// no state of its own: every layer reports to the one engine.
 pub struct DetectorLayer<S> {
+    copy: LayerCopy,
+    /// Another copy of the layer is outermost in this layer's subscriber:
+    /// this one does nothing.
+    inert: AtomicBool,
     _subscriber: PhantomData<fn(S)>,
 }
 
+/// Which copy of the layer this is, process-wide; found in a subscriber
+/// through `downcast_raw`, which returns the outermost copy.
+struct LayerCopy(u64);
+
 impl<S> DetectorLayer<S> {
     pub(crate) fn new() -> DetectorLayer<S> {
+        static COPIES: AtomicU64 = AtomicU64::new(0);
         crate::lockdep::emit::register_callsites();
         DetectorLayer {
+            copy: LayerCopy(COPIES.fetch_add(1, Ordering::Relaxed)),
+            inert: AtomicBool::new(false),
             _subscriber: PhantomData,
         }
+    }
+
+    fn inert(&self) -> bool {
+        self.inert.load(Ordering::Relaxed)
     }
 }
 
@@ -90,12 +111,27 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_register_dispatch(&self, dispatch: &Dispatch) {
+        let outermost = dispatch.downcast_ref::<LayerCopy>();
+        if outermost.is_some_and(|copy| copy.0 != self.copy.0) {
+            self.inert.store(true, Ordering::Relaxed);
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                crate::lockdep::publish::to_stderr(
+                    "async-lockdep: warning: the detector's layer was added twice to one \
+                     subscriber; the second copy does nothing\n",
+                );
+            });
+            return;
+        }
         if crate::lockdep::enable() {
             crate::lockdep::ENGINE.add_dispatch(dispatch);
         }
     }
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if self.inert() {
+            return;
+        }
         let mut label = SpanLabel {
             serial: crate::lockdep::context::new_span_serial(),
             name: attrs.metadata().name(),
@@ -105,11 +141,18 @@ where
         attrs.record(&mut FieldWriter(&mut label.fields));
         label.relabel();
         if let Some(span) = ctx.span(id) {
-            span.extensions_mut().insert(label);
+            let mut extensions = span.extensions_mut();
+            // Labelled already: by another copy that was not told it is one.
+            if extensions.get_mut::<SpanLabel>().is_none() {
+                extensions.insert(label);
+            }
         }
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        if self.inert() {
+            return;
+        }
         if let Some(span) = ctx.span(id) {
             let mut extensions = span.extensions_mut();
             if let Some(label) = extensions.get_mut::<SpanLabel>() {
@@ -120,6 +163,9 @@ where
     }
 
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        if self.inert() {
+            return;
+        }
         let Some(span) = ctx.span(id) else { return };
         let (serial, label) = match span.extensions().get::<SpanLabel>() {
             Some(label) => (label.serial, Arc::clone(&label.label)),
@@ -129,10 +175,16 @@ where
     }
 
     fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
+        if self.inert() {
+            return;
+        }
         crate::lockdep::context::span_exited(id);
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        if self.inert() {
+            return;
+        }
         let Some(engine) = crate::lockdep::engine() else {
             return;
         };
@@ -145,5 +197,17 @@ where
             .and_then(|p| p.extensions().get::<SpanLabel>().map(|l| l.serial))
             .unwrap_or(0);
         engine.span_closed(serial, parent);
+    }
+
+    /// Finds this layer as [`Layer`]'s default does, and its [`LayerCopy`]
+    /// (which subscribers search outermost first).
+    unsafe fn downcast_raw(&self, id: TypeId) -> Option<*const ()> {
+        if id == TypeId::of::<Self>() {
+            Some(self as *const Self as *const ())
+        } else if id == TypeId::of::<LayerCopy>() {
+            Some(&self.copy as *const LayerCopy as *const ())
+        } else {
+            None
+        }
     }
 }

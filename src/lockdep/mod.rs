@@ -216,10 +216,9 @@ impl Engine {
             overflow_announced: AtomicBool::new(false),
             panic_on_report: AtomicBool::new(false),
             panic_on_deadlock: AtomicBool::new(false),
-            print_reports: AtomicBool::new(!matches!(
-                std::env::var("ASYNC_LOCKDEP_PRINT").as_deref(),
-                Ok("0" | "false" | "off" | "no")
-            )),
+            print_reports: AtomicBool::new(
+                switch::env_flag("ASYNC_LOCKDEP_PRINT", "reports are printed").unwrap_or(true),
+            ),
             waits: Waits::default(),
             dispatches: Mutex::new(Vec::new()),
             tests: Mutex::new(Tests::default()),
@@ -376,6 +375,11 @@ impl Engine {
 
     pub(crate) fn dependency_count(&self) -> usize {
         lock_ignoring_poison(&self.graph).edge_count()
+    }
+
+    /// Orders recorded between instances of one class (same-class nesting).
+    pub(crate) fn instance_order_count(&self) -> usize {
+        lock_ignoring_poison(&self.instances).len()
     }
 
     fn current_spans(&self) -> Vec<String> {

@@ -61,16 +61,13 @@ fn on_our_thread() -> bool {
     )
 }
 
-/// Prints `text` to stderr: through the test's output capture on the
-/// caller's threads, past it on the detector's own threads (which inherited
-/// the capture of the test that started them, and may outlive it).
-pub(super) fn print_past_capture_on_our_threads(text: &str) {
-    if on_our_thread() {
-        use std::io::Write as _;
-        let _ = write!(std::io::stderr(), "{text}");
-    } else {
-        eprint!("{text}");
-    }
+/// Writes `text` to stderr, ignoring failure: a full disk, a closed pipe or
+/// a closed stderr loses the text, never panics (`eprint!` would, inside
+/// the user's `lock()`). Written past libtest's output capture, which only
+/// `eprint!` can reach.
+pub(crate) fn to_stderr(text: &str) {
+    use std::io::Write as _;
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 impl Engine {
@@ -236,7 +233,7 @@ impl Engine {
             } else {
                 ""
             };
-            print_past_capture_on_our_threads(&format!("\n{text}{note}"));
+            to_stderr(&format!("\n{text}{note}"));
         }
         if print {
             // Shown by the guard when the test ends; printed anyway if it
@@ -326,7 +323,7 @@ impl Engine {
     /// the layer, and to stderr.
     pub(crate) fn log_error(&self, message: &str) {
         if self.print_reports.load(Ordering::Relaxed) {
-            eprintln!("{message}");
+            to_stderr(&format!("{message}\n"));
         }
         let dispatches: Vec<Dispatch> = lock_ignoring_poison(&self.dispatches)
             .iter()

@@ -332,7 +332,13 @@ impl Engine {
         let mut now = Vec::new();
         let mut provisional = Vec::new();
         let mut cacheable = slow.same.is_none() && slow.pool.is_none();
-        for held in &slow.held {
+        // Of the other instances of the wanted class held, only the last one
+        // taken orders the wanted one: each earlier one already precedes it
+        // through the orders recorded when the later ones were taken.
+        let last_of_class = slow.held.iter().rposition(|held| {
+            held.lock.class == want.lock.class && held.lock.instance != want.lock.instance
+        });
+        for (i, held) in slow.held.iter().enumerate() {
             if held.lock.instance == want.lock.instance {
                 cacheable = false;
                 continue;
@@ -346,6 +352,9 @@ impl Engine {
                 // Judged by instance order, which a chain of classes does not
                 // show: never cached.
                 cacheable = false;
+                if Some(i) != last_of_class {
+                    continue;
+                }
             }
             let dependency = Provisional {
                 from: held.lock,
@@ -637,8 +646,14 @@ fn cycle_report(
 /// nested in one fixed order (two fields of a struct, parent then child) are
 /// fine; nested in orders that form a cycle they can deadlock.
 ///
-/// Bounded: past `MAX_INSTANCES` instances nothing new is recorded (no
-/// report rather than a wrong one).
+/// Linear: a context holding instances `x1, ..., xn` of one class records
+/// only `x(i) -> x(i+1)`, each wanted instance after the last one held
+/// (`Engine::record`); `x1` precedes `xn` through the chain, so the same
+/// cycles are found as with every pair, from n - 1 orders instead of n²/2.
+/// A cycle shows a long run of orders one context recorded by its ends.
+///
+/// Bounded: past `MAX_INSTANCES` instances or `MAX_INSTANCE_ORDERS` orders
+/// nothing new is recorded (no report rather than a wrong one).
 #[derive(Default)]
 pub(crate) struct InstanceOrder {
     nodes: rustc_hash::FxHashMap<u64, crate::graph::Node>,
@@ -646,11 +661,17 @@ pub(crate) struct InstanceOrder {
 }
 
 const MAX_INSTANCES: usize = 65_536;
+const MAX_INSTANCE_ORDERS: usize = 1 << 20;
 
 impl InstanceOrder {
     /// Whether no new instance can be recorded.
     fn full(&self) -> bool {
-        self.nodes.len() >= MAX_INSTANCES
+        self.nodes.len() >= MAX_INSTANCES || self.graph.edge_count() >= MAX_INSTANCE_ORDERS
+    }
+
+    /// How many orders between instances are recorded.
+    pub(crate) fn len(&self) -> usize {
+        self.graph.edge_count()
     }
 
     fn node(&mut self, instance: u64) -> Option<crate::graph::Node> {
@@ -671,6 +692,9 @@ impl InstanceOrder {
         let (Some(a), Some(b)) = (self.node(from), self.node(to)) else {
             return None;
         };
+        if self.graph.edge_count() >= MAX_INSTANCE_ORDERS && self.graph.edge(a, b).is_none() {
+            return None;
+        }
         let mut info = Some(info);
         match self
             .graph
@@ -679,16 +703,36 @@ impl InstanceOrder {
             Insert::Cycle(path) => {
                 let mut edges: Vec<DependencyInfo> =
                     self.graph.edge(a, b).cloned().into_iter().collect();
-                for pair in path.windows(2) {
-                    if let Some(edge) = self.graph.edge(pair[0], pair[1]) {
-                        edges.push(edge.clone());
-                    }
-                }
+                let path: Vec<&DependencyInfo> = path
+                    .windows(2)
+                    .filter_map(|pair| self.graph.edge(pair[0], pair[1]))
+                    .collect();
+                edges.extend(shorten_runs(&path).into_iter().cloned());
                 Some(edges)
             }
             Insert::New | Insert::Known => None,
         }
     }
+}
+
+/// The longest run of orders one context recorded that a cycle shows whole.
+const MAX_RUN_SHOWN: usize = 8;
+
+/// The links of a cycle's path, each run of more than [`MAX_RUN_SHOWN`]
+/// orders recorded by one context (the chain of a task holding many
+/// instances) cut to its first and last two: every link shown was recorded,
+/// and a report through 4 000 held instances stays a few lines long.
+fn shorten_runs<'a>(path: &[&'a DependencyInfo]) -> Vec<&'a DependencyInfo> {
+    let mut shown = Vec::new();
+    for run in path.chunk_by(|a, b| a.context == b.context) {
+        if run.len() > MAX_RUN_SHOWN {
+            shown.extend_from_slice(&run[..2]);
+            shown.extend_from_slice(&run[run.len() - 2..]);
+        } else {
+            shown.extend_from_slice(run);
+        }
+    }
+    shown
 }
 
 /// A possible self-deadlock of a wait, until it is decided (`Engine::defer`).

@@ -199,8 +199,9 @@ pub struct RunStore {
 }
 
 impl RunStore {
-    /// Reads every process's file in the run directory `dir`. A damaged or
-    /// foreign file is skipped with a warning on stderr.
+    /// Reads every process's file in the run directory `dir`. A foreign or
+    /// non-regular file, and a damaged line, is skipped with a warning on
+    /// stderr.
     ///
     /// # Errors
     ///

@@ -1,6 +1,7 @@
 //! The store's file format: one line per dependency, tab-separated fields
 //! with escapes, classes by a stable identity (explicit name, or kind and
-//! creation site), so processes of one run agree on them.
+//! creation site), so processes of one run agree on them. Read back line by
+//! line, each line bounded, so that a damaged line costs only itself.
 
 use super::*;
 
@@ -211,4 +212,97 @@ impl StoredDependency {
             written,
         })
     }
+}
+
+/// The longest line read: longer ones are damaged (a record is a few
+/// hundred bytes), and skipped without being kept in memory.
+pub(crate) const MAX_LINE_BYTES: usize = 64 * 1024;
+
+/// What a store file holds: its records, and how many lines were damaged.
+#[derive(Debug, Default)]
+pub(crate) struct Parsed {
+    pub(crate) records: Vec<StoredDependency>,
+    pub(crate) damaged: usize,
+}
+
+/// One line read by [`read_line`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Line {
+    /// Ended by `\n`; in the buffer, without it.
+    Whole,
+    /// Ended by `\n`, longer than [`MAX_LINE_BYTES`]: not kept.
+    TooLong,
+    /// Cut by the end of the input: still being written.
+    Unfinished,
+}
+
+/// Reads the next line of `input` into `line` (cleared first), keeping at
+/// most [`MAX_LINE_BYTES`] of it; `None` at the end of the input.
+pub(crate) fn read_line(
+    input: &mut impl std::io::BufRead,
+    line: &mut Vec<u8>,
+) -> std::io::Result<Option<Line>> {
+    line.clear();
+    let mut too_long = false;
+    let mut any = false;
+    loop {
+        let buf = match input.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Ok(any.then_some(Line::Unfinished));
+        }
+        any = true;
+        let end = buf.iter().position(|&b| b == b'\n');
+        let chunk = &buf[..end.unwrap_or(buf.len())];
+        if !too_long {
+            if line.len() + chunk.len() > MAX_LINE_BYTES {
+                too_long = true;
+                line.clear();
+            } else {
+                line.extend_from_slice(chunk);
+            }
+        }
+        let used = chunk.len() + usize::from(end.is_some());
+        input.consume(used);
+        if end.is_some() {
+            return Ok(Some(if too_long { Line::TooLong } else { Line::Whole }));
+        }
+    }
+}
+
+/// The records of a store file written by process `pid`: its header line,
+/// then one record per line. A damaged line (not UTF-8, too long, not a
+/// record) is counted and skipped; a last line without its `\n` is still
+/// being written and is ignored; a file without the header is not a store
+/// file. A read error ends the file there.
+pub(crate) fn read_records(
+    mut input: impl std::io::BufRead,
+    pid: u32,
+) -> Result<Parsed, &'static str> {
+    let mut line = Vec::new();
+    match read_line(&mut input, &mut line) {
+        Ok(Some(Line::Whole)) if line.starts_with(HEADER.as_bytes()) => {}
+        Ok(_) => return Err("no async-lockdep store header"),
+        Err(_) => return Err("cannot read it"),
+    }
+    let mut parsed = Parsed::default();
+    while let Ok(Some(kind)) = read_line(&mut input, &mut line) {
+        match kind {
+            Line::Whole => {
+                let record = std::str::from_utf8(&line)
+                    .ok()
+                    .and_then(|text| StoredDependency::from_line(text, pid));
+                match record {
+                    Some(record) => parsed.records.push(record),
+                    None => parsed.damaged += 1,
+                }
+            }
+            Line::TooLong => parsed.damaged += 1,
+            Line::Unfinished => break,
+        }
+    }
+    Ok(parsed)
 }

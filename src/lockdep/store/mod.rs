@@ -3,7 +3,7 @@
 //! `cargo nextest run` starts a process per test, and `cargo test` one per
 //! test binary, so one process sees only part of the suite. Each process
 //! appends the class dependencies it learns to a file of its own in the
-//! run's directory (one whole line per dependency, written with one
+//! run's directory (`<pid>-<start>.deps`) (one whole line per dependency, written with one
 //! `write_all` on a file opened for appending), and reads the other
 //! processes' files when a test ends, to find cycles through that test's
 //! dependencies. Classes are named by a stable identity (kind, nesting
@@ -59,11 +59,17 @@ pub(crate) fn store() -> Option<&'static Store> {
     }
     STORE
         .get_or_init(|| {
-            run_dir().map(|dir| Store {
-                dir,
-                pid: std::process::id(),
-                file: Mutex::new(None),
-                failed: AtomicBool::new(false),
+            run_dir().map(|dir| {
+                let pid = std::process::id();
+                Store {
+                    dir,
+                    pid,
+                    // The start of this process's use of the store tells its
+                    // file from one an earlier process with the same id left.
+                    name: format!("{pid}-{:x}.deps", now_nanos()),
+                    file: Mutex::new(None),
+                    failed: AtomicBool::new(false),
+                }
             })
         })
         .as_ref()
@@ -75,10 +81,9 @@ fn env_set(name: &str) -> Option<String> {
 
 /// The directory of this run's store, if one is configured.
 fn run_dir() -> Option<PathBuf> {
-    if matches!(
-        env_set("ASYNC_LOCKDEP_STORE").as_deref().map(str::trim),
-        Some("0" | "false" | "off" | "no")
-    ) {
+    if super::switch::env_flag("ASYNC_LOCKDEP_STORE", "the store is used if configured")
+        == Some(false)
+    {
         return None;
     }
     let run = env_set("NEXTEST_RUN_ID");
@@ -147,6 +152,8 @@ pub(crate) fn now_nanos() -> u64 {
 pub(crate) struct Store {
     pub(crate) dir: PathBuf,
     pid: u32,
+    /// This process's file name in `dir`: `<pid>-<start in hex>.deps`.
+    name: String,
     /// This process's file, opened at the first write.
     file: Mutex<Option<File>>,
     /// Set after a write failed (announced once; nothing more is written).
@@ -164,7 +171,7 @@ impl Store {
         let result = (|| -> std::io::Result<()> {
             if file.is_none() {
                 fs::create_dir_all(&self.dir)?;
-                let path = self.dir.join(format!("{}.deps", self.pid));
+                let path = self.dir.join(&self.name);
                 let mut new = OpenOptions::new().create(true).append(true).open(path)?;
                 if new.metadata()?.len() == 0 {
                     new.write_all(format!("{HEADER} {}\n", self.pid).as_bytes())?;
@@ -179,25 +186,44 @@ impl Store {
         drop(file);
         if let Err(error) = result {
             if !self.failed.swap(true, Ordering::Relaxed) {
-                eprintln!(
+                super::publish::to_stderr(&format!(
                     "async-lockdep: cannot write the run's store in {}: {error}; \
-                     dependencies of this process are not shared with other test processes",
+                     dependencies of this process are not shared with other test processes\n",
                     self.dir.display()
-                );
+                ));
             }
         }
     }
 
-    /// Every record other processes wrote so far.
+    /// Every record other processes wrote so far (an earlier process with
+    /// this process's id included: only this process's own file is left).
     pub(crate) fn load_others(&self) -> Vec<StoredDependency> {
-        load_dir(&self.dir, Some(self.pid))
+        load_dir(&self.dir, Some(&self.name))
     }
 }
 
-/// Every record in the store directory `dir`, except the files of process
-/// `skip`. A damaged or foreign file is skipped with one warning (per file
-/// and process); a last line still being written is ignored.
-pub(crate) fn load_dir(dir: &Path, skip: Option<u32>) -> Vec<StoredDependency> {
+/// The process id in a store file's name: `<pid>.deps` (written before
+/// names carried the start) or `<pid>-<start in hex>.deps`.
+fn pid_of_file_name(name: &str) -> Option<u32> {
+    let stem = name.strip_suffix(".deps")?;
+    let pid = match stem.split_once('-') {
+        Some((pid, start)) => {
+            if start.is_empty() || !start.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
+            pid
+        }
+        None => stem,
+    };
+    pid.parse().ok()
+}
+
+/// Every record in the store directory `dir`, except the file named
+/// `skip`. Only regular files are opened (a FIFO or a directory is skipped
+/// without blocking); a foreign file is skipped, and a damaged line of a
+/// store file, each with one warning (per file and process); a last line
+/// still being written is ignored.
+pub(crate) fn load_dir(dir: &Path, skip: Option<&str>) -> Vec<StoredDependency> {
     let Ok(entries) = fs::read_dir(dir) else {
         return Vec::new();
     };
@@ -205,54 +231,58 @@ pub(crate) fn load_dir(dir: &Path, skip: Option<u32>) -> Vec<StoredDependency> {
     paths.sort();
     let mut records = Vec::new();
     for path in paths {
-        let Some(pid) = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".deps"))
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            warn_once(&path, "not a store file");
-            continue;
-        };
-        if Some(pid) == skip {
+        let name = path.file_name().and_then(|n| n.to_str());
+        if name.is_some() && name == skip {
             continue;
         }
+        let skipping =
+            |reason: &str| format!("skipping {} in the run's store: {reason}", path.display());
+        let Some(pid) = name.and_then(pid_of_file_name) else {
+            warn_once(&path, || skipping("not a store file"));
+            continue;
+        };
         match read_file(&path, pid) {
-            Ok(mut read) => records.append(&mut read),
-            Err(reason) => warn_once(&path, reason),
+            Ok(read) => {
+                records.extend(read.records);
+                if read.damaged > 0 {
+                    warn_once(&path, || {
+                        format!(
+                            "skipping {} damaged line(s) of {} in the run's store (its other \
+                             lines are read)",
+                            read.damaged,
+                            path.display()
+                        )
+                    });
+                }
+            }
+            Err(reason) => warn_once(&path, || skipping(reason)),
         }
     }
     records
 }
 
-fn read_file(path: &Path, pid: u32) -> Result<Vec<StoredDependency>, &'static str> {
-    let bytes = fs::read(path).map_err(|_| "cannot read it")?;
-    let text = String::from_utf8(bytes).map_err(|_| "not UTF-8")?;
-    let mut lines = text.split_inclusive('\n');
-    match lines.next() {
-        Some(first) if first.starts_with(HEADER) && first.ends_with('\n') => {}
-        _ => return Err("no async-lockdep store header"),
+/// The records of the store file at `path`, if it is a regular file (the
+/// type is checked before opening, so that a FIFO never blocks, and again
+/// on the file opened).
+fn read_file(path: &Path, pid: u32) -> Result<format::Parsed, &'static str> {
+    let regular = |metadata: std::io::Result<fs::Metadata>| metadata.is_ok_and(|m| m.is_file());
+    if !regular(fs::metadata(path)) {
+        return Err("not a regular file");
     }
-    let mut records = Vec::new();
-    for line in lines {
-        let Some(line) = line.strip_suffix('\n') else {
-            break; // still being written
-        };
-        records.push(StoredDependency::from_line(line, pid).ok_or("a damaged line")?);
+    let file = File::open(path).map_err(|_| "cannot read it")?;
+    if !regular(file.metadata()) {
+        return Err("not a regular file");
     }
-    Ok(records)
+    format::read_records(std::io::BufReader::new(file), pid)
 }
 
-fn warn_once(path: &Path, reason: &str) {
+fn warn_once(path: &Path, message: impl FnOnce() -> String) {
     static WARNED: Mutex<Option<FxHashSet<PathBuf>>> = Mutex::new(None);
     let first = lock_ignoring_poison(&WARNED)
         .get_or_insert_with(FxHashSet::default)
         .insert(path.to_path_buf());
     if first {
-        eprintln!(
-            "async-lockdep: warning: skipping {} in the run's store: {reason}",
-            path.display()
-        );
+        super::publish::to_stderr(&format!("async-lockdep: warning: {}\n", message()));
     }
 }
 
@@ -301,6 +331,7 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read as _;
 
     #[test]
     fn records_round_trip_through_a_line_with_odd_text() {
@@ -334,5 +365,115 @@ mod tests {
             StoredDependency::from_line("D\tgarbage", 7).map(|r| r.pid),
             None
         );
+    }
+
+    /// A store file: the header, then `lines`.
+    fn file_of(lines: &[&[u8]]) -> Vec<u8> {
+        let mut bytes = format!("{HEADER} 7\n").into_bytes();
+        for line in lines {
+            bytes.extend_from_slice(line);
+        }
+        bytes
+    }
+
+    fn a_line(name: &str) -> String {
+        format!("D\t1\t0\t{name}\tsrc/a.rs:1:1\t1\t0\tother\tsrc/b.rs:2:2\t1\tsrc/a.rs:3:3\t1\tsrc/b.rs:4:4\ttest\t\t5\n")
+    }
+
+    #[test]
+    fn only_damaged_lines_are_skipped() {
+        let (first, second) = (a_line("first"), a_line("second"));
+        let long = vec![b'x'; format::MAX_LINE_BYTES + 10];
+        let bytes = file_of(&[
+            first.as_bytes(),
+            b"D\tgarbage\n",
+            b"\xff\xfe not UTF-8\n",
+            &long,
+            b"\n",
+            second.as_bytes(),
+            b"D\tstill being wri",
+        ]);
+        let parsed = format::read_records(&bytes[..], 7).unwrap();
+        let names: Vec<_> = parsed.records.iter().map(|r| r.from.name.clone()).collect();
+        assert_eq!(names, ["first", "second"]);
+        assert_eq!(parsed.damaged, 3);
+        assert!(format::read_records(&b"no header\n"[..], 7).is_err());
+        assert!(format::read_records(&b""[..], 7).is_err());
+    }
+
+    #[test]
+    fn a_long_line_is_not_kept() {
+        let mut input =
+            std::io::BufReader::with_capacity(1024, std::io::repeat(b'x').take(1 << 22));
+        let mut line = Vec::new();
+        let kind = format::read_line(&mut input, &mut line).unwrap();
+        assert_eq!(kind, Some(format::Line::Unfinished));
+        assert!(
+            line.capacity() <= 2 * format::MAX_LINE_BYTES,
+            "{}",
+            line.capacity()
+        );
+    }
+
+    #[test]
+    fn file_names_give_the_process() {
+        assert_eq!(pid_of_file_name("12.deps"), Some(12));
+        assert_eq!(pid_of_file_name("12-18f3a.deps"), Some(12));
+        assert_eq!(pid_of_file_name("12-.deps"), None);
+        assert_eq!(pid_of_file_name("12-zz.deps"), None);
+        assert_eq!(pid_of_file_name("x.deps"), None);
+        assert_eq!(pid_of_file_name("12.txt"), None);
+    }
+
+    use proptest::prelude::*;
+
+    /// Bytes near the format: valid lines, their pieces, and noise.
+    fn store_bytes() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            Just(a_line("x").into_bytes()),
+            Just(b"\t".to_vec()),
+            Just(b"\n".to_vec()),
+            Just(b"\\".to_vec()),
+            Just(b"D".to_vec()),
+            Just(HEADER.as_bytes().to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..64),
+            Just(vec![0x1f]),
+        ];
+        (any::<bool>(), proptest::collection::vec(piece, 0..48)).prop_map(|(header, pieces)| {
+            let mut bytes = if header {
+                format!("{HEADER} 3\n").into_bytes()
+            } else {
+                Vec::new()
+            };
+            pieces.into_iter().for_each(|p| bytes.extend(p));
+            bytes
+        })
+    }
+
+    proptest! {
+        // `PROPTEST_CASES=<n>` runs it longer.
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any bytes: no panic, at most one record or damaged line per
+        /// line, and each record smaller than its line.
+        #[test]
+        fn any_bytes_parse_without_panic(bytes in prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..4096),
+            store_bytes(),
+        ]) {
+            let lines = bytes.iter().filter(|&&b| b == b'\n').count();
+            if let Ok(parsed) = format::read_records(&bytes[..], 3) {
+                prop_assert!(parsed.records.len() + parsed.damaged < lines.max(1));
+                for record in &parsed.records {
+                    prop_assert!(record.from.name.len() + record.to.name.len() <= bytes.len());
+                    prop_assert!(record.spans.len() <= bytes.len());
+                }
+            }
+            for line in bytes.split(|&b| b == b'\n') {
+                if let Ok(text) = std::str::from_utf8(line) {
+                    let _ = StoredDependency::from_line(text, 3);
+                }
+            }
+        }
     }
 }
