@@ -96,6 +96,12 @@ where
     }
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if crate::native::is_tokio_span(attrs.metadata()) {
+            // tokio's own spans (locks, acquisitions, task polls) are not
+            // the user's: no sub-context, not shown in reports.
+            crate::native::new_span(attrs, id, &ctx);
+            return;
+        }
         let mut label = SpanLabel {
             serial: crate::lockdep::context::new_span_serial(),
             name: attrs.metadata().name(),
@@ -123,13 +129,18 @@ where
         let Some(span) = ctx.span(id) else { return };
         let (serial, label) = match span.extensions().get::<SpanLabel>() {
             Some(label) => (label.serial, Arc::clone(&label.label)),
-            None => return,
+            None => return crate::native::entered(id, &ctx),
         };
         crate::lockdep::context::span_entered(id, serial, label);
     }
 
     fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
         crate::lockdep::context::span_exited(id);
+        crate::native::exited(id);
+    }
+
+    fn on_event(&self, event: &tracing_core::Event<'_>, ctx: Context<'_, S>) {
+        crate::native::event(event, &ctx);
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
