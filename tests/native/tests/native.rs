@@ -366,3 +366,29 @@ async fn a_wrapper_lock_is_counted_once_with_its_exact_lines() {
         (held_line, waited_line)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_lock_on_a_thread_against_a_task_is_reported() {
+    let lockdep = test_guard();
+    let la = line!() + 1;
+    let a = Arc::new(Mutex::new(()));
+    let lb = line!() + 1;
+    let b = Arc::new(Mutex::new(()));
+    let (a1, b1) = (a.clone(), b.clone());
+    std::thread::spawn(move || {
+        let _a = a1.blocking_lock();
+        let _b = b1.blocking_lock();
+    })
+    .join()
+    .unwrap();
+    let (a2, b2) = (a.clone(), b.clone());
+    tokio::spawn(async move {
+        let _b = b2.lock().await;
+        let _a = a2.lock().await;
+    })
+    .await
+    .unwrap();
+    let reports = lockdep.take_reports();
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    assert_eq!(class_lines(&reports[0]), [lb, la], "{}", reports[0]);
+}
