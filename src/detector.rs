@@ -101,6 +101,22 @@ impl Detector {
         DetectorLayer::new()
     }
 
+    /// Built with `--cfg tokio_unstable`: makes sure the layer sees tokio's
+    /// lock spans on every thread, by making a registry with the layer the
+    /// global default if there is none yet (a default set on this thread,
+    /// or a global one set earlier, is left alone: it must have the layer),
+    /// and says once if tokio's lock spans still do not reach the layer.
+    fn see_tokio_locks(&self) {
+        if !cfg!(tokio_unstable) {
+            return;
+        }
+        static GLOBAL: std::sync::Once = std::sync::Once::new();
+        GLOBAL.call_once(|| {
+            let _ = dispatcher::set_global_default(self.dispatch());
+        });
+        crate::native::check_instrumentation();
+    }
+
     /// A dispatcher made of a fresh registry and the layer.
     pub fn dispatch(&self) -> Dispatch {
         use tracing_subscriber::layer::SubscriberExt;
@@ -462,6 +478,7 @@ impl TestGuard {
                 created_at,
             };
         }
+        detector.see_tokio_locks();
         // One guard per test: a second one while the first is alive would
         // split the test's reports between them.
         let first = REGISTERED

@@ -132,6 +132,12 @@ where
         if self.inert() {
             return;
         }
+        if crate::native::is_tokio_span(attrs.metadata()) {
+            // tokio's own spans (locks, acquisitions, task polls) are not
+            // the user's: no sub-context, not shown in reports.
+            crate::native::new_span(attrs, id, &ctx);
+            return;
+        }
         let mut label = SpanLabel {
             serial: crate::lockdep::context::new_span_serial(),
             name: attrs.metadata().name(),
@@ -169,7 +175,7 @@ where
         let Some(span) = ctx.span(id) else { return };
         let (serial, label) = match span.extensions().get::<SpanLabel>() {
             Some(label) => (label.serial, Arc::clone(&label.label)),
-            None => return,
+            None => return crate::native::entered(id, &ctx),
         };
         crate::lockdep::context::span_entered(id, serial, label);
     }
@@ -179,6 +185,14 @@ where
             return;
         }
         crate::lockdep::context::span_exited(id);
+        crate::native::exited(id);
+    }
+
+    fn on_event(&self, event: &tracing_core::Event<'_>, ctx: Context<'_, S>) {
+        if self.inert() {
+            return;
+        }
+        crate::native::event(event, &ctx);
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {

@@ -90,6 +90,7 @@ mod executor;
 mod graph;
 mod layer;
 mod lockdep;
+mod native;
 mod report;
 pub mod sync;
 mod vocab;

@@ -45,8 +45,22 @@ impl Site {
     }
 }
 
+/// The site of an acquisition whose line is not known: a plain tokio lock
+/// seen through tokio's instrumentation, which gives no caller location.
+/// Shown as [`UNKNOWN_SITE_TEXT`], with no line.
+pub(crate) fn unknown_site() -> &'static Location<'static> {
+    static UNKNOWN: &Location<'static> = Location::caller();
+    UNKNOWN
+}
+
+/// How an unknown site reads in reports.
+pub(crate) const UNKNOWN_SITE_TEXT: &str = "<unknown line: a tokio lock>";
+
 impl From<&'static Location<'static>> for Site {
     fn from(location: &'static Location<'static>) -> Site {
+        if std::ptr::eq(location, unknown_site()) {
+            return Site::new(UNKNOWN_SITE_TEXT, 0, 0);
+        }
         Site {
             file: Cow::Borrowed(location.file()),
             line: location.line(),
@@ -57,6 +71,9 @@ impl From<&'static Location<'static>> for Site {
 
 impl fmt::Display for Site {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            return f.write_str(&self.file); // an unknown site
+        }
         write!(f, "{}:{}:{}", self.file, self.line, self.column)
     }
 }

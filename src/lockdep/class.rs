@@ -31,6 +31,9 @@ struct Table {
     classes: Vec<LockClass>,
     keys: Vec<Key>,
     index: FxHashMap<(Key, ClassKind, u8), ClassId>,
+    /// Source files of sites given as strings (tokio's instrumentation),
+    /// kept once each for the life of the process.
+    files: rustc_hash::FxHashSet<&'static str>,
 }
 
 fn table() -> MutexGuard<'static, Table> {
@@ -106,6 +109,38 @@ pub(crate) fn for_site_typed(
         Site::from(site),
         type_name,
     )
+}
+
+/// The class of a lock created at `file:line:column` given as strings (by
+/// tokio's instrumentation, which has no `Location` to give): the same class
+/// as a wrapper created at that site. Each file name is kept once.
+pub(crate) fn for_site_parts(file: &str, line: u32, column: u32, kind: ClassKind) -> ClassId {
+    #[cfg(not(feature = "detect"))]
+    {
+        let _ = (file, line, column, kind);
+        NO_CLASS
+    }
+    #[cfg(feature = "detect")]
+    {
+        let file: &'static str = {
+            let mut table = table();
+            match table.files.get(file) {
+                Some(&kept) => kept,
+                None => {
+                    let kept: &'static str = Box::leak(file.to_owned().into_boxed_str());
+                    table.files.insert(kept);
+                    kept
+                }
+            }
+        };
+        intern(
+            Key::Site(file, line, column),
+            kind,
+            0,
+            Site::new(file, line, column),
+            None,
+        )
+    }
 }
 
 /// The class of a lock (a work queue) created at `site` with no explicit
@@ -228,7 +263,11 @@ pub(crate) fn kind_of(id: ClassId) -> ClassKind {
 /// The class of a lock, shown with where this instance was created.
 pub(crate) fn describe_instance(class: ClassId, created: &'static Location<'static>) -> LockClass {
     let mut described = describe(class);
-    described.created_at = created.into();
+    // A lock seen through tokio's instrumentation has no `Location`: its
+    // class keeps where it was created.
+    if !std::ptr::eq(created, crate::vocab::unknown_site()) {
+        described.created_at = created.into();
+    }
     described
 }
 

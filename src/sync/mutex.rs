@@ -123,6 +123,7 @@ impl<T> Mutex<T> {
             ClassKind::Mutex,
             Some(std::any::type_name::<Mutex<T>>()),
         );
+        let _ours = crate::native::Ours::making();
         Mutex {
             meta: LockMeta::new(class),
             inner: tokio::sync::Mutex::new(value),
@@ -138,6 +139,7 @@ impl<T> Mutex<T> {
     #[track_caller]
     pub fn with_class(name: impl Into<std::borrow::Cow<'static, str>>, value: T) -> Mutex<T> {
         let class = class::named(name, ClassKind::Mutex, Location::caller());
+        let _ours = crate::native::Ours::making();
         Mutex {
             meta: LockMeta::new(class),
             inner: tokio::sync::Mutex::new(value),

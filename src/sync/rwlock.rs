@@ -186,6 +186,7 @@ impl<T> RwLock<T> {
             ClassKind::RwLock,
             Some(std::any::type_name::<RwLock<T>>()),
         );
+        let _ours = crate::native::Ours::making();
         RwLock::from_parts(class, tokio::sync::RwLock::new(value))
     }
 
@@ -193,6 +194,7 @@ impl<T> RwLock<T> {
     #[track_caller]
     pub fn with_class(name: impl Into<std::borrow::Cow<'static, str>>, value: T) -> RwLock<T> {
         let class = class::named(name, ClassKind::RwLock, Location::caller());
+        let _ours = crate::native::Ours::making();
         RwLock::from_parts(class, tokio::sync::RwLock::new(value))
     }
 
@@ -208,6 +210,7 @@ impl<T> RwLock<T> {
             ClassKind::RwLock,
             Some(std::any::type_name::<RwLock<T>>()),
         );
+        let _ours = crate::native::Ours::making();
         let mut lock = RwLock::from_parts(
             class,
             tokio::sync::RwLock::with_max_readers(value, max_reads),

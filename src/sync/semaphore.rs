@@ -163,6 +163,7 @@ impl Semaphore {
 
     #[track_caller]
     fn from_parts(class: crate::vocab::ClassId, permits: usize) -> Semaphore {
+        let _ours = crate::native::Ours::making();
         Semaphore {
             meta: LockMeta::new(class),
             inner: tokio::sync::Semaphore::new(permits),
