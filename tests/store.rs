@@ -97,6 +97,15 @@ async fn fixture_half_journal_then_inode() {
     linger(&mode).await;
 }
 
+/// Both halves in one process: the cycle is reported there.
+#[tokio::test]
+async fn fixture_both_halves() {
+    let Some(_mode) = fixture() else { return };
+    let _lockdep = test_guard();
+    nest("store-inode", "store-journal").await;
+    nest("store-journal", "store-inode").await;
+}
+
 /// In mode "linger", the test goes on for a while after its half, so both
 /// halves are written before either test ends.
 async fn linger(mode: &str) {
@@ -107,6 +116,7 @@ async fn linger(mode: &str) {
 
 const FIRST: &str = "fixture_half_inode_then_journal";
 const SECOND: &str = "fixture_half_journal_then_inode";
+const BOTH: &str = "fixture_both_halves";
 
 fn assert_report_names_both_halves(text: &str) {
     assert!(
@@ -203,10 +213,44 @@ fn the_newest_half_is_checked_even_if_another_process_wrote_it_first() {
     let older = spawn(FIRST, "linger", &base, "run-duplicate");
     std::thread::sleep(Duration::from_millis(200));
     let newest = spawn(SECOND, "linger", &base, "run-duplicate");
-    let _older = outcome(older.wait_with_output().unwrap());
+    let older = outcome(older.wait_with_output().unwrap());
     let newest = outcome(newest.wait_with_output().unwrap());
-    assert!(!newest.success, "{}", newest.output);
-    assert_report_names_both_halves(&newest.output);
+    // Whichever checks first with the cycle in view reports it (the older
+    // one, through the early copy of the other half, when it checks first);
+    // the store then tells the other one it was reported: one cycle, one
+    // failing test in a run, never none.
+    let failed: Vec<_> = [&older, &newest]
+        .into_iter()
+        .filter(|o| !o.success)
+        .collect();
+    assert_eq!(
+        failed.len(),
+        1,
+        "older:\n{}\nnewest:\n{}",
+        older.output,
+        newest.output
+    );
+    assert_report_names_both_halves(&failed[0].output);
+    let _ = std::fs::remove_dir_all(base);
+}
+
+/// A cycle reported inside one process (both halves there) is in the run's
+/// store: a later process that writes one of its halves again does not
+/// fail for it.
+#[test]
+fn a_cycle_reported_in_one_process_fails_no_later_process() {
+    let base = scratch("reported");
+    let both = run(BOTH, "on", Some(&base), "run-reported");
+    assert!(
+        !both.success,
+        "the process with both halves fails: {}",
+        both.output
+    );
+    let later = run(SECOND, "on", Some(&base), "run-reported");
+    assert!(later.success, "reported already: {}", later.output);
+    let store = async_lockdep::RunStore::open(base.join("run-reported")).unwrap();
+    assert_eq!(store.cycles().len(), 1, "the store counts it");
+    assert!(store.to_dot().contains("red"), "{}", store.to_dot());
     let _ = std::fs::remove_dir_all(base);
 }
 

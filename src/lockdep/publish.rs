@@ -170,6 +170,15 @@ impl Engine {
         tests_given: Option<Vec<TestKey>>,
     ) -> bool {
         self.note_concurrent_futures(&mut report);
+        if matches!(
+            report.kind,
+            report::ReportKind::CircularDependency | report::ReportKind::RecursiveLocking
+        ) {
+            // The run's other processes then do not report it again.
+            if let Some(store) = super::store::store() {
+                store.append_cycle(&super::store::cycle_signature(&report.dependencies));
+            }
+        }
         let text = report.to_string();
         let headline = report.headline();
         let cycle_line = report.cycle_line();

@@ -446,6 +446,11 @@ impl Engine {
                     }
                     Insert::Cycle(path) => {
                         let closing = graph.edge(from.class, to.class).cloned();
+                        if let Some(info) = &closing {
+                            // To the run's store too: its cycles are counted
+                            // and drawn from it (`RunStore`).
+                            new.push((from.class, to.class, info.clone()));
+                        }
                         let mut edges: Vec<_> = closing
                             .into_iter()
                             .map(|e| (from.class, to.class, e))

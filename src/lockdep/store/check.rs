@@ -88,10 +88,13 @@ impl Engine {
         if own.is_empty() {
             return;
         }
-        let records = store.load_others();
+        let Loaded { records, cycles } = store.load_others();
         if records.is_empty() {
             return;
         }
+        // Cycles another process already reported: one cycle fails one test
+        // in a run.
+        let reported_elsewhere: FxHashSet<Vec<String>> = cycles.into_iter().collect();
         let local = self.all_dependencies();
         let info: FxHashMap<(ClassId, ClassId), DependencyInfo> = local
             .iter()
@@ -162,9 +165,10 @@ impl Engine {
                     }
                 }
             }
-            let mut signature: Vec<String> =
-                dependencies.iter().map(|d| identity(&d.held)).collect();
-            signature.sort();
+            let signature = cycle_signature(&dependencies);
+            if reported_elsewhere.contains(&signature) {
+                continue;
+            }
             if lock_ignoring_poison(&self.store_cycles).insert(signature) {
                 reports.push(cycle_of(dependencies));
             }
@@ -210,7 +214,7 @@ impl RunStore {
         let dir = dir.as_ref();
         fs::read_dir(dir)?;
         Ok(RunStore {
-            records: load_dir(dir, None),
+            records: load_dir(dir, None).records,
         })
     }
 

@@ -222,7 +222,31 @@ pub(crate) const MAX_LINE_BYTES: usize = 64 * 1024;
 #[derive(Debug, Default)]
 pub(crate) struct Parsed {
     pub(crate) records: Vec<StoredDependency>,
+    /// The cycles the writing process reported, each by the sorted
+    /// identities of its classes (a `C` line).
+    pub(crate) cycles: Vec<Vec<String>>,
     pub(crate) damaged: usize,
+}
+
+/// A reported cycle as one `C` line: the sorted identities of its classes.
+pub(crate) fn cycle_line(signature: &[String]) -> String {
+    let mut line = String::from("C");
+    for identity in signature {
+        line.push('\t');
+        escape(identity, &mut line);
+    }
+    line.push('\n');
+    line
+}
+
+/// A `C` line (without its `\n`) back into its signature.
+fn cycle_of_line(line: &str) -> Option<Vec<String>> {
+    let mut fields = line.split('\t');
+    if fields.next()? != "C" {
+        return None;
+    }
+    let signature = fields.map(unescape).collect::<Option<Vec<_>>>()?;
+    (!signature.is_empty()).then_some(signature)
 }
 
 /// One line read by [`read_line`].
@@ -292,10 +316,12 @@ pub(crate) fn read_records(
     while let Ok(Some(kind)) = read_line(&mut input, &mut line) {
         match kind {
             Line::Whole => {
-                let record = std::str::from_utf8(&line)
-                    .ok()
-                    .and_then(|text| StoredDependency::from_line(text, pid));
-                match record {
+                let text = std::str::from_utf8(&line).ok();
+                if let Some(cycle) = text.and_then(cycle_of_line) {
+                    parsed.cycles.push(cycle);
+                    continue;
+                }
+                match text.and_then(|text| StoredDependency::from_line(text, pid)) {
                     Some(record) => parsed.records.push(record),
                     None => parsed.damaged += 1,
                 }

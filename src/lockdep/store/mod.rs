@@ -167,6 +167,15 @@ impl Store {
             return;
         }
         let text: String = records.iter().map(StoredDependency::to_line).collect();
+        self.append_text(&text);
+    }
+
+    /// Appends whole lines to this process's file (created with its header
+    /// at the first write); a failure is reported once and ends the writes.
+    fn append_text(&self, text: &str) {
+        if self.failed.load(Ordering::Relaxed) {
+            return;
+        }
         let mut file = lock_ignoring_poison(&self.file);
         let result = (|| -> std::io::Result<()> {
             if file.is_none() {
@@ -197,8 +206,14 @@ impl Store {
 
     /// Every record other processes wrote so far (an earlier process with
     /// this process's id included: only this process's own file is left).
-    pub(crate) fn load_others(&self) -> Vec<StoredDependency> {
+    pub(crate) fn load_others(&self) -> Loaded {
         load_dir(&self.dir, Some(&self.name))
+    }
+
+    /// Records that this process reported the cycle `signature` (the sorted
+    /// identities of its classes): no other process reports it again.
+    pub(crate) fn append_cycle(&self, signature: &[String]) {
+        self.append_text(&format::cycle_line(signature));
     }
 }
 
@@ -223,13 +238,30 @@ fn pid_of_file_name(name: &str) -> Option<u32> {
 /// without blocking); a foreign file is skipped, and a damaged line of a
 /// store file, each with one warning (per file and process); a last line
 /// still being written is ignored.
-pub(crate) fn load_dir(dir: &Path, skip: Option<&str>) -> Vec<StoredDependency> {
+/// A cycle's signature: the sorted identities of its classes (the same
+/// cycle found by two processes, from either end, has one signature).
+pub(crate) fn cycle_signature(dependencies: &[Dependency]) -> Vec<String> {
+    let mut signature: Vec<String> = dependencies.iter().map(|d| identity(&d.held)).collect();
+    signature.sort();
+    signature.dedup();
+    signature
+}
+
+/// What a store directory holds: the dependencies, and the cycles already
+/// reported (by the sorted identities of their classes).
+#[derive(Default)]
+pub(crate) struct Loaded {
+    pub(crate) records: Vec<StoredDependency>,
+    pub(crate) cycles: Vec<Vec<String>>,
+}
+
+pub(crate) fn load_dir(dir: &Path, skip: Option<&str>) -> Loaded {
     let Ok(entries) = fs::read_dir(dir) else {
-        return Vec::new();
+        return Loaded::default();
     };
     let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();
-    let mut records = Vec::new();
+    let mut loaded = Loaded::default();
     for path in paths {
         let name = path.file_name().and_then(|n| n.to_str());
         if name.is_some() && name == skip {
@@ -243,7 +275,8 @@ pub(crate) fn load_dir(dir: &Path, skip: Option<&str>) -> Vec<StoredDependency> 
         };
         match read_file(&path, pid) {
             Ok(read) => {
-                records.extend(read.records);
+                loaded.records.extend(read.records);
+                loaded.cycles.extend(read.cycles);
                 if read.damaged > 0 {
                     warn_once(&path, || {
                         format!(
@@ -258,7 +291,7 @@ pub(crate) fn load_dir(dir: &Path, skip: Option<&str>) -> Vec<StoredDependency> 
             Err(reason) => warn_once(&path, || skipping(reason)),
         }
     }
-    records
+    loaded
 }
 
 /// The records of the store file at `path`, if it is a regular file (the
