@@ -343,3 +343,21 @@ async fn an_unnamed_channel_shows_its_site_and_type() {
         "{text}"
     );
 }
+
+/// A ping/pong test body: a value sent with `send_timeout` while holding
+/// `m`, received back by the same body, then `m` locked. A send that gives
+/// up by itself cannot deadlock: silent (it was reported as `m → channel →
+/// m`).
+#[tokio::test]
+async fn a_ping_pong_body_with_send_timeout_is_silent() {
+    let lockdep = test_guard();
+    let m = Mutex::with_class("ping-pong-m", 0u32);
+    let (tx, mut rx) = mpsc::channel_with_class::<u32>("ping-pong", 1);
+    {
+        let _g = m.lock().await;
+        tx.send_timeout(1, Duration::from_millis(10)).await.unwrap();
+    }
+    assert_eq!(rx.recv().await, Some(1));
+    *m.lock().await += 1;
+    assert_eq!(lockdep.take_reports(), []);
+}

@@ -184,19 +184,19 @@ impl<T> Sender<T> {
         self.inner.try_send(value)
     }
 
-    /// Sends `value`, waiting at most `timeout` for room. See
-    /// [`Sender::send`].
+    /// Sends `value`, waiting at most `timeout` for room. Records nothing:
+    /// a wait that gives up by itself cannot deadlock (holding a lock across
+    /// it can only delay).
     ///
     /// # Errors
     ///
     /// `Timeout` or `Closed`, with the value back.
-    #[track_caller]
     pub fn send_timeout(
         &self,
         value: T,
         timeout: std::time::Duration,
     ) -> impl Future<Output = Result<(), error::SendTimeoutError<T>>> + '_ {
-        self.wait(Location::caller(), self.inner.send_timeout(value, timeout))
+        self.inner.send_timeout(value, timeout)
     }
 
     /// Sends from synchronous code, blocking the thread while the channel is
