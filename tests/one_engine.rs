@@ -437,6 +437,32 @@ async fn fixture_inversion_without_any_set_up() {
     }
     let a = Mutex::with_class("env-a", ());
     let b = Mutex::with_class("env-b", ());
+    // With `ASYNC_LOCKDEP=1` and no guard, the report fails the test right
+    // where it is found (zero-code test mode): caught here to read the
+    // engine's state after it.
+    let failed =
+        futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(common::abba(&a, &b)))
+            .await
+            .is_err();
+    println!("failed={failed}");
+    let detector = Detector::new();
+    println!(
+        "enabled={} reports={}",
+        detector.status().enabled,
+        detector.reports().len()
+    );
+}
+
+/// Detection turned on in code, no guard: the report is printed when found
+/// and fails nothing (zero-code test mode is for `ASYNC_LOCKDEP=1` only).
+#[tokio::test]
+async fn fixture_inversion_enabled_in_code() {
+    if fixture().as_deref() != Some("env") {
+        return;
+    }
+    Detector::new().enable();
+    let a = Mutex::with_class("code-a", ());
+    let b = Mutex::with_class("code-b", ());
     common::abba(&a, &b).await;
     let detector = Detector::new();
     println!(
@@ -478,13 +504,13 @@ fn run_with_env(name: &str, value: Option<&str>) -> Outcome {
 fn async_lockdep_1_turns_detection_on_with_no_code() {
     let on = run_with_env("fixture_inversion_without_any_set_up", Some("1"));
     assert!(
-        on.output.contains("enabled=true reports=1"),
+        on.output.contains("failed=true") && on.output.contains("enabled=true reports=1"),
         "{}",
         on.output
     );
     let off = run_with_env("fixture_inversion_without_any_set_up", None);
     assert!(
-        off.output.contains("enabled=false reports=0"),
+        off.output.contains("failed=false") && off.output.contains("enabled=false reports=0"),
         "{}",
         off.output
     );
@@ -673,12 +699,7 @@ fn run_printing_with(name: &str, mode: &str, print: Option<&str>, on: Option<&st
 fn reports_are_printed_when_found_unless_async_lockdep_print_is_0() {
     // With no guard: a test's guard shows its reports in the test's failure
     // instead (tests/test_endings.rs).
-    let printed = run_printing_with(
-        "fixture_inversion_without_any_set_up",
-        "env",
-        None,
-        Some("1"),
-    );
+    let printed = run_printing_with("fixture_inversion_enabled_in_code", "env", None, None);
     assert!(printed.success, "{}", printed.output);
     assert!(
         printed
@@ -687,12 +708,7 @@ fn reports_are_printed_when_found_unless_async_lockdep_print_is_0() {
         "{}",
         printed.output
     );
-    let quiet = run_printing_with(
-        "fixture_inversion_without_any_set_up",
-        "env",
-        Some("0"),
-        Some("1"),
-    );
+    let quiet = run_printing_with("fixture_inversion_enabled_in_code", "env", Some("0"), None);
     assert!(quiet.success, "{}", quiet.output);
     assert!(
         quiet.output.contains("enabled=true reports=1"),

@@ -389,3 +389,62 @@ fn a_sequential_inversion_is_reported_once_without_the_joined_futures_note() {
     assert!(!text.contains("All of it happened in one task"), "{text}");
     assert!(!text.contains("sibling futures"), "{text}");
 }
+
+// ---------------------------------------------------------------------------
+// Zero-code test mode: `ASYNC_LOCKDEP=1`, no guard anywhere.
+
+#[tokio::test]
+async fn fixture_zero_code_inversion() {
+    if !fixture("zero-code") {
+        return;
+    }
+    let a = Mutex::with_class("zero-code-a", ());
+    let b = Mutex::with_class("zero-code-b", ());
+    common::abba(&a, &b).await;
+}
+
+#[tokio::test]
+async fn fixture_zero_code_one_order() {
+    if !fixture("zero-code") {
+        return;
+    }
+    let a = Mutex::with_class("zero-code-c", ());
+    let b = Mutex::with_class("zero-code-d", ());
+    for _ in 0..2 {
+        let _a = a.lock().await;
+        let _b = b.lock().await;
+    }
+}
+
+/// An unmodified suite run with `ASYNC_LOCKDEP=1`: the test that closes a
+/// cycle fails with the report in its output (once), the correct one
+/// passes, under `cargo test`'s default parallel threads.
+#[test]
+fn with_async_lockdep_1_and_no_guard_the_test_that_closes_a_cycle_fails() {
+    let names = ["fixture_zero_code_inversion", "fixture_zero_code_one_order"];
+    let mut args = names.to_vec();
+    args.extend(["--exact", "--test-threads=2"]);
+    let output = common::test_binary(
+        &args,
+        &[
+            (FIXTURE_ENV, Some("zero-code")),
+            ("ASYNC_LOCKDEP", Some("1")),
+        ],
+    )
+    .output()
+    .expect("run the test binary");
+    let outcome = Outcome::of(output);
+    let text = &outcome.output;
+    assert!(!outcome.success, "{text}");
+    assert!(!outcome.passed("fixture_zero_code_inversion"), "{text}");
+    assert!(outcome.passed("fixture_zero_code_one_order"), "{text}");
+    assert_eq!(count(text, CYCLE_TITLE), 1, "{text}");
+    assert!(
+        text.contains(
+            "ASYNC_LOCKDEP=1, no test_guard() in this test): `zero-code-b` -> `zero-code-a`"
+        ) || text.contains(
+            "ASYNC_LOCKDEP=1, no test_guard() in this test): `zero-code-a` -> `zero-code-b`"
+        ),
+        "{text}"
+    );
+}

@@ -235,6 +235,15 @@ impl Engine {
                 self.report_count.fetch_add(1, Ordering::Relaxed);
             }
         }
+        // Zero-code test mode: `ASYNC_LOCKDEP=1` and no guard claims the
+        // report: it fails the test that found it, by a panic where it was
+        // found (the test's own thread, or any thread of a nextest process).
+        let zero_code = !attributed
+            && panic != Panic::Never
+            && !panicking
+            && super::switch::enabled_by_environment()
+            && in_a_test()
+            && !on_our_thread();
         let print = self.print_reports.load(Ordering::Relaxed);
         if print && shown_by.is_empty() && misuse.is_none() {
             let note = if attributed {
@@ -268,6 +277,18 @@ impl Engine {
                 "async-lockdep: {headline}, found in test `{name}` after its TestGuard{created_at} \
                  was dropped: was it bound with `let _ = test_guard()`, which drops it at once? \
                  Bind it for the whole test: `let _lockdep = test_guard();`.\n{text}"
+            );
+        }
+        if zero_code {
+            before_panic();
+            let shown = if print {
+                "the report is printed on stderr"
+            } else {
+                "ASYNC_LOCKDEP_PRINT=0 keeps the report off stderr"
+            };
+            panic!(
+                "async-lockdep found a possible deadlock (ASYNC_LOCKDEP=1, no test_guard() in \
+                 this test): {cycle_line}; {shown}"
             );
         }
         let global = match panic {
@@ -391,4 +412,16 @@ impl Engine {
             .collect();
         report::render_dot(&edges)
     }
+}
+
+/// Whether the calling thread runs a test: any thread of a process nextest
+/// started for one test, or a thread libtest named after its test (not
+/// `main`, not a tokio worker, which may run any test's tasks).
+fn in_a_test() -> bool {
+    if std::env::var_os("NEXTEST_TEST_NAME").is_some() {
+        return true;
+    }
+    std::thread::current()
+        .name()
+        .is_some_and(|name| name != "main" && !name.starts_with("tokio-runtime-worker"))
 }

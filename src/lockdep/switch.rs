@@ -3,7 +3,7 @@
 //! wrapper costs one relaxed load to find the engine. Also the one reader
 //! of the crate's boolean environment variables ([`env_flag`]).
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::LazyLock;
 
 use super::{Engine, ENGINE};
@@ -15,6 +15,14 @@ const MODE_UNKNOWN: u8 = 0;
 const MODE_OFF: u8 = 1;
 const MODE_ON: u8 = 2;
 const MODE_FORCED_OFF: u8 = 3;
+
+/// Detection was turned on by `ASYNC_LOCKDEP=1` (an unmodified test suite).
+static FROM_ENVIRONMENT: AtomicBool = AtomicBool::new(false);
+
+/// Whether detection was turned on by `ASYNC_LOCKDEP=1`.
+pub(crate) fn enabled_by_environment() -> bool {
+    FROM_ENVIRONMENT.load(Ordering::Relaxed)
+}
 
 /// The engine, if detection is enabled in this process: one relaxed load
 /// while it is off.
@@ -39,7 +47,10 @@ fn mode_from_env() -> Option<&'static Engine> {
         Some(false) => MODE_FORCED_OFF,
         None => MODE_OFF,
     };
-    let _ = MODE.compare_exchange(MODE_UNKNOWN, mode, Ordering::Relaxed, Ordering::Relaxed);
+    let set = MODE.compare_exchange(MODE_UNKNOWN, mode, Ordering::Relaxed, Ordering::Relaxed);
+    if set.is_ok() && mode == MODE_ON {
+        FROM_ENVIRONMENT.store(true, Ordering::Relaxed);
+    }
     if MODE.load(Ordering::Relaxed) == MODE_ON {
         Some(&ENGINE)
     } else {
