@@ -700,6 +700,13 @@ impl fmt::Display for Report {
                     )?;
                 } else if self.needs_writer {
                     writeln!(f, "It already holds this very lock for reading.")?;
+                    if let Some(cap) = self.reader_cap {
+                        writeln!(
+                            f,
+                            "The lock admits at most {cap} reads at once (`with_max_readers`): once \
+                             {cap} are held,\nthis read waits, writer or not."
+                        )?;
+                    }
                 } else {
                     let owner = match self.dependencies.first().map(|d| d.waited.kind) {
                         Some(ClassKind::StdMutex | ClassKind::StdRwLock) => "std's",

@@ -448,3 +448,25 @@ fn with_async_lockdep_1_and_no_guard_the_test_that_closes_a_cycle_fails() {
         "{text}"
     );
 }
+
+/// `ASYNC_LOCKDEP_PANIC=0`: reports printed only, no test fails.
+#[test]
+fn with_async_lockdep_panic_0_reports_fail_no_test() {
+    let names = ["fixture_zero_code_inversion", "fixture_zero_code_one_order"];
+    let mut args = names.to_vec();
+    args.extend(["--exact", "--test-threads=2"]);
+    let output = common::test_binary(
+        &args,
+        &[
+            (FIXTURE_ENV, Some("zero-code")),
+            ("ASYNC_LOCKDEP", Some("1")),
+            ("ASYNC_LOCKDEP_PANIC", Some("0")),
+        ],
+    )
+    .output()
+    .expect("run the test binary");
+    let outcome = Outcome::of(output);
+    let text = &outcome.output;
+    assert!(outcome.success, "{text}");
+    assert_eq!(count(text, CYCLE_TITLE), 1, "{text}");
+}

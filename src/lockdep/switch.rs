@@ -19,9 +19,19 @@ const MODE_FORCED_OFF: u8 = 3;
 /// Detection was turned on by `ASYNC_LOCKDEP=1` (an unmodified test suite).
 static FROM_ENVIRONMENT: AtomicBool = AtomicBool::new(false);
 
-/// Whether detection was turned on by `ASYNC_LOCKDEP=1`.
+/// Whether detection was turned on by `ASYNC_LOCKDEP=1` and reports fail
+/// the test that finds them (zero-code test mode), unless
+/// `ASYNC_LOCKDEP_PANIC=0` asks only to print them.
 pub(crate) fn enabled_by_environment() -> bool {
+    static PANICS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     FROM_ENVIRONMENT.load(Ordering::Relaxed)
+        && *PANICS.get_or_init(|| {
+            env_flag(
+                "ASYNC_LOCKDEP_PANIC",
+                "reports fail the test that finds them",
+            )
+            .unwrap_or(true)
+        })
 }
 
 /// The engine, if detection is enabled in this process: one relaxed load

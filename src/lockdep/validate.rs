@@ -127,7 +127,7 @@ impl Engine {
             return None;
         }
         let test = self.current_test_name();
-        Some(one_dependency_report(
+        let mut report = one_dependency_report(
             kind,
             held,
             want,
@@ -135,7 +135,13 @@ impl Engine {
             spans,
             test.as_deref(),
             needs_writer,
-        ))
+        );
+        if needs_writer {
+            // A re-read of a lock made with `with_max_readers(n)` also waits
+            // once `n` reads are held, with no writer at all.
+            report.reader_cap = self.reader_cap(want.lock.instance);
+        }
+        Some(report)
     }
 
     #[inline]
