@@ -254,6 +254,9 @@ fn class_with_site(class: &LockClass) -> String {
         match (&class.type_name, class.kind, blocking) {
             (Some(item), ClassKind::Channel, _) => format!("{class} (channel of {item})"),
             (Some(item), ClassKind::Oneshot, _) => format!("{class} (oneshot reply of {item})"),
+            (Some(item), ClassKind::Messages, _) => {
+                format!("{class} (messages of a channel of {item})")
+            }
             (Some(item), ClassKind::Watch, _) => format!("{class} (watch of {item})"),
             (Some(type_name), _, Some((crate_name, _))) => {
                 format!("{class} ({crate_name} {type_name})")
@@ -262,6 +265,7 @@ fn class_with_site(class: &LockClass) -> String {
             (None, ClassKind::Task, _) => format!("{class} (spawned task)"),
             (None, ClassKind::WorkQueue, _) => format!("{class} (work queue)"),
             (None, ClassKind::Oneshot, _) => format!("{class} (oneshot reply)"),
+            (None, ClassKind::Messages, _) => format!("{class} (messages of a channel)"),
             (None, ClassKind::Notify, _) => format!("{class} (Notify)"),
             (None, ClassKind::Barrier, _) => format!("{class} (Barrier)"),
             (None, _, Some((crate_name, lock))) => format!("{class} ({crate_name} {lock})"),

@@ -251,6 +251,9 @@ pub enum ClassKind {
     Watch,
     /// A [`crate::sync::Barrier`]: the arrivals are its event.
     Barrier,
+    /// The messages of a [`crate::mpsc`] channel: `recv` waits for them,
+    /// each send signals one.
+    Messages,
     /// A [`crate::stdsync::Mutex`] (std's, blocking).
     StdMutex,
     /// A [`crate::stdsync::RwLock`] (std's, blocking).

@@ -361,3 +361,108 @@ async fn a_ping_pong_body_with_send_timeout_is_silent() {
     *m.lock().await += 1;
     assert_eq!(lockdep.take_reports(), []);
 }
+
+/// A consumer holds a read guard of `l` across `recv`; the producer takes
+/// `l` for writing before it sends. When the channel is empty while the
+/// consumer reads, neither goes on. Reported from a run where the message
+/// was already there.
+#[tokio::test]
+async fn a_recv_while_holding_a_lock_the_producer_takes_before_sending_is_reported() {
+    let lockdep = test_guard();
+    let l = Arc::new(RwLock::with_class("recv-l", 0u32));
+    let (tx, mut rx) = mpsc::channel_with_class::<u32>("recv-feed", 8);
+    let producer = {
+        let l = l.clone();
+        tokio::spawn(async move {
+            *l.write().await += 1; // PRODUCER-WRITE
+            tx.send(1).await.unwrap(); // PRODUCER-SEND
+        })
+    };
+    producer.await.unwrap();
+    let guard = l.read().await; // CONSUMER-READ
+    assert_eq!(rx.recv().await, Some(1)); // CONSUMER-RECV
+    drop(guard);
+    let reports = lockdep.take_reports();
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    let links: Vec<_> = reports[0]
+        .dependencies
+        .iter()
+        .map(|d| {
+            (
+                d.held.name.to_string(),
+                d.held_as,
+                d.waited.name.to_string(),
+                d.waited_as,
+            )
+        })
+        .collect();
+    assert_eq!(
+        links,
+        [
+            (
+                "recv-l".into(),
+                Access::Read,
+                "recv-feed messages".into(),
+                Access::Event
+            ),
+            (
+                "recv-feed messages".into(),
+                Access::Signal,
+                "recv-l".into(),
+                Access::Write
+            ),
+        ]
+    );
+    let text = std::fs::read_to_string(file!()).unwrap();
+    let line = |marker: &str| text.lines().position(|l| l.contains(marker)).unwrap() as u32 + 1;
+    let deps = &reports[0].dependencies;
+    assert_eq!(deps[0].held_at.line(), line("// CONSUMER-READ"));
+    assert_eq!(deps[0].waited_at.line(), line("// CONSUMER-RECV"));
+    assert_eq!(deps[1].waited_at.line(), line("// PRODUCER-WRITE"));
+    assert_eq!(deps[1].held_at.line(), line("// PRODUCER-SEND"));
+}
+
+/// The same producer; the consumer receives without holding the lock.
+#[tokio::test]
+async fn a_recv_made_without_the_lock_is_silent() {
+    let lockdep = test_guard();
+    let l = Arc::new(RwLock::with_class("recv-free-l", 0u32));
+    let (tx, mut rx) = mpsc::unbounded_channel::<u32>();
+    let producer = {
+        let l = l.clone();
+        tokio::spawn(async move {
+            *l.write().await += 1;
+            tx.send(1).unwrap();
+        })
+    };
+    producer.await.unwrap();
+    assert_eq!(rx.recv().await, Some(1));
+    let _guard = l.read().await;
+    assert_eq!(lockdep.take_reports(), []);
+}
+
+/// The unbounded channel too: a recv under the lock the producer takes.
+#[tokio::test]
+async fn an_unbounded_recv_while_holding_a_lock_the_producer_takes_is_reported() {
+    let lockdep = test_guard();
+    let l = Arc::new(Mutex::with_class("unbounded-recv-l", 0u32));
+    let (tx, mut rx) = mpsc::unbounded_channel::<u32>();
+    let producer = {
+        let l = l.clone();
+        tokio::spawn(async move {
+            *l.lock().await += 1;
+            tx.send(1).unwrap();
+        })
+    };
+    producer.await.unwrap();
+    let guard = l.lock().await;
+    assert_eq!(rx.recv().await, Some(1));
+    drop(guard);
+    let reports = lockdep.take_reports();
+    assert_eq!(
+        reports.iter().map(|r| r.kind).collect::<Vec<_>>(),
+        [ReportKind::CircularDependency],
+        "{reports:#?}"
+    );
+    assert_eq!(reports[0].class_names()[0], "unbounded-recv-l");
+}

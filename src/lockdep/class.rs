@@ -232,6 +232,34 @@ pub(crate) fn nested(base: ClassId, subclass: u8) -> ClassId {
     id
 }
 
+/// The class of the messages of the channel class `base` (what `recv`
+/// waits for and a send signals): the channel's name with ` messages`, or
+/// its creation site with the kind `Messages`.
+pub(crate) fn messages_of(base: ClassId) -> ClassId {
+    let (key, site, type_name) = {
+        let table = table();
+        let Some(class) = table.classes.get(base as usize) else {
+            return base;
+        };
+        (
+            table.keys[base as usize].clone(),
+            class.created_at.clone(),
+            class.type_name.clone(),
+        )
+    };
+    let key = match key {
+        Key::Named(name) => Key::Named(Cow::Owned(format!("{name} messages"))),
+        site_key => site_key,
+    };
+    let id = intern(key, ClassKind::Messages, 0, site, None);
+    if let Some(class) = table().classes.get_mut(id as usize) {
+        if class.type_name.is_none() {
+            class.type_name = type_name;
+        }
+    }
+    id
+}
+
 /// Empty names become `<unnamed>`; very long names are cut.
 fn clean_name(name: Cow<'static, str>) -> Cow<'static, str> {
     if name.is_empty() {

@@ -498,6 +498,12 @@ impl Event {
         }
     }
 
+    /// Waiting for this event at `site` (a `recv`, whose line is known).
+    #[inline]
+    pub(crate) fn want_at(&self, site: &'static Location<'static>) -> Option<Acquire> {
+        self.want().map(|want| Acquire { site, ..want })
+    }
+
     /// A blocking wait for this event: its dependencies.
     pub(crate) fn record_wait(&self) {
         if let (Some(want), Some(engine)) = (self.want(), crate::lockdep::engine()) {

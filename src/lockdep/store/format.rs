@@ -47,6 +47,7 @@ fn kind_code(kind: ClassKind) -> u8 {
         ClassKind::Notify => 12,
         ClassKind::Watch => 13,
         ClassKind::Barrier => 14,
+        ClassKind::Messages => 15,
     }
 }
 
@@ -66,6 +67,7 @@ fn kind_of_code(code: &str) -> Option<ClassKind> {
         "12" => ClassKind::Notify,
         "13" => ClassKind::Watch,
         "14" => ClassKind::Barrier,
+        "15" => ClassKind::Messages,
         _ => return None,
     })
 }

@@ -38,9 +38,69 @@ use crate::vocab::Access;
 /// A channel's identity, shared by its halves. Without the `detect` feature
 /// it is empty, and the halves are tokio's with nothing to clone.
 #[cfg(feature = "detect")]
-type SharedMeta = Arc<LockMeta>;
+type SharedMeta = Arc<ChannelMeta>;
 #[cfg(not(feature = "detect"))]
-type SharedMeta = LockMeta;
+type SharedMeta = ChannelMeta;
+
+/// A channel's pseudo-lock (its receiving section and full sends) and the
+/// class of its messages (what `recv` waits for, what a send signals),
+/// found at first use.
+#[cfg(feature = "detect")]
+pub(super) struct ChannelMeta {
+    lock: LockMeta,
+    messages: std::sync::OnceLock<crate::vocab::ClassId>,
+}
+
+#[cfg(not(feature = "detect"))]
+#[derive(Clone, Copy)]
+pub(super) struct ChannelMeta {
+    lock: LockMeta,
+}
+
+impl std::ops::Deref for ChannelMeta {
+    type Target = LockMeta;
+
+    fn deref(&self) -> &LockMeta {
+        &self.lock
+    }
+}
+
+impl ChannelMeta {
+    fn new(lock: LockMeta) -> ChannelMeta {
+        ChannelMeta {
+            lock,
+            #[cfg(feature = "detect")]
+            messages: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Waiting for (or signalling) this channel's messages at `site`.
+    fn messages(&self, access: Access, site: &'static Location<'static>) -> Acquire {
+        let want = self.lock.want(access, site);
+        #[cfg(feature = "detect")]
+        let class = *self
+            .messages
+            .get_or_init(|| class::messages_of(want.lock.class));
+        #[cfg(not(feature = "detect"))]
+        let class = want.lock.class;
+        Acquire {
+            lock: crate::vocab::LockRef {
+                class,
+                instance: want.lock.instance,
+            },
+            ..want
+        }
+    }
+
+    /// The calling context sends a message at `site`: it signals the
+    /// channel's messages.
+    fn signal(&self, site: &'static Location<'static>) {
+        if let Some(engine) = crate::lockdep::engine() {
+            let want = self.messages(Access::Signal, site);
+            engine.signal(want.lock, want.created, site, false);
+        }
+    }
+}
 
 /// A bounded channel of capacity `buffer`, as `tokio::sync::mpsc::channel`,
 /// whose class is the caller's source location.
@@ -87,7 +147,7 @@ pub fn channel_with_class<T>(
 #[track_caller]
 fn with_class_id<T>(class: crate::vocab::ClassId, buffer: usize) -> (Sender<T>, Receiver<T>) {
     let (tx, rx) = tokio::sync::mpsc::channel(buffer);
-    let meta = SharedMeta::from(LockMeta::new(class));
+    let meta = SharedMeta::from(ChannelMeta::new(LockMeta::new(class)));
     (
         Sender {
             inner: tx,
@@ -150,6 +210,7 @@ impl<F: Future> Future for SendWait<F> {
 
 impl<T> Sender<T> {
     fn wait<F: Future>(&self, site: &'static Location<'static>, inner: F) -> SendWait<F> {
+        self.meta.signal(site);
         let want = crate::lockdep::engine().map(|_| self.meta.want(Access::Send, site));
         SendWait {
             inner,
@@ -175,27 +236,35 @@ impl<T> Sender<T> {
         self.wait(Location::caller(), self.inner.send(value))
     }
 
-    /// Sends `value` if there is room now; records nothing.
+    /// Sends `value` if there is room now. It cannot wait, so it records no
+    /// wait for room; sent, it signals the channel's messages (as every send).
     ///
     /// # Errors
     ///
     /// `Full` or `Closed`, with the value back.
+    #[track_caller]
     pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
-        self.inner.try_send(value)
+        let sent = self.inner.try_send(value);
+        if sent.is_ok() {
+            self.meta.signal(Location::caller());
+        }
+        sent
     }
 
-    /// Sends `value`, waiting at most `timeout` for room. Records nothing:
-    /// a wait that gives up by itself cannot deadlock (holding a lock across
-    /// it can only delay).
+    /// Sends `value`, waiting at most `timeout` for room. Records no wait
+    /// for room: a wait that gives up by itself cannot deadlock (holding a
+    /// lock across it can only delay). It signals the channel's messages.
     ///
     /// # Errors
     ///
     /// `Timeout` or `Closed`, with the value back.
+    #[track_caller]
     pub fn send_timeout(
         &self,
         value: T,
         timeout: std::time::Duration,
     ) -> impl Future<Output = Result<(), error::SendTimeoutError<T>>> + '_ {
+        self.meta.signal(Location::caller());
         self.inner.send_timeout(value, timeout)
     }
 
@@ -211,6 +280,7 @@ impl<T> Sender<T> {
     /// As tokio's: if called within an asynchronous execution context.
     #[track_caller]
     pub fn blocking_send(&self, value: T) -> Result<(), SendError<T>> {
+        self.meta.signal(Location::caller());
         if let Some(engine) = crate::lockdep::engine() {
             engine.record_wait_dependencies(self.meta.want(Access::Send, Location::caller()));
         }
@@ -255,6 +325,7 @@ impl<T> Sender<T> {
     #[track_caller]
     pub fn reserve_owned(self) -> impl Future<Output = Result<OwnedPermit<T>, SendError<()>>> {
         let site = Location::caller();
+        self.meta.signal(site);
         let want = crate::lockdep::engine().map(|_| self.meta.want(Access::Send, site));
         SendWait {
             inner: self.inner.reserve_owned(),
@@ -425,8 +496,15 @@ impl<T> Receiver<T> {
     pub fn recv(&mut self) -> impl Future<Output = Option<T>> + '_ {
         let site = Location::caller();
         self.section = Held::new(None);
+        let want = crate::lockdep::engine().map(|_| self.meta.messages(Access::Event, site));
         async move {
-            let value = self.inner.recv().await;
+            let mut wait = FirstPollWait::default();
+            let inner = &mut self.inner;
+            let value = std::future::poll_fn(|cx| match want {
+                Some(want) => wait.poll(|| want, || inner.poll_recv(cx)),
+                None => inner.poll_recv(cx),
+            })
+            .await;
             if value.is_some() {
                 self.received(site);
             }

@@ -4,10 +4,13 @@
 //! only on what the handler waits for from then on (see `crate::oneshot`).
 
 use std::fmt;
+use std::future::Future;
+use std::panic::Location;
 use std::task::{Context, Poll};
 
-use super::error::TryRecvError;
-pub use tokio::sync::mpsc::{UnboundedSender, WeakUnboundedSender};
+use super::error::{SendError, TryRecvError};
+use crate::lockdep::class::ClassKind;
+use crate::lockdep::hooks::{Event, FirstPollWait};
 
 /// An unbounded channel, as `tokio::sync::mpsc::unbounded_channel`.
 ///
@@ -21,17 +24,143 @@ pub use tokio::sync::mpsc::{UnboundedSender, WeakUnboundedSender};
 /// assert_eq!(rx.recv().await, Some(1));
 /// # }
 /// ```
+#[track_caller]
 pub fn unbounded_channel<T>() -> (UnboundedSender<T>, UnboundedReceiver<T>) {
+    let messages = Event::new(
+        ClassKind::Messages,
+        Some(std::any::type_name::<T>()),
+        None,
+        Location::caller(),
+    );
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    (tx, UnboundedReceiver { inner: rx })
+    (
+        UnboundedSender {
+            inner: tx,
+            messages,
+        },
+        UnboundedReceiver {
+            inner: rx,
+            messages,
+        },
+    )
+}
+
+/// The sending half of an unbounded channel, as
+/// `tokio::sync::mpsc::UnboundedSender`.
+pub struct UnboundedSender<T> {
+    inner: tokio::sync::mpsc::UnboundedSender<T>,
+    messages: Event,
+}
+
+/// A sender that does not keep the channel open, as
+/// `tokio::sync::mpsc::WeakUnboundedSender`.
+pub struct WeakUnboundedSender<T> {
+    inner: tokio::sync::mpsc::WeakUnboundedSender<T>,
+    messages: Event,
+}
+
+impl<T> Clone for UnboundedSender<T> {
+    fn clone(&self) -> Self {
+        UnboundedSender {
+            inner: self.inner.clone(),
+            messages: self.messages,
+        }
+    }
+}
+
+impl<T> Clone for WeakUnboundedSender<T> {
+    fn clone(&self) -> Self {
+        WeakUnboundedSender {
+            inner: self.inner.clone(),
+            messages: self.messages,
+        }
+    }
+}
+
+impl<T> fmt::Debug for UnboundedSender<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl<T> fmt::Debug for WeakUnboundedSender<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl<T> UnboundedSender<T> {
+    /// Sends `value` without waiting; signals the channel's messages.
+    ///
+    /// # Errors
+    ///
+    /// If the receiver is gone, with the value back.
+    #[track_caller]
+    pub fn send(&self, value: T) -> Result<(), SendError<T>> {
+        self.messages.signal(Location::caller());
+        self.inner.send(value)
+    }
+
+    /// Completes when the receiver is dropped or closed.
+    pub fn closed(&self) -> impl Future<Output = ()> + '_ {
+        self.inner.closed()
+    }
+
+    /// Whether the receiver is gone.
+    pub fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+
+    /// Whether both senders send into one channel.
+    pub fn same_channel(&self, other: &Self) -> bool {
+        self.inner.same_channel(&other.inner)
+    }
+
+    /// A sender that does not keep the channel open.
+    pub fn downgrade(&self) -> WeakUnboundedSender<T> {
+        WeakUnboundedSender {
+            inner: self.inner.downgrade(),
+            messages: self.messages,
+        }
+    }
+
+    /// The number of senders.
+    pub fn strong_count(&self) -> usize {
+        self.inner.strong_count()
+    }
+
+    /// The number of weak senders.
+    pub fn weak_count(&self) -> usize {
+        self.inner.weak_count()
+    }
+}
+
+impl<T> WeakUnboundedSender<T> {
+    /// A sender, if the channel is still open.
+    pub fn upgrade(&self) -> Option<UnboundedSender<T>> {
+        self.inner.upgrade().map(|inner| UnboundedSender {
+            inner,
+            messages: self.messages,
+        })
+    }
+
+    /// The number of senders.
+    pub fn strong_count(&self) -> usize {
+        self.inner.strong_count()
+    }
+
+    /// The number of weak senders.
+    pub fn weak_count(&self) -> usize {
+        self.inner.weak_count()
+    }
 }
 
 /// The receiving half of an unbounded channel, as
 /// `tokio::sync::mpsc::UnboundedReceiver`. Each value it delivers begins a
 /// new section of the receiving context.
-#[repr(transparent)]
 pub struct UnboundedReceiver<T> {
     inner: tokio::sync::mpsc::UnboundedReceiver<T>,
+    messages: Event,
 }
 
 impl<T> fmt::Debug for UnboundedReceiver<T> {
@@ -50,17 +179,28 @@ fn delivered() {
 
 impl<T> UnboundedReceiver<T> {
     /// Receives the next value, waiting for one; `None` once closed and
-    /// empty.
+    /// empty. Awaiting it while holding `H` records `H → messages` (a sender
+    /// that needs `H` before it sends can deadlock with it).
     ///
     /// # Cancel safety
     ///
     /// As tokio's: no value is lost if the future is dropped.
-    pub async fn recv(&mut self) -> Option<T> {
-        let value = self.inner.recv().await;
-        if value.is_some() {
-            delivered();
+    #[track_caller]
+    pub fn recv(&mut self) -> impl Future<Output = Option<T>> + '_ {
+        let want = self.messages.want_at(Location::caller());
+        async move {
+            let mut wait = FirstPollWait::default();
+            let inner = &mut self.inner;
+            let value = std::future::poll_fn(|cx| match want {
+                Some(want) => wait.poll(|| want, || inner.poll_recv(cx)),
+                None => inner.poll_recv(cx),
+            })
+            .await;
+            if value.is_some() {
+                delivered();
+            }
+            value
         }
-        value
     }
 
     /// Receives up to `limit` values into `buffer`, waiting for at least one;
