@@ -231,6 +231,9 @@ impl Report {
     pub fn title(&self) -> &'static str {
         match self.kind {
             ReportKind::CircularDependency => "possible circular locking dependency detected",
+            ReportKind::SelfDeadlock if self.suspended_holder.is_some() => {
+                "deadlock: a task blocks the thread its lock's holder runs on"
+            }
             ReportKind::SelfDeadlock => "self-deadlock: waiting for what this context holds",
             ReportKind::PossibleSelfDeadlock => {
                 "possible self-deadlock: waiting for a lock this task holds"

@@ -418,3 +418,40 @@ async fn workers_holding_their_own_locks_across_a_barrier_are_silent() {
     }
     assert_eq!(lockdep.take_reports(), []);
 }
+
+/// One generic request helper serves two actors: one locks `catalog` before
+/// it replies with a `u64`, the other (a clock) takes no lock and replies
+/// with a `String`. Holding `catalog` while asking the clock is correct:
+/// replies of different types made on one line have classes of their own.
+#[tokio::test]
+async fn a_generic_request_helper_for_two_actors_is_silent() {
+    let lockdep = test_guard();
+    async fn ask<T>(to: &mpsc::UnboundedSender<oneshot::Sender<T>>) -> T {
+        let (tx, rx) = oneshot::channel();
+        to.send(tx).unwrap();
+        rx.await.unwrap()
+    }
+    let catalog = Arc::new(Mutex::with_class("generic-catalog", 7u64));
+    let (pricing, mut pricing_inbox) = mpsc::unbounded_channel::<oneshot::Sender<u64>>();
+    let (clock, mut clock_inbox) = mpsc::unbounded_channel::<oneshot::Sender<String>>();
+    let c = catalog.clone();
+    let pricing_actor = tokio::spawn(async move {
+        while let Some(reply) = pricing_inbox.recv().await {
+            let price = *c.lock().await;
+            let _ = reply.send(price);
+        }
+    });
+    let clock_actor = tokio::spawn(async move {
+        while let Some(reply) = clock_inbox.recv().await {
+            let _ = reply.send("noon".to_string());
+        }
+    });
+    assert_eq!(ask(&pricing).await, 7);
+    let held = catalog.lock().await;
+    assert_eq!(common::within("the clock", ask(&clock)).await, "noon");
+    drop(held);
+    drop((pricing, clock));
+    pricing_actor.await.unwrap();
+    clock_actor.await.unwrap();
+    assert_eq!(lockdep.take_reports(), []);
+}

@@ -232,6 +232,33 @@ pub(crate) fn nested(base: ClassId, subclass: u8) -> ClassId {
     id
 }
 
+/// The class of a `oneshot` reply made at `site` and carrying `type_name`:
+/// one class per creation site *and* type, so that a generic request helper
+/// (`ask::<T>()`) gives the replies of different types (usually different
+/// actors) classes of their own. Named `` `file:line:column <T>` ``.
+pub(crate) fn for_site_and_type(
+    site: &'static Location<'static>,
+    kind: ClassKind,
+    type_name: &'static str,
+) -> ClassId {
+    #[cfg(not(feature = "detect"))]
+    {
+        let _ = (site, kind, type_name);
+        NO_CLASS
+    }
+    #[cfg(feature = "detect")]
+    {
+        let name = format!("{} <{}>", Site::from(site), short_type_name(type_name));
+        intern(
+            Key::Named(Cow::Owned(name)),
+            kind,
+            0,
+            Site::from(site),
+            None,
+        )
+    }
+}
+
 /// The class of the messages of the channel class `base` (what `recv`
 /// waits for and a send signals): the channel's name with ` messages`, or
 /// its creation site with the kind `Messages`.

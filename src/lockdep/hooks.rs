@@ -526,13 +526,23 @@ impl Event {
     }
 }
 
-/// A `oneshot` reply, named or classed by `site` (not by what it carries:
-/// a generic request helper makes replies of many types on one line).
+/// A `oneshot` reply carrying `T`: of the class `name`, or of the class of
+/// its creation site and `T` (a generic request helper makes replies of
+/// many types on one line, usually for different actors).
 #[inline]
-pub(crate) fn event_of(
+pub(crate) fn event_of<T>(
     name: Option<std::borrow::Cow<'static, str>>,
     site: &'static Location<'static>,
 ) -> Event {
+    #[cfg(feature = "detect")]
+    if name.is_none() {
+        let id = crate::lockdep::engine().map(|_| {
+            let class =
+                class::for_site_and_type(site, ClassKind::Oneshot, std::any::type_name::<T>());
+            (LockRef::new(class), site)
+        });
+        return Event { id };
+    }
     Event::new(ClassKind::Oneshot, None, name, site)
 }
 

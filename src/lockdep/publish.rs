@@ -303,10 +303,10 @@ impl Engine {
             return true;
         }
         before_panic();
-        let what = if kind == report::ReportKind::DeadlockNow {
-            "a deadlock (tasks stuck now)"
-        } else {
-            "a possible deadlock"
+        let what = match kind {
+            report::ReportKind::DeadlockNow => "a deadlock (tasks stuck now)",
+            report::ReportKind::SelfDeadlock => "a deadlock",
+            _ => "a possible deadlock",
         };
         if shown_by.is_empty() {
             panic!("async-lockdep found {what}:\n{text}");
@@ -416,12 +416,13 @@ impl Engine {
 
 /// Whether the calling thread runs a test: any thread of a process nextest
 /// started for one test, or a thread libtest named after its test (not
-/// `main`, not a tokio worker, which may run any test's tasks).
+/// `main`, not a tokio worker — `tokio-rt-worker`, `tokio-runtime-worker` —
+/// which may run any test's tasks).
 fn in_a_test() -> bool {
     if std::env::var_os("NEXTEST_TEST_NAME").is_some() {
         return true;
     }
     std::thread::current()
         .name()
-        .is_some_and(|name| name != "main" && !name.starts_with("tokio-runtime-worker"))
+        .is_some_and(|name| name != "main" && !name.starts_with("tokio-"))
 }

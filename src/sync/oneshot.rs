@@ -40,7 +40,7 @@ use crate::lockdep::hooks::{event_of, signal, Event, FirstPollWait};
 /// ```
 #[track_caller]
 pub fn channel<T>() -> (Sender<T>, Receiver<T>) {
-    let event = event_of(None, Location::caller());
+    let event = event_of::<T>(None, Location::caller());
     let (tx, rx) = tokio::sync::oneshot::channel();
     (
         Sender { inner: tx, event },
@@ -58,7 +58,7 @@ pub fn channel<T>() -> (Sender<T>, Receiver<T>) {
 pub fn channel_with_class<T>(
     name: impl Into<std::borrow::Cow<'static, str>>,
 ) -> (Sender<T>, Receiver<T>) {
-    let event = event_of(Some(name.into()), Location::caller());
+    let event = event_of::<T>(Some(name.into()), Location::caller());
     let (tx, rx) = tokio::sync::oneshot::channel();
     (
         Sender { inner: tx, event },
