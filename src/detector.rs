@@ -592,7 +592,7 @@ impl Drop for TestGuard {
         let text = self.failure(&reports, dropped);
         if std::thread::panicking() {
             // The test fails anyway; show why it may have hung or failed.
-            lockdep::publish::to_stderr(&format!("{text}\n"));
+            lockdep::to_stderr(&format!("{text}\n"));
         } else {
             panic!("{text}");
         }

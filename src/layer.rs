@@ -116,7 +116,7 @@ where
             self.inert.store(true, Ordering::Relaxed);
             static SAID: std::sync::Once = std::sync::Once::new();
             SAID.call_once(|| {
-                crate::lockdep::publish::to_stderr(
+                crate::lockdep::to_stderr(
                     "async-lockdep: warning: the detector's layer was added twice to one \
                      subscriber; the second copy does nothing\n",
                 );

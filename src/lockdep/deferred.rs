@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::deadlock_now::{schedule, Confirm};
+use super::confirm::{schedule, Confirm};
 use super::validate::{Conflict, Deferred};
 use super::{
     context, describe_instance, lock_ignoring_poison, waits, Acquire, Engine, Panic, TestKey,

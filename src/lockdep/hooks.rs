@@ -370,9 +370,7 @@ impl Waiting {
         if self.detector.is_none() {
             return;
         }
-        if let Some(message) =
-            crate::lockdep::deadlock_now::poll_doom(self.context, self.seq, waker)
-        {
+        if let Some(message) = crate::lockdep::confirm::poll_doom(self.context, self.seq, waker) {
             panic!("{message}");
         }
     }
@@ -385,7 +383,7 @@ impl Waiting {
         // lock free of holders with this wait gone in between.
         let hold = detector.acquired(self.context, want);
         detector.wait_end(self.context, self.seq);
-        crate::lockdep::deadlock_now::forget_doom(self.context, self.seq);
+        crate::lockdep::confirm::forget_doom(self.context, self.seq);
         Some(Holding { hold })
     }
 }
@@ -394,7 +392,7 @@ impl Drop for Waiting {
     fn drop(&mut self) {
         if let Some(detector) = &self.detector {
             detector.wait_cancelled(self.context, self.seq);
-            crate::lockdep::deadlock_now::forget_doom(self.context, self.seq);
+            crate::lockdep::confirm::forget_doom(self.context, self.seq);
         }
     }
 }

@@ -12,8 +12,9 @@
 //! | `validate.rs`     | `validate_chain`: dependencies, cycles, self-conflicts        |
 //! | `events.rs`       | waits on events: `H → event`, and `event → L` when signalled      |
 //! | `waits.rs`        | waits in progress, the watchdog for long waits                |
+//! | `confirm.rs`      | the confirmation thread: checks due later, waiters that give up |
 //! | `deferred.rs`     | possible self-deadlocks decided by how the wait ends          |
-//! | `deadlock_now.rs` | the live check ("deadlock now"), the confirmation thread      |
+//! | `deadlock_now.rs` | the live check ("deadlock now")                               |
 //! | `attribution.rs`  | which test a report belongs to                                |
 //! | `publish.rs`      | the one sink: stderr, `tracing` events (`emit.rs`), panics    |
 //! | `store/`          | the run's store: its file format, the cross-process check     |
@@ -50,6 +51,7 @@ use crate::vocab::{Access, ClassId, ContextId, LockRef};
 pub(crate) mod attribution;
 pub(crate) mod chain_cache;
 pub(crate) mod class;
+pub(crate) mod confirm;
 pub(crate) mod context;
 pub(crate) mod deadlock_now;
 mod deferred;
@@ -66,7 +68,7 @@ pub(crate) mod waits;
 pub(crate) use attribution::TestOptions;
 pub(crate) use class::{describe, describe_instance};
 pub(crate) use held::dependency_of;
-pub(crate) use switch::{enable, enabled, engine};
+pub(crate) use switch::{enable, enabled, enabled_by_environment, engine};
 
 use attribution::Tests;
 use chain_cache::ChainCache;
@@ -190,6 +192,15 @@ pub(crate) struct Engine {
     reads_kept_back: Mutex<FxHashMap<ClassId, Vec<KeptBack>>>,
     /// The smallest reader cap of each class with capped instances.
     class_reader_caps: Mutex<rustc_hash::FxHashMap<ClassId, u32>>,
+}
+
+/// Writes `text` to stderr, ignoring failure: a full disk, a closed pipe or
+/// a closed stderr loses the text, never panics (`eprint!` would, inside
+/// the user's `lock()`). Written past libtest's output capture, which only
+/// `eprint!` can reach.
+pub(crate) fn to_stderr(text: &str) {
+    use std::io::Write as _;
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 pub(crate) fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

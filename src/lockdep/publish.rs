@@ -12,9 +12,9 @@ use tracing_core::dispatcher::{Dispatch, WeakDispatch};
 use std::sync::Arc;
 
 use super::attribution::{current_test, test_of_this_thread};
-use super::deadlock_now;
+use super::confirm;
 use super::validate::DependencyInfo;
-use super::{describe, emit, lock_ignoring_poison, waits, Engine, Panic, TestKey};
+use super::{describe, emit, lock_ignoring_poison, to_stderr, waits, Engine, Panic, TestKey};
 use crate::report::{self, Report};
 use crate::vocab::{ClassId, ContextId};
 
@@ -59,15 +59,6 @@ fn on_our_thread() -> bool {
         std::thread::current().name(),
         Some(waits::WATCHDOG_THREAD | waits::CONFIRM_THREAD)
     )
-}
-
-/// Writes `text` to stderr, ignoring failure: a full disk, a closed pipe or
-/// a closed stderr loses the text, never panics (`eprint!` would, inside
-/// the user's `lock()`). Written past libtest's output capture, which only
-/// `eprint!` can reach.
-pub(crate) fn to_stderr(text: &str) {
-    use std::io::Write as _;
-    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 impl Engine {
@@ -161,7 +152,7 @@ impl Engine {
     ///
     /// Returns true when a panic was asked for but this thread is one of the
     /// detector's own (the confirmation thread): the caller makes a waiter
-    /// give up instead (see `deadlock_now::doom`).
+    /// give up instead (see `confirm::doom`).
     pub(super) fn publish_to(
         &self,
         mut report: Report,
@@ -170,15 +161,8 @@ impl Engine {
         tests_given: Option<Vec<TestKey>>,
     ) -> bool {
         self.note_concurrent_futures(&mut report);
-        if matches!(
-            report.kind,
-            report::ReportKind::CircularDependency | report::ReportKind::RecursiveLocking
-        ) {
-            // The run's other processes then do not report it again.
-            if let Some(store) = super::store::store() {
-                store.append_cycle(&super::store::cycle_signature(&report.dependencies));
-            }
-        }
+        // The run's other processes then do not report it again.
+        self.note_reported_in_store(&report);
         let text = report.to_string();
         let headline = report.headline();
         let cycle_line = report.cycle_line();
@@ -241,7 +225,7 @@ impl Engine {
         let zero_code = !attributed
             && panic != Panic::Never
             && !panicking
-            && super::switch::enabled_by_environment()
+            && super::enabled_by_environment()
             && in_a_test()
             && !on_our_thread();
         let print = self.print_reports.load(Ordering::Relaxed);
@@ -257,7 +241,7 @@ impl Engine {
             // Shown by the guard when the test ends; printed anyway if it
             // does not (it hangs for another reason).
             for (key, _) in &shown_by {
-                deadlock_now::print_if_test_still_runs(*key, Arc::from(text.as_str()));
+                confirm::print_if_test_still_runs(*key, Arc::from(text.as_str()));
             }
         }
         self.emit(&emit::ReportEvent {

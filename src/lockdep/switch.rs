@@ -100,7 +100,7 @@ pub(crate) fn env_flag(name: &'static str, default: &str) -> Option<bool> {
         if !warned.contains(&name) {
             warned.push(name);
             drop(warned);
-            super::publish::to_stderr(&format!(
+            super::to_stderr(&format!(
                 "async-lockdep: warning: {name}={value:?} is not a boolean (1/0, true/false, \
                  on/off, yes/no): {default}\n"
             ));
@@ -115,7 +115,7 @@ pub(crate) fn enable() -> bool {
     if !cfg!(feature = "detect") {
         static SAID: std::sync::Once = std::sync::Once::new();
         SAID.call_once(|| {
-            super::publish::to_stderr(
+            super::to_stderr(
                 "async-lockdep: detection is compiled out (the `detect` feature is off): \
                  nothing is checked\n",
             );

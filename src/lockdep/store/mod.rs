@@ -195,7 +195,7 @@ impl Store {
         drop(file);
         if let Err(error) = result {
             if !self.failed.swap(true, Ordering::Relaxed) {
-                super::publish::to_stderr(&format!(
+                super::to_stderr(&format!(
                     "async-lockdep: cannot write the run's store in {}: {error}; \
                      dependencies of this process are not shared with other test processes\n",
                     self.dir.display()
@@ -315,11 +315,25 @@ fn warn_once(path: &Path, message: impl FnOnce() -> String) {
         .get_or_insert_with(FxHashSet::default)
         .insert(path.to_path_buf());
     if first {
-        super::publish::to_stderr(&format!("async-lockdep: warning: {}\n", message()));
+        super::to_stderr(&format!("async-lockdep: warning: {}\n", message()));
     }
 }
 
 impl Engine {
+    /// A report about to be published: a cycle is written to the run's store
+    /// as reported, so the run's other processes do not report it again.
+    pub(crate) fn note_reported_in_store(&self, report: &Report) {
+        if !matches!(
+            report.kind,
+            ReportKind::CircularDependency | ReportKind::RecursiveLocking
+        ) {
+            return;
+        }
+        if let Some(store) = store() {
+            store.append_cycle(&cycle_signature(&report.dependencies));
+        }
+    }
+
     /// New class dependencies were added to the graph: they belong to the
     /// current test (for its cross-process check), and go to the run's store.
     pub(crate) fn learned(&self, new: Vec<(ClassId, ClassId, DependencyInfo)>) {
