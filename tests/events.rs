@@ -455,3 +455,37 @@ async fn a_generic_request_helper_for_two_actors_is_silent() {
     clock_actor.await.unwrap();
     assert_eq!(lockdep.take_reports(), []);
 }
+
+/// A task joins a lock of `m` (pending: another task holds `m`) with a
+/// notification; the other task holds `m` while it awaits the notification.
+/// The notification does not wait for the sibling's lock: silent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_beside_a_pending_lock_in_join_is_silent() {
+    use async_lockdep::sync::Notify;
+    let lockdep = test_guard();
+    let m = Arc::new(Mutex::with_class("join-notify-m", 0u32));
+    let n = Arc::new(Notify::with_class("join-notify-n"));
+    let (holder_m, holder_n) = (m.clone(), n.clone());
+    let (held_tx, held_rx) = oneshot::channel_with_class::<()>("join-notify-held");
+    let holder = tokio::spawn(async move {
+        let _g = holder_m.lock().await;
+        let _ = held_tx.send(());
+        holder_n.notified().await;
+    });
+    held_rx.await.unwrap();
+    let (jm, jn) = (m.clone(), n.clone());
+    let joiner = tokio::spawn(async move {
+        let ((), ()) = tokio::join!(
+            async {
+                *jm.lock().await += 1;
+            },
+            async {
+                tokio::task::yield_now().await;
+                jn.notify_one();
+            }
+        );
+    });
+    common::within("the holder", holder).await.unwrap();
+    common::within("the joiner", joiner).await.unwrap();
+    assert_eq!(lockdep.take_reports(), []);
+}

@@ -235,7 +235,7 @@ pub(crate) fn nested(base: ClassId, subclass: u8) -> ClassId {
 /// The class of a `oneshot` reply made at `site` and carrying `type_name`:
 /// one class per creation site *and* type, so that a generic request helper
 /// (`ask::<T>()`) gives the replies of different types (usually different
-/// actors) classes of their own. Named `` `file:line:column <T>` ``.
+/// actors) classes of their own. Named `` `file:line:column <path::to::T>` ``.
 pub(crate) fn for_site_and_type(
     site: &'static Location<'static>,
     kind: ClassKind,
@@ -248,7 +248,9 @@ pub(crate) fn for_site_and_type(
     }
     #[cfg(feature = "detect")]
     {
-        let name = format!("{} <{}>", Site::from(site), short_type_name(type_name));
+        // The full type: two actors' `Reply` types are two classes (also
+        // in the run's store, which knows classes by name).
+        let name = format!("{} <{}>", Site::from(site), type_name);
         intern(
             Key::Named(Cow::Owned(name)),
             kind,

@@ -83,18 +83,27 @@ pub(crate) fn poll_doom(context: ContextId, seq: u64, waker: &Waker) -> Option<S
     if DOOM_ENTRIES.load(Ordering::Relaxed) == 0 {
         return None;
     }
-    let mut doom = lock_ignoring_poison(&DOOM);
-    if let Some(message) = doom.doomed.remove(&(context, seq)) {
-        doom.wakers.remove(&(context, seq));
-        doom_entries(&doom);
-        return Some(message);
-    }
-    if let Some(slot) = doom.wakers.get_mut(&(context, seq)) {
-        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            *slot = Some(waker.clone());
+    // Wakers are cloned and dropped with no engine lock held: either may
+    // run the executor's code.
+    let fresh = waker.clone();
+    let (message, replaced) = {
+        let mut doom = lock_ignoring_poison(&DOOM);
+        if let Some(message) = doom.doomed.remove(&(context, seq)) {
+            let removed = doom.wakers.remove(&(context, seq));
+            doom_entries(&doom);
+            (Some(message), removed.flatten())
+        } else {
+            let replaced = match doom.wakers.get_mut(&(context, seq)) {
+                Some(slot) if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) => {
+                    slot.replace(fresh)
+                }
+                _ => Some(fresh),
+            };
+            (None, replaced)
         }
-    }
-    None
+    };
+    drop(replaced);
+    message
 }
 
 /// The wait `seq` of `context` ended: nothing to wake or doom any more.
@@ -102,10 +111,14 @@ pub(crate) fn forget_doom(context: ContextId, seq: u64) {
     if DOOM_ENTRIES.load(Ordering::Relaxed) == 0 {
         return;
     }
-    let mut doom = lock_ignoring_poison(&DOOM);
-    doom.wakers.remove(&(context, seq));
-    doom.doomed.remove(&(context, seq));
-    doom_entries(&doom);
+    let removed = {
+        let mut doom = lock_ignoring_poison(&DOOM);
+        let removed = doom.wakers.remove(&(context, seq));
+        doom.doomed.remove(&(context, seq));
+        doom_entries(&doom);
+        removed
+    };
+    drop(removed); // a waker's drop may run the executor's code: unlocked
 }
 
 /// Tells the wait `seq` of `context` to give up with `message`, and wakes

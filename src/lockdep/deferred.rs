@@ -265,9 +265,10 @@ impl Engine {
             return Some(report); // a writer came meanwhile
         }
         let list = kept.entry(class).or_default();
-        if list.len() < MAX_KEPT_BACK {
-            list.push((report, test));
+        if list.len() >= MAX_KEPT_BACK {
+            return Some(report); // too many kept: reported now, never lost
         }
+        list.push((report, test));
         None
     }
 

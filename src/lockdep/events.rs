@@ -61,7 +61,7 @@ impl Engine {
             chain: chain_after(0, event, Access::Signal),
         }];
         for waited in waits {
-            if waited.span != 0 && !context::span_is_entered(u64::from(waited.span)) {
+            if waited.span != 0 && !context::span_is_entered(waited.span) {
                 continue; // a sibling future's wait: it does not delay this signal
             }
             let want = Acquire {

@@ -189,7 +189,7 @@ pub(crate) struct SectionLog {
 pub(crate) struct Waited {
     pub(crate) class: crate::vocab::ClassId,
     pub(crate) access: Access,
-    pub(crate) span: u32,
+    pub(crate) span: u64,
     pub(crate) site: &'static Location<'static>,
     /// Where the instance waited for was created.
     pub(crate) created: &'static Location<'static>,
@@ -224,7 +224,7 @@ impl SectionLog {
         self.waits[next] = Waited {
             class: want.lock.class,
             access: want.access,
-            span: span as u32,
+            span,
             site: want.site,
             created: want.created,
         };

@@ -331,7 +331,14 @@ impl Engine {
         let context = ContextId::current();
         let (check, mark) = self.held.with_record(context, |record| {
             let mut stack = record.stack();
-            stack.note_wait(&want);
+            if !matches!(
+                want.access,
+                Access::Lock | Access::Read | Access::Write | Access::Permits
+            ) {
+                // A send, a join, an event: noted when the wait begins. A
+                // lock is noted once acquired (see `acquired`).
+                stack.note_wait(&want);
+            }
             (self.check(stack.held(), &want), stack.last_token())
         });
         let deferred = match check {
@@ -348,15 +355,19 @@ impl Engine {
     /// The lock waited for was acquired by `context`.
     #[inline]
     pub(crate) fn acquired(&self, context: ContextId, want: Acquire) -> Hold {
+        // A wait of the section from now on (not while it was pending: a
+        // sibling future's pending lock does not delay what this one signals).
         self.held.with_record(context, |record| {
-            Hold::new(record, record.stack().push(&want))
+            Hold::new(record, record.stack().push_waited(&want))
         })
     }
 
     /// A `try_lock` succeeded: held, but no dependency (it never waited).
     #[inline]
     pub(crate) fn try_acquired(&self, want: Acquire) -> Hold {
-        self.acquired(ContextId::current(), want)
+        self.held.with_record(ContextId::current(), |record| {
+            Hold::new(record, record.stack().push(&want))
+        })
     }
 
     /// The acquisition `hold` ended, wherever the guard is dropped.

@@ -401,8 +401,20 @@ impl Engine {
 /// Whether the calling thread runs a test: any thread of a process nextest
 /// started for one test, or a thread libtest named after its test (not
 /// `main`, not a tokio worker — `tokio-rt-worker`, `tokio-runtime-worker` —
-/// which may run any test's tasks).
+/// which may run any test's tasks), in a test binary (cargo puts those in
+/// a `deps` directory: a program run with `ASYNC_LOCKDEP=1` never panics).
 fn in_a_test() -> bool {
+    static TEST_BINARY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let test_binary = *TEST_BINARY.get_or_init(|| {
+        std::env::current_exe().is_ok_and(|exe| {
+            exe.parent()
+                .and_then(|dir| dir.file_name())
+                .is_some_and(|name| name == "deps")
+        })
+    });
+    if !test_binary {
+        return false;
+    }
     if std::env::var_os("NEXTEST_TEST_NAME").is_some() {
         return true;
     }

@@ -236,7 +236,11 @@ impl Engine {
             return Check::Fine;
         }
         Check::Slow(Slow {
-            held: if snapshot { held.to_vec() } else { Vec::new() },
+            held: if snapshot {
+                latest_per_class(held, want)
+            } else {
+                Vec::new()
+            },
             chain,
             same,
             pool,
@@ -767,4 +771,30 @@ pub(crate) enum Conflict {
     Holds(u64),
     /// An earlier pending wait for the same lock (its sequence number).
     Waits(u64),
+}
+
+/// The held locks a new dependency can come from: the latest hold of each
+/// (class, access, movable), since dependencies join classes and the order
+/// of instances of one class is taken from the last one held; plus any hold
+/// of the instance wanted. A task holding many locks of few classes (every
+/// shard of a map) then costs one dependency per class, not per hold.
+fn latest_per_class(held: &[HeldLock], want: &Acquire) -> Vec<HeldLock> {
+    if held.len() <= 8 {
+        return held.to_vec();
+    }
+    // Few distinct classes in practice: a linear look-up beats hashing.
+    let mut seen: Vec<(ClassId, Access, bool)> = Vec::new();
+    let mut kept: Vec<HeldLock> = Vec::new();
+    for h in held.iter().rev() {
+        let key = (h.lock.class, h.access, h.movable);
+        let new = !seen.contains(&key);
+        if new {
+            seen.push(key);
+        }
+        if new || h.lock.instance == want.lock.instance {
+            kept.push(*h);
+        }
+    }
+    kept.reverse();
+    kept
 }

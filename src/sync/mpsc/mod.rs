@@ -526,8 +526,15 @@ impl<T> Receiver<T> {
     ) -> impl Future<Output = usize> + 'a {
         let site = Location::caller();
         self.section = Held::new(None);
+        let want = crate::lockdep::engine().map(|_| self.meta.messages(Access::Event, site));
         async move {
-            let n = self.inner.recv_many(buffer, limit).await;
+            let mut wait = FirstPollWait::default();
+            let inner = &mut self.inner;
+            let n = std::future::poll_fn(|cx| match want {
+                Some(want) => wait.poll(|| want, || inner.poll_recv_many(cx, buffer, limit)),
+                None => inner.poll_recv_many(cx, buffer, limit),
+            })
+            .await;
             if n > 0 {
                 self.received(site);
             }
@@ -559,6 +566,9 @@ impl<T> Receiver<T> {
     pub fn blocking_recv(&mut self) -> Option<T> {
         let site = Location::caller();
         self.section = Held::new(None);
+        if let Some(engine) = crate::lockdep::engine() {
+            engine.record_wait_dependencies(self.meta.messages(Access::Event, site).blocking());
+        }
         let value = self.inner.blocking_recv();
         if value.is_some() {
             self.received(site);

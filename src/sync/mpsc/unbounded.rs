@@ -209,12 +209,26 @@ impl<T> UnboundedReceiver<T> {
     /// # Cancel safety
     ///
     /// As tokio's.
-    pub async fn recv_many(&mut self, buffer: &mut Vec<T>, limit: usize) -> usize {
-        let n = self.inner.recv_many(buffer, limit).await;
-        if n > 0 {
-            delivered();
+    #[track_caller]
+    pub fn recv_many<'a>(
+        &'a mut self,
+        buffer: &'a mut Vec<T>,
+        limit: usize,
+    ) -> impl Future<Output = usize> + 'a {
+        let want = self.messages.want_at(Location::caller());
+        async move {
+            let mut wait = FirstPollWait::default();
+            let inner = &mut self.inner;
+            let n = std::future::poll_fn(|cx| match want {
+                Some(want) => wait.poll(|| want, || inner.poll_recv_many(cx, buffer, limit)),
+                None => inner.poll_recv_many(cx, buffer, limit),
+            })
+            .await;
+            if n > 0 {
+                delivered();
+            }
+            n
         }
-        n
     }
 
     /// Receives a value if one is there now.
@@ -235,6 +249,7 @@ impl<T> UnboundedReceiver<T> {
     /// As tokio's: if called within an asynchronous execution context.
     #[track_caller]
     pub fn blocking_recv(&mut self) -> Option<T> {
+        self.messages.record_wait();
         let value = self.inner.blocking_recv();
         if value.is_some() {
             delivered();
