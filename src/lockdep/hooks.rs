@@ -408,6 +408,20 @@ pub(crate) struct FirstPollWait {
     waiting: Option<Waiting>,
 }
 
+/// Polls `poll` until it is ready, recording the wait for `want` (when
+/// detection is on) through a [`FirstPollWait`]: a `recv` of a channel.
+pub(crate) async fn wait_polled<T>(
+    want: Option<Acquire>,
+    mut poll: impl FnMut(&mut std::task::Context<'_>) -> std::task::Poll<T>,
+) -> T {
+    let mut wait = FirstPollWait::default();
+    std::future::poll_fn(|cx| match want {
+        Some(want) => wait.poll(|| want, || poll(cx)),
+        None => poll(cx),
+    })
+    .await
+}
+
 impl FirstPollWait {
     /// Polls the wait through `poll`; `want` is asked for at the first poll
     /// only, and only while detection is on.
@@ -532,15 +546,17 @@ pub(crate) fn event_of<T>(
     name: Option<std::borrow::Cow<'static, str>>,
     site: &'static Location<'static>,
 ) -> Event {
+    let type_name = std::any::type_name::<T>();
     #[cfg(feature = "detect")]
     if name.is_none() {
         let id = crate::lockdep::engine().map(|_| {
-            let class =
-                class::for_site_and_type(site, ClassKind::Oneshot, std::any::type_name::<T>());
+            let class = class::for_site_and_type(site, ClassKind::Oneshot, type_name);
             (LockRef::new(class), site)
         });
         return Event { id };
     }
+    #[cfg(not(feature = "detect"))]
+    let _ = type_name;
     Event::new(ClassKind::Oneshot, None, name, site)
 }
 

@@ -30,7 +30,7 @@ pub use unbounded::{unbounded_channel, UnboundedReceiver, UnboundedSender, WeakU
 
 use self::error::{SendError, TryRecvError, TrySendError};
 use crate::lockdep::class::{self, ClassKind};
-use crate::lockdep::hooks::{FirstPollWait, Holding, LockMeta};
+use crate::lockdep::hooks::{wait_polled, FirstPollWait, Holding, LockMeta};
 use crate::lockdep::Acquire;
 use crate::sync::Held;
 use crate::vocab::Access;
@@ -498,13 +498,8 @@ impl<T> Receiver<T> {
         self.section = Held::new(None);
         let want = crate::lockdep::engine().map(|_| self.meta.messages(Access::Event, site));
         async move {
-            let mut wait = FirstPollWait::default();
             let inner = &mut self.inner;
-            let value = std::future::poll_fn(|cx| match want {
-                Some(want) => wait.poll(|| want, || inner.poll_recv(cx)),
-                None => inner.poll_recv(cx),
-            })
-            .await;
+            let value = wait_polled(want, |cx| inner.poll_recv(cx)).await;
             if value.is_some() {
                 self.received(site);
             }
@@ -528,13 +523,8 @@ impl<T> Receiver<T> {
         self.section = Held::new(None);
         let want = crate::lockdep::engine().map(|_| self.meta.messages(Access::Event, site));
         async move {
-            let mut wait = FirstPollWait::default();
             let inner = &mut self.inner;
-            let n = std::future::poll_fn(|cx| match want {
-                Some(want) => wait.poll(|| want, || inner.poll_recv_many(cx, buffer, limit)),
-                None => inner.poll_recv_many(cx, buffer, limit),
-            })
-            .await;
+            let n = wait_polled(want, |cx| inner.poll_recv_many(cx, buffer, limit)).await;
             if n > 0 {
                 self.received(site);
             }

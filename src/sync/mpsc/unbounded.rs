@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 
 use super::error::{SendError, TryRecvError};
 use crate::lockdep::class::ClassKind;
-use crate::lockdep::hooks::{Event, FirstPollWait};
+use crate::lockdep::hooks::{wait_polled, Event};
 
 /// An unbounded channel, as `tokio::sync::mpsc::unbounded_channel`.
 ///
@@ -189,13 +189,8 @@ impl<T> UnboundedReceiver<T> {
     pub fn recv(&mut self) -> impl Future<Output = Option<T>> + '_ {
         let want = self.messages.want_at(Location::caller());
         async move {
-            let mut wait = FirstPollWait::default();
             let inner = &mut self.inner;
-            let value = std::future::poll_fn(|cx| match want {
-                Some(want) => wait.poll(|| want, || inner.poll_recv(cx)),
-                None => inner.poll_recv(cx),
-            })
-            .await;
+            let value = wait_polled(want, |cx| inner.poll_recv(cx)).await;
             if value.is_some() {
                 delivered();
             }
@@ -217,13 +212,8 @@ impl<T> UnboundedReceiver<T> {
     ) -> impl Future<Output = usize> + 'a {
         let want = self.messages.want_at(Location::caller());
         async move {
-            let mut wait = FirstPollWait::default();
             let inner = &mut self.inner;
-            let n = std::future::poll_fn(|cx| match want {
-                Some(want) => wait.poll(|| want, || inner.poll_recv_many(cx, buffer, limit)),
-                None => inner.poll_recv_many(cx, buffer, limit),
-            })
-            .await;
+            let n = wait_polled(want, |cx| inner.poll_recv_many(cx, buffer, limit)).await;
             if n > 0 {
                 delivered();
             }
