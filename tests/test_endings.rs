@@ -470,3 +470,41 @@ fn with_async_lockdep_panic_0_reports_fail_no_test() {
     assert!(outcome.success, "{text}");
     assert_eq!(count(text, CYCLE_TITLE), 1, "{text}");
 }
+
+// ---------------------------------------------------------------------------
+// A report found after the test's guard ran its check.
+
+#[test]
+fn fixture_report_after_the_guard_on_a_thread() {
+    if !fixture("after-guard") {
+        return;
+    }
+    {
+        let _lockdep = test_guard();
+    }
+    std::thread::spawn(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let a = Mutex::with_class("after-guard-a", ());
+            let b = Mutex::with_class("after-guard-b", ());
+            common::abba(&a, &b).await;
+        });
+    })
+    .join()
+    .unwrap();
+}
+
+/// The report is printed and fails nothing: the guard that could have shown
+/// it is gone (it used to abort the whole test binary at the test's end).
+#[test]
+fn a_report_after_the_guard_ran_its_check_is_printed_and_aborts_nothing() {
+    let (outcome, _) = run(
+        &["fixture_report_after_the_guard_on_a_thread"],
+        "after-guard",
+    );
+    let text = &outcome.output;
+    assert!(outcome.success, "{text}");
+    assert_eq!(count(text, CYCLE_TITLE), 1, "{text}");
+}
