@@ -466,3 +466,76 @@ async fn an_unbounded_recv_while_holding_a_lock_the_producer_takes_is_reported()
     );
     assert_eq!(reports[0].class_names()[0], "unbounded-recv-l");
 }
+
+/// A `select!` loop whose timer branch locks `m` while the `recv` branch
+/// lost: the task is not draining the channel then (the `recv` dropped
+/// without a value gives its section back), so a sender holding `m` across
+/// a send on the full channel waits for it. Reported from a run where the
+/// channel never filled.
+#[tokio::test]
+async fn a_select_loop_locking_in_its_timer_branch_against_a_sender_holding_the_lock_is_reported() {
+    let lockdep = test_guard();
+    let m = Arc::new(Mutex::with_class("select-m", 0u32));
+    let (tx, mut rx) = mpsc::channel_with_class::<u32>("select-feed", 1);
+    tx.send(0).await.unwrap();
+    let consumer = {
+        let m = m.clone();
+        tokio::spawn(async move {
+            assert_eq!(rx.recv().await, Some(0)); // SELECT-FIRST-RECV
+            let mut ticks = 0;
+            while ticks < 2 {
+                tokio::select! {
+                    value = rx.recv() => assert!(value.is_some()),
+                    _ = tokio::time::sleep(Duration::from_millis(5)) => {
+                        *m.lock().await += 1; // SELECT-TIMER-LOCK
+                        ticks += 1;
+                    }
+                }
+            }
+            rx
+        })
+    };
+    let _rx = consumer.await.unwrap();
+    {
+        let _g = m.lock().await;
+        tx.send(1).await.unwrap(); // SELECT-SEND-UNDER-M
+    }
+    let reports = lockdep.take_reports();
+    assert_eq!(
+        reports.iter().map(|r| r.kind).collect::<Vec<_>>(),
+        [ReportKind::CircularDependency],
+        "{reports:#?}"
+    );
+    assert_eq!(reports[0].class_names(), ["select-m", "select-feed"]);
+    let text = std::fs::read_to_string(file!()).unwrap();
+    let line = |marker: &str| text.lines().position(|l| l.contains(marker)).unwrap() as u32 + 1;
+    let deps = &reports[0].dependencies;
+    assert_eq!(deps[0].waited_at.line(), line("// SELECT-SEND-UNDER-M"));
+    assert_eq!(deps[1].waited_at.line(), line("// SELECT-TIMER-LOCK"));
+}
+
+/// The same loop whose timer branch takes no lock: silent.
+#[tokio::test]
+async fn a_select_loop_whose_timer_branch_takes_no_lock_is_silent() {
+    let lockdep = test_guard();
+    let m = Arc::new(Mutex::with_class("select-free-m", 0u32));
+    let (tx, mut rx) = mpsc::channel_with_class::<u32>("select-free-feed", 1);
+    tx.send(0).await.unwrap();
+    let consumer = tokio::spawn(async move {
+        assert_eq!(rx.recv().await, Some(0));
+        let mut ticks = 0;
+        while ticks < 2 {
+            tokio::select! {
+                value = rx.recv() => assert!(value.is_some()),
+                _ = tokio::time::sleep(Duration::from_millis(5)) => ticks += 1,
+            }
+        }
+        rx
+    });
+    let _rx = consumer.await.unwrap();
+    {
+        let _g = m.lock().await;
+        tx.send(1).await.unwrap();
+    }
+    assert_eq!(lockdep.take_reports(), []);
+}

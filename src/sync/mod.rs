@@ -273,6 +273,15 @@ impl Held {
         }
     }
 
+    /// Whether something is recorded as held.
+    #[inline]
+    pub(crate) fn holds(&self) -> bool {
+        #[cfg(feature = "detect")]
+        return self.0.is_some();
+        #[cfg(not(feature = "detect"))]
+        false
+    }
+
     /// The lock is now held for reading (an `RwLock` write guard
     /// downgraded): the same hold, no new dependency.
     pub(crate) fn downgrade(&self) {

@@ -471,6 +471,46 @@ impl<T> fmt::Debug for Receiver<T> {
     }
 }
 
+/// A `recv` in progress: the receiving section of the previous value ends
+/// while the task is parked in the channel (it is draining it), and comes
+/// back if the `recv` is dropped without a value (a `select!` branch that
+/// lost, a timeout): the task runs other code then, not draining.
+struct Receiving<'a, T> {
+    receiver: &'a mut Receiver<T>,
+    site: &'static Location<'static>,
+    /// The section to restore if no value comes.
+    restore: bool,
+}
+
+impl<'a, T> Receiving<'a, T> {
+    fn new(receiver: &'a mut Receiver<T>, site: &'static Location<'static>) -> Self {
+        let restore = receiver.end_section();
+        Receiving {
+            receiver,
+            site,
+            restore,
+        }
+    }
+
+    fn delivered(&mut self) {
+        self.restore = false;
+        self.receiver.received(self.site);
+    }
+}
+
+impl<T> Drop for Receiving<'_, T> {
+    fn drop(&mut self) {
+        if self.restore {
+            if let Some(engine) = crate::lockdep::engine() {
+                self.receiver.section = Held::new(Some(Holding::try_acquired(
+                    engine,
+                    self.receiver.meta.want(Access::Receive, self.site),
+                )));
+            }
+        }
+    }
+}
+
 impl<T> Receiver<T> {
     /// Starts a receiving section after a value was received.
     fn received(&mut self, site: &'static Location<'static>) {
@@ -495,16 +535,24 @@ impl<T> Receiver<T> {
     #[track_caller]
     pub fn recv(&mut self) -> impl Future<Output = Option<T>> + '_ {
         let site = Location::caller();
-        self.section = Held::new(None);
         let want = crate::lockdep::engine().map(|_| self.meta.messages(Access::Event, site));
+        let mut receiving = Receiving::new(self, site);
         async move {
-            let inner = &mut self.inner;
+            let inner = &mut receiving.receiver.inner;
             let value = wait_polled(want, |cx| inner.poll_recv(cx)).await;
             if value.is_some() {
-                self.received(site);
+                receiving.delivered();
             }
             value
         }
+    }
+
+    /// Ends the receiving section of the previous value (see
+    /// [`Receiving`]).
+    fn end_section(&mut self) -> bool {
+        let had = self.section.holds();
+        self.section = Held::new(None);
+        had
     }
 
     /// Receives up to `limit` values into `buffer`, waiting for at least one;
