@@ -157,3 +157,52 @@ async fn a_limiter_over_join_all_in_one_task_is_silent() {
     assert_eq!(done, [0, 1, 2]);
     assert_eq!(lockdep.take_reports(), []);
 }
+
+/// A limiter over `join_all` with spare permits: each future takes a permit
+/// without waiting while a sibling holds one, and gives it back in turn
+/// (the earlier first). Siblings taking turns: silent.
+#[tokio::test]
+async fn a_limiter_with_spare_permits_over_join_all_is_silent() {
+    let lockdep = test_guard();
+    let pool = Semaphore::with_class("spare-limit", 2);
+    let work = (0..6).map(|i| {
+        let pool = &pool;
+        async move {
+            let _permit = pool.acquire().await.unwrap();
+            tokio::task::yield_now().await;
+            i
+        }
+    });
+    assert_eq!(futures::future::join_all(work).await, [0, 1, 2, 3, 4, 5]);
+    assert_eq!(lockdep.take_reports(), []);
+}
+
+/// A transaction holds a connection and calls a helper that takes a second
+/// one (there is room in this run): nested, the later permit is given back
+/// first. With every connection taken by such transactions, none goes on:
+/// reported.
+#[tokio::test]
+async fn a_second_connection_taken_at_once_inside_a_transaction_is_reported() {
+    let lockdep = test_guard();
+    let pool = Semaphore::with_class("nested-pool", 5);
+    async fn helper(pool: &Semaphore) {
+        let _conn = pool.acquire().await.unwrap(); // NESTED-SECOND
+    }
+    {
+        let _transaction = pool.acquire().await.unwrap(); // NESTED-FIRST
+        helper(&pool).await;
+    }
+    let reports = lockdep.take_reports();
+    assert_eq!(
+        reports.iter().map(|r| r.kind).collect::<Vec<_>>(),
+        [ReportKind::PoolExhaustion],
+        "{reports:#?}"
+    );
+    let text = std::fs::read_to_string(file!()).unwrap();
+    let line = |marker: &str| text.lines().position(|l| l.contains(marker)).unwrap() as u32 + 1;
+    let dep = &reports[0].dependencies[0];
+    assert_eq!(
+        (dep.held_at.line(), dep.waited_at.line()),
+        (line("// NESTED-FIRST"), line("// NESTED-SECOND"))
+    );
+}

@@ -11,6 +11,8 @@ use super::{
     context, describe_instance, lock_ignoring_poison, waits, Acquire, Engine, Panic, TestKey,
 };
 use crate::report::{self, Dependency, Report};
+use std::panic::Location;
+
 use crate::vocab::{Access, ClassId, ContextId};
 
 /// How long a possible self-deadlock of a wait (a re-lock in one task,
@@ -308,3 +310,105 @@ impl Engine {
 
 /// Most re-reads kept back per class.
 const MAX_KEPT_BACK: usize = 64;
+
+/// A possible pool exhaustion of a permit taken *without waiting* while the
+/// same context, outside spans, held another permit of the pool: a nested
+/// call taking a second connection (a hazard), or a sibling future of a
+/// limiter over `join_all` (fine). Decided by which is given back first:
+/// the later one first is nesting (reported), the earlier one first is
+/// siblings taking turns (dropped).
+pub(crate) struct PoolHeldBack {
+    context: ContextId,
+    /// The permit held when the other was taken.
+    earlier: u64,
+    /// The permit taken (its token, once known; 0 before).
+    later: u64,
+    report: Report,
+    class: ClassId,
+    sites: (&'static Location<'static>, &'static Location<'static>),
+    test: Option<TestKey>,
+}
+
+/// Most pool reports held back at once (past it, reported at once).
+const MAX_POOL_HELD_BACK: usize = 1024;
+
+impl Engine {
+    /// Holds back the pool report of `want` taken while holding `held`;
+    /// gives it back when too many are held back already (report it now).
+    pub(super) fn pool_held_back(
+        &self,
+        context: ContextId,
+        held: &super::held::HeldLock,
+        want: Acquire,
+        report: Report,
+    ) -> Option<Report> {
+        if self.seen_at_sites(want.lock.class, held.site, want.site) {
+            return None; // reported before: once per pair of sites
+        }
+        let test = self.test_of(want.lock.instance);
+        let mut list = lock_ignoring_poison(&self.pool_held_back);
+        if list.len() >= MAX_POOL_HELD_BACK {
+            return Some(report);
+        }
+        list.push(PoolHeldBack {
+            context,
+            earlier: held.token,
+            later: 0,
+            report,
+            class: want.lock.class,
+            sites: (held.site, want.site),
+            test,
+        });
+        self.pool_held_back_count
+            .store(list.len(), Ordering::Relaxed);
+        None
+    }
+
+    /// The permit held back just now was taken as `token` by `context`.
+    pub(crate) fn pool_taken(&self, context: ContextId, token: u64) {
+        if self.pool_held_back_count.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        for pending in lock_ignoring_poison(&self.pool_held_back).iter_mut() {
+            if pending.context == context && pending.later == 0 {
+                pending.later = token;
+            }
+        }
+    }
+
+    /// The hold `token` of `context` was given back: decides the pool
+    /// reports held back about it.
+    pub(crate) fn pool_released(&self, context: ContextId, token: u64) {
+        let decided: Vec<(bool, PoolHeldBack)> = {
+            let mut list = lock_ignoring_poison(&self.pool_held_back);
+            let mut decided = Vec::new();
+            let mut i = 0;
+            while i < list.len() {
+                let p = &list[i];
+                if p.context == context && (p.earlier == token || p.later == token) {
+                    let nested = p.later == token;
+                    decided.push((nested, list.swap_remove(i)));
+                } else {
+                    i += 1;
+                }
+            }
+            self.pool_held_back_count
+                .store(list.len(), Ordering::Relaxed);
+            decided
+        };
+        for (nested, pending) in decided {
+            if !nested || !self.first_at_sites(pending.class, pending.sites.0, pending.sites.1) {
+                continue;
+            }
+            let tests = {
+                let tests = lock_ignoring_poison(&self.tests);
+                pending
+                    .test
+                    .filter(|key| tests.get(*key).is_some_and(|r| !r.checked))
+                    .into_iter()
+                    .collect()
+            };
+            self.publish_to(pending.report, Panic::OnReport, || {}, Some(tests));
+        }
+    }
+}

@@ -190,6 +190,10 @@ pub(crate) struct Engine {
     /// Re-reads of never-written classes, kept back until a write of the
     /// class is seen (with the test each belongs to).
     reads_kept_back: Mutex<FxHashMap<ClassId, Vec<KeptBack>>>,
+    /// Pool reports of permits taken without waiting, until decided.
+    pool_held_back: Mutex<Vec<deferred::PoolHeldBack>>,
+    /// How many: a relaxed read keeps `release` cheap when there are none.
+    pool_held_back_count: AtomicUsize,
     /// The smallest reader cap of each class with capped instances.
     class_reader_caps: Mutex<rustc_hash::FxHashMap<ClassId, u32>>,
 }
@@ -240,6 +244,8 @@ impl Engine {
             reader_caps: Mutex::new(rustc_hash::FxHashMap::default()),
             class_reader_caps: Mutex::new(rustc_hash::FxHashMap::default()),
             reads_kept_back: Mutex::new(FxHashMap::default()),
+            pool_held_back: Mutex::new(Vec::new()),
+            pool_held_back_count: AtomicUsize::new(0),
         }
     }
 
@@ -293,9 +299,11 @@ impl Engine {
         if let Check::Slow(slow) = check {
             self.record(context, *want, slow, false);
         }
-        self.held.with_record(context, |record| {
+        let hold = self.held.with_record(context, |record| {
             Hold::new(record, record.stack().push_waited(want))
-        })
+        });
+        self.pool_taken(context, hold.token);
+        hold
     }
 
     /// A wait for `want` starts: checks and records the dependencies first,
@@ -380,6 +388,9 @@ impl Engine {
         debug_assert!(removed.is_some(), "a hold's entry is removed once");
         if removed == Some(Movable(true)) {
             self.movable_released(key);
+        }
+        if self.pool_held_back_count.load(Ordering::Relaxed) != 0 {
+            self.pool_released(key.context, key.token);
         }
     }
 

@@ -335,6 +335,22 @@ impl Engine {
                     test: None,
                     since: std::time::Instant::now(),
                 });
+            } else if !defer && !certain {
+                // Taken without waiting: decided by which permit is given
+                // back first (see `Engine::pool_held_back`).
+                let report = one_dependency_report(
+                    ReportKind::PoolExhaustion,
+                    &held,
+                    want,
+                    context,
+                    &spans,
+                    test.as_deref(),
+                    false,
+                );
+                if let Some(report) = self.pool_held_back(context, &held, want, report) {
+                    reports.extend(self.pool_exhaustion(&held, want, context, &spans));
+                    drop(report);
+                }
             } else {
                 reports.extend(self.pool_exhaustion(&held, want, context, &spans));
             }
