@@ -247,7 +247,7 @@ pub enum ClassKind {
     Oneshot,
     /// A [`crate::sync::Notify`]: its notifications are events.
     Notify,
-    /// A `watch` channel: its changes are events (not wrapped yet).
+    /// A [`crate::sync::watch`] channel: its changes are events.
     Watch,
     /// A [`crate::sync::Barrier`]: the arrivals are its event.
     Barrier,

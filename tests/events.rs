@@ -489,3 +489,70 @@ async fn a_notification_beside_a_pending_lock_in_join_is_silent() {
     common::within("the joiner", joiner).await.unwrap();
     assert_eq!(lockdep.take_reports(), []);
 }
+
+/// A config watcher holds `config` while it awaits a change; the publisher
+/// locks `config` before it sends the change. Reported from a run where the
+/// change was already there.
+#[tokio::test]
+async fn a_watch_change_awaited_under_the_lock_the_sender_takes_first_is_reported() {
+    use async_lockdep::sync::watch;
+    let lockdep = test_guard();
+    let config = Arc::new(Mutex::with_class("watch-config", 0u32));
+    let (tx, mut rx) = watch::channel_with_class("watch-version", 0u32);
+    let c = config.clone();
+    tokio::spawn(async move {
+        *c.lock().await += 1; // WATCH-SENDER-LOCK
+        tx.send(1).unwrap(); // WATCH-SIGNAL
+    })
+    .await
+    .unwrap();
+    let held = config.lock().await;
+    common::within("the change", rx.changed()).await.unwrap(); // WATCH-WAIT
+    drop(held);
+    let reports = lockdep.take_reports();
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    assert_eq!(
+        links(&reports[0]),
+        [
+            (
+                "watch-config".into(),
+                Access::Lock,
+                "watch-version".into(),
+                Access::Event
+            ),
+            (
+                "watch-version".into(),
+                Access::Signal,
+                "watch-config".into(),
+                Access::Lock
+            ),
+        ]
+    );
+    let deps = &reports[0].dependencies;
+    assert_eq!(deps[0].waited_at.line(), line_of(file!(), "// WATCH-WAIT"));
+    assert_eq!(
+        deps[1].waited_at.line(),
+        line_of(file!(), "// WATCH-SENDER-LOCK")
+    );
+    assert_eq!(deps[1].held_at.line(), line_of(file!(), "// WATCH-SIGNAL"));
+}
+
+/// The watcher reads the config without holding it across the wait: silent.
+#[tokio::test]
+async fn a_watch_change_awaited_without_the_lock_is_silent() {
+    use async_lockdep::sync::watch;
+    let lockdep = test_guard();
+    let config = Arc::new(Mutex::with_class("watch-free-config", 0u32));
+    let (tx, mut rx) = watch::channel_with_class("watch-free-version", 0u32);
+    let c = config.clone();
+    tokio::spawn(async move {
+        *c.lock().await += 1;
+        tx.send(1).unwrap();
+    })
+    .await
+    .unwrap();
+    common::within("the change", rx.changed()).await.unwrap();
+    let _held = config.lock().await;
+    assert_eq!(*rx.borrow(), 1);
+    assert_eq!(lockdep.take_reports(), []);
+}

@@ -24,6 +24,10 @@ impl Engine {
     /// current section that the code running now made (a wait made in a
     /// sibling future's span is not counted).
     ///
+    /// With `room_of` (a channel's messages: that channel's class), a wait
+    /// for room in a channel of that class is left out: the messages of a
+    /// channel do not wait for room in it (its receivers make the room).
+    ///
     /// With `arriving` (a `Barrier`: the signaller waits for the same event
     /// right after), a wait for a lock the context still holds is left out:
     /// it already has that lock, so its own arrival does not wait for it,
@@ -35,6 +39,7 @@ impl Engine {
         created: &'static Location<'static>,
         site: &'static Location<'static>,
         arriving: bool,
+        room_of: Option<crate::vocab::ClassId>,
     ) {
         let context = ContextId::current();
         let waits: Vec<Waited> = self.held.with_record(context, |record| {
@@ -42,7 +47,11 @@ impl Engine {
             stack
                 .section_waits()
                 .iter()
-                .filter(|w| w.class != event.class)
+                // Not the event itself, nor the same channel's room: a send
+                // that waited for room in a channel does not delay the
+                // messages of that channel (the receiver makes the room).
+                .filter(|w| w.class != event.class && w.instance != event.instance)
+                .filter(|w| Some(w.class) != room_of || w.access != Access::Send)
                 .filter(|w| !arriving || !stack.held().iter().any(|h| h.lock.class == w.class))
                 .copied()
                 .collect()
@@ -65,10 +74,10 @@ impl Engine {
                 continue; // a sibling future's wait: it does not delay this signal
             }
             let want = Acquire {
-                // Not the instance: a signal never conflicts with one.
+                // The instance waited for (never the event's, filtered out above).
                 lock: LockRef {
                     class: waited.class,
-                    instance: 0,
+                    instance: waited.instance,
                 },
                 access: waited.access,
                 site: waited.site,

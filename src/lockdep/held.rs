@@ -188,6 +188,8 @@ pub(crate) struct SectionLog {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Waited {
     pub(crate) class: crate::vocab::ClassId,
+    /// The instance waited for (a channel's messages share its instance).
+    pub(crate) instance: u64,
     pub(crate) access: Access,
     pub(crate) span: u64,
     pub(crate) site: &'static Location<'static>,
@@ -201,6 +203,7 @@ impl SectionLog {
     const EMPTY: SectionLog = SectionLog {
         waits: [Waited {
             class: 0,
+            instance: 0,
             access: Access::Lock,
             span: 0,
             site: Location::caller(),
@@ -223,6 +226,7 @@ impl SectionLog {
         }
         self.waits[next] = Waited {
             class: want.lock.class,
+            instance: want.lock.instance,
             access: want.access,
             span,
             site: want.site,

@@ -531,7 +531,7 @@ impl Event {
     pub(crate) fn signal(&self, site: &'static Location<'static>) {
         #[cfg(feature = "detect")]
         if let (Some((lock, created)), Some(engine)) = (self.id, crate::lockdep::engine()) {
-            engine.signal(lock, created, site, false);
+            engine.signal(lock, created, site, false, None);
         }
         #[cfg(not(feature = "detect"))]
         let _ = site;

@@ -8,15 +8,15 @@
 //!
 //! - Wrapped, so that the detector sees them: [`Mutex`], [`RwLock`] and
 //!   [`Semaphore`] with all their guards and permits (mapped, owned, owned
-//!   and mapped, split and merged), and the bounded channel of [`mpsc`].
-//!   Their methods, associated items, trait impls and `Send`/`Sync` are
-//!   tokio's; the wrappers add the `with_class` constructors and the
-//!   `*_nested` methods.
+//!   and mapped, split and merged), the channels of [`mpsc`] (bounded and
+//!   unbounded), and the events: [`oneshot`], [`Notify`] (and its
+//!   [`futures`]), [`Barrier`], [`watch`]. Their methods, associated items,
+//!   trait impls and `Send`/`Sync` are tokio's; the wrappers add the
+//!   `with_class` constructors and the `*_nested` methods.
 //! - tokio's own, re-exported unchanged (the detector does not see them):
-//!   [`Notify`], [`Barrier`], [`OnceCell`], [`SetOnce`], [`oneshot`],
-//!   [`watch`], [`broadcast`], the unbounded [`mpsc`] channel, the
-//!   [`futures`] of `Notify`, and the error types ([`TryLockError`],
-//!   [`AcquireError`], [`TryAcquireError`], [`SetError`], [`SetOnceError`]).
+//!   [`OnceCell`], [`SetOnce`], [`broadcast`], and the error types
+//!   ([`TryLockError`], [`AcquireError`], [`TryAcquireError`], [`SetError`],
+//!   [`SetOnceError`]).
 //!
 //! The wrappers are also at the crate root (`async_lockdep::Mutex`).
 
@@ -447,6 +447,7 @@ pub(crate) mod parkinglot;
 mod rwlock;
 mod semaphore;
 pub(crate) mod stdsync;
+pub mod watch;
 
 pub use mutex::{
     MappedMutexGuard, Mutex, MutexGuard, OwnedMappedMutexGuard, OwnedMutexGuard, TryLockError,
@@ -461,7 +462,7 @@ pub use semaphore::{
 
 pub use barrier::{Barrier, BarrierWaitResult};
 pub use notify::Notify;
-pub use tokio::sync::{broadcast, watch, OnceCell, SetError, SetOnce, SetOnceError};
+pub use tokio::sync::{broadcast, OnceCell, SetError, SetOnce, SetOnceError};
 
 /// The named futures of [`Notify`], as `tokio::sync::futures`.
 pub mod futures {

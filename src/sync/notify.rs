@@ -138,7 +138,7 @@ impl Notify {
     fn signal(&self, site: &'static Location<'static>) {
         if let Some(engine) = self.meta.engine() {
             let want = self.meta.want(Access::Signal, site);
-            engine.signal(want.lock, want.created, site, false);
+            engine.signal(want.lock, want.created, site, false, None);
         }
     }
 }

@@ -97,7 +97,8 @@ impl ChannelMeta {
     fn signal(&self, site: &'static Location<'static>) {
         if let Some(engine) = crate::lockdep::engine() {
             let want = self.messages(Access::Signal, site);
-            engine.signal(want.lock, want.created, site, false);
+            let channel = self.lock.lock_ref().class;
+            engine.signal(want.lock, want.created, site, false, Some(channel));
         }
     }
 }
