@@ -335,7 +335,7 @@ const MAX_POOL_HELD_BACK: usize = 1024;
 impl Engine {
     /// Holds back the pool report of `want` taken while holding `held`;
     /// gives it back when too many are held back already (report it now).
-    pub(super) fn pool_held_back(
+    pub(super) fn held_back(
         &self,
         context: ContextId,
         held: &super::held::HeldLock,
@@ -400,6 +400,7 @@ impl Engine {
             if !nested || !self.first_at_sites(pending.class, pending.sites.0, pending.sites.1) {
                 continue;
             }
+            let report = pending.report;
             let tests = {
                 let tests = lock_ignoring_poison(&self.tests);
                 pending
@@ -408,7 +409,7 @@ impl Engine {
                     .into_iter()
                     .collect()
             };
-            self.publish_to(pending.report, Panic::OnReport, || {}, Some(tests));
+            self.publish_to(report, Panic::OnReport, || {}, Some(tests));
         }
     }
 }

@@ -337,7 +337,7 @@ impl Engine {
                 });
             } else if !defer && !certain {
                 // Taken without waiting: decided by which permit is given
-                // back first (see `Engine::pool_held_back`).
+                // back first (see `Engine::held_back`).
                 let report = one_dependency_report(
                     ReportKind::PoolExhaustion,
                     &held,
@@ -347,7 +347,7 @@ impl Engine {
                     test.as_deref(),
                     false,
                 );
-                if let Some(report) = self.pool_held_back(context, &held, want, report) {
+                if let Some(report) = self.held_back(context, &held, want, report) {
                     reports.extend(self.pool_exhaustion(&held, want, context, &spans));
                     drop(report);
                 }
