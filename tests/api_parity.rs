@@ -1045,3 +1045,16 @@ async fn try_reserve_many_try_reserve_owned_and_weak_counts_are_tokios() {
     let weak = tx.downgrade();
     assert_eq!((weak.strong_count(), weak.weak_count()), (1, 1));
 }
+
+/// `reserve_owned` → `OwnedPermit::send` gives this crate's sender back
+/// (tokio-util's `PollSender` keeps the sender it gets back).
+#[tokio::test]
+async fn an_owned_permit_gives_our_sender_back() {
+    let (tx, mut rx) = async_lockdep::mpsc::channel::<u8>(1);
+    let permit: async_lockdep::mpsc::OwnedPermit<u8> = tx.reserve_owned().await.unwrap();
+    let tx: async_lockdep::mpsc::Sender<u8> = permit.send(3);
+    assert_eq!(rx.recv().await, Some(3));
+    let permit = tx.try_reserve_owned().unwrap();
+    let tx: async_lockdep::mpsc::Sender<u8> = permit.release();
+    assert_eq!(tx.capacity(), 1);
+}

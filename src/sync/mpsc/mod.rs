@@ -23,7 +23,7 @@ use std::task::{Context, Poll};
 use pin_project::pin_project;
 
 pub use tokio::sync::mpsc::error;
-pub use tokio::sync::mpsc::{OwnedPermit, Permit, PermitIterator};
+pub use tokio::sync::mpsc::{Permit, PermitIterator};
 
 mod unbounded;
 pub use unbounded::{unbounded_channel, UnboundedReceiver, UnboundedSender, WeakUnboundedSender};
@@ -160,6 +160,46 @@ fn with_class_id<T>(class: crate::vocab::ClassId, buffer: usize) -> (Sender<T>, 
             section: Held::new(None),
         },
     )
+}
+
+/// Room for one value reserved in a bounded channel, owning its sender, as
+/// `tokio::sync::mpsc::OwnedPermit`: `send` and `release` give back this
+/// crate's [`Sender`].
+pub struct OwnedPermit<T> {
+    inner: tokio::sync::mpsc::OwnedPermit<T>,
+    meta: SharedMeta,
+}
+
+impl<T> OwnedPermit<T> {
+    /// Sends `value` in the reserved room; signals the channel's messages.
+    /// Gives the sender back.
+    #[track_caller]
+    pub fn send(self, value: T) -> Sender<T> {
+        self.meta.signal(Location::caller());
+        Sender {
+            inner: self.inner.send(value),
+            meta: self.meta,
+        }
+    }
+
+    /// Gives the reserved room back, and the sender.
+    pub fn release(self) -> Sender<T> {
+        Sender {
+            inner: self.inner.release(),
+            meta: self.meta,
+        }
+    }
+
+    /// Whether both permits are for one channel.
+    pub fn same_channel(&self, other: &Self) -> bool {
+        self.inner.same_channel(&other.inner)
+    }
+}
+
+impl<T> fmt::Debug for OwnedPermit<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt(f)
+    }
 }
 
 /// The sending half of a bounded channel, as `tokio::sync::mpsc::Sender`.
@@ -328,11 +368,13 @@ impl<T> Sender<T> {
         let site = Location::caller();
         self.meta.signal(site);
         let want = crate::lockdep::engine().map(|_| self.meta.want(Access::Send, site));
-        SendWait {
+        let meta = SharedMeta::clone(&self.meta);
+        let wait = SendWait {
             inner: self.inner.reserve_owned(),
             want,
             wait: FirstPollWait::default(),
-        }
+        };
+        async move { wait.await.map(|inner| OwnedPermit { inner, meta }) }
     }
 
     /// Reserves room for one value if there is some now; records nothing.
@@ -360,10 +402,11 @@ impl<T> Sender<T> {
     /// `Full` or `Closed`, with the sender back.
     pub fn try_reserve_owned(self) -> Result<OwnedPermit<T>, TrySendError<Self>> {
         let meta = self.meta;
-        self.inner.try_reserve_owned().map_err(|error| match error {
-            TrySendError::Full(inner) => TrySendError::Full(Sender { inner, meta }),
-            TrySendError::Closed(inner) => TrySendError::Closed(Sender { inner, meta }),
-        })
+        match self.inner.try_reserve_owned() {
+            Ok(inner) => Ok(OwnedPermit { inner, meta }),
+            Err(TrySendError::Full(inner)) => Err(TrySendError::Full(Sender { inner, meta })),
+            Err(TrySendError::Closed(inner)) => Err(TrySendError::Closed(Sender { inner, meta })),
+        }
     }
 
     /// Completes when the receiver is dropped or closed.
