@@ -556,3 +556,89 @@ async fn a_watch_change_awaited_without_the_lock_is_silent() {
     assert_eq!(*rx.borrow(), 1);
     assert_eq!(lockdep.take_reports(), []);
 }
+
+/// A message of `commands` handled by sending a request into `commands`
+/// itself and awaiting its reply: only this worker drains `commands`, so
+/// the request waits behind the very wait for its reply. A certain deadlock,
+/// reported when the wait begins (and, with the test's guard, that waiter
+/// gives up instead of hanging).
+#[tokio::test]
+async fn a_request_to_its_own_channel_awaited_from_its_section_is_reported() {
+    enum Command {
+        Start,
+        Get(oneshot::Sender<u32>),
+    }
+    let lockdep = test_guard();
+    let (tx, mut commands) = mpsc::channel_with_class::<Command>("own-commands", 4);
+    let own = tx.clone();
+    let worker = tokio::spawn(async move {
+        while let Some(command) = commands.recv().await {
+            match command {
+                Command::Start => {
+                    let (reply, answer) = oneshot::channel_with_class("own-reply");
+                    own.send(Command::Get(reply)).await.unwrap(); // OWN-REQUEST
+                    let _ = answer.await; // never answered: this worker is busy here
+                }
+                Command::Get(reply) => {
+                    let _ = reply.send(1);
+                }
+            }
+        }
+    });
+    tx.send(Command::Start).await.unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(5), worker).await;
+    assert!(
+        matches!(outcome, Ok(Err(ref e)) if e.is_panic()),
+        "the waiter gave up"
+    );
+    let reports = lockdep.take_reports();
+    assert_eq!(
+        reports.iter().map(|r| r.kind).collect::<Vec<_>>(),
+        [ReportKind::SelfDeadlock],
+        "{reports:#?}"
+    );
+    assert_eq!(
+        links(&reports[0]),
+        [(
+            "own-commands".into(),
+            Access::Receive,
+            "own-reply".into(),
+            Access::Event
+        )]
+    );
+    assert!(
+        reports[0]
+            .to_string()
+            .contains("a request it sent into the channel it is handling"),
+        "{}",
+        reports[0]
+    );
+}
+
+/// The same worker asking another actor: silent.
+#[tokio::test]
+async fn a_request_to_another_actor_awaited_from_a_section_is_silent() {
+    let lockdep = test_guard();
+    let (tx, mut commands) = mpsc::channel_with_class::<u32>("other-commands", 4);
+    let (helper, mut helper_inbox) = mpsc::channel_with_class::<oneshot::Sender<u32>>("helper", 4);
+    let helper_actor = tokio::spawn(async move {
+        while let Some(reply) = helper_inbox.recv().await {
+            let _ = reply.send(2);
+        }
+    });
+    let worker = tokio::spawn(async move {
+        let mut total = 0;
+        while let Some(n) = commands.recv().await {
+            let (reply, answer) = oneshot::channel_with_class("other-reply");
+            helper.send(reply).await.unwrap();
+            total += n + answer.await.unwrap();
+        }
+        total
+    });
+    tx.send(1).await.unwrap();
+    tx.send(2).await.unwrap();
+    drop(tx);
+    assert_eq!(common::within("the worker", worker).await.unwrap(), 7);
+    helper_actor.abort();
+    assert_eq!(lockdep.take_reports(), []);
+}

@@ -101,3 +101,69 @@ impl Engine {
         }
     }
 }
+
+impl Engine {
+    /// The calling context sends into the bounded channel `instance`.
+    pub(crate) fn note_send(&self, instance: u64) {
+        self.held.with_record(ContextId::current(), |record| {
+            record.stack().note_send(instance)
+        });
+    }
+
+    /// Where the calling context stands in its sends: a reply made now is
+    /// tied to the first send made after this (the request carrying it).
+    pub(crate) fn send_mark(&self) -> (ContextId, u64) {
+        let context = ContextId::current();
+        let mark = self
+            .held
+            .with_record(context, |record| record.stack().sends().mark());
+        (context, mark)
+    }
+
+    /// A reply made at `origin` is awaited: if the calling context made it,
+    /// then sent its request into a channel whose receiving section the
+    /// context itself holds, only this context could handle the request —
+    /// after this wait, which then never ends. Returns that section.
+    fn reply_from_own_channel(&self, origin: (ContextId, u64)) -> Option<HeldLock> {
+        let context = ContextId::current();
+        if context != origin.0 {
+            return None;
+        }
+        self.held.with_record(context, |record| {
+            let stack = record.stack();
+            let channel = stack.sends().first_since(origin.1)?;
+            stack
+                .held()
+                .iter()
+                .rev()
+                .find(|h| h.lock.instance == channel && h.access == Access::Receive)
+                .copied()
+        })
+    }
+
+    /// The reply `want` made at `origin` is awaited: reported as a certain
+    /// deadlock if its request went into the channel the waiter drains.
+    pub(crate) fn check_reply_from_own_channel(&self, origin: (ContextId, u64), want: Acquire) {
+        let Some(section) = self.reply_from_own_channel(origin) else {
+            return;
+        };
+        if !self.first_at_sites(want.lock.class, section.site, want.site) {
+            return;
+        }
+        let context = ContextId::current();
+        let spans = self.current_spans();
+        let mut dependency = super::held::dependency_of(&section, want, context, &spans);
+        dependency.test = self.current_test_name().map(|t| t.to_string());
+        let report = crate::report::Report {
+            kind: crate::report::ReportKind::SelfDeadlock,
+            dependencies: vec![dependency],
+            needs_writer: false,
+            long_wait: None,
+            pending_wait: false,
+            reader_cap: None,
+            concurrent_futures: false,
+            suspended_holder: None,
+        };
+        self.publish_for(report, super::Panic::OnDeadlock, || {}, want.lock.instance);
+    }
+}

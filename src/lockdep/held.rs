@@ -164,6 +164,10 @@ impl Record {
 pub(crate) struct Stack {
     held: Vec<HeldLock>,
     next_token: u64,
+    /// The channels (instances) this context sent into lately, by send
+    /// number: a reply awaited after a request into the channel the context
+    /// itself drains can never come (see `Engine::reply_from_own_channel`).
+    sends: SendLog,
     /// The last waits since the context's section began (its task's
     /// start, or the `recv` that delivered the message it handles): an
     /// event it signals depends on them.
@@ -181,6 +185,37 @@ pub(crate) struct SectionLog {
     len: u8,
     /// Where the next one goes.
     next: u8,
+}
+
+/// The last [`SEND_LOG`] sends of a context into bounded channels: `(send
+/// number, channel instance)`, and the number of the next send.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct SendLog {
+    sends: [(u64, u64); SEND_LOG],
+    next: u64,
+}
+
+const SEND_LOG: usize = 4;
+
+impl SendLog {
+    /// The number the next send will have.
+    pub(crate) fn mark(&self) -> u64 {
+        self.next
+    }
+
+    fn note(&mut self, instance: u64) {
+        self.sends[(self.next % SEND_LOG as u64) as usize] = (self.next, instance);
+        self.next += 1;
+    }
+
+    /// The channel of the first send numbered `mark` or later, if it is
+    /// still remembered.
+    pub(crate) fn first_since(&self, mark: u64) -> Option<u64> {
+        (mark < self.next && self.next - mark <= SEND_LOG as u64)
+            .then(|| self.sends[(mark % SEND_LOG as u64) as usize])
+            .filter(|(number, _)| *number == mark)
+            .map(|(_, instance)| instance)
+    }
 }
 
 /// One wait of a context's section: the class and how, where, and in which
@@ -291,6 +326,7 @@ impl Registry {
                 debug_assert!(stack.held.is_empty(), "only empty records are spares");
                 stack.held.clear();
                 stack.begin_section();
+                stack.sends = SendLog::default();
                 stack.next_token = fresh_base();
                 unique.context = context;
                 return record;
@@ -302,6 +338,7 @@ impl Registry {
                 held: Vec::new(),
                 next_token: fresh_base(),
                 section: SectionLog::EMPTY,
+                sends: SendLog::default(),
             }),
         })
     }
@@ -616,6 +653,16 @@ impl Stack {
         let span = super::context::current_span();
         self.section.note(want, span);
         self.push_in(want, span)
+    }
+
+    /// The context sends into the bounded channel `instance`.
+    pub(crate) fn note_send(&mut self, instance: u64) {
+        self.sends.note(instance);
+    }
+
+    /// The context's log of sends.
+    pub(crate) fn sends(&self) -> &SendLog {
+        &self.sends
     }
 
     /// A new section begins: the waits made so far no longer delay what the

@@ -448,7 +448,14 @@ impl fmt::Display for Report {
             ReportKind::SelfDeadlock | ReportKind::PossibleSelfDeadlock => {
                 print_attempt(f, first)?;
                 writeln!(f)?;
-                if first.waited_as.is_executor_wait() {
+                if first.held_as == Access::Receive && first.waited_as == Access::Event {
+                    writeln!(
+                        f,
+                        "It waits for the reply to a request it sent into the channel it is handling a\n\
+                         message of: only it drains that channel, so the request cannot be handled\n\
+                         before this wait ends."
+                    )?;
+                } else if first.waited_as.is_executor_wait() {
                     writeln!(
                         f,
                         "The work it waits for cannot finish before the waiter itself does."

@@ -48,6 +48,8 @@ pub fn channel<T>() -> (Sender<T>, Receiver<T>) {
             inner: rx,
             event,
             wait: FirstPollWait::default(),
+            #[cfg(feature = "detect")]
+            origin: crate::lockdep::engine().map(|engine| engine.send_mark()),
         },
     )
 }
@@ -66,6 +68,8 @@ pub fn channel_with_class<T>(
             inner: rx,
             event,
             wait: FirstPollWait::default(),
+            #[cfg(feature = "detect")]
+            origin: crate::lockdep::engine().map(|engine| engine.send_mark()),
         },
     )
 }
@@ -82,6 +86,10 @@ pub struct Receiver<T> {
     inner: tokio::sync::oneshot::Receiver<T>,
     event: Event,
     wait: FirstPollWait,
+    /// Where the making context stood in its sends (checked at the first
+    /// poll: a request sent into the context's own channel).
+    #[cfg(feature = "detect")]
+    origin: Option<(crate::vocab::ContextId, u64)>,
 }
 
 impl<T: fmt::Debug> fmt::Debug for Sender<T> {
@@ -177,6 +185,12 @@ impl<T> Future for Receiver<T> {
     /// pending, the wait is seen by the deadlock-now check.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+        #[cfg(feature = "detect")]
+        if let (Some(origin), Some(want)) = (this.origin.take(), this.event.want()) {
+            if let Some(engine) = crate::lockdep::engine() {
+                engine.check_reply_from_own_channel(origin, want);
+            }
+        }
         let inner = &mut this.inner;
         match this.event.want() {
             Some(want) => this.wait.poll(|| want, || Pin::new(inner).poll(cx)),

@@ -97,8 +97,9 @@ impl ChannelMeta {
     fn signal(&self, site: &'static Location<'static>) {
         if let Some(engine) = crate::lockdep::engine() {
             let want = self.messages(Access::Signal, site);
-            let channel = self.lock.lock_ref().class;
-            engine.signal(want.lock, want.created, site, false, Some(channel));
+            let channel = self.lock.lock_ref();
+            engine.note_send(channel.instance);
+            engine.signal(want.lock, want.created, site, false, Some(channel.class));
         }
     }
 }
