@@ -109,7 +109,7 @@ impl fmt::Display for ContextId {
 }
 
 /// The identity of one lock instance (or executor) plus its class.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct LockRef {
     pub(crate) class: ClassId,
     pub(crate) instance: u64,

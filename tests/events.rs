@@ -642,3 +642,50 @@ async fn a_request_to_another_actor_awaited_from_a_section_is_silent() {
     helper_actor.abort();
     assert_eq!(lockdep.take_reports(), []);
 }
+
+/// The actor deadlock on the very first request, with a bounded inbox: the
+/// caller sends its request, takes `state`, and awaits the reply; the actor,
+/// handling that request, waits for `state`. No dependency closes a cycle
+/// yet (the reply was never sent), but the caller waits for the receiver of
+/// the channel its request went into, which waits for the caller: stuck now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_actor_deadlock_on_the_first_request_is_reported_as_stuck_now() {
+    let lockdep = async_lockdep::Detector::builder()
+        .panic_on_deadlock(false)
+        .test_guard();
+    let state = Arc::new(Mutex::with_class("first-state", 0u32));
+    let (tx, mut inbox) = mpsc::channel_with_class::<oneshot::Sender<u32>>("first-inbox", 8);
+    let s = state.clone();
+    let actor = tokio::spawn(async move {
+        while let Some(reply) = inbox.recv().await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let value = *s.lock().await;
+            let _ = reply.send(value);
+        }
+    });
+    let (reply, answer) = oneshot::channel_with_class("first-reply");
+    tx.send(reply).await.unwrap();
+    let held = state.lock().await;
+    let outcome = tokio::time::timeout(Duration::from_millis(600), answer).await;
+    assert!(outcome.is_err(), "it really hangs");
+    let reports = lockdep.take_reports();
+    drop(held);
+    drop(tx);
+    common::within("the actor", actor).await.unwrap();
+    assert_eq!(
+        reports.iter().map(|r| r.kind).collect::<Vec<_>>(),
+        [ReportKind::DeadlockNow],
+        "{reports:#?}"
+    );
+    let mut classes = reports[0].class_names();
+    classes.sort();
+    assert_eq!(classes, ["first-inbox", "first-state"], "{}", reports[0]);
+    // Once the state was let go, the actor locked it and replied: the
+    // lock-order cycle `state → reply → state` is then recorded too.
+    let later = lockdep.take_reports();
+    assert_eq!(
+        later.iter().map(|r| r.kind).collect::<Vec<_>>(),
+        [ReportKind::CircularDependency],
+        "{later:#?}"
+    );
+}

@@ -24,8 +24,10 @@ fn blocks(held: Access, wanted: Access) -> bool {
         (Access::Permits, _) | (_, Access::Permits) => false,
         (Access::Read, Access::Read) => false,
         (Access::RunWork | Access::RunTask, wanted) => wanted.is_executor_wait(),
-        // A receiver busy between two `recv` calls keeps a full channel full.
-        (Access::Receive, wanted) => wanted == Access::Send,
+        // A receiver busy between two `recv` calls keeps a full channel full,
+        // and does not answer the requests queued in it (a reply awaited
+        // for a request sent into it).
+        (Access::Receive, wanted) => matches!(wanted, Access::Send | Access::Event),
         (_, Access::Send) => false,
         // Nobody holds an event: a wait for one is linked to its signaller
         // elsewhere, if at all.
@@ -495,9 +497,15 @@ impl Engine {
         let Some(report) = deadlock_now_report(self, context, seq) else {
             return seq;
         };
-        if report.pending_wait {
+        let through_a_reply = report
+            .dependencies
+            .iter()
+            .any(|d| d.waited_as == Access::Event);
+        if report.pending_wait || through_a_reply {
             // It goes through a lock tokio handed to a pending future: its
             // task may only not have polled it yet (`join!`, `select!`).
+            // Or through a reply tied to the channel its request went into
+            // (by the order of sends): confirmed once it lasted a while.
             // Confirm it once that task had time to run.
             expect_waker(context, seq);
             schedule(

@@ -103,11 +103,24 @@ impl Engine {
 }
 
 impl Engine {
-    /// The calling context sends into the bounded channel `instance`.
-    pub(crate) fn note_send(&self, instance: u64) {
+    /// The calling context sends into the bounded channel `channel`.
+    pub(crate) fn note_send(&self, channel: LockRef) {
         self.held.with_record(ContextId::current(), |record| {
-            record.stack().note_send(instance)
+            record.stack().note_send(channel)
         });
+    }
+
+    /// The channel the request carrying a reply made at `origin` went into:
+    /// the first send its maker made after making it, if the calling
+    /// context is that maker.
+    pub(crate) fn reply_channel(&self, origin: (ContextId, u64)) -> Option<LockRef> {
+        let context = ContextId::current();
+        if context != origin.0 {
+            return None;
+        }
+        self.held.with_record(context, |record| {
+            record.stack().sends().first_since(origin.1)
+        })
     }
 
     /// Where the calling context stands in its sends: a reply made now is
@@ -136,7 +149,7 @@ impl Engine {
                 .held()
                 .iter()
                 .rev()
-                .find(|h| h.lock.instance == channel && h.access == Access::Receive)
+                .find(|h| h.lock.instance == channel.instance && h.access == Access::Receive)
                 .copied()
         })
     }

@@ -191,7 +191,7 @@ pub(crate) struct SectionLog {
 /// number, channel instance)`, and the number of the next send.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct SendLog {
-    sends: [(u64, u64); SEND_LOG],
+    sends: [(u64, LockRef); SEND_LOG],
     next: u64,
 }
 
@@ -203,18 +203,18 @@ impl SendLog {
         self.next
     }
 
-    fn note(&mut self, instance: u64) {
-        self.sends[(self.next % SEND_LOG as u64) as usize] = (self.next, instance);
+    fn note(&mut self, channel: LockRef) {
+        self.sends[(self.next % SEND_LOG as u64) as usize] = (self.next, channel);
         self.next += 1;
     }
 
     /// The channel of the first send numbered `mark` or later, if it is
     /// still remembered.
-    pub(crate) fn first_since(&self, mark: u64) -> Option<u64> {
+    pub(crate) fn first_since(&self, mark: u64) -> Option<LockRef> {
         (mark < self.next && self.next - mark <= SEND_LOG as u64)
             .then(|| self.sends[(mark % SEND_LOG as u64) as usize])
             .filter(|(number, _)| *number == mark)
-            .map(|(_, instance)| instance)
+            .map(|(_, channel)| channel)
     }
 }
 
@@ -655,9 +655,9 @@ impl Stack {
         self.push_in(want, span)
     }
 
-    /// The context sends into the bounded channel `instance`.
-    pub(crate) fn note_send(&mut self, instance: u64) {
-        self.sends.note(instance);
+    /// The context sends into the bounded channel `channel`.
+    pub(crate) fn note_send(&mut self, channel: LockRef) {
+        self.sends.note(channel);
     }
 
     /// The context's log of sends.

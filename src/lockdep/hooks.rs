@@ -431,19 +431,38 @@ impl FirstPollWait {
         want: impl FnOnce() -> Acquire,
         poll: impl FnOnce() -> std::task::Poll<T>,
     ) -> std::task::Poll<T> {
+        self.poll_as(
+            || {
+                let want = want();
+                (want, want)
+            },
+            poll,
+        )
+    }
+
+    /// As [`FirstPollWait::poll`], the dependencies recorded for the first
+    /// `Acquire` of `wants` and the wait registered, for the deadlock-now
+    /// check, as the second (a reply: as a wait for the channel its request
+    /// went into, whose receiver will answer it).
+    #[inline]
+    pub(crate) fn poll_as<T>(
+        &mut self,
+        wants: impl FnOnce() -> (Acquire, Acquire),
+        poll: impl FnOnce() -> std::task::Poll<T>,
+    ) -> std::task::Poll<T> {
         let first = if std::mem::replace(&mut self.recorded, true) {
             None
         } else {
             crate::lockdep::engine().map(|engine| {
-                let want = want();
-                (engine, want, engine.record_wait_dependencies(want))
+                let (want, live) = wants();
+                (engine, live, engine.record_wait_dependencies(want))
             })
         };
         let output = poll();
         match (output.is_ready(), first) {
             (true, _) => self.waiting = None,
-            (false, Some((engine, want, (context, mark)))) => {
-                self.waiting = Some(Waiting::register(engine, context, mark, want));
+            (false, Some((engine, live, (context, mark)))) => {
+                self.waiting = Some(Waiting::register(engine, context, mark, live));
             }
             (false, None) => {}
         }

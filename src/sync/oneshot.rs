@@ -185,16 +185,29 @@ impl<T> Future for Receiver<T> {
     /// pending, the wait is seen by the deadlock-now check.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+        // The wait the deadlock-now check sees: for the channel the request
+        // carrying this reply went into (its receiver answers it), else for
+        // the reply itself (whose signaller is not known).
+        #[allow(unused_mut)]
+        let mut live = this.event.want();
         #[cfg(feature = "detect")]
         if let (Some(origin), Some(want)) = (this.origin.take(), this.event.want()) {
             if let Some(engine) = crate::lockdep::engine() {
                 engine.check_reply_from_own_channel(origin, want);
+                if let Some(channel) = engine.reply_channel(origin) {
+                    live = Some(crate::lockdep::Acquire {
+                        lock: channel,
+                        ..want
+                    });
+                }
             }
         }
         let inner = &mut this.inner;
-        match this.event.want() {
-            Some(want) => this.wait.poll(|| want, || Pin::new(inner).poll(cx)),
-            None => Pin::new(inner).poll(cx),
+        match (this.event.want(), live) {
+            (Some(want), Some(live)) => this
+                .wait
+                .poll_as(|| (want, live), || Pin::new(inner).poll(cx)),
+            _ => Pin::new(inner).poll(cx),
         }
     }
 }

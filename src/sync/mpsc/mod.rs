@@ -98,7 +98,7 @@ impl ChannelMeta {
         if let Some(engine) = crate::lockdep::engine() {
             let want = self.messages(Access::Signal, site);
             let channel = self.lock.lock_ref();
-            engine.note_send(channel.instance);
+            engine.note_send(channel);
             engine.signal(want.lock, want.created, site, false, Some(channel.class));
         }
     }
