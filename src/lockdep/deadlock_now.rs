@@ -59,23 +59,20 @@ pub(crate) fn may_close_cycle(state: &Engine, waiter: ContextId, seq: u64) -> bo
 /// queued on a lock) end long before.
 pub(crate) const ANALYSE_AT_ONCE_UP_TO: usize = 1024;
 
-/// Looks for a cycle of waits through `waiter`, which started the wait
-/// `seq`. Returns the report if the contexts are stuck now.
 impl Engine {
-    /// [`confirm_deadlock_now`] for the confirmation thread.
+    /// Looks for a cycle of waits through `waiter`, which started the wait
+    /// `seq` (for the confirmation thread). Returns the report if the
+    /// contexts are stuck now.
     pub(super) fn confirm_deadlock_now(&self, waiter: ContextId, seq: u64) -> Option<Report> {
-        confirm_deadlock_now(self, waiter, seq)
+        if !may_close_cycle(self, waiter, seq) {
+            return None;
+        }
+        deadlock_now_report(self, waiter, seq)
     }
 }
 
-pub(crate) fn confirm_deadlock_now(state: &Engine, waiter: ContextId, seq: u64) -> Option<Report> {
-    if !may_close_cycle(state, waiter, seq) {
-        return None;
-    }
-    deadlock_now_report(state, waiter, seq)
-}
-
-/// [`confirm_deadlock_now`] once [`may_close_cycle`] said yes: the analysis.
+/// [`Engine::confirm_deadlock_now`] once [`may_close_cycle`] said yes: the
+/// analysis.
 pub(crate) fn deadlock_now_report(state: &Engine, waiter: ContextId, seq: u64) -> Option<Report> {
     // The analysis reads holders and waits at different moments; a task that
     // released a lock and started another wait in between could join two
@@ -587,22 +584,13 @@ impl Engine {
         else {
             return;
         };
-        if !self.first_at_sites(want.lock.class, held.site, want.site) {
-            return;
-        }
         let spans = self.current_spans();
-        let mut dependency = dependency_of(&held, want, context, &spans);
-        dependency.test = self.current_test_name().map(|t| t.to_string());
-        let report = Report {
-            kind: ReportKind::SelfDeadlock,
-            dependencies: vec![dependency],
-            needs_writer: false,
-            long_wait: None,
-            pending_wait: false,
-            reader_cap: None,
-            concurrent_futures: false,
-            suspended_holder: Some(holder),
+        let kind = ReportKind::SelfDeadlock;
+        let Some(mut report) = self.once_per_sites(kind, &held, want, context, &spans, false)
+        else {
+            return;
         };
+        report.suspended_holder = Some(holder);
         self.publish_for(
             report,
             Panic::OnDeadlock,

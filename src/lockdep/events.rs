@@ -133,50 +133,29 @@ impl Engine {
         (context, mark)
     }
 
-    /// A reply made at `origin` is awaited: if the calling context made it,
-    /// then sent its request into a channel whose receiving section the
-    /// context itself holds, only this context could handle the request —
-    /// after this wait, which then never ends. Returns that section.
-    fn reply_from_own_channel(&self, origin: (ContextId, u64)) -> Option<HeldLock> {
+    /// The reply `want`, whose request went into `channel` (see
+    /// [`Engine::reply_channel`]), is awaited: if the calling context holds
+    /// the receiving section of that channel, only it could handle the
+    /// request — after this wait, which then never ends. Reported as a
+    /// certain deadlock.
+    pub(crate) fn check_reply_from_own_channel(&self, channel: LockRef, want: Acquire) {
         let context = ContextId::current();
-        if context != origin.0 {
-            return None;
-        }
-        self.held.with_record(context, |record| {
-            let stack = record.stack();
-            let channel = stack.sends().first_since(origin.1)?;
-            stack
+        let section = self.held.with_record(context, |record| {
+            record
+                .stack()
                 .held()
                 .iter()
                 .rev()
                 .find(|h| h.lock.instance == channel.instance && h.access == Access::Receive)
                 .copied()
-        })
-    }
-
-    /// The reply `want` made at `origin` is awaited: reported as a certain
-    /// deadlock if its request went into the channel the waiter drains.
-    pub(crate) fn check_reply_from_own_channel(&self, origin: (ContextId, u64), want: Acquire) {
-        let Some(section) = self.reply_from_own_channel(origin) else {
+        });
+        let Some(section) = section else {
             return;
         };
-        if !self.first_at_sites(want.lock.class, section.site, want.site) {
-            return;
-        }
-        let context = ContextId::current();
         let spans = self.current_spans();
-        let mut dependency = super::held::dependency_of(&section, want, context, &spans);
-        dependency.test = self.current_test_name().map(|t| t.to_string());
-        let report = crate::report::Report {
-            kind: crate::report::ReportKind::SelfDeadlock,
-            dependencies: vec![dependency],
-            needs_writer: false,
-            long_wait: None,
-            pending_wait: false,
-            reader_cap: None,
-            concurrent_futures: false,
-            suspended_holder: None,
-        };
-        self.publish_for(report, super::Panic::OnDeadlock, || {}, want.lock.instance);
+        let kind = crate::report::ReportKind::SelfDeadlock;
+        if let Some(report) = self.once_per_sites(kind, &section, want, context, &spans, false) {
+            self.publish_for(report, super::Panic::OnDeadlock, || {}, want.lock.instance);
+        }
     }
 }

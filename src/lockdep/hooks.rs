@@ -578,9 +578,3 @@ pub(crate) fn event_of<T>(
     let _ = type_name;
     Event::new(ClassKind::Oneshot, None, name, site)
 }
-
-/// The calling context signals `event` at `site`.
-#[inline]
-pub(crate) fn signal(event: &Event, site: &'static Location<'static>) {
-    event.signal(site);
-}

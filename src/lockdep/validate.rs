@@ -114,7 +114,7 @@ impl Engine {
     /// A one-dependency report about `context` waiting for `want` while
     /// holding `held` of the same instance, unless the same pair of sites
     /// (and class) was reported before.
-    fn once_per_sites(
+    pub(super) fn once_per_sites(
         &self,
         kind: ReportKind,
         held: &HeldLock,
@@ -347,9 +347,12 @@ impl Engine {
                     test.as_deref(),
                     false,
                 );
-                if let Some(report) = self.held_back(context, &held, want, report) {
-                    reports.extend(self.pool_exhaustion(&held, want, context, &spans));
-                    drop(report);
+                // Too many held back already: reported now, once per sites.
+                let overflow = self.held_back(context, &held, want, report);
+                if let Some(report) = overflow {
+                    if self.first_at_sites(want.lock.class, held.site, want.site) {
+                        reports.push(report);
+                    }
                 }
             } else {
                 reports.extend(self.pool_exhaustion(&held, want, context, &spans));

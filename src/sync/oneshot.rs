@@ -23,7 +23,7 @@ use std::task::{Context, Poll};
 pub use tokio::sync::oneshot::error;
 
 use self::error::{RecvError, TryRecvError};
-use crate::lockdep::hooks::{event_of, signal, Event, FirstPollWait};
+use crate::lockdep::hooks::{event_of, Event, FirstPollWait};
 
 /// A one-value channel, as `tokio::sync::oneshot::channel`; its reply's
 /// class is the caller's source location.
@@ -113,7 +113,7 @@ impl<T> Sender<T> {
     /// If the receiver is gone, with the value back.
     #[track_caller]
     pub fn send(self, value: T) -> Result<(), T> {
-        signal(&self.event, Location::caller());
+        self.event.signal(Location::caller());
         self.inner.send(value)
     }
 
@@ -192,14 +192,15 @@ impl<T> Future for Receiver<T> {
         let mut live = this.event.want();
         #[cfg(feature = "detect")]
         if let (Some(origin), Some(want)) = (this.origin.take(), this.event.want()) {
-            if let Some(engine) = crate::lockdep::engine() {
-                engine.check_reply_from_own_channel(origin, want);
-                if let Some(channel) = engine.reply_channel(origin) {
-                    live = Some(crate::lockdep::Acquire {
-                        lock: channel,
-                        ..want
-                    });
-                }
+            let engine = crate::lockdep::engine();
+            if let Some((engine, channel)) =
+                engine.and_then(|e| Some((e, e.reply_channel(origin)?)))
+            {
+                engine.check_reply_from_own_channel(channel, want);
+                live = Some(crate::lockdep::Acquire {
+                    lock: channel,
+                    ..want
+                });
             }
         }
         let inner = &mut this.inner;
