@@ -24,9 +24,11 @@ impl Engine {
     /// current section that the code running now made (a wait made in a
     /// sibling future's span is not counted).
     ///
-    /// With `room_of` (a channel's messages: that channel's class), a wait
-    /// for room in a channel of that class is left out: the messages of a
-    /// channel do not wait for room in it (its receivers make the room).
+    /// With `room_of` (a channel's messages: that channel's class), the
+    /// signal is a send into that channel: it is noted in the context's log
+    /// of sends (a reply made before is tied to it), and a wait for room in
+    /// a channel of that class is left out: the messages of a channel do
+    /// not wait for room in it (its receivers make the room).
     ///
     /// With `arriving` (a `Barrier`: the signaller waits for the same event
     /// right after), a wait for a lock the context still holds is left out:
@@ -43,7 +45,13 @@ impl Engine {
     ) {
         let context = ContextId::current();
         let waits: Vec<Waited> = self.held.with_record(context, |record| {
-            let stack = record.stack();
+            let mut stack = record.stack();
+            if let Some(class) = room_of {
+                stack.note_send(LockRef {
+                    class,
+                    instance: event.instance,
+                });
+            }
             stack
                 .section_waits()
                 .iter()
@@ -103,13 +111,6 @@ impl Engine {
 }
 
 impl Engine {
-    /// The calling context sends into the bounded channel `channel`.
-    pub(crate) fn note_send(&self, channel: LockRef) {
-        self.held.with_record(ContextId::current(), |record| {
-            record.stack().note_send(channel)
-        });
-    }
-
     /// The channel the request carrying a reply made at `origin` went into:
     /// the first send its maker made after making it, if the calling
     /// context is that maker.

@@ -97,9 +97,8 @@ impl ChannelMeta {
     fn signal(&self, site: &'static Location<'static>) {
         if let Some(engine) = crate::lockdep::engine() {
             let want = self.messages(Access::Signal, site);
-            let channel = self.lock.lock_ref();
-            engine.note_send(channel);
-            engine.signal(want.lock, want.created, site, false, Some(channel.class));
+            let channel = self.lock.lock_ref().class;
+            engine.signal(want.lock, want.created, site, false, Some(channel));
         }
     }
 }
