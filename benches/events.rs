@@ -22,84 +22,79 @@ fn runtime() -> Runtime {
     Builder::new_current_thread().build().expect("runtime")
 }
 
-fn oneshot_plain(rt: &Runtime) -> Routine<'_> {
-    Box::new(move |iters| {
-        rt.block_on(async {
+/// A routine of `oneshot::channel()` + `send` + `.await` through the
+/// module `$oneshot` (tokio's or ours: the same API, not one type).
+macro_rules! oneshot_round {
+    ($rt:expr, $oneshot:path) => {{
+        use $oneshot as oneshot;
+        Box::new(move |iters| {
+            $rt.block_on(async {
+                let start = Instant::now();
+                for i in 0..iters {
+                    let (tx, rx) = oneshot::channel::<u64>();
+                    tx.send(i).unwrap();
+                    std::hint::black_box(rx.await.unwrap());
+                }
+                start.elapsed()
+            })
+        })
+    }};
+}
+
+/// A routine of `notify_one()` + `notified().await` on `$notify`.
+macro_rules! notify_round {
+    ($rt:expr, $notify:expr) => {{
+        let notify = $notify;
+        Box::new(move |iters| {
+            $rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    notify.notify_one();
+                    notify.notified().await;
+                }
+                start.elapsed()
+            })
+        })
+    }};
+}
+
+/// A routine of `lock()` + drop of the mutex `$mutex`.
+macro_rules! mutex_round {
+    ($mutex:expr) => {{
+        let m = $mutex;
+        Box::new(move |iters| {
             let start = Instant::now();
-            for i in 0..iters {
-                let (tx, rx) = tokio::sync::oneshot::channel::<u64>();
-                tx.send(i).unwrap();
-                std::hint::black_box(rx.await.unwrap());
+            for _ in 0..iters {
+                *m.lock().unwrap() += 1;
             }
+            std::hint::black_box(&m);
             start.elapsed()
         })
-    })
+    }};
+}
+
+fn oneshot_plain(rt: &Runtime) -> Routine<'_> {
+    oneshot_round!(rt, tokio::sync::oneshot)
 }
 
 fn oneshot_ours(rt: &Runtime) -> Routine<'_> {
-    Box::new(move |iters| {
-        rt.block_on(async {
-            let start = Instant::now();
-            for i in 0..iters {
-                let (tx, rx) = async_lockdep::oneshot::channel::<u64>();
-                tx.send(i).unwrap();
-                std::hint::black_box(rx.await.unwrap());
-            }
-            start.elapsed()
-        })
-    })
+    oneshot_round!(rt, async_lockdep::oneshot)
 }
 
 fn notify_plain(rt: &Runtime) -> Routine<'_> {
-    let notify = tokio::sync::Notify::new();
-    Box::new(move |iters| {
-        rt.block_on(async {
-            let start = Instant::now();
-            for _ in 0..iters {
-                notify.notify_one();
-                notify.notified().await;
-            }
-            start.elapsed()
-        })
-    })
+    notify_round!(rt, tokio::sync::Notify::new())
 }
 
 fn notify_ours(rt: &Runtime) -> Routine<'_> {
-    let notify = async_lockdep::sync::Notify::new();
-    Box::new(move |iters| {
-        rt.block_on(async {
-            let start = Instant::now();
-            for _ in 0..iters {
-                notify.notify_one();
-                notify.notified().await;
-            }
-            start.elapsed()
-        })
-    })
+    notify_round!(rt, async_lockdep::sync::Notify::new())
 }
 
 fn std_plain() -> Routine<'static> {
-    let m = std::sync::Mutex::new(0u64);
-    Box::new(move |iters| {
-        let start = Instant::now();
-        for _ in 0..iters {
-            *m.lock().unwrap() += 1;
-        }
-        std::hint::black_box(&m);
-        start.elapsed()
-    })
+    mutex_round!(std::sync::Mutex::new(0u64))
 }
 
 fn std_ours() -> Routine<'static> {
-    let m = async_lockdep::stdsync::Mutex::new(0u64);
-    Box::new(move |iters| {
-        let start = Instant::now();
-        for _ in 0..iters {
-            *m.lock().unwrap() += 1;
-        }
-        std::hint::black_box(&m);
-        start.elapsed()
-    })
+    mutex_round!(async_lockdep::stdsync::Mutex::new(0u64))
 }
 
 fn compare(name: &str, phase: &str, mut routines: Vec<Routine<'_>>, target: Target) {
