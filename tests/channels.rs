@@ -580,3 +580,34 @@ async fn workers_sharing_a_receiver_behind_a_mutex_are_silent() {
     }
     assert_eq!(lockdep.take_reports(), []);
 }
+
+/// `recv_many` waits for messages as `recv` does: under a lock the
+/// producer takes before it sends, reported.
+#[tokio::test]
+async fn a_recv_many_while_holding_a_lock_the_producer_takes_before_sending_is_reported() {
+    let lockdep = test_guard();
+    let l = Arc::new(Mutex::with_class("recv-many-l", 0u32));
+    let (tx, mut rx) = mpsc::channel_with_class::<u32>("recv-many-feed", 8);
+    let producer = {
+        let l = l.clone();
+        tokio::spawn(async move {
+            *l.lock().await += 1;
+            tx.send(1).await.unwrap();
+        })
+    };
+    producer.await.unwrap();
+    let guard = l.lock().await;
+    let mut buffer = Vec::new();
+    assert_eq!(rx.recv_many(&mut buffer, 4).await, 1);
+    drop(guard);
+    let reports = lockdep.take_reports();
+    assert_eq!(
+        reports.iter().map(|r| r.kind).collect::<Vec<_>>(),
+        [ReportKind::CircularDependency],
+        "{reports:#?}"
+    );
+    assert_eq!(
+        reports[0].class_names(),
+        ["recv-many-l", "recv-many-feed messages"]
+    );
+}

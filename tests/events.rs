@@ -689,3 +689,49 @@ async fn an_actor_deadlock_on_the_first_request_is_reported_as_stuck_now() {
         "{later:#?}"
     );
 }
+
+mod pricing {
+    /// The pricing actor's reply.
+    pub struct Reply(pub u64);
+}
+
+mod clock {
+    /// The clock actor's reply: the same short name as pricing's.
+    pub struct Reply(pub &'static str);
+}
+
+/// A generic helper serving two actors whose reply types share a short name
+/// (`pricing::Reply`, `clock::Reply`): classes of their own, keyed by the
+/// full type. Holding `catalog` while asking the clock is silent.
+#[tokio::test]
+async fn replies_of_two_types_with_one_short_name_are_two_classes() {
+    let lockdep = test_guard();
+    async fn ask<T>(to: &mpsc::UnboundedSender<oneshot::Sender<T>>) -> T {
+        let (tx, rx) = oneshot::channel();
+        to.send(tx).unwrap();
+        rx.await.unwrap()
+    }
+    let catalog = Arc::new(Mutex::with_class("short-name-catalog", 7u64));
+    let (pricing, mut pricing_inbox) = mpsc::unbounded_channel::<oneshot::Sender<pricing::Reply>>();
+    let (clock, mut clock_inbox) = mpsc::unbounded_channel::<oneshot::Sender<clock::Reply>>();
+    let c = catalog.clone();
+    let pricing_actor = tokio::spawn(async move {
+        while let Some(reply) = pricing_inbox.recv().await {
+            let price = *c.lock().await;
+            let _ = reply.send(pricing::Reply(price));
+        }
+    });
+    let clock_actor = tokio::spawn(async move {
+        while let Some(reply) = clock_inbox.recv().await {
+            let _ = reply.send(clock::Reply("noon"));
+        }
+    });
+    assert_eq!(ask(&pricing).await.0, 7);
+    let held = catalog.lock().await;
+    assert_eq!(common::within("the clock", ask(&clock)).await.0, "noon");
+    drop(held);
+    drop((pricing, clock));
+    pricing_actor.await.unwrap();
+    clock_actor.await.unwrap();
+    assert_eq!(lockdep.take_reports(), []);
+}
