@@ -388,6 +388,17 @@ impl Waiting {
     }
 }
 
+impl Waiting {
+    /// The wait ended by itself (what it waited for came), with nothing
+    /// held: an executor's work done, room in a channel.
+    pub(crate) fn ended(mut self) {
+        if let Some(detector) = self.detector.take() {
+            detector.wait_end(self.context, self.seq);
+            crate::lockdep::confirm::forget_doom(self.context, self.seq);
+        }
+    }
+}
+
 impl Drop for Waiting {
     fn drop(&mut self) {
         if let Some(detector) = &self.detector {
@@ -455,14 +466,28 @@ impl FirstPollWait {
         } else {
             crate::lockdep::engine().map(|engine| {
                 let (want, live) = wants();
-                (engine, live, engine.record_wait_dependencies(want))
+                (
+                    engine,
+                    live,
+                    engine.record_wait_dependencies_deferring(want),
+                )
             })
         };
         let output = poll();
         match (output.is_ready(), first) {
-            (true, _) => self.waiting = None,
-            (false, Some((engine, live, (context, mark)))) => {
-                self.waiting = Some(Waiting::register(engine, context, mark, live));
+            (true, _) => {
+                if let Some(waiting) = self.waiting.take() {
+                    waiting.ended();
+                }
+            }
+            (false, Some((engine, live, (context, mark, deferred)))) => {
+                let waiting = Waiting::register(engine, context, mark, live);
+                if let Some(deferred) = deferred {
+                    // A send into the channel one drains (or holds a slot
+                    // of) that waits: decided by how the wait ends.
+                    engine.defer(context, waiting.seq, deferred);
+                }
+                self.waiting = Some(waiting);
             }
             (false, None) => {}
         }

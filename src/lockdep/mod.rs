@@ -331,6 +331,17 @@ impl Engine {
         (context, mark)
     }
 
+    /// As [`Engine::record_wait_dependencies`], a possible self-deadlock
+    /// returned to be decided by how the wait ends (see `defer`), if it
+    /// turns out to wait.
+    #[inline]
+    pub(crate) fn record_wait_dependencies_deferring(
+        &self,
+        want: Acquire,
+    ) -> (ContextId, u64, Option<Deferred>) {
+        self.wait_dependencies(want, true)
+    }
+
     /// As [`Engine::record_wait_dependencies`]; with `defer`, a possible
     /// self-deadlock is returned rather than reported (see `defer`).
     #[inline]
