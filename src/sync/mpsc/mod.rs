@@ -189,9 +189,10 @@ impl<T> Permit<'_, T> {
     #[track_caller]
     pub fn send(self, value: T) {
         self.meta.signal(Location::caller());
-        let Permit { inner, held, .. } = self;
-        inner.send(value);
-        drop(held);
+        let Permit {
+            inner, held: _slot, ..
+        } = self;
+        inner.send(value); // the slot is released after it, at the end
     }
 }
 
@@ -256,16 +257,24 @@ impl<T> OwnedPermit<T> {
     #[track_caller]
     pub fn send(self, value: T) -> Sender<T> {
         self.meta.signal(Location::caller());
-        let OwnedPermit { inner, meta, held } = self;
-        let inner = inner.send(value);
-        drop(held);
-        Sender { inner, meta }
+        let OwnedPermit {
+            inner,
+            meta,
+            held: _slot,
+        } = self;
+        Sender {
+            inner: inner.send(value),
+            meta,
+        }
     }
 
     /// Gives the reserved room back, and the sender.
     pub fn release(self) -> Sender<T> {
-        let OwnedPermit { inner, meta, held } = self;
-        drop(held);
+        let OwnedPermit {
+            inner,
+            meta,
+            held: _slot,
+        } = self;
         Sender {
             inner: inner.release(),
             meta,
