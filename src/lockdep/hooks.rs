@@ -570,6 +570,40 @@ impl Event {
         }
     }
 
+    /// The same instance as this event, of the class `class`, as `access`
+    /// at `site`: an unbounded channel's pseudo-lock (its receiving
+    /// section) shares the instance of its messages.
+    #[inline]
+    pub(crate) fn sibling(
+        &self,
+        class: ClassId,
+        access: Access,
+        site: &'static Location<'static>,
+    ) -> Option<Acquire> {
+        self.want().map(|want| Acquire {
+            lock: LockRef {
+                class,
+                instance: want.lock.instance,
+            },
+            access,
+            site,
+            ..want
+        })
+    }
+
+    /// The calling context sends into the unbounded channel of class
+    /// `channel` whose messages this event is, at `site`: signals them, and
+    /// notes the send (a reply made before is tied to it).
+    #[inline]
+    pub(crate) fn signal_into(&self, channel: ClassId, site: &'static Location<'static>) {
+        #[cfg(feature = "detect")]
+        if let (Some((lock, created)), Some(engine)) = (self.id, crate::lockdep::engine()) {
+            engine.signal(lock, created, site, false, Some(channel));
+        }
+        #[cfg(not(feature = "detect"))]
+        let _ = (channel, site);
+    }
+
     /// The calling context signals this event at `site`.
     #[inline]
     pub(crate) fn signal(&self, site: &'static Location<'static>) {
