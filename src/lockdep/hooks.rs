@@ -416,7 +416,9 @@ impl Drop for Waiting {
 #[derive(Default)]
 pub(crate) struct FirstPollWait {
     recorded: bool,
-    waiting: Option<Waiting>,
+    /// Boxed: only a wait that is pending while detection is on has one,
+    /// and the adaptor stays two words in every future that carries it.
+    waiting: Option<Box<Waiting>>,
 }
 
 /// Polls `poll` until it is ready, recording the wait for `want` (when
@@ -477,7 +479,7 @@ impl FirstPollWait {
         match (output.is_ready(), first) {
             (true, _) => {
                 if let Some(waiting) = self.waiting.take() {
-                    waiting.ended();
+                    (*waiting).ended();
                 }
             }
             (false, Some((engine, live, (context, mark, deferred)))) => {
@@ -487,7 +489,7 @@ impl FirstPollWait {
                     // of) that waits: decided by how the wait ends.
                     engine.defer(context, waiting.seq, deferred);
                 }
-                self.waiting = Some(waiting);
+                self.waiting = Some(Box::new(waiting));
             }
             (false, None) => {}
         }
