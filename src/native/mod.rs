@@ -28,6 +28,7 @@
 //! ignored and each lock is counted once, with no cost on the lock path.
 
 mod resource;
+mod site;
 
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;

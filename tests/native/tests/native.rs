@@ -33,6 +33,7 @@ async fn abba_across_sequential_tasks_is_reported_with_creation_lines() {
     let ledger = Arc::new(Mutex::new(0u32));
 
     let (a, l) = (accounts.clone(), ledger.clone());
+    let first = line!() + 2;
     tokio::spawn(async move {
         let _a = a.lock().await;
         let _l = l.lock().await;
@@ -40,6 +41,7 @@ async fn abba_across_sequential_tasks_is_reported_with_creation_lines() {
     .await
     .unwrap();
     let (a, l) = (accounts.clone(), ledger.clone());
+    let second = line!() + 2;
     tokio::spawn(async move {
         let _l = l.lock().await;
         let _a = a.lock().await;
@@ -56,8 +58,28 @@ async fn abba_across_sequential_tasks_is_reported_with_creation_lines() {
         assert_eq!(class.created_at.file(), file!());
         assert_eq!(class.name, class.created_at.to_string());
     }
+    // The lines of the `.lock().await` calls, read from a backtrace when
+    // each chain was new: the closing one first (ledger, then accounts).
+    let sites: Vec<_> = report
+        .dependencies
+        .iter()
+        .map(|d| {
+            assert_eq!((d.held_at.file(), d.waited_at.file()), (file!(), file!()));
+            (d.held_at.line(), d.waited_at.line())
+        })
+        .collect();
+    assert_eq!(
+        sites,
+        [(second, second + 1), (first, first + 1)],
+        "{report}"
+    );
     let text = report.to_string();
     assert!(text.contains(&format!("{}:{}:", file!(), la)), "{text}");
+    assert!(
+        text.contains(&format!("{}:{}:", file!(), second + 1)),
+        "{text}"
+    );
+    assert!(!text.contains("unknown line"), "{text}");
     assert!(text.contains("*** DEADLOCK ***"), "{text}");
 }
 
