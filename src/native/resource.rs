@@ -25,6 +25,17 @@ pub(super) struct Resource {
     /// Oldest first: a release matches the releasing context's oldest hold,
     /// else the oldest hold of that access (the guard moved).
     holds: Mutex<VecDeque<NativeHold>>,
+    /// Whether the engine remembers the test that made it (a report found
+    /// on a thread of no test goes to that test).
+    noted: bool,
+}
+
+impl Drop for Resource {
+    fn drop(&mut self) {
+        if self.noted {
+            crate::lockdep::ENGINE.forget_creation(self.lock.instance);
+        }
+    }
 }
 
 struct NativeHold {
@@ -36,11 +47,14 @@ struct NativeHold {
 }
 
 impl Resource {
+    /// A lock made now, by the calling thread.
     pub(super) fn new(lock: LockRef, kind: Kind) -> Resource {
+        let noted = crate::lockdep::engine().is_some_and(|e| e.note_creation(lock.instance));
         Resource {
             lock,
             kind,
             holds: Mutex::new(VecDeque::new()),
+            noted,
         }
     }
 

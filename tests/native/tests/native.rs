@@ -414,3 +414,154 @@ async fn blocking_lock_on_a_thread_against_a_task_is_reported() {
     assert_eq!(reports.len(), 1, "{reports:#?}");
     assert_eq!(class_lines(&reports[0]), [lb, la], "{}", reports[0]);
 }
+
+#[test]
+fn abba_that_really_hangs_is_reported_as_stuck_now_with_its_classes_and_lines() {
+    let lockdep = DetectorBuilder::default()
+        .panic_on_deadlock(false)
+        .test_guard();
+    // Made on the test's thread: a report found on the stuck runtime's
+    // threads is this test's.
+    let la = line!() + 1;
+    let a = Arc::new(Mutex::new(()));
+    let lb = line!() + 1;
+    let b = Arc::new(Mutex::new(()));
+    let (first, second) = (line!() + 12, line!() + 17);
+    // The stuck side, on a thread of its own: it never ends.
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let both = Arc::new(tokio::sync::Barrier::new(2));
+            let (a1, b1, both1) = (a.clone(), b.clone(), both.clone());
+            let one = tokio::spawn(async move {
+                let _a = a1.lock().await;
+                both1.wait().await;
+                let _b = b1.lock().await;
+            });
+            let two = tokio::spawn(async move {
+                let _b = b.lock().await;
+                both.wait().await;
+                let _a = a.lock().await;
+            });
+            let _ = (one.await, two.await);
+        });
+    });
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let stuck = loop {
+        // The process's reports (other tests' too): this one's, by its classes.
+        let reports = lockdep.detector().reports();
+        let ours = |r: &&Report| {
+            let mut lines = class_lines(r);
+            lines.sort_unstable();
+            r.kind == ReportKind::DeadlockNow && lines == [la, lb]
+        };
+        if let Some(stuck) = reports.iter().find(ours) {
+            break stuck.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no `deadlock now` within 10 s: {reports:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Each task holds one lock (taken at its first line) and waits for the
+    // other's (at its third line).
+    let mut seen: Vec<_> = stuck
+        .dependencies
+        .iter()
+        .map(|d| {
+            (
+                d.held.created_at.line(),
+                d.held_at.line(),
+                d.waited.created_at.line(),
+                d.waited_at.line(),
+            )
+        })
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        [(la, first, lb, first + 2), (lb, second, la, second + 2)],
+        "{stuck}"
+    );
+    let reports = lockdep.take_reports();
+    assert_eq!(
+        reports
+            .iter()
+            .filter(|r| r.kind == ReportKind::DeadlockNow)
+            .count(),
+        1,
+        "{reports:#?}"
+    );
+    assert_eq!(cycles(&reports).len(), 1, "{reports:#?}");
+}
+
+#[test]
+fn abba_that_really_hangs_fails_early_the_waiter_that_closes_it_gives_up() {
+    // `panic_on_deadlock` is on by default: the waiter whose wait closes the
+    // cycle panics (inside tokio's poll of its lock), so the other one goes on.
+    let lockdep = test_guard();
+    let la = line!() + 1;
+    let a = Arc::new(Mutex::new(()));
+    let lb = line!() + 1;
+    let b = Arc::new(Mutex::new(()));
+    let (done, ended) = std::sync::mpsc::channel();
+    // On a thread of its own, in case it hangs.
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let outcomes = runtime.block_on(async move {
+            let both = Arc::new(tokio::sync::Barrier::new(2));
+            let (a1, b1, both1) = (a.clone(), b.clone(), both.clone());
+            let one = tokio::spawn(async move {
+                let _a = a1.lock().await;
+                both1.wait().await;
+                let _b = b1.lock().await;
+            });
+            let two = tokio::spawn(async move {
+                let _b = b.lock().await;
+                both.wait().await;
+                let _a = a.lock().await;
+            });
+            [one.await, two.await].map(|outcome| match outcome {
+                Ok(()) => String::from("done"),
+                Err(e) => match e.try_into_panic() {
+                    Ok(payload) => payload
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .unwrap_or_default(),
+                    Err(e) => format!("{e}"),
+                },
+            })
+        });
+        let _ = done.send(outcomes);
+    });
+    let mut outcomes = ended
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the deadlock was not broken within 10 s");
+    outcomes.sort_unstable();
+    assert_eq!(outcomes[1], "done", "{outcomes:?}");
+    assert!(
+        outcomes[0].starts_with("async-lockdep found a deadlock (tasks stuck now)")
+            && outcomes[0].contains("this waiter gives up"),
+        "{outcomes:?}"
+    );
+
+    let reports = lockdep.take_reports();
+    let stuck: Vec<_> = reports
+        .iter()
+        .filter(|r| r.kind == ReportKind::DeadlockNow)
+        .collect();
+    assert_eq!(stuck.len(), 1, "{reports:#?}");
+    let mut lines = class_lines(stuck[0]);
+    lines.sort_unstable();
+    assert_eq!(lines, [la, lb], "{}", stuck[0]);
+}
