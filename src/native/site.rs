@@ -26,14 +26,21 @@ pub(super) fn with_line(engine: &Engine, mut want: Acquire) -> Acquire {
     let Some(chain) = engine.new_chain_key(&want) else {
         return want;
     };
-    {
-        let mut looked_up = lock_ignoring_poison(&LOOKED_UP);
-        let looked_up = looked_up.get_or_insert_with(Default::default);
-        if looked_up.len() >= MAX_CHAINS || !looked_up.insert(chain) {
-            return want;
-        }
+    let seen = |looked_up: &Option<FxHashSet<u64>>| {
+        looked_up
+            .as_ref()
+            .is_some_and(|set| set.len() >= MAX_CHAINS || set.contains(&chain))
+    };
+    if seen(&lock_ignoring_poison(&LOOKED_UP)) {
+        return want;
     }
-    if let Some(site) = caller_line() {
+    // Remembered once found, not before: a racer of the same chain that
+    // records the dependency first looks its line up too.
+    let site = caller_line();
+    lock_ignoring_poison(&LOOKED_UP)
+        .get_or_insert_with(Default::default)
+        .insert(chain);
+    if let Some(site) = site {
         want.site = site;
     }
     want

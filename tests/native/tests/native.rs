@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_lockdep::{test_guard, DetectorBuilder, Report, ReportKind};
+use async_lockdep::{test_guard, Access, DetectorBuilder, Report, ReportKind};
 use tokio::sync::{Mutex, RwLock, Semaphore};
 
 /// The creation lines of a report's classes, in the report's order; each
@@ -564,4 +564,89 @@ fn abba_that_really_hangs_fails_early_the_waiter_that_closes_it_gives_up() {
     let mut lines = class_lines(stuck[0]);
     lines.sort_unstable();
     assert_eq!(lines, [la, lb], "{}", stuck[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_twice_with_a_writer_queued_in_between_is_reported_with_its_lines() {
+    let lockdep = test_guard();
+    let lt = line!() + 1;
+    let table = Arc::new(RwLock::new(0u32));
+    let first_line = line!() + 1;
+    let first = table.read().await;
+    let t = table.clone();
+    let writer = tokio::spawn(async move {
+        *t.write().await += 1;
+    });
+    // Let the writer queue behind our read (tokio's RwLock is fair).
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let second_line = line!() + 1;
+    let second = tokio::time::timeout(Duration::from_millis(200), table.read()).await;
+    assert!(second.is_err(), "the queued writer really blocks the read");
+    drop(first);
+    writer.await.unwrap();
+
+    let reports = lockdep.take_reports();
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    let report = &reports[0];
+    assert_eq!(report.kind, ReportKind::PossibleSelfDeadlock, "{report}");
+    assert!(report.needs_writer, "{report}");
+    assert_eq!(class_lines(report), [lt], "{report}");
+    let dep = &report.dependencies[0];
+    assert_eq!((dep.held_as, dep.waited_as), (Access::Read, Access::Read));
+    assert_eq!(
+        (dep.held_at.line(), dep.waited_at.line()),
+        (first_line, second_line),
+        "{report}"
+    );
+    assert!(
+        report
+            .to_string()
+            .contains("already holds this very lock for reading"),
+        "{report}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lazy_racy_creation_under_a_lock_is_silent_and_one_class() {
+    let lockdep = test_guard();
+    // The seed's lazy creation race, with plain tokio: each racer holds its
+    // own inode (one class) and makes the shared lock on first use; racers
+    // that lose drop theirs, and all then lock the one that won.
+    let lazy: Arc<tokio::sync::OnceCell<Mutex<u32>>> = Arc::new(tokio::sync::OnceCell::new());
+    let made = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let li = line!() + 1;
+    let inode_of = || Arc::new(Mutex::new(0u32));
+    let ll = line!() + 10;
+    let mut racers = Vec::new();
+    for _ in 0..8 {
+        let (lazy, made, inode) = (lazy.clone(), made.clone(), inode_of());
+        racers.push(tokio::spawn(async move {
+            let _inode = inode.lock().await;
+            let shared = lazy
+                .get_or_init(|| async {
+                    made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tokio::task::yield_now().await;
+                    Mutex::new(0)
+                })
+                .await;
+            // A racer's own lock, made and dropped under the inode: no edge.
+            drop(Mutex::new(0u32));
+            *shared.lock().await += 1;
+        }));
+    }
+    for racer in racers {
+        racer.await.unwrap();
+    }
+    assert_eq!(*lazy.get().unwrap().lock().await, 8);
+    let reports = lockdep.take_reports();
+    assert!(reports.is_empty(), "{reports:#?}");
+
+    // One class, the line where it is made: the other order closes a cycle
+    // between exactly these two classes.
+    let _shared = lazy.get().unwrap().lock().await;
+    let _inode = inode_of().lock_owned().await;
+    let reports = lockdep.take_reports();
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    assert_eq!(reports[0].kind, ReportKind::CircularDependency);
+    assert_eq!(class_lines(&reports[0]), [ll, li], "{}", reports[0]);
 }
