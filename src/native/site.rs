@@ -77,7 +77,8 @@ fn caller_line() -> Option<SiteRef> {
         return Some(SiteRef::found(file, line, column));
     }
     say_once(if any_file {
-        "no frame of the acquiring stack is outside tokio, tracing, async-lockdep and std"
+        "no frame of the acquiring stack outside tokio, tracing, futures, async-lockdep and \
+         std has a line (is the calling crate built without debug info?)"
     } else {
         "the backtrace has no file names: this build has no debug info (set \
          `debug = \"line-tables-only\"` or more in the profile)"
