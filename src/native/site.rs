@@ -108,7 +108,9 @@ const NOT_USERS: &[&str] = &[
 ];
 
 /// Whether a frame's file is the user's: not the standard library's, not
-/// this crate's sources, and not in a registry directory of [`NOT_USERS`].
+/// this crate's sources, and not in a directory of a crate of
+/// [`NOT_USERS`]: `name-1.2.3/` (the registry, vendored) or `name/src/` (a
+/// git checkout's or a path dependency's).
 fn is_users(file: &str) -> bool {
     if file.starts_with("/rustc/") || file.contains("/library/std/src/") {
         return false;
@@ -117,12 +119,17 @@ fn is_users(file: &str) -> bool {
     if file.starts_with(ours) {
         return false;
     }
-    !std::path::Path::new(file).components().any(|component| {
-        let name = component.as_os_str().to_str().unwrap_or("");
+    let names: Vec<&str> = std::path::Path::new(file)
+        .components()
+        .map(|component| component.as_os_str().to_str().unwrap_or(""))
+        .collect();
+    !names.iter().enumerate().any(|(i, name)| {
         NOT_USERS.iter().any(|krate| {
-            name.strip_prefix(krate)
+            let versioned = name
+                .strip_prefix(krate)
                 .and_then(|rest| rest.strip_prefix('-'))
-                .is_some_and(|version| version.starts_with(|c: char| c.is_ascii_digit()))
+                .is_some_and(|version| version.starts_with(|c: char| c.is_ascii_digit()));
+            versioned || (name == krate && names.get(i + 1) == Some(&"src"))
         })
     })
 }
@@ -167,7 +174,11 @@ mod tests {
             env!("CARGO_MANIFEST_DIR"),
             "/src/native/mod.rs"
         )));
+        assert!(!is_users(
+            "/home/u/.cargo/git/checkouts/tokio-3f2c/1a2b3c4/tokio/src/sync/rwlock.rs"
+        ));
         assert!(is_users(&format!("{registry}/tokio-util-0.7.1/src/x.rs")));
+        assert!(is_users("/home/u/tokio/examples/x.rs"));
         assert!(is_users(&format!("{registry}/hyper-1.0.0/src/x.rs")));
         assert!(is_users("/home/u/project/src/main.rs"));
         assert!(is_users(concat!(
