@@ -105,7 +105,7 @@ impl SiteRef {
         let mut found = FOUND
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let site: &'static FoundSite = *found
+        let site: &'static FoundSite = found
             .get_or_insert_with(Default::default)
             .entry((file.to_owned(), line, column))
             .or_insert_with(|| {

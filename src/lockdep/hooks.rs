@@ -218,7 +218,7 @@ impl LockMeta {
         Acquire {
             lock: self.lock_ref(),
             access,
-            site,
+            site: site.into(),
             movable: false,
             blocking: false,
             created: site,
