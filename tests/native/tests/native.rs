@@ -397,6 +397,7 @@ async fn blocking_lock_on_a_thread_against_a_task_is_reported() {
     let lb = line!() + 1;
     let b = Arc::new(Mutex::new(()));
     let (a1, b1) = (a.clone(), b.clone());
+    let thread = line!() + 2;
     std::thread::spawn(move || {
         let _a = a1.blocking_lock();
         let _b = b1.blocking_lock();
@@ -404,6 +405,7 @@ async fn blocking_lock_on_a_thread_against_a_task_is_reported() {
     .join()
     .unwrap();
     let (a2, b2) = (a.clone(), b.clone());
+    let task = line!() + 2;
     tokio::spawn(async move {
         let _b = b2.lock().await;
         let _a = a2.lock().await;
@@ -413,6 +415,19 @@ async fn blocking_lock_on_a_thread_against_a_task_is_reported() {
     let reports = lockdep.take_reports();
     assert_eq!(reports.len(), 1, "{reports:#?}");
     assert_eq!(class_lines(&reports[0]), [lb, la], "{}", reports[0]);
+    // The lines of the `blocking_lock()` calls too: the first frame outside
+    // tokio's `block_on`.
+    let sites: Vec<_> = reports[0]
+        .dependencies
+        .iter()
+        .map(|d| (d.held_at.line(), d.waited_at.line()))
+        .collect();
+    assert_eq!(
+        sites,
+        [(task, task + 1), (thread, thread + 1)],
+        "{}",
+        reports[0]
+    );
 }
 
 #[test]
