@@ -23,6 +23,9 @@ static LOOKED_UP: Mutex<Option<FxHashSet<u64>>> = Mutex::new(None);
 /// new (the first time this class is taken with nothing held, or on top of
 /// these held classes) and the line can be found; `want` as it is otherwise.
 pub(super) fn with_line(engine: &Engine, mut want: Acquire) -> Acquire {
+    if NO_LINES.load(Ordering::Relaxed) {
+        return want;
+    }
     let Some(chain) = engine.new_chain_key(&want) else {
         return want;
     };
@@ -46,44 +49,85 @@ pub(super) fn with_line(engine: &Engine, mut want: Acquire) -> Acquire {
     want
 }
 
+/// Set once a backtrace had no lines at all (no debug info, or no
+/// backtraces on this platform): no later one will, so none is taken.
+static NO_LINES: AtomicBool = AtomicBool::new(false);
+
 /// The first frame of the calling thread's stack that is not tokio's,
 /// `tracing`'s, this crate's, the standard library's or `futures`', as a
 /// site; `None` (said once on stderr, with the reason) if there is none.
 fn caller_line() -> Option<SiteRef> {
     let backtrace = Backtrace::force_capture();
     if backtrace.status() != BacktraceStatus::Captured {
+        NO_LINES.store(true, Ordering::Relaxed);
         say_once("backtraces are not supported on this platform");
         return None;
     }
-    let text = format!("{backtrace:#}");
     let cwd = std::env::current_dir().ok();
+    match first_users_line(&format!("{backtrace:#}")) {
+        Found::Line(file, line, column) => {
+            let file = cwd
+                .as_deref()
+                .and_then(|cwd| std::path::Path::new(file).strip_prefix(cwd).ok())
+                .and_then(|relative| relative.to_str())
+                .unwrap_or(file);
+            Some(SiteRef::found(file, line, column))
+        }
+        Found::NoUsersLine => {
+            say_once(
+                "no frame of the acquiring stack outside tokio, tracing, futures, async-lockdep \
+                 and std has a line (is the calling crate built without debug info?)",
+            );
+            None
+        }
+        Found::NoLines => {
+            NO_LINES.store(true, Ordering::Relaxed);
+            say_once(
+                "the backtrace has no file names: this build has no debug info (set \
+                 `debug = \"line-tables-only\"` or more in the profile)",
+            );
+            None
+        }
+    }
+}
+
+/// What a backtrace says of its caller.
+#[derive(Debug, PartialEq, Eq)]
+enum Found<'a> {
+    /// The first frame of the user's, innermost first.
+    Line(&'a str, u32, u32),
+    /// Frames with lines, none of them the user's.
+    NoUsersLine,
+    /// No frame with a line (no debug info).
+    NoLines,
+}
+
+/// The first frame of the user's in a backtrace formatted with `{:#}`,
+/// above the bottom of its thread.
+fn first_users_line(text: &str) -> Found<'_> {
     let mut any_file = false;
     for line in text.lines() {
         let Some(place) = line.trim_start().strip_prefix("at ") else {
+            if line.contains("__rust_begin_short_backtrace") {
+                // The bottom of a Rust thread (std's marker): below are the
+                // thread's start and the C library's, never the caller.
+                break;
+            }
             continue;
         };
         let Some((file, line, column)) = split_place(place) else {
             continue;
         };
         any_file = true;
-        if !is_users(file) {
-            continue;
+        if is_users(file) {
+            return Found::Line(file, line, column);
         }
-        let file = cwd
-            .as_deref()
-            .and_then(|cwd| std::path::Path::new(file).strip_prefix(cwd).ok())
-            .and_then(|relative| relative.to_str())
-            .unwrap_or(file);
-        return Some(SiteRef::found(file, line, column));
     }
-    say_once(if any_file {
-        "no frame of the acquiring stack outside tokio, tracing, futures, async-lockdep and \
-         std has a line (is the calling crate built without debug info?)"
+    if any_file {
+        Found::NoUsersLine
     } else {
-        "the backtrace has no file names: this build has no debug info (set \
-         `debug = \"line-tables-only\"` or more in the profile)"
-    });
-    None
+        Found::NoLines
+    }
 }
 
 /// `file:line:column` of a backtrace's `at` line.
@@ -156,6 +200,46 @@ mod tests {
             Some(("/a:b/src/x.rs", 12, 5))
         );
         assert_eq!(split_place("/a/x.rs"), None);
+    }
+
+    const TOKIO: &str = "/home/u/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/tokio-1.54.1";
+
+    #[test]
+    fn the_first_users_frame_above_the_threads_bottom_is_the_line() {
+        let text = format!(
+            "   0: std::backtrace::Backtrace::force_capture
+             at /rustc/5980/library/std/src/backtrace.rs:312:13
+   1: <tokio::sync::mutex::Mutex<T>>::lock::{{{{closure}}}}
+             at {TOKIO}/src/sync/mutex.rs:600:10
+   2: app::transfer::{{{{closure}}}}
+             at /home/u/app/src/transfer.rs:40:25
+   3: std::sys::backtrace::__rust_begin_short_backtrace
+             at /rustc/5980/library/std/src/sys/backtrace.rs:152:18
+   4: __libc_start_call_main
+             at ./csu/../sysdeps/nptl/libc_start_call_main.h:58:16"
+        );
+        assert_eq!(
+            first_users_line(&text),
+            Found::Line("/home/u/app/src/transfer.rs", 40, 25)
+        );
+    }
+
+    #[test]
+    fn no_lines_or_only_others_lines_say_so() {
+        // A build without debug info: names, no lines; the C library's
+        // frames below the thread's bottom are not the caller.
+        let stripped = "   0: std::backtrace::Backtrace::force_capture
+   1: app::transfer::{{closure}}
+   2: std::sys::backtrace::__rust_begin_short_backtrace
+   3: __libc_start_call_main
+             at ./csu/../sysdeps/nptl/libc_start_call_main.h:58:16";
+        assert_eq!(first_users_line(stripped), Found::NoLines);
+        let others = format!(
+            "   0: tokio::sync::mutex::Mutex<T>::lock
+             at {TOKIO}/src/sync/mutex.rs:600:10
+   1: app::transfer::{{{{closure}}}}"
+        );
+        assert_eq!(first_users_line(&others), Found::NoUsersLine);
     }
 
     #[test]
