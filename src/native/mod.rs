@@ -197,6 +197,20 @@ fn made_by_tokio_itself(file: &str) -> bool {
     file.ends_with("once_cell.rs") || file.ends_with("set_once.rs")
 }
 
+/// Says once that locks made by `Default` or `From` (their span's site is
+/// the `new` call inside tokio) share one class per kind.
+fn note_made_inside_tokio(file: &str, line: u32) {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        crate::lockdep::to_stderr(&format!(
+            "async-lockdep: a plain tokio lock was made inside tokio ({file}:{line}): \
+             `Default::default()` or `From::from`, whose site tokio gives as its own `new` \
+             call. All such locks of one kind share that one class; make them with `new` \
+             (a class per line) to tell them apart.\n"
+        ));
+    }
+}
+
 const RESOURCE: &str = "runtime.resource";
 const ASYNC_OP: &str = "runtime.resource.async_op";
 
@@ -249,6 +263,9 @@ where
     let Some(file) = fields.file else { return };
     if made_by_tokio_itself(&file) {
         return;
+    }
+    if site::in_crates(&file, &["tokio"]) {
+        note_made_inside_tokio(&file, fields.line);
     }
     let class_kind = match kind {
         Kind::Mutex => ClassKind::Mutex,

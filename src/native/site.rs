@@ -163,12 +163,19 @@ fn is_users(file: &str) -> bool {
     if file.starts_with(ours) {
         return false;
     }
+    !in_crates(file, NOT_USERS)
+}
+
+/// Whether `file` is in a directory of one of `crates`: `name-1.2.3/` (the
+/// registry, vendored) or `name/src/` (a git checkout's, a path
+/// dependency's).
+pub(super) fn in_crates(file: &str, crates: &[&str]) -> bool {
     let names: Vec<&str> = std::path::Path::new(file)
         .components()
         .map(|component| component.as_os_str().to_str().unwrap_or(""))
         .collect();
-    !names.iter().enumerate().any(|(i, name)| {
-        NOT_USERS.iter().any(|krate| {
+    names.iter().enumerate().any(|(i, name)| {
+        crates.iter().any(|krate| {
             let versioned = name
                 .strip_prefix(krate)
                 .and_then(|rest| rest.strip_prefix('-'))

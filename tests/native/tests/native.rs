@@ -665,3 +665,38 @@ async fn lazy_racy_creation_under_a_lock_is_silent_and_one_class() {
     assert_eq!(reports[0].kind, ReportKind::CircularDependency);
     assert_eq!(class_lines(&reports[0]), [ll, li], "{}", reports[0]);
 }
+
+#[tokio::test]
+async fn locks_made_by_default_share_one_class_at_tokios_line() {
+    let lockdep = test_guard();
+    // `Default` has no `#[track_caller]`: tokio gives its own `new` call as
+    // the site of both, so they are one class, judged by instance order.
+    let x: Arc<Mutex<u32>> = Arc::default();
+    let y: Arc<Mutex<u32>> = Arc::new(Mutex::default());
+    let (x1, y1) = (x.clone(), y.clone());
+    tokio::spawn(async move {
+        let _x = x1.lock().await;
+        let _y = y1.lock().await;
+    })
+    .await
+    .unwrap();
+    let (x2, y2) = (x.clone(), y.clone());
+    tokio::spawn(async move {
+        let _y = y2.lock().await;
+        let _x = x2.lock().await;
+    })
+    .await
+    .unwrap();
+    let reports = lockdep.take_reports();
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    let classes = reports[0].classes();
+    assert!(
+        classes
+            .iter()
+            .all(|c| c.created_at.file().contains("tokio-")
+                && c.created_at.file().ends_with("src/sync/mutex.rs")),
+        "{}",
+        reports[0]
+    );
+    assert_eq!(classes[0].created_at, classes[1].created_at);
+}
