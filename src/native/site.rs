@@ -16,7 +16,7 @@ use crate::vocab::SiteRef;
 /// At most this many chains are looked up (a backtrace each, once).
 const MAX_CHAINS: usize = 1 << 16;
 
-/// The chains (see [`Engine::chain_key`]) whose line was looked up already.
+/// The chains (see [`Engine::new_chain_key`]) whose line was looked up already.
 static LOOKED_UP: Mutex<Option<FxHashSet<u64>>> = Mutex::new(None);
 
 /// `want` with the line of the calling code as its site, if its chain is
