@@ -88,7 +88,7 @@ impl Resource {
         let Some(engine) = crate::lockdep::engine() else {
             return;
         };
-        let want = super::site::with_line(engine, self.want(access, false));
+        let (want, _looked_up) = super::site::with_line(engine, self.want(access, false));
         if let Some(holding) = acquired_without_waiting(Some(engine), want) {
             self.held(access, permits, holding);
         }
@@ -170,7 +170,7 @@ impl Op {
         match (std::mem::replace(&mut *state, OpState::Done), ready) {
             (OpState::Fresh, false) => {
                 drop(state);
-                let want = super::site::with_line(engine, want);
+                let (want, _looked_up) = super::site::with_line(engine, want);
                 let waiting = Waiting::start(engine, want);
                 *lock_ignoring_poison(&self.state) = OpState::Waiting(waiting, want.site);
                 false
@@ -181,7 +181,7 @@ impl Op {
             }
             (OpState::Fresh, true) => {
                 drop(state);
-                let want = super::site::with_line(engine, want);
+                let (want, _looked_up) = super::site::with_line(engine, want);
                 let holding = Holding::lock_now(engine, want);
                 self.resource
                     .held(self.access, self.permits.load(Ordering::Relaxed), holding);

@@ -21,32 +21,46 @@ static LOOKED_UP: Mutex<Option<FxHashSet<u64>>> = Mutex::new(None);
 
 /// `want` with the line of the calling code as its site, if its chain is
 /// new (the first time this class is taken with nothing held, or on top of
-/// these held classes) and the line can be found; `want` as it is otherwise.
-pub(super) fn with_line(engine: &Engine, mut want: Acquire) -> Acquire {
+/// these held classes, by a task spawned at this place or by a thread) and
+/// the line can be found; `want` as it is otherwise. The chain counts as
+/// looked up once the returned guard is dropped: after the caller recorded
+/// the acquisition, so that a racer of the same chain that records its
+/// dependency first looks the line up too.
+pub(super) fn with_line(engine: &Engine, mut want: Acquire) -> (Acquire, LookedUp) {
     if NO_LINES.load(Ordering::Relaxed) {
-        return want;
+        return (want, LookedUp(None));
     }
     let Some(chain) = engine.new_chain_key(&want) else {
-        return want;
+        return (want, LookedUp(None));
     };
+    // Per spawn site of the task: the first lock of a class taken by tasks
+    // spawned at different places (or by a thread) is looked up for each.
+    let chain = crate::lockdep::held::mix(chain, super::current_task());
     let seen = |looked_up: &Option<FxHashSet<u64>>| {
         looked_up
             .as_ref()
             .is_some_and(|set| set.len() >= MAX_CHAINS || set.contains(&chain))
     };
     if seen(&lock_ignoring_poison(&LOOKED_UP)) {
-        return want;
+        return (want, LookedUp(None));
     }
-    // Remembered once found, not before: a racer of the same chain that
-    // records the dependency first looks its line up too.
-    let site = caller_line();
-    lock_ignoring_poison(&LOOKED_UP)
-        .get_or_insert_with(Default::default)
-        .insert(chain);
-    if let Some(site) = site {
+    if let Some(site) = caller_line() {
         want.site = site;
     }
-    want
+    (want, LookedUp(Some(chain)))
+}
+
+/// A chain being looked up: remembered as looked up when dropped.
+pub(super) struct LookedUp(Option<u64>);
+
+impl Drop for LookedUp {
+    fn drop(&mut self) {
+        if let Some(chain) = self.0 {
+            lock_ignoring_poison(&LOOKED_UP)
+                .get_or_insert_with(Default::default)
+                .insert(chain);
+        }
+    }
 }
 
 /// Set once a backtrace had no lines at all (no debug info, or no

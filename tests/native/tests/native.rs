@@ -636,7 +636,7 @@ async fn lazy_racy_creation_under_a_lock_is_silent_and_one_class() {
     for _ in 0..8 {
         let (lazy, made, inode) = (lazy.clone(), made.clone(), inode_of());
         racers.push(tokio::spawn(async move {
-            let _inode = inode.lock().await;
+            let _inode = inode.lock().await; // racer_line
             let shared = lazy
                 .get_or_init(|| async {
                     made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -646,24 +646,45 @@ async fn lazy_racy_creation_under_a_lock_is_silent_and_one_class() {
                 .await;
             // A racer's own lock, made and dropped under the inode: no edge.
             drop(Mutex::new(0u32));
-            *shared.lock().await += 1;
+            *shared.lock().await += 1; // racer_line + 10
         }));
     }
     for racer in racers {
         racer.await.unwrap();
     }
-    assert_eq!(*lazy.get().unwrap().lock().await, 8);
+    assert_eq!(made.load(std::sync::atomic::Ordering::Relaxed), 1);
     let reports = lockdep.take_reports();
     assert!(reports.is_empty(), "{reports:#?}");
 
     // One class, the line where it is made: the other order closes a cycle
     // between exactly these two classes.
-    let _shared = lazy.get().unwrap().lock().await;
+    let reverse = line!() + 1;
+    let shared = lazy.get().unwrap().lock().await;
     let _inode = inode_of().lock_owned().await;
+    assert_eq!(*shared, 8);
     let reports = lockdep.take_reports();
     assert_eq!(reports.len(), 1, "{reports:#?}");
     assert_eq!(reports[0].kind, ReportKind::CircularDependency);
     assert_eq!(class_lines(&reports[0]), [ll, li], "{}", reports[0]);
+    // The lines: the test's thread took the lazy lock first with nothing
+    // held, a look-up of its own (tasks spawned elsewhere took it before);
+    // a racer waited for it with an inode held, a new chain. Which racer's
+    // inode that was is a race, and only the first racer to take an inode
+    // had its line looked up: that held line is known or unknown, never
+    // another line.
+    let racer_line = li + 6;
+    let deps = &reports[0].dependencies;
+    let report = &reports[0];
+    assert_eq!(
+        (deps[0].held_at.line(), deps[0].waited_at.line()),
+        (reverse, reverse + 1),
+        "{report}"
+    );
+    assert_eq!(deps[1].waited_at.line(), racer_line + 10, "{report}");
+    assert!(
+        [0, racer_line].contains(&deps[1].held_at.line()),
+        "{report}"
+    );
 }
 
 #[tokio::test]
