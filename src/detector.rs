@@ -234,7 +234,8 @@ impl Detector {
             .held_by(context)
             .iter()
             .filter_map(|h| {
-                crate::lockdep::class::lookup(h.lock.class).map(|c| (c.name.into_owned(), h.site))
+                crate::lockdep::class::lookup(h.lock.class)
+                    .map(|c| (c.name.into_owned(), h.site.location()))
             })
             .collect()
     }

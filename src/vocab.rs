@@ -56,6 +56,120 @@ pub(crate) fn unknown_site() -> &'static Location<'static> {
 /// How an unknown site reads in reports.
 pub(crate) const UNKNOWN_SITE_TEXT: &str = "<unknown line: a tokio lock>";
 
+/// Where a lock was taken, as the engine keeps it: one word, `Copy`, and
+/// compared by address. Either a `#[track_caller]` location (every
+/// wrapper: no cost over the location itself) or a line found at run time
+/// (a plain tokio lock's acquisition, read from a backtrace), interned, so
+/// that one line is one site and the memory they take is bounded by the
+/// number of distinct lines.
+///
+/// A tagged pointer: the low bit is set for a found line. Both pointees
+/// are `'static` and at least 2-aligned (checked below).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct SiteRef(std::ptr::NonNull<u8>);
+
+// Both kinds of pointee are immutable `'static` data that is `Sync`.
+unsafe impl Send for SiteRef {}
+unsafe impl Sync for SiteRef {}
+
+/// A line found at run time: leaked once per distinct line.
+#[derive(Debug)]
+struct FoundSite {
+    file: &'static str,
+    line: u32,
+    column: u32,
+}
+
+const _: () = assert!(std::mem::align_of::<Location<'static>>() >= 2);
+const _: () = assert!(std::mem::align_of::<FoundSite>() >= 2);
+
+/// What a [`SiteRef`] points at.
+enum Place {
+    Code(&'static Location<'static>),
+    Found(&'static FoundSite),
+}
+
+impl SiteRef {
+    /// The site of a `#[track_caller]` location.
+    #[inline]
+    pub(crate) const fn code(location: &'static Location<'static>) -> SiteRef {
+        let ptr = location as *const Location<'static> as *mut u8;
+        // SAFETY: a reference is never null.
+        SiteRef(unsafe { std::ptr::NonNull::new_unchecked(ptr) })
+    }
+
+    /// The site of `file:line:column` found at run time, interned.
+    pub(crate) fn found(file: &str, line: u32, column: u32) -> SiteRef {
+        type Interned = rustc_hash::FxHashMap<(String, u32, u32), &'static FoundSite>;
+        static FOUND: std::sync::Mutex<Option<Interned>> = std::sync::Mutex::new(None);
+        let mut found = FOUND
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let site: &'static FoundSite = found
+            .get_or_insert_with(Default::default)
+            .entry((file.to_owned(), line, column))
+            .or_insert_with(|| {
+                Box::leak(Box::new(FoundSite {
+                    file: Box::leak(file.into()),
+                    line,
+                    column,
+                }))
+            });
+        let ptr = (site as *const FoundSite as *mut u8).wrapping_add(1);
+        // SAFETY: one past a non-null, 2-aligned address is not null.
+        SiteRef(unsafe { std::ptr::NonNull::new_unchecked(ptr) })
+    }
+
+    #[inline]
+    fn place(self) -> Place {
+        let ptr = self.0.as_ptr();
+        if (ptr as usize) & 1 == 0 {
+            // SAFETY: an untagged pointer was made from a `&'static Location`.
+            Place::Code(unsafe { &*(ptr as *const Location<'static>) })
+        } else {
+            // SAFETY: a tagged pointer was made from a `&'static FoundSite`
+            // plus one.
+            Place::Found(unsafe { &*(ptr.wrapping_sub(1) as *const FoundSite) })
+        }
+    }
+
+    /// The location, for a site of code; [`unknown_site`] for a found line.
+    pub(crate) fn location(self) -> &'static Location<'static> {
+        match self.place() {
+            Place::Code(location) => location,
+            Place::Found(_) => unknown_site(),
+        }
+    }
+
+    /// The address, as a key (one site, one address).
+    #[inline]
+    pub(crate) fn addr(self) -> usize {
+        self.0.as_ptr() as usize
+    }
+}
+
+impl From<&'static Location<'static>> for SiteRef {
+    #[inline]
+    fn from(location: &'static Location<'static>) -> SiteRef {
+        SiteRef::code(location)
+    }
+}
+
+impl From<SiteRef> for Site {
+    fn from(site: SiteRef) -> Site {
+        match site.place() {
+            Place::Code(location) => location.into(),
+            Place::Found(found) => Site::new(found.file, found.line, found.column),
+        }
+    }
+}
+
+impl fmt::Debug for SiteRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", Site::from(*self))
+    }
+}
+
 impl From<&'static Location<'static>> for Site {
     fn from(location: &'static Location<'static>) -> Site {
         if std::ptr::eq(location, unknown_site()) {

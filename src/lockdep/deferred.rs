@@ -11,9 +11,8 @@ use super::{
     context, describe_instance, lock_ignoring_poison, waits, Acquire, Engine, Panic, TestKey,
 };
 use crate::report::{self, Dependency, Report};
-use std::panic::Location;
 
-use crate::vocab::{Access, ClassId, ContextId};
+use crate::vocab::{Access, ClassId, ContextId, SiteRef};
 
 /// How long a possible self-deadlock of a wait (a re-lock in one task,
 /// outside spans) must last before it is reported: a future joined in the
@@ -325,7 +324,7 @@ pub(crate) struct PoolHeldBack {
     later: u64,
     report: Report,
     class: ClassId,
-    sites: (&'static Location<'static>, &'static Location<'static>),
+    sites: (SiteRef, SiteRef),
     test: Option<TestKey>,
 }
 

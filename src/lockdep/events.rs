@@ -16,7 +16,7 @@ use std::panic::Location;
 use super::held::{chain_after, HeldLock, Waited};
 use super::validate::Check;
 use super::{context, Acquire, Engine};
-use crate::vocab::{Access, ContextId, LockRef};
+use crate::vocab::{Access, ContextId, LockRef, SiteRef};
 
 impl Engine {
     /// The calling context signals the event `event` (created at
@@ -39,7 +39,7 @@ impl Engine {
         &self,
         event: LockRef,
         created: &'static Location<'static>,
-        site: &'static Location<'static>,
+        site: SiteRef,
         arriving: bool,
         room_of: Option<crate::vocab::ClassId>,
     ) {

@@ -23,7 +23,7 @@ use rustc_hash::FxHashMap;
 
 use super::{describe_instance, Acquire, Engine};
 use crate::report::Dependency;
-use crate::vocab::{Access, ContextId, LockRef};
+use crate::vocab::{Access, ContextId, LockRef, SiteRef};
 
 /// Mixes `value` into `hash` (the chain key, as lockdep's `iterate_chain_key`).
 #[inline]
@@ -36,7 +36,7 @@ pub(crate) fn mix(hash: u64, value: u64) -> u64 {
 pub(crate) struct HeldLock {
     pub(crate) lock: LockRef,
     pub(crate) access: Access,
-    pub(crate) site: &'static Location<'static>,
+    pub(crate) site: SiteRef,
     /// Where this lock instance was created.
     pub(crate) created: &'static Location<'static>,
     /// Held through an owned guard, which may have moved to another task:
@@ -227,7 +227,7 @@ pub(crate) struct Waited {
     pub(crate) instance: u64,
     pub(crate) access: Access,
     pub(crate) span: u64,
-    pub(crate) site: &'static Location<'static>,
+    pub(crate) site: SiteRef,
     /// Where the instance waited for was created.
     pub(crate) created: &'static Location<'static>,
 }
@@ -241,7 +241,7 @@ impl SectionLog {
             instance: 0,
             access: Access::Lock,
             span: 0,
-            site: Location::caller(),
+            site: SiteRef::code(Location::caller()),
             created: Location::caller(),
         }; SECTION_LOG],
         len: 0,
@@ -253,10 +253,7 @@ impl SectionLog {
         const MASK: usize = SECTION_LOG - 1;
         let next = usize::from(self.next) & MASK;
         let previous = &self.waits[next.wrapping_sub(1) & MASK];
-        if previous.class == want.lock.class
-            && std::ptr::eq(previous.site, want.site)
-            && self.len != 0
-        {
+        if previous.class == want.lock.class && previous.site == want.site && self.len != 0 {
             return; // the same lock again (a loop): one slot
         }
         self.waits[next] = Waited {

@@ -138,7 +138,7 @@ impl LockMeta {
         Acquire {
             lock: self.lock_ref(),
             access,
-            site,
+            site: site.into(),
             movable: false,
             blocking: false,
             created: self.site,
@@ -161,7 +161,7 @@ impl LockMeta {
                 instance: lock.instance,
             },
             access,
-            site,
+            site: site.into(),
             movable: false,
             blocking: false,
             created: self.site,
@@ -218,7 +218,7 @@ impl LockMeta {
         Acquire {
             lock: self.lock_ref(),
             access,
-            site,
+            site: site.into(),
             movable: false,
             blocking: false,
             created: site,
@@ -544,7 +544,7 @@ impl Event {
             self.id.map(|(lock, created)| Acquire {
                 lock,
                 access: Access::Event,
-                site: created,
+                site: created.into(),
                 movable: false,
                 blocking: false,
                 created,
@@ -559,7 +559,10 @@ impl Event {
     /// Waiting for this event at `site` (a `recv`, whose line is known).
     #[inline]
     pub(crate) fn want_at(&self, site: &'static Location<'static>) -> Option<Acquire> {
-        self.want().map(|want| Acquire { site, ..want })
+        self.want().map(|want| Acquire {
+            site: site.into(),
+            ..want
+        })
     }
 
     /// A blocking wait for this event: its dependencies.
@@ -588,7 +591,7 @@ impl Event {
                 instance: want.lock.instance,
             },
             access,
-            site,
+            site: site.into(),
             ..want
         })
     }
@@ -600,7 +603,7 @@ impl Event {
     pub(crate) fn signal_into(&self, channel: ClassId, site: &'static Location<'static>) {
         #[cfg(feature = "detect")]
         if let (Some((lock, created)), Some(engine)) = (self.id, crate::lockdep::engine()) {
-            engine.signal(lock, created, site, false, Some(channel));
+            engine.signal(lock, created, site.into(), false, Some(channel));
         }
         #[cfg(not(feature = "detect"))]
         let _ = (channel, site);
@@ -611,7 +614,7 @@ impl Event {
     pub(crate) fn signal(&self, site: &'static Location<'static>) {
         #[cfg(feature = "detect")]
         if let (Some((lock, created)), Some(engine)) = (self.id, crate::lockdep::engine()) {
-            engine.signal(lock, created, site, false, None);
+            engine.signal(lock, created, site.into(), false, None);
         }
         #[cfg(not(feature = "detect"))]
         let _ = site;

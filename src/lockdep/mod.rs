@@ -46,7 +46,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use tracing_core::dispatcher::WeakDispatch;
 
 use crate::graph::Graph;
-use crate::vocab::{Access, ClassId, ContextId, LockRef};
+use crate::vocab::{Access, ClassId, ContextId, LockRef, SiteRef};
 
 pub(crate) mod attribution;
 pub(crate) mod chain_cache;
@@ -100,7 +100,7 @@ pub(crate) struct Options {
 pub(crate) struct Acquire {
     pub(crate) lock: LockRef,
     pub(crate) access: Access,
-    pub(crate) site: &'static Location<'static>,
+    pub(crate) site: SiteRef,
     /// Through an owned guard or permit, which may move to another task.
     pub(crate) movable: bool,
     /// A `blocking_*` wait: the whole thread (and task) waits.
@@ -365,6 +365,22 @@ impl Engine {
             Check::Fine => None,
         };
         (context, mark, deferred)
+    }
+
+    /// For a front end that looks for the line of an acquisition only when
+    /// it is new (a plain tokio lock's, from a backtrace): the key of the
+    /// chain of held classes a wait for `want` by the calling context
+    /// would check, if that chain was not validated before — or if nothing
+    /// is held (then the key of `want` alone). `None` for a chain seen.
+    pub(crate) fn new_chain_key(&self, want: &Acquire) -> Option<u64> {
+        self.held
+            .with_record(ContextId::current(), |record| {
+                let stack = record.stack();
+                let held = stack.held();
+                let below = held.last().map_or(0, |top| top.chain);
+                (held.is_empty() || !self.seen_before(held, want)).then_some(below)
+            })
+            .map(|below| held::chain_after(below, want.lock, want.access))
     }
 
     pub(crate) fn waits(&self) -> &Waits {

@@ -3,7 +3,6 @@
 //! that has the layer, and turned into a panic when asked. No engine lock is
 //! held while printing, emitting or panicking. Also the graph's export (DOT).
 
-use std::panic::Location;
 use std::sync::atomic::Ordering;
 
 use rustc_hash::FxHashSet;
@@ -16,20 +15,16 @@ use super::confirm;
 use super::validate::DependencyInfo;
 use super::{describe, emit, lock_ignoring_poison, to_stderr, waits, Engine, Panic, TestKey};
 use crate::report::{self, Report};
-use crate::vocab::{ClassId, ContextId};
+use crate::vocab::{ClassId, ContextId, SiteRef};
 
 /// The key under which a one-dependency report of `class` between two
 /// sites is remembered.
 pub(super) fn sites_key(
     class: ClassId,
-    first: &'static Location<'static>,
-    second: &'static Location<'static>,
+    first: SiteRef,
+    second: SiteRef,
 ) -> (ClassId, usize, usize) {
-    (
-        class,
-        first as *const _ as usize,
-        second as *const _ as usize,
-    )
+    (class, first.addr(), second.addr())
 }
 
 #[derive(Default)]
@@ -71,12 +66,7 @@ impl Engine {
 
     /// Whether this pair of sites of `class` was reported already (see
     /// [`Engine::first_at_sites`]), without remembering it.
-    pub(crate) fn seen_at_sites(
-        &self,
-        class: ClassId,
-        first: &'static Location<'static>,
-        second: &'static Location<'static>,
-    ) -> bool {
+    pub(crate) fn seen_at_sites(&self, class: ClassId, first: SiteRef, second: SiteRef) -> bool {
         lock_ignoring_poison(&self.reports)
             .seen
             .contains(&sites_key(class, first, second))
@@ -85,12 +75,7 @@ impl Engine {
     /// Whether a one-dependency report (self-deadlock, pool exhaustion,
     /// second wait) of `class` between these two sites is new; it is then
     /// remembered, so each pair of sites is reported once.
-    pub(crate) fn first_at_sites(
-        &self,
-        class: ClassId,
-        first: &'static Location<'static>,
-        second: &'static Location<'static>,
-    ) -> bool {
+    pub(crate) fn first_at_sites(&self, class: ClassId, first: SiteRef, second: SiteRef) -> bool {
         lock_ignoring_poison(&self.reports)
             .seen
             .insert(sites_key(class, first, second))

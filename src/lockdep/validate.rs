@@ -14,7 +14,7 @@ use super::{
 };
 use crate::graph::{Graph, Insert};
 use crate::report::{Dependency, Report, ReportKind};
-use crate::vocab::{Access, ClassId, ContextId, LockRef};
+use crate::vocab::{Access, ClassId, ContextId, LockRef, SiteRef};
 
 /// Most owned guards with provisional dependencies kept at once.
 const MAX_PROVISIONAL: usize = 4096;
@@ -30,9 +30,9 @@ pub(crate) struct Provisional {
 #[derive(Clone)]
 pub(crate) struct DependencyInfo {
     pub(super) held_as: Access,
-    pub(super) held_at: &'static Location<'static>,
+    pub(super) held_at: SiteRef,
     pub(super) waited_as: Access,
-    pub(super) waited_at: &'static Location<'static>,
+    pub(super) waited_at: SiteRef,
     /// Where the held and the waited-for lock instances were created.
     pub(super) held_created: &'static Location<'static>,
     pub(super) waited_created: &'static Location<'static>,
@@ -805,7 +805,7 @@ pub(crate) struct Deferred {
     pub(crate) class: ClassId,
     pub(crate) instance: u64,
     /// The held site and the waiting site, for the once-per-sites rule.
-    pub(crate) sites: (&'static Location<'static>, &'static Location<'static>),
+    pub(crate) sites: (SiteRef, SiteRef),
     pub(crate) conflict: Conflict,
     /// The test it belongs to, found when the wait began.
     pub(crate) test: Option<TestKey>,

@@ -28,6 +28,7 @@
 //! ignored and each lock is counted once, with no cost on the lock path.
 
 mod resource;
+mod site;
 
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
@@ -51,6 +52,17 @@ struct InternalExt(Arc<Resource>);
 /// An acquisition span of a resource we follow.
 struct OpExt(Arc<Op>);
 
+/// A task's `runtime.spawn` span: the key of its spawn site.
+struct SpawnExt(u64);
+
+/// A span of ours entered on this thread.
+enum Entered {
+    /// An acquisition being polled.
+    Op(Arc<Op>),
+    /// A task being polled, by the key of its spawn site.
+    Task(u64),
+}
+
 /// What the calling thread is doing with tokio's constructors.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Making {
@@ -68,8 +80,8 @@ thread_local! {
     /// tokio's `locked=true` (or readers `add`, `write_locked=true`) that
     /// follows it is the same acquisition.
     static JUST_ACQUIRED: Cell<*const Resource> = const { Cell::new(std::ptr::null()) };
-    /// The acquisition spans entered on this thread, innermost last.
-    static ENTERED_OPS: RefCell<Vec<(Id, Arc<Op>)>> = const { RefCell::new(Vec::new()) };
+    /// The acquisition and task spans entered on this thread, innermost last.
+    static ENTERED: RefCell<Vec<(Id, Entered)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// While alive, tokio's locks made on this thread are ours (a wrapper makes
@@ -196,8 +208,23 @@ fn made_by_tokio_itself(file: &str) -> bool {
     file.ends_with("once_cell.rs") || file.ends_with("set_once.rs")
 }
 
+/// Says once that locks made by `Default` or `From` (their span's site is
+/// the `new` call inside tokio) share one class per kind.
+fn note_made_inside_tokio(file: &str, line: u32) {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        crate::lockdep::to_stderr(&format!(
+            "async-lockdep: a plain tokio lock was made inside tokio ({file}:{line}): \
+             `Default::default()` or `From::from`, whose site tokio gives as its own `new` \
+             call. All such locks of one kind share that one class; make them with `new` \
+             (a class per line) to tell them apart.\n"
+        ));
+    }
+}
+
 const RESOURCE: &str = "runtime.resource";
 const ASYNC_OP: &str = "runtime.resource.async_op";
+const SPAWN: &str = "runtime.spawn";
 
 /// Whether a span is one of tokio's runtime spans (resources, acquisitions,
 /// task polls): not a span of the user's, so not a sub-context.
@@ -215,6 +242,29 @@ where
         new_resource(attrs, id, ctx);
     } else if name == ASYNC_OP {
         new_op(attrs, id, ctx);
+    } else if name == SPAWN {
+        new_task(attrs, id, ctx);
+    }
+}
+
+/// A task's span: keeps the key of its spawn site, which tells apart the
+/// look-ups of acquisition lines of tasks spawned at different places.
+fn new_task<S>(attrs: &Attributes<'_>, id: &Id, ctx: &Context<'_, S>)
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    if crate::lockdep::engine().is_none() {
+        return;
+    }
+    let mut fields = SpanFields::default();
+    attrs.record(&mut fields);
+    let Some(file) = fields.file else { return };
+    let key = std::hash::BuildHasher::hash_one(
+        &rustc_hash::FxBuildHasher,
+        (file, fields.line, fields.column),
+    );
+    if let Some(span) = ctx.span(id) {
+        span.extensions_mut().insert(SpawnExt(key | 1));
     }
 }
 
@@ -248,6 +298,9 @@ where
     let Some(file) = fields.file else { return };
     if made_by_tokio_itself(&file) {
         return;
+    }
+    if site::in_crates(&file, &["tokio"]) {
+        note_made_inside_tokio(&file, fields.line);
     }
     let class_kind = match kind {
         Kind::Mutex => ClassKind::Mutex,
@@ -289,19 +342,26 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     let Some(span) = ctx.span(id) else { return };
-    if span.name() != ASYNC_OP {
-        return;
-    }
-    let Some(op) = span.extensions().get::<OpExt>().map(|op| op.0.clone()) else {
-        return;
+    let entered = match span.name() {
+        ASYNC_OP => span
+            .extensions()
+            .get::<OpExt>()
+            .map(|op| Entered::Op(op.0.clone())),
+        SPAWN => span
+            .extensions()
+            .get::<SpawnExt>()
+            .map(|task| Entered::Task(task.0)),
+        _ => None,
     };
-    let _ = ENTERED_OPS.try_with(|ops| ops.borrow_mut().push((id.clone(), op)));
+    if let Some(entered) = entered {
+        let _ = ENTERED.try_with(|spans| spans.borrow_mut().push((id.clone(), entered)));
+    }
 }
 
 /// A span was exited.
 #[inline]
 pub(crate) fn exited(id: &Id) {
-    let _ = ENTERED_OPS.try_with(|ops| {
+    let _ = ENTERED.try_with(|ops| {
         let mut ops = ops.borrow_mut();
         if ops.last().is_some_and(|(entered, _)| entered == id) {
             ops.pop();
@@ -311,15 +371,32 @@ pub(crate) fn exited(id: &Id) {
 
 /// The innermost acquisition being polled on this thread, if it is of `resource`.
 fn entered_op(resource: &Arc<Resource>) -> Option<Arc<Op>> {
-    ENTERED_OPS
-        .try_with(|ops| {
-            ops.borrow()
-                .last()
-                .filter(|(_, op)| Arc::ptr_eq(&op.resource, resource))
-                .map(|(_, op)| op.clone())
+    ENTERED
+        .try_with(|spans| match spans.borrow().last() {
+            Some((_, Entered::Op(op))) if Arc::ptr_eq(&op.resource, resource) => Some(op.clone()),
+            _ => None,
         })
         .ok()
         .flatten()
+}
+
+/// The key of the spawn site of the task being polled on this thread, or 0
+/// outside any task.
+fn current_task() -> u64 {
+    ENTERED
+        .try_with(|spans| {
+            spans
+                .borrow()
+                .iter()
+                .rev()
+                .find_map(|(_, entered)| match entered {
+                    Entered::Task(key) => Some(*key),
+                    Entered::Op(_) => None,
+                })
+        })
+        .ok()
+        .flatten()
+        .unwrap_or(0)
 }
 
 /// What a `runtime::resource` event says.

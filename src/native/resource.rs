@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::lockdep::hooks::{acquired_without_waiting, Holding, Waiting};
 use crate::lockdep::{lock_ignoring_poison, Acquire};
-use crate::vocab::{unknown_site, Access, ContextId, LockRef};
+use crate::vocab::{unknown_site, Access, ContextId, LockRef, SiteRef};
 
 /// Which tokio lock a resource is (its `concrete_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +25,17 @@ pub(super) struct Resource {
     /// Oldest first: a release matches the releasing context's oldest hold,
     /// else the oldest hold of that access (the guard moved).
     holds: Mutex<VecDeque<NativeHold>>,
+    /// Whether the engine remembers the test that made it (a report found
+    /// on a thread of no test goes to that test).
+    noted: bool,
+}
+
+impl Drop for Resource {
+    fn drop(&mut self) {
+        if self.noted {
+            crate::lockdep::ENGINE.forget_creation(self.lock.instance);
+        }
+    }
 }
 
 struct NativeHold {
@@ -36,21 +47,25 @@ struct NativeHold {
 }
 
 impl Resource {
+    /// A lock made now, by the calling thread.
     pub(super) fn new(lock: LockRef, kind: Kind) -> Resource {
+        let noted = crate::lockdep::engine().is_some_and(|e| e.note_creation(lock.instance));
         Resource {
             lock,
             kind,
             holds: Mutex::new(VecDeque::new()),
+            noted,
         }
     }
 
     /// What an acquisition of this lock asks the engine for. Its line is
-    /// unknown (tokio gives none); its class knows where it was created.
+    /// unknown (tokio gives none: see [`super::site`]); its class knows
+    /// where it was created.
     pub(super) fn want(&self, access: Access, movable: bool) -> Acquire {
         Acquire {
             lock: self.lock,
             access,
-            site: unknown_site(),
+            site: unknown_site().into(),
             movable,
             blocking: false,
             created: unknown_site(),
@@ -70,8 +85,11 @@ impl Resource {
 
     /// A `try_*` succeeded in the calling context: held, no dependency.
     pub(super) fn acquired_without_waiting(&self, access: Access, permits: u32) {
-        let engine = crate::lockdep::engine();
-        if let Some(holding) = acquired_without_waiting(engine, self.want(access, false)) {
+        let Some(engine) = crate::lockdep::engine() else {
+            return;
+        };
+        let (want, _looked_up) = super::site::with_line(engine, self.want(access, false));
+        if let Some(holding) = acquired_without_waiting(Some(engine), want) {
             self.held(access, permits, holding);
         }
     }
@@ -119,8 +137,8 @@ pub(super) struct Op {
 enum OpState {
     /// Not polled yet.
     Fresh,
-    /// Polled and pending: the wait is recorded.
-    Waiting(Waiting),
+    /// Polled and pending: the wait is recorded (at this site).
+    Waiting(Waiting, SiteRef),
     /// Ready: the hold is the resource's.
     Done,
 }
@@ -152,24 +170,26 @@ impl Op {
         match (std::mem::replace(&mut *state, OpState::Done), ready) {
             (OpState::Fresh, false) => {
                 drop(state);
+                let (want, _looked_up) = super::site::with_line(engine, want);
                 let waiting = Waiting::start(engine, want);
-                *lock_ignoring_poison(&self.state) = OpState::Waiting(waiting);
+                *lock_ignoring_poison(&self.state) = OpState::Waiting(waiting, want.site);
                 false
             }
-            (OpState::Waiting(waiting), false) => {
-                *state = OpState::Waiting(waiting);
+            (OpState::Waiting(waiting, site), false) => {
+                *state = OpState::Waiting(waiting, site);
                 false
             }
             (OpState::Fresh, true) => {
                 drop(state);
+                let (want, _looked_up) = super::site::with_line(engine, want);
                 let holding = Holding::lock_now(engine, want);
                 self.resource
                     .held(self.access, self.permits.load(Ordering::Relaxed), holding);
                 true
             }
-            (OpState::Waiting(waiting), true) => {
+            (OpState::Waiting(waiting, site), true) => {
                 drop(state);
-                if let Some(holding) = waiting.acquired(want) {
+                if let Some(holding) = waiting.acquired(Acquire { site, ..want }) {
                     self.resource
                         .held(self.access, self.permits.load(Ordering::Relaxed), holding);
                 }

@@ -73,7 +73,7 @@ impl Barrier {
             let mut wait = FirstPollWait::default();
             if let Some(engine) = self.meta.engine() {
                 let want = self.meta.want(Access::Signal, site);
-                engine.signal(want.lock, want.created, site, true, None);
+                engine.signal(want.lock, want.created, site.into(), true, None);
             }
             let mut inner = std::pin::pin!(self.inner.wait());
             std::future::poll_fn(|cx| {

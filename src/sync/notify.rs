@@ -141,7 +141,7 @@ impl Notify {
     fn signal(&self, site: &'static Location<'static>) {
         if let Some(engine) = self.meta.engine() {
             let want = self.meta.want(Access::Signal, site);
-            engine.signal(want.lock, want.created, site, false, None);
+            engine.signal(want.lock, want.created, site.into(), false, None);
         }
     }
 }
@@ -209,7 +209,7 @@ impl Future for Notified<'_> {
                 || {
                     let want = meta.want(Access::Event, Location::caller());
                     crate::lockdep::Acquire {
-                        site: want.created,
+                        site: want.created.into(),
                         ..want
                     }
                 },

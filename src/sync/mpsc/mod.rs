@@ -97,7 +97,7 @@ impl ChannelMeta {
         if let Some(engine) = crate::lockdep::engine() {
             let want = self.messages(Access::Signal, site);
             let channel = self.lock.lock_ref().class;
-            engine.signal(want.lock, want.created, site, false, Some(channel));
+            engine.signal(want.lock, want.created, site.into(), false, Some(channel));
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_lockdep::{test_guard, DetectorBuilder, Report, ReportKind};
+use async_lockdep::{test_guard, Access, DetectorBuilder, Report, ReportKind};
 use tokio::sync::{Mutex, RwLock, Semaphore};
 
 /// The creation lines of a report's classes, in the report's order; each
@@ -33,6 +33,7 @@ async fn abba_across_sequential_tasks_is_reported_with_creation_lines() {
     let ledger = Arc::new(Mutex::new(0u32));
 
     let (a, l) = (accounts.clone(), ledger.clone());
+    let first = line!() + 2;
     tokio::spawn(async move {
         let _a = a.lock().await;
         let _l = l.lock().await;
@@ -40,6 +41,7 @@ async fn abba_across_sequential_tasks_is_reported_with_creation_lines() {
     .await
     .unwrap();
     let (a, l) = (accounts.clone(), ledger.clone());
+    let second = line!() + 2;
     tokio::spawn(async move {
         let _l = l.lock().await;
         let _a = a.lock().await;
@@ -56,8 +58,28 @@ async fn abba_across_sequential_tasks_is_reported_with_creation_lines() {
         assert_eq!(class.created_at.file(), file!());
         assert_eq!(class.name, class.created_at.to_string());
     }
+    // The lines of the `.lock().await` calls, read from a backtrace when
+    // each chain was new: the closing one first (ledger, then accounts).
+    let sites: Vec<_> = report
+        .dependencies
+        .iter()
+        .map(|d| {
+            assert_eq!((d.held_at.file(), d.waited_at.file()), (file!(), file!()));
+            (d.held_at.line(), d.waited_at.line())
+        })
+        .collect();
+    assert_eq!(
+        sites,
+        [(second, second + 1), (first, first + 1)],
+        "{report}"
+    );
     let text = report.to_string();
     assert!(text.contains(&format!("{}:{}:", file!(), la)), "{text}");
+    assert!(
+        text.contains(&format!("{}:{}:", file!(), second + 1)),
+        "{text}"
+    );
+    assert!(!text.contains("unknown line"), "{text}");
     assert!(text.contains("*** DEADLOCK ***"), "{text}");
 }
 
@@ -375,6 +397,7 @@ async fn blocking_lock_on_a_thread_against_a_task_is_reported() {
     let lb = line!() + 1;
     let b = Arc::new(Mutex::new(()));
     let (a1, b1) = (a.clone(), b.clone());
+    let thread = line!() + 2;
     std::thread::spawn(move || {
         let _a = a1.blocking_lock();
         let _b = b1.blocking_lock();
@@ -382,6 +405,7 @@ async fn blocking_lock_on_a_thread_against_a_task_is_reported() {
     .join()
     .unwrap();
     let (a2, b2) = (a.clone(), b.clone());
+    let task = line!() + 2;
     tokio::spawn(async move {
         let _b = b2.lock().await;
         let _a = a2.lock().await;
@@ -391,4 +415,309 @@ async fn blocking_lock_on_a_thread_against_a_task_is_reported() {
     let reports = lockdep.take_reports();
     assert_eq!(reports.len(), 1, "{reports:#?}");
     assert_eq!(class_lines(&reports[0]), [lb, la], "{}", reports[0]);
+    // The lines of the `blocking_lock()` calls too: the first frame outside
+    // tokio's `block_on`.
+    let sites: Vec<_> = reports[0]
+        .dependencies
+        .iter()
+        .map(|d| (d.held_at.line(), d.waited_at.line()))
+        .collect();
+    assert_eq!(
+        sites,
+        [(task, task + 1), (thread, thread + 1)],
+        "{}",
+        reports[0]
+    );
+}
+
+#[test]
+fn abba_that_really_hangs_is_reported_as_stuck_now_with_its_classes_and_lines() {
+    let lockdep = DetectorBuilder::default()
+        .panic_on_deadlock(false)
+        .test_guard();
+    // Made on the test's thread: a report found on the stuck runtime's
+    // threads is this test's.
+    let la = line!() + 1;
+    let a = Arc::new(Mutex::new(()));
+    let lb = line!() + 1;
+    let b = Arc::new(Mutex::new(()));
+    let (first, second) = (line!() + 12, line!() + 17);
+    // The stuck side, on a thread of its own: it never ends.
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let both = Arc::new(tokio::sync::Barrier::new(2));
+            let (a1, b1, both1) = (a.clone(), b.clone(), both.clone());
+            let one = tokio::spawn(async move {
+                let _a = a1.lock().await;
+                both1.wait().await;
+                let _b = b1.lock().await;
+            });
+            let two = tokio::spawn(async move {
+                let _b = b.lock().await;
+                both.wait().await;
+                let _a = a.lock().await;
+            });
+            let _ = (one.await, two.await);
+        });
+    });
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let stuck = loop {
+        // The process's reports (other tests' too): this one's, by its classes.
+        let reports = lockdep.detector().reports();
+        let ours = |r: &&Report| {
+            let mut lines = class_lines(r);
+            lines.sort_unstable();
+            r.kind == ReportKind::DeadlockNow && lines == [la, lb]
+        };
+        if let Some(stuck) = reports.iter().find(ours) {
+            break stuck.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no `deadlock now` within 10 s: {reports:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Each task holds one lock (taken at its first line) and waits for the
+    // other's (at its third line).
+    let mut seen: Vec<_> = stuck
+        .dependencies
+        .iter()
+        .map(|d| {
+            (
+                d.held.created_at.line(),
+                d.held_at.line(),
+                d.waited.created_at.line(),
+                d.waited_at.line(),
+            )
+        })
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        [(la, first, lb, first + 2), (lb, second, la, second + 2)],
+        "{stuck}"
+    );
+    let reports = lockdep.take_reports();
+    assert_eq!(
+        reports
+            .iter()
+            .filter(|r| r.kind == ReportKind::DeadlockNow)
+            .count(),
+        1,
+        "{reports:#?}"
+    );
+    assert_eq!(cycles(&reports).len(), 1, "{reports:#?}");
+}
+
+#[test]
+fn abba_that_really_hangs_fails_early_the_waiter_that_closes_it_gives_up() {
+    // `panic_on_deadlock` is on by default: the waiter whose wait closes the
+    // cycle panics (inside tokio's poll of its lock), so the other one goes on.
+    let lockdep = test_guard();
+    let la = line!() + 1;
+    let a = Arc::new(Mutex::new(()));
+    let lb = line!() + 1;
+    let b = Arc::new(Mutex::new(()));
+    let (done, ended) = std::sync::mpsc::channel();
+    // On a thread of its own, in case it hangs.
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let outcomes = runtime.block_on(async move {
+            let both = Arc::new(tokio::sync::Barrier::new(2));
+            let (a1, b1, both1) = (a.clone(), b.clone(), both.clone());
+            let one = tokio::spawn(async move {
+                let _a = a1.lock().await;
+                both1.wait().await;
+                let _b = b1.lock().await;
+            });
+            let two = tokio::spawn(async move {
+                let _b = b.lock().await;
+                both.wait().await;
+                let _a = a.lock().await;
+            });
+            [one.await, two.await].map(|outcome| match outcome {
+                Ok(()) => String::from("done"),
+                Err(e) => match e.try_into_panic() {
+                    Ok(payload) => payload
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .unwrap_or_default(),
+                    Err(e) => format!("{e}"),
+                },
+            })
+        });
+        let _ = done.send(outcomes);
+    });
+    let mut outcomes = ended
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the deadlock was not broken within 10 s");
+    outcomes.sort_unstable();
+    assert_eq!(outcomes[1], "done", "{outcomes:?}");
+    assert!(
+        outcomes[0].starts_with("async-lockdep found a deadlock (tasks stuck now)")
+            && outcomes[0].contains("this waiter gives up"),
+        "{outcomes:?}"
+    );
+
+    let reports = lockdep.take_reports();
+    let stuck: Vec<_> = reports
+        .iter()
+        .filter(|r| r.kind == ReportKind::DeadlockNow)
+        .collect();
+    assert_eq!(stuck.len(), 1, "{reports:#?}");
+    let mut lines = class_lines(stuck[0]);
+    lines.sort_unstable();
+    assert_eq!(lines, [la, lb], "{}", stuck[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_twice_with_a_writer_queued_in_between_is_reported_with_its_lines() {
+    let lockdep = test_guard();
+    let lt = line!() + 1;
+    let table = Arc::new(RwLock::new(0u32));
+    let first_line = line!() + 1;
+    let first = table.read().await;
+    let t = table.clone();
+    let writer = tokio::spawn(async move {
+        *t.write().await += 1;
+    });
+    // Let the writer queue behind our read (tokio's RwLock is fair).
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let second_line = line!() + 1;
+    let second = tokio::time::timeout(Duration::from_millis(200), table.read()).await;
+    assert!(second.is_err(), "the queued writer really blocks the read");
+    drop(first);
+    writer.await.unwrap();
+
+    let reports = lockdep.take_reports();
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    let report = &reports[0];
+    assert_eq!(report.kind, ReportKind::PossibleSelfDeadlock, "{report}");
+    assert!(report.needs_writer, "{report}");
+    assert_eq!(class_lines(report), [lt], "{report}");
+    let dep = &report.dependencies[0];
+    assert_eq!((dep.held_as, dep.waited_as), (Access::Read, Access::Read));
+    assert_eq!(
+        (dep.held_at.line(), dep.waited_at.line()),
+        (first_line, second_line),
+        "{report}"
+    );
+    assert!(
+        report
+            .to_string()
+            .contains("already holds this very lock for reading"),
+        "{report}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lazy_racy_creation_under_a_lock_is_silent_and_one_class() {
+    let lockdep = test_guard();
+    // The seed's lazy creation race, with plain tokio: each racer holds its
+    // own inode (one class) and makes the shared lock on first use; racers
+    // that lose drop theirs, and all then lock the one that won.
+    let lazy: Arc<tokio::sync::OnceCell<Mutex<u32>>> = Arc::new(tokio::sync::OnceCell::new());
+    let made = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let li = line!() + 1;
+    let inode_of = || Arc::new(Mutex::new(0u32));
+    let ll = line!() + 10;
+    let mut racers = Vec::new();
+    for _ in 0..8 {
+        let (lazy, made, inode) = (lazy.clone(), made.clone(), inode_of());
+        racers.push(tokio::spawn(async move {
+            let _inode = inode.lock().await; // racer_line
+            let shared = lazy
+                .get_or_init(|| async {
+                    made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tokio::task::yield_now().await;
+                    Mutex::new(0)
+                })
+                .await;
+            // A racer's own lock, made and dropped under the inode: no edge.
+            drop(Mutex::new(0u32));
+            *shared.lock().await += 1; // racer_line + 10
+        }));
+    }
+    for racer in racers {
+        racer.await.unwrap();
+    }
+    assert_eq!(made.load(std::sync::atomic::Ordering::Relaxed), 1);
+    let reports = lockdep.take_reports();
+    assert!(reports.is_empty(), "{reports:#?}");
+
+    // One class, the line where it is made: the other order closes a cycle
+    // between exactly these two classes.
+    let reverse = line!() + 1;
+    let shared = lazy.get().unwrap().lock().await;
+    let _inode = inode_of().lock_owned().await;
+    assert_eq!(*shared, 8);
+    let reports = lockdep.take_reports();
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    assert_eq!(reports[0].kind, ReportKind::CircularDependency);
+    assert_eq!(class_lines(&reports[0]), [ll, li], "{}", reports[0]);
+    // The lines: the test's thread took the lazy lock first with nothing
+    // held, a look-up of its own (tasks spawned elsewhere took it before);
+    // a racer waited for it with an inode held, a new chain. Which racer's
+    // inode that was is a race, and only the first racer to take an inode
+    // had its line looked up: that held line is known or unknown, never
+    // another line.
+    let racer_line = li + 6;
+    let deps = &reports[0].dependencies;
+    let report = &reports[0];
+    assert_eq!(
+        (deps[0].held_at.line(), deps[0].waited_at.line()),
+        (reverse, reverse + 1),
+        "{report}"
+    );
+    assert_eq!(deps[1].waited_at.line(), racer_line + 10, "{report}");
+    assert!(
+        [0, racer_line].contains(&deps[1].held_at.line()),
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn locks_made_by_default_share_one_class_at_tokios_line() {
+    let lockdep = test_guard();
+    // `Default` has no `#[track_caller]`: tokio gives its own `new` call as
+    // the site of both, so they are one class, judged by instance order.
+    let x: Arc<Mutex<u32>> = Arc::default();
+    let y: Arc<Mutex<u32>> = Arc::new(Mutex::default());
+    let (x1, y1) = (x.clone(), y.clone());
+    tokio::spawn(async move {
+        let _x = x1.lock().await;
+        let _y = y1.lock().await;
+    })
+    .await
+    .unwrap();
+    let (x2, y2) = (x.clone(), y.clone());
+    tokio::spawn(async move {
+        let _y = y2.lock().await;
+        let _x = x2.lock().await;
+    })
+    .await
+    .unwrap();
+    let reports = lockdep.take_reports();
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    let classes = reports[0].classes();
+    assert!(
+        classes
+            .iter()
+            .all(|c| c.created_at.file().contains("tokio-")
+                && c.created_at.file().ends_with("src/sync/mutex.rs")),
+        "{}",
+        reports[0]
+    );
+    assert_eq!(classes[0].created_at, classes[1].created_at);
 }
