@@ -73,6 +73,7 @@ impl Engine {
             site,
             created,
             movable: false,
+            forgotten: false,
             token: 0,
             span: 0,
             chain: chain_after(0, event, Access::Signal),

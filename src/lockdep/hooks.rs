@@ -308,6 +308,23 @@ impl Holding {
 }
 
 impl Holding {
+    /// The context whose record holds this acquisition.
+    pub(crate) fn context(&self) -> ContextId {
+        self.hold.key().context
+    }
+
+    /// The permit of this acquisition was `forget()`-ed: it stays held, as
+    /// an owned permit that may move, until it is dropped (given back).
+    pub(crate) fn forgotten(&self) {
+        crate::lockdep::ENGINE.permit_forgotten(&self.hold);
+    }
+
+    /// Releases the acquisition dropping, not committing, what was kept
+    /// provisionally for it (a forgotten permit whose semaphore is gone).
+    pub(crate) fn discard(self) {
+        crate::lockdep::ENGINE.discard_provisional(self.hold.key());
+    }
+
     /// The lock is now held for reading (an `RwLock` write guard downgraded).
     pub(crate) fn downgrade(&self) {
         crate::lockdep::ENGINE.change_access(&self.hold, Access::Read);

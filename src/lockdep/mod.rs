@@ -159,6 +159,11 @@ pub(crate) struct Engine {
     /// Dependencies recorded while an owned guard was held, by its
     /// acquisition, until it is released.
     provisional: Mutex<rustc_hash::FxHashMap<HeldKey, Vec<Provisional>>>,
+    /// Pool reports of waits while holding a `forget()`-ed permit, by that
+    /// permit, until it is given back (`add_permits`).
+    forgotten_reports: Mutex<rustc_hash::FxHashMap<HeldKey, Vec<Deferred>>>,
+    /// How many: a relaxed read keeps `release` cheap when there are none.
+    forgotten_reports_count: AtomicUsize,
     reports: Mutex<Reports>,
     /// Possible self-deadlocks of waits not decided yet, by (context, wait).
     deferred: Mutex<rustc_hash::FxHashMap<(ContextId, u64), Vec<Deferred>>>,
@@ -221,6 +226,8 @@ impl Engine {
             graph: Mutex::new(Graph::default()),
             instances: Mutex::new(InstanceOrder::default()),
             provisional: Mutex::new(rustc_hash::FxHashMap::default()),
+            forgotten_reports: Mutex::new(rustc_hash::FxHashMap::default()),
+            forgotten_reports_count: AtomicUsize::new(0),
             reports: Mutex::new(Reports::default()),
             deferred: Mutex::new(rustc_hash::FxHashMap::default()),
             deferred_count: AtomicUsize::new(0),

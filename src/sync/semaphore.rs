@@ -44,6 +44,7 @@ pub use tokio::sync::{AcquireError, TryAcquireError};
 #[cfg_attr(not(feature = "detect"), repr(transparent))]
 pub struct Semaphore {
     meta: LockMeta,
+    forgotten: Forgotten,
     inner: tokio::sync::Semaphore,
 }
 
@@ -73,6 +74,123 @@ pub struct OwnedSemaphorePermit {
     semaphore: Arc<Semaphore>,
 }
 
+/// The permits `forget()`-ed while detection was on, oldest first. A
+/// forgotten permit is capacity still in use (a pool such as deadpool's
+/// forgets the permit of an object it hands out and gives it back with
+/// `add_permits` when the object returns): the detector keeps it held until
+/// `add_permits` gives it back.
+#[cfg(feature = "detect")]
+struct Forgotten(std::sync::Mutex<std::collections::VecDeque<ForgottenPermit>>);
+
+/// Nothing to keep with the `detect` feature off.
+#[cfg(not(feature = "detect"))]
+struct Forgotten;
+
+/// One forgotten permit: its record, the context that took it, and how
+/// many of its permits are not given back yet.
+#[cfg(feature = "detect")]
+struct ForgottenPermit {
+    held: PermitHold,
+    context: crate::vocab::ContextId,
+    permits: usize,
+}
+
+/// Most forgotten permits kept per semaphore: past it the oldest is let go
+/// (a pool that never gives permits back costs bounded memory; a report
+/// through the permit let go is missed, never a false one made).
+#[cfg(feature = "detect")]
+const MAX_FORGOTTEN: usize = 1024;
+
+#[cfg(feature = "detect")]
+impl Forgotten {
+    const fn new() -> Forgotten {
+        Forgotten(std::sync::Mutex::new(std::collections::VecDeque::new()))
+    }
+
+    /// `held`, of `permits` permits, was forgotten.
+    fn push(&self, held: PermitHold, permits: usize) {
+        let Some(context) = held.holding().map(|h| {
+            h.forgotten();
+            h.context()
+        }) else {
+            return; // taken while detection was off
+        };
+        let dropped = {
+            let mut list = crate::lockdep::lock_ignoring_poison(&self.0);
+            let dropped = (list.len() >= MAX_FORGOTTEN)
+                .then(|| list.pop_front())
+                .flatten();
+            list.push_back(ForgottenPermit {
+                held,
+                context,
+                permits,
+            });
+            dropped
+        };
+        if let Some(dropped) = dropped {
+            dropped.held.discard();
+        }
+    }
+
+    /// `add_permits(n)`: gives back forgotten permits, `n` of them. The
+    /// calling context's own come first, newest first (nested objects go
+    /// back inner first); then the oldest of other contexts' (objects
+    /// handed to other tasks). With none forgotten, the semaphore grows and
+    /// nothing is released.
+    fn give_back(&self, mut n: usize) {
+        let released = {
+            let mut list = crate::lockdep::lock_ignoring_poison(&self.0);
+            if list.is_empty() {
+                return;
+            }
+            let me = crate::vocab::ContextId::current();
+            let mut released = Vec::new();
+            while n > 0 {
+                let at = list.iter().rposition(|p| p.context == me).unwrap_or(0);
+                let Some(permit) = list.get_mut(at) else {
+                    break;
+                };
+                let given = n.min(permit.permits);
+                permit.permits -= given;
+                n -= given;
+                if permit.permits == 0 {
+                    released.extend(list.remove(at));
+                }
+            }
+            released
+        };
+        // Released outside the list's lock: a release may publish a report.
+        drop(released);
+    }
+}
+
+#[cfg(feature = "detect")]
+impl Drop for Forgotten {
+    fn drop(&mut self) {
+        let list = std::mem::take(
+            self.0
+                .get_mut()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        for permit in list {
+            permit.held.discard();
+        }
+    }
+}
+
+#[cfg(not(feature = "detect"))]
+impl Forgotten {
+    const fn new() -> Forgotten {
+        Forgotten
+    }
+
+    #[inline(always)]
+    fn push(&self, _held: PermitHold, _permits: usize) {}
+
+    #[inline(always)]
+    fn give_back(&self, _n: usize) {}
+}
+
 /// The detector's record of a permit's acquisition. The parts of a split
 /// permit share it (`Shared`): it is released when the last part is dropped.
 enum PermitHold {
@@ -99,6 +217,31 @@ impl PermitHold {
             PermitHold::Shared(shared) => {
                 *self = PermitHold::Shared(Arc::clone(&shared));
                 PermitHold::Shared(shared)
+            }
+        }
+    }
+
+    /// The acquisition's record, if detection was on.
+    #[cfg(feature = "detect")]
+    fn holding(&self) -> Option<&Holding> {
+        match self {
+            PermitHold::Off => None,
+            PermitHold::One(held) => Some(held),
+            PermitHold::Shared(shared) => Some(shared),
+        }
+    }
+
+    /// Released, dropping what was kept provisionally for it (see
+    /// [`Holding::discard`]); a part still shared with a live permit stays.
+    #[cfg(feature = "detect")]
+    fn discard(self) {
+        match self {
+            PermitHold::Off => {}
+            PermitHold::One(held) => held.discard(),
+            PermitHold::Shared(shared) => {
+                if let Ok(held) = Arc::try_unwrap(shared) {
+                    held.discard();
+                }
             }
         }
     }
@@ -157,6 +300,7 @@ impl Semaphore {
                 ClassKind::Semaphore,
                 std::any::type_name::<Semaphore>,
             ),
+            forgotten: Forgotten::new(),
             inner: tokio::sync::Semaphore::const_new(permits),
         }
     }
@@ -166,6 +310,7 @@ impl Semaphore {
         let _ours = crate::native::Ours::making();
         Semaphore {
             meta: LockMeta::new(class),
+            forgotten: Forgotten::new(),
             inner: tokio::sync::Semaphore::new(permits),
         }
     }
@@ -177,11 +322,17 @@ impl Semaphore {
 
     /// Adds `n` permits.
     ///
+    /// For the detector, this gives back permits that were `forget()`-ed
+    /// (a pool returning an object), `n` of them: the calling context's
+    /// own first, newest first, then the oldest of other contexts'. With
+    /// none forgotten, the semaphore just grows.
+    ///
     /// # Panics
     ///
     /// As tokio's: if the total would exceed [`Semaphore::MAX_PERMITS`].
     pub fn add_permits(&self, n: usize) {
         self.inner.add_permits(n);
+        self.forgotten.give_back(n);
     }
 
     /// Removes up to `n` available permits; returns how many were removed.
@@ -343,6 +494,19 @@ impl Semaphore {
         want: Acquire,
         n: u32,
     ) -> Result<SemaphorePermit<'_>, AcquireError> {
+        if let Some(engine) = self.meta.engine() {
+            if self.inner.available_permits() >= n as usize {
+                // Free now: taken without a wait in progress, whose live
+                // check would count the permits held but not the free ones
+                // (a thread holding one and taking a second is not stuck).
+                let inner = self.inner.blocking_acquire_many(n)?;
+                return Ok(SemaphorePermit {
+                    held: PermitHold::One(Holding::lock_now(engine, want.blocking())),
+                    inner,
+                    semaphore: self,
+                });
+            }
+        }
         let started = BlockingWait::start(self.meta.engine(), want);
         // Failed (closed): dropping `started` ends the wait, nothing held.
         let inner = self.inner.blocking_acquire_many(n)?;
@@ -414,12 +578,23 @@ impl fmt::Debug for Semaphore {
 }
 
 impl<'a> SemaphorePermit<'a> {
-    /// Keeps the permits out of the semaphore for good. The detector stops
-    /// counting them as held by anyone (no phantom holder); the parts split
-    /// from this permit still hold the semaphore until they are dropped.
+    /// Keeps the permits out of the semaphore, as tokio's: they come back
+    /// only through [`Semaphore::add_permits`].
+    ///
+    /// For the detector the permits are still in use (a pool forgets the
+    /// permit of an object it hands out): the semaphore stays held, as
+    /// through an owned permit that may move to another task, until
+    /// `add_permits` gives them back (see [`Semaphore::add_permits`]).
+    /// Dependencies recorded meanwhile count if the permit is given back in
+    /// the context that took it; waiting for another permit meanwhile can be
+    /// reported as pool exhaustion.
     pub fn forget(self) {
-        let SemaphorePermit { held, inner, .. } = self;
-        drop(held);
+        let SemaphorePermit {
+            held,
+            inner,
+            semaphore,
+        } = self;
+        semaphore.forgotten.push(held, inner.num_permits());
         inner.forget();
     }
 
@@ -472,8 +647,9 @@ impl OwnedSemaphorePermit {
             inner,
             held,
         } = self;
-        drop(held);
-        inner.into_inner().forget();
+        let inner = inner.into_inner();
+        semaphore.forgotten.push(held, inner.num_permits());
+        inner.forget();
         drop(semaphore);
     }
 
@@ -536,5 +712,27 @@ impl fmt::Debug for OwnedSemaphorePermit {
         f.debug_struct("OwnedSemaphorePermit")
             .field("permits", &self.num_permits())
             .finish()
+    }
+}
+
+#[cfg(all(test, feature = "detect"))]
+mod tests {
+    use super::*;
+
+    /// Permits forgotten for good cost bounded memory: past
+    /// `MAX_FORGOTTEN`, the oldest are let go.
+    #[test]
+    fn forgotten_permits_kept_per_semaphore_are_bounded() {
+        crate::lockdep::enable();
+        let semaphore = Semaphore::with_class("unit-forgotten-bound", MAX_FORGOTTEN + 100);
+        for _ in 0..MAX_FORGOTTEN + 100 {
+            semaphore.try_acquire().unwrap().forget();
+        }
+        let kept = crate::lockdep::lock_ignoring_poison(&semaphore.forgotten.0).len();
+        assert_eq!(kept, MAX_FORGOTTEN);
+        semaphore.add_permits(MAX_FORGOTTEN + 100);
+        let kept = crate::lockdep::lock_ignoring_poison(&semaphore.forgotten.0).len();
+        assert_eq!(kept, 0, "all given back");
+        assert_eq!(semaphore.available_permits(), MAX_FORGOTTEN + 100);
     }
 }
