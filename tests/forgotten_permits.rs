@@ -338,3 +338,40 @@ async fn permits_forgotten_for_good_are_let_go_with_their_semaphore() {
     assert_eq!(status.dependencies, 0, "not given back: not committed");
     assert!(lockdep.take_reports().is_empty());
 }
+
+/// Capacity moved between two semaphores (a bounded buffer's room and
+/// items, as deadpool's unmanaged pool keeps them): a permit of one is
+/// forgotten and permits are added to the other at once. No object is held
+/// by the task doing it: one task adding and removing items in turn, and
+/// waiting for room while the buffer is full, is silent.
+#[tokio::test]
+async fn capacity_moved_between_two_semaphores_is_silent() {
+    let lockdep = test_guard();
+    let room = Semaphore::with_class("forgot-room", 2);
+    let items = Semaphore::with_class("forgot-items", 0);
+    let add = || async {
+        room.acquire().await.unwrap().forget();
+        items.add_permits(1);
+    };
+    let remove = || async {
+        items.acquire().await.unwrap().forget();
+        room.add_permits(1);
+    };
+    for _ in 0..2 {
+        add().await;
+        add().await;
+        let full = tokio::time::timeout(Duration::from_millis(80), room.acquire()).await;
+        assert!(full.is_err(), "no room");
+        remove().await;
+        add().await;
+        remove().await;
+        remove().await;
+    }
+    assert_eq!(
+        (room.available_permits(), items.available_permits()),
+        (2, 0)
+    );
+    let reports = lockdep.take_reports();
+    assert!(reports.is_empty(), "{reports:#?}");
+    assert_eq!(lockdep.detector().status().contexts_holding_locks, 0);
+}

@@ -308,9 +308,9 @@ impl Holding {
 }
 
 impl Holding {
-    /// The context whose record holds this acquisition.
-    pub(crate) fn context(&self) -> ContextId {
-        self.hold.key().context
+    /// The acquisition's identity: its context and token.
+    pub(crate) fn key(&self) -> crate::lockdep::held::HeldKey {
+        self.hold.key()
     }
 
     /// The permit of this acquisition was `forget()`-ed: it stays held, as

@@ -78,20 +78,25 @@ pub struct OwnedSemaphorePermit {
 /// forgotten permit is capacity still in use (a pool such as deadpool's
 /// forgets the permit of an object it hands out and gives it back with
 /// `add_permits` when the object returns): the detector keeps it held until
-/// `add_permits` gives it back.
+/// `add_permits` gives it back. Shared (made at the first forget) so that a
+/// permit moved to another semaphore can be found from there (see
+/// [`Forgotten::give_back`]).
 #[cfg(feature = "detect")]
-struct Forgotten(std::sync::Mutex<std::collections::VecDeque<ForgottenPermit>>);
+struct Forgotten(std::sync::OnceLock<Arc<ForgottenList>>);
+
+#[cfg(feature = "detect")]
+type ForgottenList = std::sync::Mutex<std::collections::VecDeque<ForgottenPermit>>;
 
 /// Nothing to keep with the `detect` feature off.
 #[cfg(not(feature = "detect"))]
 struct Forgotten;
 
-/// One forgotten permit: its record, the context that took it, and how
-/// many of its permits are not given back yet.
+/// One forgotten permit: its record, its acquisition, and how many of its
+/// permits are not given back yet.
 #[cfg(feature = "detect")]
 struct ForgottenPermit {
     held: PermitHold,
-    context: crate::vocab::ContextId,
+    key: crate::lockdep::held::HeldKey,
     permits: usize,
 }
 
@@ -102,31 +107,40 @@ struct ForgottenPermit {
 const MAX_FORGOTTEN: usize = 1024;
 
 #[cfg(feature = "detect")]
+thread_local! {
+    /// The last permit forgotten on this thread, and the list keeping it,
+    /// until the next `add_permits` on this thread.
+    static LAST_FORGOTTEN: std::cell::RefCell<
+        Option<(crate::lockdep::held::HeldKey, std::sync::Weak<ForgottenList>)>,
+    > = const { std::cell::RefCell::new(None) };
+}
+
+#[cfg(feature = "detect")]
 impl Forgotten {
     const fn new() -> Forgotten {
-        Forgotten(std::sync::Mutex::new(std::collections::VecDeque::new()))
+        Forgotten(std::sync::OnceLock::new())
     }
 
     /// `held`, of `permits` permits, was forgotten.
     fn push(&self, held: PermitHold, permits: usize) {
-        let Some(context) = held.holding().map(|h| {
+        let Some(key) = held.holding().map(|h| {
             h.forgotten();
-            h.context()
+            h.key()
         }) else {
             return; // taken while detection was off
         };
+        let list = self.0.get_or_init(Arc::default);
         let dropped = {
-            let mut list = crate::lockdep::lock_ignoring_poison(&self.0);
+            let mut list = crate::lockdep::lock_ignoring_poison(list);
             let dropped = (list.len() >= MAX_FORGOTTEN)
                 .then(|| list.pop_front())
                 .flatten();
-            list.push_back(ForgottenPermit {
-                held,
-                context,
-                permits,
-            });
+            list.push_back(ForgottenPermit { held, key, permits });
             dropped
         };
+        let _ = LAST_FORGOTTEN.try_with(|last| {
+            *last.borrow_mut() = Some((key, Arc::downgrade(list)));
+        });
         if let Some(dropped) = dropped {
             dropped.held.discard();
         }
@@ -137,16 +151,47 @@ impl Forgotten {
     /// back inner first); then the oldest of other contexts' (objects
     /// handed to other tasks). With none forgotten, the semaphore grows and
     /// nothing is released.
+    ///
+    /// Capacity moved between two semaphores (a bounded buffer's "empty"
+    /// and "full", deadpool's unmanaged pool adding an object: a permit of
+    /// one forgotten, then permits added to the other, by the same context
+    /// with no other forget or `add_permits` on its thread in between) is
+    /// not an object held: the permit forgotten last passes to the other
+    /// semaphore and is let go (its provisional dependencies dropped).
     fn give_back(&self, mut n: usize) {
+        let mine = self.0.get();
+        if let Some((key, list)) = LAST_FORGOTTEN
+            .try_with(|last| last.borrow_mut().take())
+            .ok()
+            .flatten()
+        {
+            let elsewhere =
+                mine.map_or(true, |mine| !std::ptr::eq(list.as_ptr(), Arc::as_ptr(mine)));
+            if elsewhere && key.context == crate::vocab::ContextId::current() {
+                if let Some(list) = list.upgrade() {
+                    let moved = {
+                        let mut list = crate::lockdep::lock_ignoring_poison(&list);
+                        let at = list.iter().rposition(|p| p.key == key);
+                        at.and_then(|at| list.remove(at))
+                    };
+                    if let Some(moved) = moved {
+                        moved.held.discard();
+                    }
+                }
+            }
+        }
+        let Some(list) = mine else {
+            return;
+        };
         let released = {
-            let mut list = crate::lockdep::lock_ignoring_poison(&self.0);
+            let mut list = crate::lockdep::lock_ignoring_poison(list);
             if list.is_empty() {
                 return;
             }
             let me = crate::vocab::ContextId::current();
             let mut released = Vec::new();
             while n > 0 {
-                let at = list.iter().rposition(|p| p.context == me).unwrap_or(0);
+                let at = list.iter().rposition(|p| p.key.context == me).unwrap_or(0);
                 let Some(permit) = list.get_mut(at) else {
                     break;
                 };
@@ -167,11 +212,10 @@ impl Forgotten {
 #[cfg(feature = "detect")]
 impl Drop for Forgotten {
     fn drop(&mut self) {
-        let list = std::mem::take(
-            self.0
-                .get_mut()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        );
+        let Some(list) = self.0.get() else {
+            return;
+        };
+        let list = std::mem::take(&mut *crate::lockdep::lock_ignoring_poison(list));
         for permit in list {
             permit.held.discard();
         }
@@ -728,10 +772,12 @@ mod tests {
         for _ in 0..MAX_FORGOTTEN + 100 {
             semaphore.try_acquire().unwrap().forget();
         }
-        let kept = crate::lockdep::lock_ignoring_poison(&semaphore.forgotten.0).len();
+        let list = semaphore.forgotten.0.get().unwrap();
+        let kept = crate::lockdep::lock_ignoring_poison(list).len();
         assert_eq!(kept, MAX_FORGOTTEN);
         semaphore.add_permits(MAX_FORGOTTEN + 100);
-        let kept = crate::lockdep::lock_ignoring_poison(&semaphore.forgotten.0).len();
+        let list = semaphore.forgotten.0.get().unwrap();
+        let kept = crate::lockdep::lock_ignoring_poison(list).len();
         assert_eq!(kept, 0, "all given back");
         assert_eq!(semaphore.available_permits(), MAX_FORGOTTEN + 100);
     }
