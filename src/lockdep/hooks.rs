@@ -423,6 +423,8 @@ impl Drop for Waiting {
 pub(crate) struct FirstPollWait {
     recorded: bool,
     waiting: Option<Waiting>,
+    /// An event waited for, noted in the section once the wait is over.
+    note_when_over: Option<Acquire>,
 }
 
 /// Polls `poll` until it is ready, recording the wait for `want` (when
@@ -472,12 +474,25 @@ impl FirstPollWait {
         } else {
             crate::lockdep::engine().map(|engine| {
                 let (want, live) = wants();
-                (engine, live, engine.record_wait_dependencies(want))
+                let mark = if want.access == Access::Event && !want.blocking {
+                    self.note_when_over = Some(want);
+                    engine.record_wait_dependencies_noted_later(want)
+                } else {
+                    engine.record_wait_dependencies(want)
+                };
+                (engine, live, mark)
             })
         };
         let output = poll();
         match (output.is_ready(), first) {
-            (true, _) => self.waiting = None,
+            (true, _) => {
+                self.waiting = None;
+                if let (Some(want), Some(engine)) =
+                    (self.note_when_over.take(), crate::lockdep::engine())
+                {
+                    engine.note_completed_wait(want);
+                }
+            }
             (false, Some((engine, live, (context, mark)))) => {
                 self.waiting = Some(Waiting::register(engine, context, mark, live));
             }

@@ -318,7 +318,7 @@ impl Engine {
     /// and the wait's sequence number.
     #[inline]
     pub(crate) fn wait_start(&self, want: Acquire) -> (ContextId, u64) {
-        let (context, mark, deferred) = self.wait_dependencies(want, true);
+        let (context, mark, deferred) = self.wait_dependencies(want, true, true);
         let seq = self.register_wait(context, want, mark);
         if let Some(deferred) = deferred {
             self.defer(context, seq, deferred);
@@ -334,22 +334,49 @@ impl Engine {
     /// began have larger tokens.
     #[inline]
     pub(crate) fn record_wait_dependencies(&self, want: Acquire) -> (ContextId, u64) {
-        let (context, mark, _) = self.wait_dependencies(want, false);
+        let (context, mark, _) = self.wait_dependencies(want, false, true);
         (context, mark)
     }
 
-    /// As [`Engine::record_wait_dependencies`]; with `defer`, a possible
-    /// self-deadlock is returned rather than reported (see `defer`).
+    /// As [`Engine::record_wait_dependencies`] for a wait for an event that
+    /// is noted in the context's section only once it is over
+    /// ([`Engine::note_completed_wait`]): a future polled and kept pending
+    /// (a joined sibling's, or one polled by hand) does not delay what the
+    /// context signals meanwhile.
     #[inline]
-    fn wait_dependencies(&self, want: Acquire, defer: bool) -> (ContextId, u64, Option<Deferred>) {
+    pub(crate) fn record_wait_dependencies_noted_later(&self, want: Acquire) -> (ContextId, u64) {
+        let (context, mark, _) = self.wait_dependencies(want, false, false);
+        (context, mark)
+    }
+
+    /// The wait for `want` of the calling context is over: a wait of its
+    /// section from now on (see `record_wait_dependencies_noted_later`).
+    pub(crate) fn note_completed_wait(&self, want: Acquire) {
+        self.held.with_record(ContextId::current(), |record| {
+            record.stack().note_wait(&want)
+        });
+    }
+
+    /// As [`Engine::record_wait_dependencies`]; with `defer`, a possible
+    /// self-deadlock is returned rather than reported (see `defer`); with
+    /// `note`, a wait that is not a lock's is noted in the section now.
+    #[inline]
+    fn wait_dependencies(
+        &self,
+        want: Acquire,
+        defer: bool,
+        note: bool,
+    ) -> (ContextId, u64, Option<Deferred>) {
         self.note_write(&want);
         let context = ContextId::current();
         let (check, mark) = self.held.with_record(context, |record| {
             let mut stack = record.stack();
-            if !matches!(
-                want.access,
-                Access::Lock | Access::Read | Access::Write | Access::Permits
-            ) {
+            if note
+                && !matches!(
+                    want.access,
+                    Access::Lock | Access::Read | Access::Write | Access::Permits
+                )
+            {
                 // A send, a join, an event: noted when the wait begins. A
                 // lock is noted once acquired (see `acquired`).
                 stack.note_wait(&want);
