@@ -295,8 +295,10 @@ async fn an_object_held_while_locking_orders_the_pool_before_the_lock() {
 }
 
 /// `add_permits` on a semaphore with nothing forgotten (plain growth)
-/// gives nothing back: a permit held outright stays held, and waiting for
-/// a second one (blocking: certain) is reported through it.
+/// gives nothing back: a permit held outright stays held, and taking a
+/// second one (blocking: certain) is reported through it — as pool
+/// exhaustion only: the second permit is free, so the thread is not stuck
+/// now (a blocking wait for free permits was reported as stuck).
 #[tokio::test]
 async fn plain_growth_releases_nothing() {
     let lockdep = test_guard();

@@ -543,6 +543,9 @@ impl Semaphore {
                 // Free now: taken without a wait in progress, whose live
                 // check would count the permits held but not the free ones
                 // (a thread holding one and taking a second is not stuck).
+                // Taken by another thread in between, this blocks with its
+                // dependencies recorded only once it got them (a hang in
+                // that window is not reported before it hangs).
                 let inner = self.inner.blocking_acquire_many(n)?;
                 return Ok(SemaphorePermit {
                     held: PermitHold::One(Holding::lock_now(engine, want.blocking())),
