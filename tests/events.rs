@@ -131,7 +131,9 @@ async fn a_reply_awaited_while_holding_the_lock_the_actor_takes_before_replying_
 /// `state`, the caller for the reply. The report exists before the timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_awaited_under_the_lock_the_actor_needs_really_hangs_and_is_reported() {
-    let lockdep = test_guard();
+    let lockdep = async_lockdep::Detector::builder()
+        .panic_on_deadlock(false)
+        .test_guard();
     let state = Arc::new(Mutex::with_class("actor-state-2", 0u32));
     let (tx, inbox) = mpsc::unbounded_channel();
     let worker = actor(state.clone(), inbox, true);
@@ -145,8 +147,17 @@ async fn a_reply_awaited_under_the_lock_the_actor_needs_really_hangs_and_is_repo
     drop(held);
     drop(tx);
     common::within("the actor", worker).await.unwrap();
+    // The cycle when the wait begins; the tasks stuck now, after the
+    // confirmation: the caller waits for whoever handles the inbox.
     let kinds: Vec<_> = reports.iter().map(|r| r.kind).collect();
-    assert_eq!(kinds, [ReportKind::CircularDependency], "{reports:#?}");
+    assert_eq!(
+        kinds,
+        [ReportKind::CircularDependency, ReportKind::DeadlockNow],
+        "{reports:#?}"
+    );
+    let mut stuck = reports[1].class_names();
+    stuck.sort();
+    assert_eq!(stuck[0], "actor-state-2", "{}", reports[1]);
     assert_eq!(
         links(&reports[0])
             .iter()
@@ -734,6 +745,55 @@ async fn replies_of_two_types_with_one_short_name_are_two_classes() {
     pricing_actor.await.unwrap();
     clock_actor.await.unwrap();
     assert_eq!(lockdep.take_reports(), []);
+}
+
+/// The same with an unbounded inbox: the caller's wait for the reply is a
+/// wait for the context handling the inbox's messages (it holds the inbox's
+/// receiving section), which waits for `state`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_actor_deadlock_on_the_first_request_through_an_unbounded_inbox_is_stuck_now() {
+    let lockdep = async_lockdep::Detector::builder()
+        .panic_on_deadlock(false)
+        .test_guard();
+    let state = Arc::new(Mutex::with_class("first-u-state", 0u32));
+    let (tx, mut inbox) = mpsc::unbounded_channel::<oneshot::Sender<u32>>(); // U-INBOX
+    let s = state.clone();
+    let actor = tokio::spawn(async move {
+        while let Some(reply) = inbox.recv().await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let value = *s.lock().await;
+            let _ = reply.send(value);
+        }
+    });
+    let (reply, answer) = oneshot::channel_with_class("first-u-reply");
+    tx.send(reply).unwrap();
+    let held = state.lock().await;
+    let outcome = tokio::time::timeout(Duration::from_millis(600), answer).await;
+    assert!(outcome.is_err(), "it really hangs");
+    let reports = lockdep.take_reports();
+    drop(held);
+    drop(tx);
+    common::within("the actor", actor).await.unwrap();
+    assert_eq!(
+        reports.iter().map(|r| r.kind).collect::<Vec<_>>(),
+        [ReportKind::DeadlockNow],
+        "{reports:#?}"
+    );
+    let inbox_class = format!("{}:{}:27", file!(), line_of(file!(), "// U-INBOX"));
+    let mut classes = reports[0].class_names();
+    classes.sort();
+    assert_eq!(
+        classes,
+        ["first-u-state", inbox_class.as_str()],
+        "{}",
+        reports[0]
+    );
+    let later = lockdep.take_reports();
+    assert_eq!(
+        later.iter().map(|r| r.kind).collect::<Vec<_>>(),
+        [ReportKind::CircularDependency],
+        "{later:#?}"
+    );
 }
 
 /// Two notifications polled once and kept pending (as tokio-util's

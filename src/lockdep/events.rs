@@ -67,7 +67,7 @@ impl Engine {
         if waits.is_empty() {
             return;
         }
-        let signalled = [HeldLock {
+        let signalled = HeldLock {
             lock: event,
             access: Access::Signal,
             site,
@@ -77,13 +77,21 @@ impl Engine {
             token: 0,
             span: 0,
             chain: chain_after(0, event, Access::Signal),
-        }];
+        };
+        self.record_after(context, signalled, waits);
+    }
+
+    /// Records `after → w` for each wait `w` of the calling context's
+    /// section: `after` (a signal, a receiving section) cannot come before
+    /// those waits are over. A wait made in a sibling future's span is left
+    /// out: it does not delay the code running now.
+    fn record_after(&self, context: ContextId, after: HeldLock, waits: Vec<Waited>) {
+        let after = [after];
         for waited in waits {
             if waited.span != 0 && !context::span_is_entered(waited.span) {
-                continue; // a sibling future's wait: it does not delay this signal
+                continue; // a sibling future's wait: it does not delay this code
             }
             let want = Acquire {
-                // The instance waited for (never the event's, filtered out above).
                 lock: LockRef {
                     class: waited.class,
                     instance: waited.instance,
@@ -94,12 +102,55 @@ impl Engine {
                 blocking: false,
                 created: waited.created,
             };
-            if let Check::Slow(slow) = self.check(&signalled, &want) {
+            if let Check::Slow(slow) = self.check(&after, &want) {
                 self.record(context, want, slow, false);
             }
         }
     }
 
+    /// The calling context starts draining the bounded channel `section`
+    /// (its receiving section, at the `recv`'s site) for the first time,
+    /// and did not make it: the receiver was handed to it (moved into the
+    /// task it spawned, sent to it). Until now it owned the receiver without
+    /// draining it: the waits of its section kept the channel's senders
+    /// waiting when the channel was full, as a receiving section does.
+    /// Records `channel → w` for each (two services each sending into the
+    /// other's full inbox before they drain their own). Its own channel's
+    /// room and messages are left out. A context draining a channel it made
+    /// itself (a test body) is left alone: the waits before the channel
+    /// existed, and its sends into channels it also drains, are not waits
+    /// between parties.
+    pub(crate) fn first_drain(&self, section: Acquire) {
+        let context = ContextId::current();
+        let waits: Vec<Waited> = match self.held.find(context) {
+            Some(record) => record
+                .stack()
+                .section_waits()
+                .iter()
+                .filter(|w| w.instance != section.lock.instance)
+                .copied()
+                .collect(),
+            None => return,
+        };
+        if waits.is_empty() {
+            return;
+        }
+        let draining = HeldLock {
+            lock: section.lock,
+            access: Access::Receive,
+            site: section.site,
+            created: section.created,
+            movable: false,
+            forgotten: false,
+            token: 0,
+            span: 0,
+            chain: chain_after(0, section.lock, Access::Receive),
+        };
+        self.record_after(context, draining, waits);
+    }
+}
+
+impl Engine {
     /// A new section of the calling context begins (a `recv` delivered a
     /// message): what it signals from now on depends only on what it waits
     /// for from now on.

@@ -405,6 +405,17 @@ impl Waiting {
     }
 }
 
+impl Waiting {
+    /// The wait ended by itself (what it waited for came), with nothing
+    /// held: an executor's work done, room in a channel.
+    pub(crate) fn ended(mut self) {
+        if let Some(detector) = self.detector.take() {
+            detector.wait_end(self.context, self.seq);
+            crate::lockdep::confirm::forget_doom(self.context, self.seq);
+        }
+    }
+}
+
 impl Drop for Waiting {
     fn drop(&mut self) {
         if let Some(detector) = &self.detector {
@@ -422,8 +433,17 @@ impl Drop for Waiting {
 #[derive(Default)]
 pub(crate) struct FirstPollWait {
     recorded: bool,
-    waiting: Option<Waiting>,
-    /// An event waited for, noted in the section once the wait is over.
+    /// Boxed: only a wait that is pending while detection is on has one,
+    /// and the adaptor stays two words in every future that carries it.
+    waiting: Option<Box<PendingWait>>,
+}
+
+/// A wait of a [`FirstPollWait`] seen pending: registered, and the event it
+/// waits for, noted in the context's section once the wait is over (a
+/// future polled and kept pending does not delay what its context signals
+/// meanwhile).
+struct PendingWait {
+    waiting: Waiting,
     note_when_over: Option<Acquire>,
 }
 
@@ -474,27 +494,50 @@ impl FirstPollWait {
         } else {
             crate::lockdep::engine().map(|engine| {
                 let (want, live) = wants();
-                let mark = if want.access == Access::Event && !want.blocking {
-                    self.note_when_over = Some(want);
-                    engine.record_wait_dependencies_noted_later(want)
-                } else {
-                    engine.record_wait_dependencies(want)
-                };
-                (engine, live, mark)
+                // An event's wait is a wait of the section once it is over.
+                let note_later = want.access == Access::Event && !want.blocking;
+                (
+                    engine,
+                    live,
+                    note_later.then_some(want),
+                    engine.record_wait_dependencies_deferring(want, !note_later),
+                )
             })
         };
         let output = poll();
         match (output.is_ready(), first) {
-            (true, _) => {
-                self.waiting = None;
-                if let (Some(want), Some(engine)) =
-                    (self.note_when_over.take(), crate::lockdep::engine())
-                {
-                    engine.note_completed_wait(want);
+            (true, first) => {
+                match self.waiting.take() {
+                    Some(pending) => {
+                        let PendingWait {
+                            waiting,
+                            note_when_over,
+                        } = *pending;
+                        waiting.ended();
+                        if let (Some(want), Some(engine)) =
+                            (note_when_over, crate::lockdep::engine())
+                        {
+                            engine.note_completed_wait(want);
+                        }
+                    }
+                    None => {
+                        if let Some((engine, _, Some(want), _)) = first {
+                            engine.note_completed_wait(want); // ready at once
+                        }
+                    }
                 }
             }
-            (false, Some((engine, live, (context, mark)))) => {
-                self.waiting = Some(Waiting::register(engine, context, mark, live));
+            (false, Some((engine, live, note_when_over, (context, mark, deferred)))) => {
+                let waiting = Waiting::register(engine, context, mark, live);
+                if let Some(deferred) = deferred {
+                    // A send into the channel one drains (or holds a slot
+                    // of) that waits: decided by how the wait ends.
+                    engine.defer(context, waiting.seq, deferred);
+                }
+                self.waiting = Some(Box::new(PendingWait {
+                    waiting,
+                    note_when_over,
+                }));
             }
             (false, None) => {}
         }
@@ -575,6 +618,40 @@ impl Event {
                 ..want
             });
         }
+    }
+
+    /// The same instance as this event, of the class `class`, as `access`
+    /// at `site`: an unbounded channel's pseudo-lock (its receiving
+    /// section) shares the instance of its messages.
+    #[inline]
+    pub(crate) fn sibling(
+        &self,
+        class: ClassId,
+        access: Access,
+        site: &'static Location<'static>,
+    ) -> Option<Acquire> {
+        self.want().map(|want| Acquire {
+            lock: LockRef {
+                class,
+                instance: want.lock.instance,
+            },
+            access,
+            site,
+            ..want
+        })
+    }
+
+    /// The calling context sends into the unbounded channel of class
+    /// `channel` whose messages this event is, at `site`: signals them, and
+    /// notes the send (a reply made before is tied to it).
+    #[inline]
+    pub(crate) fn signal_into(&self, channel: ClassId, site: &'static Location<'static>) {
+        #[cfg(feature = "detect")]
+        if let (Some((lock, created)), Some(engine)) = (self.id, crate::lockdep::engine()) {
+            engine.signal(lock, created, site, false, Some(channel));
+        }
+        #[cfg(not(feature = "detect"))]
+        let _ = (channel, site);
     }
 
     /// The calling context signals this event at `site`.

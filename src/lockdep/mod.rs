@@ -338,19 +338,24 @@ impl Engine {
         (context, mark)
     }
 
-    /// As [`Engine::record_wait_dependencies`] for a wait for an event that
-    /// is noted in the context's section only once it is over
+    /// As [`Engine::record_wait_dependencies`], a possible self-deadlock
+    /// returned to be decided by how the wait ends (see `defer`), if it
+    /// turns out to wait. Without `note_now`, a wait for an event is noted
+    /// in the context's section only once it is over
     /// ([`Engine::note_completed_wait`]): a future polled and kept pending
     /// (a joined sibling's, or one polled by hand) does not delay what the
     /// context signals meanwhile.
     #[inline]
-    pub(crate) fn record_wait_dependencies_noted_later(&self, want: Acquire) -> (ContextId, u64) {
-        let (context, mark, _) = self.wait_dependencies(want, false, false);
-        (context, mark)
+    pub(crate) fn record_wait_dependencies_deferring(
+        &self,
+        want: Acquire,
+        note_now: bool,
+    ) -> (ContextId, u64, Option<Deferred>) {
+        self.wait_dependencies(want, true, note_now)
     }
 
     /// The wait for `want` of the calling context is over: a wait of its
-    /// section from now on (see `record_wait_dependencies_noted_later`).
+    /// section from now on (see `record_wait_dependencies_deferring`).
     pub(crate) fn note_completed_wait(&self, want: Acquire) {
         self.held.with_record(ContextId::current(), |record| {
             record.stack().note_wait(&want)

@@ -89,6 +89,7 @@ fn print_attempt(f: &mut fmt::Formatter<'_>, dep: &Dependency) -> fmt::Result {
     writeln!(f, "while holding:")?;
     let taken = match dep.held_as {
         Access::Receive => "received at",
+        Access::Send => "(a reserved slot) reserved at",
         _ => "taken at",
     };
     writeln!(
@@ -150,6 +151,7 @@ fn held_verb(access: Access) -> &'static str {
         Access::Read => "read-locked",
         Access::Permits => "took permits of",
         Access::Receive => "received from",
+        Access::Send => "reserved a slot of",
         _ => "took",
     }
 }
@@ -195,7 +197,13 @@ fn step(access: Access, class: &LockClass) -> String {
 fn print_scenario(f: &mut fmt::Formatter<'_>, deps: &[Dependency]) -> fmt::Result {
     let steps: Vec<(String, String)> = deps
         .iter()
-        .map(|d| (step(d.held_as, &d.held), step(d.waited_as, &d.waited)))
+        .map(|d| {
+            let held = match d.held_as {
+                Access::Send => format!("reserve({})", d.held.name),
+                access => step(access, &d.held),
+            };
+            (held, step(d.waited_as, &d.waited))
+        })
         .collect();
     let width = steps
         .iter()
@@ -454,6 +462,20 @@ impl fmt::Display for Report {
                         "It waits for the reply to a request it sent into the channel it is handling a\n\
                          message of: only it drains that channel, so the request cannot be handled\n\
                          before this wait ends."
+                    )?;
+                } else if first.waited_as == Access::Send && first.held_as == Access::Receive {
+                    writeln!(
+                        f,
+                        "It sends into the channel it drains, and the channel is full: only it could\n\
+                         make room, by receiving, after this send. Send with `try_send`, from a task\n\
+                         of its own, or into an unbounded channel."
+                    )?;
+                } else if first.waited_as == Access::Send && first.held_as == Access::Send {
+                    writeln!(
+                        f,
+                        "It holds a reserved slot of this channel and waits for room in it: the room\n\
+                         it waits for may be the very slot it holds, never given back while it waits.\n\
+                         Use the slot (`permit.send`) or drop it before sending again."
                     )?;
                 } else if first.waited_as.is_executor_wait() {
                     writeln!(

@@ -86,6 +86,7 @@ impl Notify {
     /// # Cancel safety
     ///
     /// As tokio's.
+    #[inline]
     pub fn notified(&self) -> Notified<'_> {
         Notified {
             inner: self.inner.notified(),
@@ -116,6 +117,7 @@ impl Notify {
     /// Notifies one waiting task, or stores a permit. Records
     /// `notify → L` for the calling context's waits since its section began.
     #[track_caller]
+    #[inline]
     pub fn notify_one(&self) {
         self.signal(Location::caller());
         self.inner.notify_one()
@@ -135,6 +137,7 @@ impl Notify {
         self.inner.notify_waiters()
     }
 
+    #[inline]
     fn signal(&self, site: &'static Location<'static>) {
         if let Some(engine) = self.meta.engine() {
             let want = self.meta.want(Access::Signal, site);
@@ -196,6 +199,7 @@ impl Notified<'_> {
 impl Future for Notified<'_> {
     type Output = ();
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.project();
         let meta = *this.meta;

@@ -40,16 +40,17 @@ use crate::lockdep::hooks::{event_of, Event, FirstPollWait};
 /// ```
 #[track_caller]
 pub fn channel<T>() -> (Sender<T>, Receiver<T>) {
-    let event = event_of::<T>(None, Location::caller());
+    with_event(event_of::<T>(None, Location::caller()))
+}
+
+/// The halves of a new channel whose reply is `event`.
+fn with_event<T>(event: Event) -> (Sender<T>, Receiver<T>) {
     let (tx, rx) = tokio::sync::oneshot::channel();
     (
         Sender { inner: tx, event },
         Receiver {
             inner: rx,
-            event,
-            wait: FirstPollWait::default(),
-            #[cfg(feature = "detect")]
-            origin: crate::lockdep::engine().map(|engine| engine.send_mark()),
+            waiting: Waiting::new(event),
         },
     )
 }
@@ -60,18 +61,7 @@ pub fn channel<T>() -> (Sender<T>, Receiver<T>) {
 pub fn channel_with_class<T>(
     name: impl Into<std::borrow::Cow<'static, str>>,
 ) -> (Sender<T>, Receiver<T>) {
-    let event = event_of::<T>(Some(name.into()), Location::caller());
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    (
-        Sender { inner: tx, event },
-        Receiver {
-            inner: rx,
-            event,
-            wait: FirstPollWait::default(),
-            #[cfg(feature = "detect")]
-            origin: crate::lockdep::engine().map(|engine| engine.send_mark()),
-        },
-    )
+    with_event(event_of::<T>(Some(name.into()), Location::caller()))
 }
 
 /// Sends the value of a [`channel`], as `tokio::sync::oneshot::Sender`.
@@ -84,12 +74,33 @@ pub struct Sender<T> {
 /// a future of the value.
 pub struct Receiver<T> {
     inner: tokio::sync::oneshot::Receiver<T>,
+    /// What the detector keeps for the wait, boxed: only channels made while
+    /// detection is on have it, and one made while it is off stays as small
+    /// (and as cheap to move) as tokio's.
+    waiting: Option<Box<Waiting>>,
+}
+
+/// A reply's wait: its event, its adaptor, and where the making context
+/// stood in its sends (checked at the first poll: a request sent into the
+/// context's own channel).
+struct Waiting {
     event: Event,
     wait: FirstPollWait,
-    /// Where the making context stood in its sends (checked at the first
-    /// poll: a request sent into the context's own channel).
     #[cfg(feature = "detect")]
     origin: Option<(crate::vocab::ContextId, u64)>,
+}
+
+impl Waiting {
+    /// The wait for `event`, if it is recorded (made while detection is on).
+    fn new(event: Event) -> Option<Box<Waiting>> {
+        event.want()?;
+        Some(Box::new(Waiting {
+            event,
+            wait: FirstPollWait::default(),
+            #[cfg(feature = "detect")]
+            origin: crate::lockdep::engine().map(|engine| engine.send_mark()),
+        }))
+    }
 }
 
 impl<T: fmt::Debug> fmt::Debug for Sender<T> {
@@ -163,7 +174,9 @@ impl<T> Receiver<T> {
     ///
     /// As tokio's: if called within an asynchronous execution context.
     pub fn blocking_recv(self) -> Result<T, RecvError> {
-        self.event.record_wait();
+        if let Some(waiting) = &self.waiting {
+            waiting.event.record_wait();
+        }
         self.inner.blocking_recv()
     }
 
@@ -185,30 +198,33 @@ impl<T> Future for Receiver<T> {
     /// pending, the wait is seen by the deadlock-now check.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+        let inner = &mut this.inner;
+        let Some(waiting) = this.waiting.as_deref_mut() else {
+            return Pin::new(inner).poll(cx);
+        };
+        let Some(want) = waiting.event.want() else {
+            return Pin::new(inner).poll(cx);
+        };
         // The wait the deadlock-now check sees: for the channel the request
         // carrying this reply went into (its receiver answers it), else for
         // the reply itself (whose signaller is not known).
         #[allow(unused_mut)]
-        let mut live = this.event.want();
+        let mut live = want;
         #[cfg(feature = "detect")]
-        if let (Some(origin), Some(want)) = (this.origin.take(), this.event.want()) {
+        if let Some(origin) = waiting.origin.take() {
             let engine = crate::lockdep::engine();
             if let Some((engine, channel)) =
                 engine.and_then(|e| Some((e, e.reply_channel(origin)?)))
             {
                 engine.check_reply_from_own_channel(channel, want);
-                live = Some(crate::lockdep::Acquire {
+                live = crate::lockdep::Acquire {
                     lock: channel,
                     ..want
-                });
+                };
             }
         }
-        let inner = &mut this.inner;
-        match (this.event.want(), live) {
-            (Some(want), Some(live)) => this
-                .wait
-                .poll_as(|| (want, live), || Pin::new(inner).poll(cx)),
-            _ => Pin::new(inner).poll(cx),
-        }
+        waiting
+            .wait
+            .poll_as(|| (want, live), || Pin::new(inner).poll(cx))
     }
 }

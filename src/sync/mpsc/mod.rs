@@ -23,7 +23,6 @@ use std::task::{Context, Poll};
 use pin_project::pin_project;
 
 pub use tokio::sync::mpsc::error;
-pub use tokio::sync::mpsc::{Permit, PermitIterator};
 
 mod unbounded;
 pub use unbounded::{unbounded_channel, UnboundedReceiver, UnboundedSender, WeakUnboundedSender};
@@ -158,16 +157,98 @@ fn with_class_id<T>(class: crate::vocab::ClassId, buffer: usize) -> (Sender<T>, 
             inner: rx,
             meta,
             section: Held::new(None),
+            drain: Drain::new(),
         },
     )
 }
 
+/// The hold of a reserved slot: a unit of the channel's capacity, held
+/// (as [`Access::Send`]) by the context that reserved it until it is used or
+/// given back. Sends into the same channel while holding it wait for room it
+/// keeps taken.
+fn slot(meta: &ChannelMeta, site: &'static Location<'static>, movable: bool) -> Held {
+    Held::new(crate::lockdep::engine().map(|engine| {
+        let want = meta.want(Access::Send, site);
+        Holding::try_acquired(engine, if movable { want.movable() } else { want })
+    }))
+}
+
+/// Room for one value reserved in a bounded channel, as
+/// `tokio::sync::mpsc::Permit`. While it lives, the context that reserved it
+/// holds a unit of the channel's capacity: a send into the same channel
+/// made meanwhile may wait for the room it keeps.
+pub struct Permit<'a, T> {
+    inner: tokio::sync::mpsc::Permit<'a, T>,
+    meta: &'a ChannelMeta,
+    held: Held,
+}
+
+impl<T> Permit<'_, T> {
+    /// Sends `value` in the reserved room, without waiting; signals the
+    /// channel's messages.
+    #[track_caller]
+    pub fn send(self, value: T) {
+        self.meta.signal(Location::caller());
+        let Permit {
+            inner, held: _slot, ..
+        } = self;
+        inner.send(value); // the slot is released after it, at the end
+    }
+}
+
+impl<T> fmt::Debug for Permit<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+/// Room for several values reserved in a bounded channel, as
+/// `tokio::sync::mpsc::PermitIterator`: yields one [`Permit`] per value.
+/// The room not yet taken is held as one slot while the iterator lives.
+pub struct PermitIterator<'a, T> {
+    inner: tokio::sync::mpsc::PermitIterator<'a, T>,
+    meta: &'a ChannelMeta,
+    site: &'static Location<'static>,
+    held: Held,
+}
+
+impl<'a, T> Iterator for PermitIterator<'a, T> {
+    type Item = Permit<'a, T>;
+
+    fn next(&mut self) -> Option<Permit<'a, T>> {
+        let inner = self.inner.next()?;
+        let held = slot(self.meta, self.site, false);
+        if self.inner.len() == 0 {
+            self.held = Held::new(None);
+        }
+        Some(Permit {
+            inner,
+            meta: self.meta,
+            held,
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
+    }
+}
+
+impl<T> ExactSizeIterator for PermitIterator<'_, T> {}
+impl<T> std::iter::FusedIterator for PermitIterator<'_, T> {}
+
+impl<T> fmt::Debug for PermitIterator<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
 /// Room for one value reserved in a bounded channel, owning its sender, as
 /// `tokio::sync::mpsc::OwnedPermit`: `send` and `release` give back this
-/// crate's [`Sender`].
+/// crate's [`Sender`]. Held as [`Permit`] is, and may move to another task.
 pub struct OwnedPermit<T> {
     inner: tokio::sync::mpsc::OwnedPermit<T>,
     meta: SharedMeta,
+    held: Held,
 }
 
 impl<T> OwnedPermit<T> {
@@ -176,23 +257,38 @@ impl<T> OwnedPermit<T> {
     #[track_caller]
     pub fn send(self, value: T) -> Sender<T> {
         self.meta.signal(Location::caller());
+        let OwnedPermit {
+            inner,
+            meta,
+            held: _slot,
+        } = self;
         Sender {
-            inner: self.inner.send(value),
-            meta: self.meta,
+            inner: inner.send(value),
+            meta,
         }
     }
 
     /// Gives the reserved room back, and the sender.
     pub fn release(self) -> Sender<T> {
+        let OwnedPermit {
+            inner,
+            meta,
+            held: _slot,
+        } = self;
         Sender {
-            inner: self.inner.release(),
-            meta: self.meta,
+            inner: inner.release(),
+            meta,
         }
     }
 
     /// Whether both permits are for one channel.
     pub fn same_channel(&self, other: &Self) -> bool {
         self.inner.same_channel(&other.inner)
+    }
+
+    /// Whether this permit and `sender` are for one channel.
+    pub fn same_channel_as_sender(&self, sender: &Sender<T>) -> bool {
+        self.inner.same_channel_as_sender(&sender.inner)
     }
 }
 
@@ -340,7 +436,16 @@ impl<T> Sender<T> {
     /// As tokio's.
     #[track_caller]
     pub fn reserve(&self) -> impl Future<Output = Result<Permit<'_, T>, SendError<()>>> + '_ {
-        self.wait(Location::caller(), self.inner.reserve())
+        let site = Location::caller();
+        let wait = self.wait(site, self.inner.reserve());
+        async move {
+            let inner = wait.await?;
+            Ok(Permit {
+                inner,
+                meta: &self.meta,
+                held: slot(&self.meta, site, false),
+            })
+        }
     }
 
     /// Waits for room for `n` values and reserves it. Records as
@@ -354,7 +459,31 @@ impl<T> Sender<T> {
         &self,
         n: usize,
     ) -> impl Future<Output = Result<PermitIterator<'_, T>, SendError<()>>> + '_ {
-        self.wait(Location::caller(), self.inner.reserve_many(n))
+        let site = Location::caller();
+        let wait = self.wait(site, self.inner.reserve_many(n));
+        async move {
+            let inner = wait.await?;
+            Ok(self.permits(inner, site))
+        }
+    }
+
+    /// Our iterator over `inner`, holding its room as one slot.
+    fn permits<'a>(
+        &'a self,
+        inner: tokio::sync::mpsc::PermitIterator<'a, T>,
+        site: &'static Location<'static>,
+    ) -> PermitIterator<'a, T> {
+        let held = if inner.len() > 0 {
+            slot(&self.meta, site, false)
+        } else {
+            Held::new(None)
+        };
+        PermitIterator {
+            inner,
+            meta: &self.meta,
+            site,
+            held,
+        }
     }
 
     /// [`Sender::reserve`] with an owned permit (which gives back tokio's
@@ -374,36 +503,55 @@ impl<T> Sender<T> {
             want,
             wait: FirstPollWait::default(),
         };
-        async move { wait.await.map(|inner| OwnedPermit { inner, meta }) }
+        async move {
+            let inner = wait.await?;
+            let held = slot(&meta, site, true);
+            Ok(OwnedPermit { inner, meta, held })
+        }
     }
 
-    /// Reserves room for one value if there is some now; records nothing.
+    /// Reserves room for one value if there is some now. It cannot wait, so
+    /// it records no wait; the slot is held as [`Sender::reserve`]'s.
     ///
     /// # Errors
     ///
     /// `Full` or `Closed`.
+    #[track_caller]
     pub fn try_reserve(&self) -> Result<Permit<'_, T>, TrySendError<()>> {
-        self.inner.try_reserve()
+        let inner = self.inner.try_reserve()?;
+        Ok(Permit {
+            inner,
+            meta: &self.meta,
+            held: slot(&self.meta, Location::caller(), false),
+        })
     }
 
-    /// Reserves room for `n` values if there is room now; records nothing.
+    /// Reserves room for `n` values if there is room now. It cannot wait, so
+    /// it records no wait; the room is held as [`Sender::reserve_many`]'s.
     ///
     /// # Errors
     ///
     /// `Full` (also when `n` is more than the capacity) or `Closed`.
+    #[track_caller]
     pub fn try_reserve_many(&self, n: usize) -> Result<PermitIterator<'_, T>, TrySendError<()>> {
-        self.inner.try_reserve_many(n)
+        let inner = self.inner.try_reserve_many(n)?;
+        Ok(self.permits(inner, Location::caller()))
     }
 
-    /// [`Sender::try_reserve`] with an owned permit; records nothing.
+    /// [`Sender::try_reserve`] with an owned permit, held as
+    /// [`Sender::reserve_owned`]'s.
     ///
     /// # Errors
     ///
     /// `Full` or `Closed`, with the sender back.
+    #[track_caller]
     pub fn try_reserve_owned(self) -> Result<OwnedPermit<T>, TrySendError<Self>> {
         let meta = self.meta;
         match self.inner.try_reserve_owned() {
-            Ok(inner) => Ok(OwnedPermit { inner, meta }),
+            Ok(inner) => {
+                let held = slot(&meta, Location::caller(), true);
+                Ok(OwnedPermit { inner, meta, held })
+            }
             Err(TrySendError::Full(inner)) => Err(TrySendError::Full(Sender { inner, meta })),
             Err(TrySendError::Closed(inner)) => Err(TrySendError::Closed(Sender { inner, meta })),
         }
@@ -505,6 +653,37 @@ pub struct Receiver<T> {
     meta: SharedMeta,
     /// The receiving section in progress: the pseudo-lock, held.
     section: Held,
+    /// Which context drains it, and when it was made.
+    drain: Drain,
+}
+
+/// Who drains a receiver: the context of its last `recv`, and the one that
+/// made it. The first `recv` of a context that did not make the receiver
+/// records the waits it made while owning it without draining it (see
+/// `Engine::first_drain`).
+#[cfg(feature = "detect")]
+struct Drain {
+    made: Option<crate::vocab::ContextId>,
+    by: Option<crate::vocab::ContextId>,
+}
+
+#[cfg(feature = "detect")]
+impl Drain {
+    fn new() -> Drain {
+        let made = crate::lockdep::engine().map(|_| crate::vocab::ContextId::current());
+        Drain { made, by: made }
+    }
+}
+
+/// Who drains a receiver: nothing kept, compiled out.
+#[cfg(not(feature = "detect"))]
+struct Drain;
+
+#[cfg(not(feature = "detect"))]
+impl Drain {
+    fn new() -> Drain {
+        Drain
+    }
 }
 
 impl<T> fmt::Debug for Receiver<T> {
@@ -528,11 +707,11 @@ struct Receiving<'a, T> {
 
 impl<'a, T> Receiving<'a, T> {
     fn new(receiver: &'a mut Receiver<T>, site: &'static Location<'static>) -> Self {
-        let restore = receiver.end_section();
+        receiver.start_draining(site);
         Receiving {
             receiver,
             site,
-            restore,
+            restore: true,
         }
     }
 
@@ -591,12 +770,24 @@ impl<T> Receiver<T> {
         }
     }
 
-    /// Ends the receiving section of the previous value (see
-    /// [`Receiving`]).
-    fn end_section(&mut self) -> bool {
+    /// A `recv` at `site` begins: ends the receiving section of the
+    /// previous value (see [`Receiving`]). The first one of a context
+    /// records the waits it made while owning the receiver, not draining it.
+    fn start_draining(&mut self, site: &'static Location<'static>) {
         let had = self.section.holds();
         self.section = Held::new(None);
-        had
+        #[cfg(feature = "detect")]
+        if let Some(engine) = crate::lockdep::engine() {
+            let context = crate::vocab::ContextId::current();
+            if self.drain.by != Some(context) {
+                self.drain.by = Some(context);
+                if !had && self.drain.made != Some(context) {
+                    engine.first_drain(self.meta.want(Access::Receive, site));
+                }
+            }
+        }
+        #[cfg(not(feature = "detect"))]
+        let _ = (had, site);
     }
 
     /// Receives up to `limit` values into `buffer`, waiting for at least one;
@@ -612,7 +803,7 @@ impl<T> Receiver<T> {
         limit: usize,
     ) -> impl Future<Output = usize> + 'a {
         let site = Location::caller();
-        self.section = Held::new(None);
+        self.start_draining(site);
         let want = crate::lockdep::engine().map(|_| self.meta.messages(Access::Event, site));
         async move {
             let inner = &mut self.inner;
@@ -632,7 +823,7 @@ impl<T> Receiver<T> {
     #[track_caller]
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
         let site = Location::caller();
-        self.section = Held::new(None);
+        self.start_draining(site);
         let value = self.inner.try_recv()?;
         self.received(site);
         Ok(value)
@@ -647,7 +838,7 @@ impl<T> Receiver<T> {
     #[track_caller]
     pub fn blocking_recv(&mut self) -> Option<T> {
         let site = Location::caller();
-        self.section = Held::new(None);
+        self.start_draining(site);
         if let Some(engine) = crate::lockdep::engine() {
             engine.record_wait_dependencies(self.meta.messages(Access::Event, site).blocking());
         }
@@ -662,7 +853,7 @@ impl<T> Receiver<T> {
     #[track_caller]
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let site = Location::caller();
-        self.section = Held::new(None);
+        self.start_draining(site);
         let polled = self.inner.poll_recv(cx);
         if let Poll::Ready(Some(_)) = &polled {
             self.received(site);

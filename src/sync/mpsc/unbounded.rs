@@ -1,7 +1,12 @@
 //! The unbounded channel: tokio's sender (a send never waits, so it records
-//! nothing) and a receiver that begins a new *section* of its context each
+//! no wait) and a receiver that begins a new *section* of its context each
 //! time it delivers a value: a reply sent while handling that value depends
 //! only on what the handler waits for from then on (see `crate::oneshot`).
+//! Between two `recv` calls the receiving context holds the channel's
+//! pseudo-lock, as a bounded receiver does: nothing waits for it in the
+//! class graph (a send never waits), but the deadlock-now check finds who
+//! handles a request whose reply is awaited (a caller holding `state` while
+//! awaiting the reply of an actor that waits for `state`).
 
 use std::fmt;
 use std::future::Future;
@@ -9,8 +14,38 @@ use std::panic::Location;
 use std::task::{Context, Poll};
 
 use super::error::{SendError, TryRecvError};
-use crate::lockdep::class::ClassKind;
-use crate::lockdep::hooks::{wait_polled, Event};
+use crate::lockdep::class::{self, ClassKind};
+use crate::lockdep::hooks::{wait_polled, Event, Holding};
+use crate::sync::Held;
+use crate::vocab::{Access, ClassId};
+
+/// An unbounded channel's identity: its messages (an event) and the class
+/// of its pseudo-lock (the receiving section), which shares their instance.
+#[derive(Clone, Copy, Debug)]
+struct Meta {
+    messages: Event,
+    channel: ClassId,
+}
+
+impl Meta {
+    #[track_caller]
+    fn new<T>() -> Meta {
+        let site = Location::caller();
+        let type_name = Some(std::any::type_name::<T>());
+        let messages = Event::new(ClassKind::Messages, type_name, None, site);
+        let channel = if messages.want().is_some() {
+            class::for_site_typed(site, ClassKind::Channel, type_name)
+        } else {
+            ClassId::default()
+        };
+        Meta { messages, channel }
+    }
+
+    /// The calling context sends at `site`.
+    fn signal(&self, site: &'static Location<'static>) {
+        self.messages.signal_into(self.channel, site);
+    }
+}
 
 /// An unbounded channel, as `tokio::sync::mpsc::unbounded_channel`.
 ///
@@ -26,21 +61,14 @@ use crate::lockdep::hooks::{wait_polled, Event};
 /// ```
 #[track_caller]
 pub fn unbounded_channel<T>() -> (UnboundedSender<T>, UnboundedReceiver<T>) {
-    let messages = Event::new(
-        ClassKind::Messages,
-        Some(std::any::type_name::<T>()),
-        None,
-        Location::caller(),
-    );
+    let meta = Meta::new::<T>();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     (
-        UnboundedSender {
-            inner: tx,
-            messages,
-        },
+        UnboundedSender { inner: tx, meta },
         UnboundedReceiver {
             inner: rx,
-            messages,
+            meta,
+            section: Held::new(None),
         },
     )
 }
@@ -49,21 +77,21 @@ pub fn unbounded_channel<T>() -> (UnboundedSender<T>, UnboundedReceiver<T>) {
 /// `tokio::sync::mpsc::UnboundedSender`.
 pub struct UnboundedSender<T> {
     inner: tokio::sync::mpsc::UnboundedSender<T>,
-    messages: Event,
+    meta: Meta,
 }
 
 /// A sender that does not keep the channel open, as
 /// `tokio::sync::mpsc::WeakUnboundedSender`.
 pub struct WeakUnboundedSender<T> {
     inner: tokio::sync::mpsc::WeakUnboundedSender<T>,
-    messages: Event,
+    meta: Meta,
 }
 
 impl<T> Clone for UnboundedSender<T> {
     fn clone(&self) -> Self {
         UnboundedSender {
             inner: self.inner.clone(),
-            messages: self.messages,
+            meta: self.meta,
         }
     }
 }
@@ -72,7 +100,7 @@ impl<T> Clone for WeakUnboundedSender<T> {
     fn clone(&self) -> Self {
         WeakUnboundedSender {
             inner: self.inner.clone(),
-            messages: self.messages,
+            meta: self.meta,
         }
     }
 }
@@ -97,7 +125,7 @@ impl<T> UnboundedSender<T> {
     /// If the receiver is gone, with the value back.
     #[track_caller]
     pub fn send(&self, value: T) -> Result<(), SendError<T>> {
-        self.messages.signal(Location::caller());
+        self.meta.signal(Location::caller());
         self.inner.send(value)
     }
 
@@ -120,7 +148,7 @@ impl<T> UnboundedSender<T> {
     pub fn downgrade(&self) -> WeakUnboundedSender<T> {
         WeakUnboundedSender {
             inner: self.inner.downgrade(),
-            messages: self.messages,
+            meta: self.meta,
         }
     }
 
@@ -140,7 +168,7 @@ impl<T> WeakUnboundedSender<T> {
     pub fn upgrade(&self) -> Option<UnboundedSender<T>> {
         self.inner.upgrade().map(|inner| UnboundedSender {
             inner,
-            messages: self.messages,
+            meta: self.meta,
         })
     }
 
@@ -160,7 +188,9 @@ impl<T> WeakUnboundedSender<T> {
 /// new section of the receiving context.
 pub struct UnboundedReceiver<T> {
     inner: tokio::sync::mpsc::UnboundedReceiver<T>,
-    messages: Event,
+    meta: Meta,
+    /// The receiving section in progress: the pseudo-lock, held.
+    section: Held,
 }
 
 impl<T> fmt::Debug for UnboundedReceiver<T> {
@@ -169,15 +199,53 @@ impl<T> fmt::Debug for UnboundedReceiver<T> {
     }
 }
 
-/// A value was delivered: the calling context begins a new section.
-#[inline]
-fn delivered() {
-    if let Some(engine) = crate::lockdep::engine() {
-        engine.begin_section();
+/// A `recv` in progress: the receiving section of the previous value ends
+/// while the task is parked in the channel, and comes back if the `recv` is
+/// dropped without a value (see the bounded channel's).
+struct Receiving<'a, T> {
+    receiver: &'a mut UnboundedReceiver<T>,
+    site: &'static Location<'static>,
+    restore: bool,
+}
+
+impl<T> Drop for Receiving<'_, T> {
+    fn drop(&mut self) {
+        if self.restore {
+            self.receiver.hold_section(self.site);
+        }
     }
 }
 
 impl<T> UnboundedReceiver<T> {
+    /// A value was delivered at `site`: the calling context begins a new
+    /// section, and holds the channel's pseudo-lock until its next `recv`.
+    #[inline]
+    fn delivered(&mut self, site: &'static Location<'static>) {
+        self.section = Held::new(None);
+        if let Some(engine) = crate::lockdep::engine() {
+            engine.begin_section();
+            self.hold_section(site);
+        }
+    }
+
+    /// Holds the channel's pseudo-lock (the receiving section) from `site`.
+    fn hold_section(&mut self, site: &'static Location<'static>) {
+        if let (Some(engine), Some(want)) = (
+            crate::lockdep::engine(),
+            self.meta
+                .messages
+                .sibling(self.meta.channel, Access::Receive, site),
+        ) {
+            self.section = Held::new(Some(Holding::try_acquired(engine, want)));
+        }
+    }
+
+    /// A `recv` begins: the receiving section of the previous value ends.
+    #[inline]
+    fn end_section(&mut self) {
+        self.section = Held::new(None);
+    }
+
     /// Receives the next value, waiting for one; `None` once closed and
     /// empty. Awaiting it while holding `H` records `H → messages` (a sender
     /// that needs `H` before it sends can deadlock with it).
@@ -187,12 +255,20 @@ impl<T> UnboundedReceiver<T> {
     /// As tokio's: no value is lost if the future is dropped.
     #[track_caller]
     pub fn recv(&mut self) -> impl Future<Output = Option<T>> + '_ {
-        let want = self.messages.want_at(Location::caller());
+        let site = Location::caller();
+        let want = self.meta.messages.want_at(site);
+        self.end_section();
+        let mut receiving = Receiving {
+            receiver: self,
+            site,
+            restore: true,
+        };
         async move {
-            let inner = &mut self.inner;
+            let inner = &mut receiving.receiver.inner;
             let value = wait_polled(want, |cx| inner.poll_recv(cx)).await;
             if value.is_some() {
-                delivered();
+                receiving.restore = false;
+                receiving.receiver.delivered(site);
             }
             value
         }
@@ -210,12 +286,14 @@ impl<T> UnboundedReceiver<T> {
         buffer: &'a mut Vec<T>,
         limit: usize,
     ) -> impl Future<Output = usize> + 'a {
-        let want = self.messages.want_at(Location::caller());
+        let site = Location::caller();
+        let want = self.meta.messages.want_at(site);
+        self.end_section();
         async move {
             let inner = &mut self.inner;
             let n = wait_polled(want, |cx| inner.poll_recv_many(cx, buffer, limit)).await;
             if n > 0 {
-                delivered();
+                self.delivered(site);
             }
             n
         }
@@ -226,9 +304,11 @@ impl<T> UnboundedReceiver<T> {
     /// # Errors
     ///
     /// `Empty` or `Disconnected`.
+    #[track_caller]
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
+        self.end_section();
         let value = self.inner.try_recv()?;
-        delivered();
+        self.delivered(Location::caller());
         Ok(value)
     }
 
@@ -239,10 +319,11 @@ impl<T> UnboundedReceiver<T> {
     /// As tokio's: if called within an asynchronous execution context.
     #[track_caller]
     pub fn blocking_recv(&mut self) -> Option<T> {
-        self.messages.record_wait();
+        self.end_section();
+        self.meta.messages.record_wait();
         let value = self.inner.blocking_recv();
         if value.is_some() {
-            delivered();
+            self.delivered(Location::caller());
         }
         value
     }
@@ -254,9 +335,10 @@ impl<T> UnboundedReceiver<T> {
     /// As tokio's: if called within an asynchronous execution context.
     #[track_caller]
     pub fn blocking_recv_many(&mut self, buffer: &mut Vec<T>, limit: usize) -> usize {
+        self.end_section();
         let n = self.inner.blocking_recv_many(buffer, limit);
         if n > 0 {
-            delivered();
+            self.delivered(Location::caller());
         }
         n
     }
@@ -264,6 +346,7 @@ impl<T> UnboundedReceiver<T> {
     /// Closes the channel: sends fail from now on, buffered values can still
     /// be received.
     pub fn close(&mut self) {
+        self.end_section();
         self.inner.close()
     }
 
@@ -283,25 +366,29 @@ impl<T> UnboundedReceiver<T> {
     }
 
     /// Polls for the next value, as tokio's.
+    #[track_caller]
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        self.end_section();
         let polled = self.inner.poll_recv(cx);
         if let Poll::Ready(Some(_)) = &polled {
-            delivered();
+            self.delivered(Location::caller());
         }
         polled
     }
 
     /// Polls for up to `limit` values, as tokio's.
+    #[track_caller]
     pub fn poll_recv_many(
         &mut self,
         cx: &mut Context<'_>,
         buffer: &mut Vec<T>,
         limit: usize,
     ) -> Poll<usize> {
+        self.end_section();
         let polled = self.inner.poll_recv_many(cx, buffer, limit);
         if let Poll::Ready(n) = polled {
             if n > 0 {
-                delivered();
+                self.delivered(Location::caller());
             }
         }
         polled
