@@ -19,6 +19,9 @@ use crate::vocab::{Access, ClassId, ContextId, LockRef};
 /// Most owned guards with provisional dependencies kept at once.
 const MAX_PROVISIONAL: usize = 4096;
 
+/// Most provisional dependencies kept for one hold.
+const MAX_PROVISIONAL_PER_HOLD: usize = 256;
+
 /// Most pool reports kept for one forgotten permit.
 const MAX_FORGOTTEN_REPORTS: usize = 16;
 
@@ -616,14 +619,35 @@ impl Engine {
 
     /// Keeps dependencies recorded while an owned guard was held, until it
     /// is released.
+    ///
+    /// Each dependency is kept once per hold (a chain through a movable hold
+    /// is never cached, so a permit forgotten for good would otherwise add
+    /// one per lock taken after), and at most [`MAX_PROVISIONAL_PER_HOLD`].
     fn keep_provisional(&self, provisional: Vec<(HeldKey, Provisional)>) {
         let mut moved = lock_ignoring_poison(&self.provisional);
         for (key, dependency) in provisional {
             if moved.len() >= MAX_PROVISIONAL && !moved.contains_key(&key) {
                 continue; // forgotten owned guards: stop keeping more (silence)
             }
-            moved.entry(key).or_default().push(dependency);
+            let kept = moved.entry(key).or_default();
+            let same = |p: &Provisional| {
+                p.from == dependency.from
+                    && p.to == dependency.to
+                    && (p.info.held_as, p.info.waited_as)
+                        == (dependency.info.held_as, dependency.info.waited_as)
+            };
+            if kept.len() < MAX_PROVISIONAL_PER_HOLD && !kept.iter().any(same) {
+                kept.push(dependency);
+            }
         }
+    }
+
+    /// How many provisional dependencies are kept for the hold `key`.
+    #[cfg(test)]
+    pub(crate) fn provisional_count(&self, key: HeldKey) -> usize {
+        lock_ignoring_poison(&self.provisional)
+            .get(&key)
+            .map_or(0, Vec::len)
     }
 
     /// An owned guard or permit was released (and is no longer in its

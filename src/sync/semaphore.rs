@@ -784,4 +784,22 @@ mod tests {
         assert_eq!(kept, 0, "all given back");
         assert_eq!(semaphore.available_permits(), MAX_FORGOTTEN + 100);
     }
+
+    /// A permit forgotten for good (a semaphore shrunk with `forget`) keeps
+    /// the semaphore held by its context: what that context locks after is
+    /// provisional, each dependency kept once, however often it is taken.
+    #[test]
+    fn dependencies_after_a_permit_forgotten_for_good_are_kept_once() {
+        crate::lockdep::enable();
+        let semaphore = Semaphore::with_class("unit-forgotten-shrunk", 2);
+        let lock = crate::sync::Mutex::with_class("unit-forgotten-shrunk-lock", ());
+        semaphore.try_acquire().unwrap().forget();
+        for _ in 0..1000 {
+            drop(lock.blocking_lock());
+        }
+        let list = semaphore.forgotten.0.get().unwrap();
+        let key = crate::lockdep::lock_ignoring_poison(list)[0].key;
+        let kept = crate::lockdep::engine().unwrap().provisional_count(key);
+        assert_eq!(kept, 1, "semaphore -> lock, once");
+    }
 }
