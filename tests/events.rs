@@ -795,3 +795,55 @@ async fn an_actor_deadlock_on_the_first_request_through_an_unbounded_inbox_is_st
         "{later:#?}"
     );
 }
+
+/// Two notifications polled once and kept pending (as tokio-util's
+/// `CancellationToken` tests poll its `cancelled()` futures by hand), then
+/// both signalled by the same context: a wait still pending did not delay
+/// the signals, so no "a → b → a" cycle. Before, a wait was noted in the
+/// section at its first poll, and this was reported.
+#[tokio::test]
+async fn signals_after_notifications_polled_and_kept_pending_are_silent() {
+    use std::future::Future;
+    use std::task::{Context, Poll};
+    let lockdep = test_guard();
+    let a = async_lockdep::sync::Notify::with_class("kept-pending-a");
+    let b = async_lockdep::sync::Notify::with_class("kept-pending-b");
+    let waker = futures::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    let mut on_a = std::pin::pin!(a.notified());
+    let mut on_b = std::pin::pin!(b.notified());
+    assert!(on_a.as_mut().poll(&mut cx).is_pending());
+    assert!(on_b.as_mut().poll(&mut cx).is_pending());
+    a.notify_waiters();
+    b.notify_waiters();
+    assert_eq!(on_a.as_mut().poll(&mut cx), Poll::Ready(()));
+    assert_eq!(on_b.as_mut().poll(&mut cx), Poll::Ready(()));
+    let reports = lockdep.take_reports();
+    assert!(reports.is_empty(), "{reports:#?}");
+}
+
+/// The same two notifications, each awaited to the end before the other is
+/// signalled (one task waits for `a` then signals `b`; another waits for
+/// `b` then signals `a`): the cycle is reported.
+#[tokio::test]
+async fn signals_after_notifications_awaited_to_the_end_are_reported() {
+    let lockdep = test_guard();
+    let a = Arc::new(async_lockdep::sync::Notify::with_class("awaited-a"));
+    let b = Arc::new(async_lockdep::sync::Notify::with_class("awaited-b"));
+    let task = |first: Arc<async_lockdep::sync::Notify>, then: Arc<async_lockdep::sync::Notify>| {
+        tokio::spawn(async move {
+            let waiting = first.notified();
+            first.notify_one();
+            waiting.await; // over before the signal below
+            then.notify_one();
+        })
+    };
+    task(a.clone(), b.clone()).await.unwrap(); // b -> a
+    task(b.clone(), a.clone()).await.unwrap(); // a -> b: a cycle
+    let reports = lockdep.take_reports();
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    assert_eq!(reports[0].kind, ReportKind::CircularDependency);
+    let mut classes = reports[0].class_names();
+    classes.sort();
+    assert_eq!(classes, ["awaited-a", "awaited-b"]);
+}

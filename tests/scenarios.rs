@@ -1428,8 +1428,10 @@ async fn guard_dropped_on_a_thread_and_unpolled_lock_future_record_nothing() {
     assert_idle(&lockdep);
 }
 
-/// A closed semaphore fails its waiters; a forgotten permit is held by
-/// nobody. Neither leaves state behind.
+/// A closed semaphore fails its waiters; a forgotten permit is held until
+/// given back (provisionally, as an owned permit: "slots → m" below is not
+/// committed, so no cycle with "m → slots"), and let go with its semaphore.
+/// Neither leaves state behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closed_semaphore_and_forgotten_permits_leave_nothing_held() {
     if common::own_process() {
@@ -1453,9 +1455,10 @@ async fn closed_semaphore_and_forgotten_permits_leave_nothing_held() {
     let fresh = Arc::new(Semaphore::with_class("slots", 1));
     fresh.acquire().await.unwrap().forget();
     {
-        let _m = m.lock().await; // the forgotten permit is not held
+        let _m = m.lock().await; // slots -> m: provisional, never given back
     }
     let reports = lockdep.take_reports();
     assert!(reports.is_empty(), "{reports:#?}");
+    drop((sem, fresh));
     assert_idle(&lockdep);
 }

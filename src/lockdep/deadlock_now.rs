@@ -437,6 +437,7 @@ fn blocked_by(
                         site: earlier.want.site,
                         created: earlier.want.created,
                         movable: false,
+                        forgotten: false,
                         token: 0,
                         span: earlier.span,
                         chain: 0,

@@ -131,6 +131,12 @@ impl Engine {
             .collect();
         self.waits.end(context, seq);
         for deferred in standing {
+            if let Conflict::Forgotten(_) = deferred.conflict {
+                // The forgotten permit may be another context's by now:
+                // reported if it is given back here (see `pool_of_forgotten`).
+                self.keep_forgotten_report(context, deferred);
+                continue;
+            }
             // In the waiting task (its lock future dropped): it may panic
             // as the report would have when the wait began.
             self.publish_deferred(deferred, Panic::OnReport);
@@ -193,7 +199,7 @@ impl Engine {
     /// lock it holds is still held, the earlier wait still pending.
     pub(super) fn still_conflicts(&self, context: ContextId, deferred: &Deferred) -> bool {
         match deferred.conflict {
-            Conflict::Holds(token) => self
+            Conflict::Holds(token) | Conflict::Forgotten(token) => self
                 .held
                 .find(context)
                 .is_some_and(|r| r.stack().held().iter().any(|h| h.token == token)),
@@ -223,11 +229,22 @@ impl Engine {
     /// `seq` of `context` is due: reported if it still waits with its
     /// conflict standing.
     pub(super) fn confirm_deferred(&self, context: ContextId, seq: u64, panic: Panic) {
-        let deferred = self.take_deferred(context, seq);
+        let mut deferred = self.take_deferred(context, seq);
         if deferred.is_empty() || !self.waits.pending(context, seq) {
             return;
         }
-        for deferred in deferred {
+        // A wait while holding a forgotten permit is not decided by time (a
+        // pooled object may be in use elsewhere for long): kept until the
+        // wait ends (dropped) or is given up (kept for the permit).
+        let (kept, due): (Vec<Deferred>, Vec<Deferred>) = deferred
+            .drain(..)
+            .partition(|d| matches!(d.conflict, Conflict::Forgotten(_)));
+        if !kept.is_empty() {
+            let mut map = lock_ignoring_poison(&self.deferred);
+            map.entry((context, seq)).or_default().extend(kept);
+            self.deferred_count.store(map.len(), Ordering::Relaxed);
+        }
+        for deferred in due {
             if self.still_conflicts(context, &deferred) {
                 self.publish_deferred(deferred, panic);
             }

@@ -42,6 +42,9 @@ pub(crate) struct HeldLock {
     /// Held through an owned guard, which may have moved to another task:
     /// waiting for it again is then not a certain self-deadlock.
     pub(crate) movable: bool,
+    /// A permit `forget()`-ed: capacity in use until `add_permits` gives it
+    /// back (also `movable`: the pooled object may have moved).
+    pub(crate) forgotten: bool,
     /// Identifies this acquisition within its context, for the release.
     pub(crate) token: u64,
     /// The span (serial) the lock was taken in, or 0: a hold of a span is
@@ -628,6 +631,7 @@ impl Stack {
             site: want.site,
             created: want.created,
             movable: want.movable,
+            forgotten: false,
             token,
             chain,
             span,
@@ -702,6 +706,15 @@ impl Stack {
         }
     }
 
+    /// The permit `token` was `forget()`-ed: held until given back with
+    /// `add_permits`, wherever the pooled object goes meanwhile.
+    pub(crate) fn mark_forgotten(&mut self, token: u64) {
+        if let Some(held) = self.held.iter_mut().rev().find(|h| h.token == token) {
+            held.movable = true;
+            held.forgotten = true;
+        }
+    }
+
     /// Changes how `token` is held (an `RwLock` write guard downgraded).
     pub(crate) fn change_access(&mut self, token: u64, access: Access) {
         let Some(pos) = self.held.iter().rposition(|h| h.token == token) else {
@@ -748,6 +761,11 @@ impl Engine {
         if let Some(record) = self.held.find(context) {
             record.stack().pass_span(serial, parent);
         }
+    }
+
+    /// The permit of the acquisition `hold` was `forget()`-ed.
+    pub(crate) fn permit_forgotten(&self, hold: &Hold) {
+        hold.record().stack().mark_forgotten(hold.token);
     }
 
     /// Changes how the acquisition `hold` holds its lock (`RwLock` downgrade).

@@ -308,6 +308,23 @@ impl Holding {
 }
 
 impl Holding {
+    /// The acquisition's identity: its context and token.
+    pub(crate) fn key(&self) -> crate::lockdep::held::HeldKey {
+        self.hold.key()
+    }
+
+    /// The permit of this acquisition was `forget()`-ed: it stays held, as
+    /// an owned permit that may move, until it is dropped (given back).
+    pub(crate) fn forgotten(&self) {
+        crate::lockdep::ENGINE.permit_forgotten(&self.hold);
+    }
+
+    /// Releases the acquisition dropping, not committing, what was kept
+    /// provisionally for it (a forgotten permit whose semaphore is gone).
+    pub(crate) fn discard(self) {
+        crate::lockdep::ENGINE.discard_provisional(self.hold.key());
+    }
+
     /// The lock is now held for reading (an `RwLock` write guard downgraded).
     pub(crate) fn downgrade(&self) {
         crate::lockdep::ENGINE.change_access(&self.hold, Access::Read);
@@ -418,7 +435,16 @@ pub(crate) struct FirstPollWait {
     recorded: bool,
     /// Boxed: only a wait that is pending while detection is on has one,
     /// and the adaptor stays two words in every future that carries it.
-    waiting: Option<Box<Waiting>>,
+    waiting: Option<Box<PendingWait>>,
+}
+
+/// A wait of a [`FirstPollWait`] seen pending: registered, and the event it
+/// waits for, noted in the context's section once the wait is over (a
+/// future polled and kept pending does not delay what its context signals
+/// meanwhile).
+struct PendingWait {
+    waiting: Waiting,
+    note_when_over: Option<Acquire>,
 }
 
 /// Polls `poll` until it is ready, recording the wait for `want` (when
@@ -468,28 +494,50 @@ impl FirstPollWait {
         } else {
             crate::lockdep::engine().map(|engine| {
                 let (want, live) = wants();
+                // An event's wait is a wait of the section once it is over.
+                let note_later = want.access == Access::Event && !want.blocking;
                 (
                     engine,
                     live,
-                    engine.record_wait_dependencies_deferring(want),
+                    note_later.then_some(want),
+                    engine.record_wait_dependencies_deferring(want, !note_later),
                 )
             })
         };
         let output = poll();
         match (output.is_ready(), first) {
-            (true, _) => {
-                if let Some(waiting) = self.waiting.take() {
-                    (*waiting).ended();
+            (true, first) => {
+                match self.waiting.take() {
+                    Some(pending) => {
+                        let PendingWait {
+                            waiting,
+                            note_when_over,
+                        } = *pending;
+                        waiting.ended();
+                        if let (Some(want), Some(engine)) =
+                            (note_when_over, crate::lockdep::engine())
+                        {
+                            engine.note_completed_wait(want);
+                        }
+                    }
+                    None => {
+                        if let Some((engine, _, Some(want), _)) = first {
+                            engine.note_completed_wait(want); // ready at once
+                        }
+                    }
                 }
             }
-            (false, Some((engine, live, (context, mark, deferred)))) => {
+            (false, Some((engine, live, note_when_over, (context, mark, deferred)))) => {
                 let waiting = Waiting::register(engine, context, mark, live);
                 if let Some(deferred) = deferred {
                     // A send into the channel one drains (or holds a slot
                     // of) that waits: decided by how the wait ends.
                     engine.defer(context, waiting.seq, deferred);
                 }
-                self.waiting = Some(Box::new(waiting));
+                self.waiting = Some(Box::new(PendingWait {
+                    waiting,
+                    note_when_over,
+                }));
             }
             (false, None) => {}
         }

@@ -159,6 +159,11 @@ pub(crate) struct Engine {
     /// Dependencies recorded while an owned guard was held, by its
     /// acquisition, until it is released.
     provisional: Mutex<rustc_hash::FxHashMap<HeldKey, Vec<Provisional>>>,
+    /// Pool reports of waits while holding a `forget()`-ed permit, by that
+    /// permit, until it is given back (`add_permits`).
+    forgotten_reports: Mutex<rustc_hash::FxHashMap<HeldKey, Vec<Deferred>>>,
+    /// How many: a relaxed read keeps `release` cheap when there are none.
+    forgotten_reports_count: AtomicUsize,
     reports: Mutex<Reports>,
     /// Possible self-deadlocks of waits not decided yet, by (context, wait).
     deferred: Mutex<rustc_hash::FxHashMap<(ContextId, u64), Vec<Deferred>>>,
@@ -221,6 +226,8 @@ impl Engine {
             graph: Mutex::new(Graph::default()),
             instances: Mutex::new(InstanceOrder::default()),
             provisional: Mutex::new(rustc_hash::FxHashMap::default()),
+            forgotten_reports: Mutex::new(rustc_hash::FxHashMap::default()),
+            forgotten_reports_count: AtomicUsize::new(0),
             reports: Mutex::new(Reports::default()),
             deferred: Mutex::new(rustc_hash::FxHashMap::default()),
             deferred_count: AtomicUsize::new(0),
@@ -311,7 +318,7 @@ impl Engine {
     /// and the wait's sequence number.
     #[inline]
     pub(crate) fn wait_start(&self, want: Acquire) -> (ContextId, u64) {
-        let (context, mark, deferred) = self.wait_dependencies(want, true);
+        let (context, mark, deferred) = self.wait_dependencies(want, true, true);
         let seq = self.register_wait(context, want, mark);
         if let Some(deferred) = deferred {
             self.defer(context, seq, deferred);
@@ -327,33 +334,54 @@ impl Engine {
     /// began have larger tokens.
     #[inline]
     pub(crate) fn record_wait_dependencies(&self, want: Acquire) -> (ContextId, u64) {
-        let (context, mark, _) = self.wait_dependencies(want, false);
+        let (context, mark, _) = self.wait_dependencies(want, false, true);
         (context, mark)
     }
 
     /// As [`Engine::record_wait_dependencies`], a possible self-deadlock
     /// returned to be decided by how the wait ends (see `defer`), if it
-    /// turns out to wait.
+    /// turns out to wait. Without `note_now`, a wait for an event is noted
+    /// in the context's section only once it is over
+    /// ([`Engine::note_completed_wait`]): a future polled and kept pending
+    /// (a joined sibling's, or one polled by hand) does not delay what the
+    /// context signals meanwhile.
     #[inline]
     pub(crate) fn record_wait_dependencies_deferring(
         &self,
         want: Acquire,
+        note_now: bool,
     ) -> (ContextId, u64, Option<Deferred>) {
-        self.wait_dependencies(want, true)
+        self.wait_dependencies(want, true, note_now)
+    }
+
+    /// The wait for `want` of the calling context is over: a wait of its
+    /// section from now on (see `record_wait_dependencies_deferring`).
+    pub(crate) fn note_completed_wait(&self, want: Acquire) {
+        self.held.with_record(ContextId::current(), |record| {
+            record.stack().note_wait(&want)
+        });
     }
 
     /// As [`Engine::record_wait_dependencies`]; with `defer`, a possible
-    /// self-deadlock is returned rather than reported (see `defer`).
+    /// self-deadlock is returned rather than reported (see `defer`); with
+    /// `note`, a wait that is not a lock's is noted in the section now.
     #[inline]
-    fn wait_dependencies(&self, want: Acquire, defer: bool) -> (ContextId, u64, Option<Deferred>) {
+    fn wait_dependencies(
+        &self,
+        want: Acquire,
+        defer: bool,
+        note: bool,
+    ) -> (ContextId, u64, Option<Deferred>) {
         self.note_write(&want);
         let context = ContextId::current();
         let (check, mark) = self.held.with_record(context, |record| {
             let mut stack = record.stack();
-            if !matches!(
-                want.access,
-                Access::Lock | Access::Read | Access::Write | Access::Permits
-            ) {
+            if note
+                && !matches!(
+                    want.access,
+                    Access::Lock | Access::Read | Access::Write | Access::Permits
+                )
+            {
                 // A send, a join, an event: noted when the wait begins. A
                 // lock is noted once acquired (see `acquired`).
                 stack.note_wait(&want);

@@ -19,6 +19,12 @@ use crate::vocab::{Access, ClassId, ContextId, LockRef, SiteRef};
 /// Most owned guards with provisional dependencies kept at once.
 const MAX_PROVISIONAL: usize = 4096;
 
+/// Most provisional dependencies kept for one hold.
+const MAX_PROVISIONAL_PER_HOLD: usize = 256;
+
+/// Most pool reports kept for one forgotten permit.
+const MAX_FORGOTTEN_REPORTS: usize = 16;
+
 /// A dependency about to be added: `to` was waited for while `from` was held.
 pub(crate) struct Provisional {
     from: LockRef,
@@ -199,7 +205,9 @@ impl Engine {
             if h.lock.instance == want.lock.instance
                 && h.access == Access::Permits
                 && want.access == Access::Permits
-                && !h.movable
+                && (!h.movable || h.forgotten)
+                // A permit the waiter holds outright is the better evidence.
+                && pool.map_or(true, |p: HeldLock| p.forgotten || !h.forgotten)
             {
                 pool = Some(*h);
             }
@@ -316,7 +324,9 @@ impl Engine {
             }
             None => {}
         }
-        if let Some(held) = slow.pool {
+        if let Some(held) = slow.pool.filter(|held| held.forgotten) {
+            deferred = self.pool_of_forgotten(context, &held, want, &spans, defer, deferred);
+        } else if let Some(held) = slow.pool {
             // Certain when the waiter itself holds the permit (in its span,
             // or blocking the thread); otherwise it may be a joined
             // sibling's (a limiter over `join_all`), or a probe poll whose
@@ -428,6 +438,96 @@ impl Engine {
         deferred
     }
 
+    /// The pool report of `context` waiting for `want` while it holds the
+    /// `forget()`-ed permit `held` of the same semaphore (a pooled object:
+    /// deadpool's). The object may have moved to another context, so the
+    /// report is provisional, as the dependencies of an owned guard are:
+    /// published when `add_permits` gives that permit back in this context,
+    /// dropped when it is given back elsewhere (see
+    /// `Engine::forgotten_reports`). Certain (inside the span that took it,
+    /// or blocking): kept so at once. A wait outside spans may be a joined
+    /// sibling's turn: kept so only if the wait is given up with the permit
+    /// still held (`deferred`); ended with a permit, it is dropped. A
+    /// permit taken at once outside spans is not judged: permits given
+    /// back with `add_permits` are interchangeable, so which one goes back
+    /// first (nesting or siblings taking turns) cannot be told.
+    fn pool_of_forgotten(
+        &self,
+        context: ContextId,
+        held: &HeldLock,
+        want: Acquire,
+        spans: &[String],
+        defer: bool,
+        deferred: Option<Deferred>,
+    ) -> Option<Deferred> {
+        let certain = held.span != 0 || want.blocking;
+        if !certain && (!defer || deferred.is_some()) {
+            return deferred;
+        }
+        let test = self.current_test_name();
+        let pending = Deferred {
+            report: one_dependency_report(
+                ReportKind::PoolExhaustion,
+                held,
+                want,
+                context,
+                spans,
+                test.as_deref(),
+                false,
+            ),
+            class: want.lock.class,
+            instance: want.lock.instance,
+            sites: (held.site, want.site),
+            conflict: Conflict::Forgotten(held.token),
+            test: None,
+            since: std::time::Instant::now(),
+        };
+        if certain {
+            self.keep_forgotten_report(context, pending);
+            deferred
+        } else {
+            Some(pending)
+        }
+    }
+
+    /// Keeps the pool report `pending` (its conflict: a forgotten permit
+    /// of `context`) until that permit is given back (`movable_released`).
+    pub(super) fn keep_forgotten_report(&self, context: ContextId, mut pending: Deferred) {
+        let Conflict::Forgotten(token) = pending.conflict else {
+            return;
+        };
+        let (first, second) = pending.sites;
+        if self.seen_at_sites(pending.class, first, second) {
+            return; // reported before: once per pair of sites
+        }
+        if pending.test.is_none() {
+            pending.test = self.test_of(pending.instance);
+        }
+        let key = HeldKey { context, token };
+        let mut kept = lock_ignoring_poison(&self.forgotten_reports);
+        if kept.len() >= MAX_PROVISIONAL && !kept.contains_key(&key) {
+            return; // permits forgotten for good: stop keeping more (silence)
+        }
+        let list = kept.entry(key).or_default();
+        if list.len() < MAX_FORGOTTEN_REPORTS {
+            list.push(pending);
+        }
+        self.forgotten_reports_count
+            .store(kept.len(), Ordering::Relaxed);
+    }
+
+    /// The forgotten permit `key` is gone without being given back (its
+    /// semaphore dropped): what was kept for it is dropped, not committed.
+    pub(crate) fn discard_provisional(&self, key: HeldKey) {
+        lock_ignoring_poison(&self.provisional).remove(&key);
+        if self.forgotten_reports_count.load(Ordering::Relaxed) != 0 {
+            let mut kept = lock_ignoring_poison(&self.forgotten_reports);
+            kept.remove(&key);
+            self.forgotten_reports_count
+                .store(kept.len(), Ordering::Relaxed);
+        }
+    }
+
     /// Adds dependencies to the class graph (or, between two instances of
     /// one class, to the instance order) and collects the cycles they close.
     /// Returns false if a limit kept some out.
@@ -519,14 +619,35 @@ impl Engine {
 
     /// Keeps dependencies recorded while an owned guard was held, until it
     /// is released.
+    ///
+    /// Each dependency is kept once per hold (a chain through a movable hold
+    /// is never cached, so a permit forgotten for good would otherwise add
+    /// one per lock taken after), and at most [`MAX_PROVISIONAL_PER_HOLD`].
     fn keep_provisional(&self, provisional: Vec<(HeldKey, Provisional)>) {
         let mut moved = lock_ignoring_poison(&self.provisional);
         for (key, dependency) in provisional {
             if moved.len() >= MAX_PROVISIONAL && !moved.contains_key(&key) {
                 continue; // forgotten owned guards: stop keeping more (silence)
             }
-            moved.entry(key).or_default().push(dependency);
+            let kept = moved.entry(key).or_default();
+            let same = |p: &Provisional| {
+                p.from == dependency.from
+                    && p.to == dependency.to
+                    && (p.info.held_as, p.info.waited_as)
+                        == (dependency.info.held_as, dependency.info.waited_as)
+            };
+            if kept.len() < MAX_PROVISIONAL_PER_HOLD && !kept.iter().any(same) {
+                kept.push(dependency);
+            }
         }
+    }
+
+    /// How many provisional dependencies are kept for the hold `key`.
+    #[cfg(test)]
+    pub(crate) fn provisional_count(&self, key: HeldKey) -> usize {
+        lock_ignoring_poison(&self.provisional)
+            .get(&key)
+            .map_or(0, Vec::len)
     }
 
     /// An owned guard or permit was released (and is no longer in its
@@ -535,6 +656,20 @@ impl Engine {
     /// and dropped if it was released elsewhere (it moved: the context that
     /// took it no longer held it when it waited afterwards).
     pub(crate) fn movable_released(&self, key: HeldKey) {
+        if self.forgotten_reports_count.load(Ordering::Relaxed) != 0 {
+            let reports = {
+                let mut kept = lock_ignoring_poison(&self.forgotten_reports);
+                let reports = kept.remove(&key);
+                self.forgotten_reports_count
+                    .store(kept.len(), Ordering::Relaxed);
+                reports
+            };
+            if ContextId::current() == key.context {
+                for pending in reports.into_iter().flatten() {
+                    self.publish_deferred(pending, Panic::OnReport);
+                }
+            }
+        }
         let pending = lock_ignoring_poison(&self.provisional).remove(&key);
         let Some(pending) = pending else { return };
         if ContextId::current() != key.context {
@@ -820,6 +955,10 @@ pub(crate) enum Conflict {
     Holds(u64),
     /// An earlier pending wait for the same lock (its sequence number).
     Waits(u64),
+    /// A `forget()`-ed permit of the semaphore the context holds (its
+    /// token): decided when the wait is given up, and then only when the
+    /// permit is given back in this context (`keep_forgotten_report`).
+    Forgotten(u64),
 }
 
 /// The held locks a new dependency can come from: the latest hold of each

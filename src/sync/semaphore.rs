@@ -44,6 +44,7 @@ pub use tokio::sync::{AcquireError, TryAcquireError};
 #[cfg_attr(not(feature = "detect"), repr(transparent))]
 pub struct Semaphore {
     meta: LockMeta,
+    forgotten: Forgotten,
     inner: tokio::sync::Semaphore,
 }
 
@@ -73,6 +74,167 @@ pub struct OwnedSemaphorePermit {
     semaphore: Arc<Semaphore>,
 }
 
+/// The permits `forget()`-ed while detection was on, oldest first. A
+/// forgotten permit is capacity still in use (a pool such as deadpool's
+/// forgets the permit of an object it hands out and gives it back with
+/// `add_permits` when the object returns): the detector keeps it held until
+/// `add_permits` gives it back. Shared (made at the first forget) so that a
+/// permit moved to another semaphore can be found from there (see
+/// [`Forgotten::give_back`]).
+#[cfg(feature = "detect")]
+struct Forgotten(std::sync::OnceLock<Arc<ForgottenList>>);
+
+#[cfg(feature = "detect")]
+type ForgottenList = std::sync::Mutex<std::collections::VecDeque<ForgottenPermit>>;
+
+/// Nothing to keep with the `detect` feature off.
+#[cfg(not(feature = "detect"))]
+struct Forgotten;
+
+/// One forgotten permit: its record, its acquisition, and how many of its
+/// permits are not given back yet.
+#[cfg(feature = "detect")]
+struct ForgottenPermit {
+    held: PermitHold,
+    key: crate::lockdep::held::HeldKey,
+    permits: usize,
+}
+
+/// Most forgotten permits kept per semaphore: past it the oldest is let go
+/// (a pool that never gives permits back costs bounded memory; a report
+/// through the permit let go is missed, never a false one made).
+#[cfg(feature = "detect")]
+const MAX_FORGOTTEN: usize = 1024;
+
+#[cfg(feature = "detect")]
+thread_local! {
+    /// The last permit forgotten on this thread, and the list keeping it,
+    /// until the next `add_permits` on this thread.
+    static LAST_FORGOTTEN: std::cell::RefCell<
+        Option<(crate::lockdep::held::HeldKey, std::sync::Weak<ForgottenList>)>,
+    > = const { std::cell::RefCell::new(None) };
+}
+
+#[cfg(feature = "detect")]
+impl Forgotten {
+    const fn new() -> Forgotten {
+        Forgotten(std::sync::OnceLock::new())
+    }
+
+    /// `held`, of `permits` permits, was forgotten.
+    fn push(&self, held: PermitHold, permits: usize) {
+        let Some(key) = held.holding().map(|h| {
+            h.forgotten();
+            h.key()
+        }) else {
+            return; // taken while detection was off
+        };
+        let list = self.0.get_or_init(Arc::default);
+        let dropped = {
+            let mut list = crate::lockdep::lock_ignoring_poison(list);
+            let dropped = (list.len() >= MAX_FORGOTTEN)
+                .then(|| list.pop_front())
+                .flatten();
+            list.push_back(ForgottenPermit { held, key, permits });
+            dropped
+        };
+        let _ = LAST_FORGOTTEN.try_with(|last| {
+            *last.borrow_mut() = Some((key, Arc::downgrade(list)));
+        });
+        if let Some(dropped) = dropped {
+            dropped.held.discard();
+        }
+    }
+
+    /// `add_permits(n)`: gives back forgotten permits, `n` of them. The
+    /// calling context's own come first, newest first (nested objects go
+    /// back inner first); then the oldest of other contexts' (objects
+    /// handed to other tasks). With none forgotten, the semaphore grows and
+    /// nothing is released.
+    ///
+    /// Capacity moved between two semaphores (a bounded buffer's "empty"
+    /// and "full", deadpool's unmanaged pool adding an object: a permit of
+    /// one forgotten, then permits added to the other, by the same context
+    /// with no other forget or `add_permits` on its thread in between) is
+    /// not an object held: the permit forgotten last passes to the other
+    /// semaphore and is let go (its provisional dependencies dropped).
+    fn give_back(&self, mut n: usize) {
+        let mine = self.0.get();
+        if let Some((key, list)) = LAST_FORGOTTEN
+            .try_with(|last| last.borrow_mut().take())
+            .ok()
+            .flatten()
+        {
+            let elsewhere =
+                mine.map_or(true, |mine| !std::ptr::eq(list.as_ptr(), Arc::as_ptr(mine)));
+            if elsewhere && key.context == crate::vocab::ContextId::current() {
+                if let Some(list) = list.upgrade() {
+                    let moved = {
+                        let mut list = crate::lockdep::lock_ignoring_poison(&list);
+                        let at = list.iter().rposition(|p| p.key == key);
+                        at.and_then(|at| list.remove(at))
+                    };
+                    if let Some(moved) = moved {
+                        moved.held.discard();
+                    }
+                }
+            }
+        }
+        let Some(list) = mine else {
+            return;
+        };
+        let released = {
+            let mut list = crate::lockdep::lock_ignoring_poison(list);
+            if list.is_empty() {
+                return;
+            }
+            let me = crate::vocab::ContextId::current();
+            let mut released = Vec::new();
+            while n > 0 {
+                let at = list.iter().rposition(|p| p.key.context == me).unwrap_or(0);
+                let Some(permit) = list.get_mut(at) else {
+                    break;
+                };
+                let given = n.min(permit.permits);
+                permit.permits -= given;
+                n -= given;
+                if permit.permits == 0 {
+                    released.extend(list.remove(at));
+                }
+            }
+            released
+        };
+        // Released outside the list's lock: a release may publish a report.
+        drop(released);
+    }
+}
+
+#[cfg(feature = "detect")]
+impl Drop for Forgotten {
+    fn drop(&mut self) {
+        let Some(list) = self.0.get() else {
+            return;
+        };
+        let list = std::mem::take(&mut *crate::lockdep::lock_ignoring_poison(list));
+        for permit in list {
+            permit.held.discard();
+        }
+    }
+}
+
+#[cfg(not(feature = "detect"))]
+impl Forgotten {
+    const fn new() -> Forgotten {
+        Forgotten
+    }
+
+    #[inline(always)]
+    fn push(&self, _held: PermitHold, _permits: usize) {}
+
+    #[inline(always)]
+    fn give_back(&self, _n: usize) {}
+}
+
 /// The detector's record of a permit's acquisition. The parts of a split
 /// permit share it (`Shared`): it is released when the last part is dropped.
 enum PermitHold {
@@ -99,6 +261,31 @@ impl PermitHold {
             PermitHold::Shared(shared) => {
                 *self = PermitHold::Shared(Arc::clone(&shared));
                 PermitHold::Shared(shared)
+            }
+        }
+    }
+
+    /// The acquisition's record, if detection was on.
+    #[cfg(feature = "detect")]
+    fn holding(&self) -> Option<&Holding> {
+        match self {
+            PermitHold::Off => None,
+            PermitHold::One(held) => Some(held),
+            PermitHold::Shared(shared) => Some(shared),
+        }
+    }
+
+    /// Released, dropping what was kept provisionally for it (see
+    /// [`Holding::discard`]); a part still shared with a live permit stays.
+    #[cfg(feature = "detect")]
+    fn discard(self) {
+        match self {
+            PermitHold::Off => {}
+            PermitHold::One(held) => held.discard(),
+            PermitHold::Shared(shared) => {
+                if let Ok(held) = Arc::try_unwrap(shared) {
+                    held.discard();
+                }
             }
         }
     }
@@ -157,6 +344,7 @@ impl Semaphore {
                 ClassKind::Semaphore,
                 std::any::type_name::<Semaphore>,
             ),
+            forgotten: Forgotten::new(),
             inner: tokio::sync::Semaphore::const_new(permits),
         }
     }
@@ -166,6 +354,7 @@ impl Semaphore {
         let _ours = crate::native::Ours::making();
         Semaphore {
             meta: LockMeta::new(class),
+            forgotten: Forgotten::new(),
             inner: tokio::sync::Semaphore::new(permits),
         }
     }
@@ -177,11 +366,17 @@ impl Semaphore {
 
     /// Adds `n` permits.
     ///
+    /// For the detector, this gives back permits that were `forget()`-ed
+    /// (a pool returning an object), `n` of them: the calling context's
+    /// own first, newest first, then the oldest of other contexts'. With
+    /// none forgotten, the semaphore just grows.
+    ///
     /// # Panics
     ///
     /// As tokio's: if the total would exceed [`Semaphore::MAX_PERMITS`].
     pub fn add_permits(&self, n: usize) {
         self.inner.add_permits(n);
+        self.forgotten.give_back(n);
     }
 
     /// Removes up to `n` available permits; returns how many were removed.
@@ -343,6 +538,22 @@ impl Semaphore {
         want: Acquire,
         n: u32,
     ) -> Result<SemaphorePermit<'_>, AcquireError> {
+        if let Some(engine) = self.meta.engine() {
+            if self.inner.available_permits() >= n as usize {
+                // Free now: taken without a wait in progress, whose live
+                // check would count the permits held but not the free ones
+                // (a thread holding one and taking a second is not stuck).
+                // Taken by another thread in between, this blocks with its
+                // dependencies recorded only once it got them (a hang in
+                // that window is not reported before it hangs).
+                let inner = self.inner.blocking_acquire_many(n)?;
+                return Ok(SemaphorePermit {
+                    held: PermitHold::One(Holding::lock_now(engine, want.blocking())),
+                    inner,
+                    semaphore: self,
+                });
+            }
+        }
         let started = BlockingWait::start(self.meta.engine(), want);
         // Failed (closed): dropping `started` ends the wait, nothing held.
         let inner = self.inner.blocking_acquire_many(n)?;
@@ -414,12 +625,23 @@ impl fmt::Debug for Semaphore {
 }
 
 impl<'a> SemaphorePermit<'a> {
-    /// Keeps the permits out of the semaphore for good. The detector stops
-    /// counting them as held by anyone (no phantom holder); the parts split
-    /// from this permit still hold the semaphore until they are dropped.
+    /// Keeps the permits out of the semaphore, as tokio's: they come back
+    /// only through [`Semaphore::add_permits`].
+    ///
+    /// For the detector the permits are still in use (a pool forgets the
+    /// permit of an object it hands out): the semaphore stays held, as
+    /// through an owned permit that may move to another task, until
+    /// `add_permits` gives them back (see [`Semaphore::add_permits`]).
+    /// Dependencies recorded meanwhile count if the permit is given back in
+    /// the context that took it; waiting for another permit meanwhile can be
+    /// reported as pool exhaustion.
     pub fn forget(self) {
-        let SemaphorePermit { held, inner, .. } = self;
-        drop(held);
+        let SemaphorePermit {
+            held,
+            inner,
+            semaphore,
+        } = self;
+        semaphore.forgotten.push(held, inner.num_permits());
         inner.forget();
     }
 
@@ -472,8 +694,9 @@ impl OwnedSemaphorePermit {
             inner,
             held,
         } = self;
-        drop(held);
-        inner.into_inner().forget();
+        let inner = inner.into_inner();
+        semaphore.forgotten.push(held, inner.num_permits());
+        inner.forget();
         drop(semaphore);
     }
 
@@ -536,5 +759,47 @@ impl fmt::Debug for OwnedSemaphorePermit {
         f.debug_struct("OwnedSemaphorePermit")
             .field("permits", &self.num_permits())
             .finish()
+    }
+}
+
+#[cfg(all(test, feature = "detect"))]
+mod tests {
+    use super::*;
+
+    /// Permits forgotten for good cost bounded memory: past
+    /// `MAX_FORGOTTEN`, the oldest are let go.
+    #[test]
+    fn forgotten_permits_kept_per_semaphore_are_bounded() {
+        crate::lockdep::enable();
+        let semaphore = Semaphore::with_class("unit-forgotten-bound", MAX_FORGOTTEN + 100);
+        for _ in 0..MAX_FORGOTTEN + 100 {
+            semaphore.try_acquire().unwrap().forget();
+        }
+        let list = semaphore.forgotten.0.get().unwrap();
+        let kept = crate::lockdep::lock_ignoring_poison(list).len();
+        assert_eq!(kept, MAX_FORGOTTEN);
+        semaphore.add_permits(MAX_FORGOTTEN + 100);
+        let list = semaphore.forgotten.0.get().unwrap();
+        let kept = crate::lockdep::lock_ignoring_poison(list).len();
+        assert_eq!(kept, 0, "all given back");
+        assert_eq!(semaphore.available_permits(), MAX_FORGOTTEN + 100);
+    }
+
+    /// A permit forgotten for good (a semaphore shrunk with `forget`) keeps
+    /// the semaphore held by its context: what that context locks after is
+    /// provisional, each dependency kept once, however often it is taken.
+    #[test]
+    fn dependencies_after_a_permit_forgotten_for_good_are_kept_once() {
+        crate::lockdep::enable();
+        let semaphore = Semaphore::with_class("unit-forgotten-shrunk", 2);
+        let lock = crate::sync::Mutex::with_class("unit-forgotten-shrunk-lock", ());
+        semaphore.try_acquire().unwrap().forget();
+        for _ in 0..1000 {
+            drop(lock.blocking_lock());
+        }
+        let list = semaphore.forgotten.0.get().unwrap();
+        let key = crate::lockdep::lock_ignoring_poison(list)[0].key;
+        let kept = crate::lockdep::engine().unwrap().provisional_count(key);
+        assert_eq!(kept, 1, "semaphore -> lock, once");
     }
 }
