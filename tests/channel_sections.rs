@@ -7,28 +7,12 @@ mod common;
 
 use std::time::Duration;
 
-use async_lockdep::{mpsc, oneshot, test_guard, Access, Report, ReportKind};
+use async_lockdep::{mpsc, oneshot, test_guard, Access, ReportKind};
 
-/// `(held, held_as, waited, waited_as)` of each dependency of a report.
-fn links(report: &Report) -> Vec<(String, Access, String, Access)> {
-    report
-        .dependencies
-        .iter()
-        .map(|d| {
-            (
-                d.held.name.to_string(),
-                d.held_as,
-                d.waited.name.to_string(),
-                d.waited_as,
-            )
-        })
-        .collect()
-}
+use common::links;
 
 fn line_of(marker: &str) -> u32 {
-    let text = std::fs::read_to_string(file!()).unwrap();
-    let index = text.lines().position(|l| l.contains(marker)).unwrap();
-    index as u32 + 1
+    common::line_of(file!(), marker)
 }
 
 /// A service that sends `greeting` to its peer, then drains its own inbox

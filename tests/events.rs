@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_lockdep::{mpsc, oneshot, test_guard, Access, Mutex, Report, ReportKind};
+use async_lockdep::{mpsc, oneshot, test_guard, Access, Mutex, ReportKind};
 
 /// A request to the actor: whether it needs the state, and where to reply.
 type Request = (bool, oneshot::Sender<u32>);
@@ -52,27 +52,7 @@ async fn request(
     rx
 }
 
-/// `(held, held_as, waited, waited_as)` of each dependency of a report.
-fn links(report: &Report) -> Vec<(String, Access, String, Access)> {
-    report
-        .dependencies
-        .iter()
-        .map(|d| {
-            (
-                d.held.name.to_string(),
-                d.held_as,
-                d.waited.name.to_string(),
-                d.waited_as,
-            )
-        })
-        .collect()
-}
-
-fn line_of(file: &str, marker: &str) -> u32 {
-    let text = std::fs::read_to_string(file).unwrap();
-    let index = text.lines().position(|l| l.contains(marker)).unwrap();
-    index as u32 + 1
-}
+use common::{line_of, links};
 
 /// One caller asks for the state (the actor locks `state`, then replies);
 /// another holds `state` while it awaits a reply: the actor may be handling

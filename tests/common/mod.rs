@@ -184,3 +184,28 @@ pub fn held_waited_lines(report: &async_lockdep::Report) -> Vec<(u32, u32)> {
         .map(|d| (d.held_at.line(), d.waited_at.line()))
         .collect()
 }
+
+/// `(held, held_as, waited, waited_as)` of each dependency of a report.
+pub fn links(
+    report: &async_lockdep::Report,
+) -> Vec<(String, async_lockdep::Access, String, async_lockdep::Access)> {
+    report
+        .dependencies
+        .iter()
+        .map(|d| {
+            (
+                d.held.name.to_string(),
+                d.held_as,
+                d.waited.name.to_string(),
+                d.waited_as,
+            )
+        })
+        .collect()
+}
+
+/// The line (from 1) of the first line of `file` that contains `marker`.
+pub fn line_of(file: &str, marker: &str) -> u32 {
+    let text = std::fs::read_to_string(file).unwrap();
+    let index = text.lines().position(|l| l.contains(marker)).unwrap();
+    index as u32 + 1
+}
