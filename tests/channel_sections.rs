@@ -353,3 +353,51 @@ async fn a_body_sending_into_two_channels_it_drains_is_silent() {
     assert_eq!(a_rx.recv().await, Some(2));
     assert_eq!(lockdep.take_reports(), []);
 }
+
+/// A receiver handed to a worker through a `oneshot`, after the maker sent
+/// into the channel: the worker's wait for the receiver is not a wait made
+/// while owning it (it could not drain before it had it). Silent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_handed_over_through_a_oneshot_is_silent() {
+    let lockdep = test_guard();
+    let (tx, rx) = mpsc::channel_with_class::<u32>("handed-jobs", 4);
+    let (hand_tx, hand_rx) = oneshot::channel_with_class::<mpsc::Receiver<u32>>("handed-rx");
+    let worker = tokio::spawn(async move {
+        let mut rx = hand_rx.await.unwrap();
+        let mut got = Vec::new();
+        while let Some(v) = rx.recv().await {
+            got.push(v);
+        }
+        got
+    });
+    tx.send(1).await.unwrap();
+    hand_tx.send(rx).unwrap();
+    tx.send(2).await.unwrap();
+    drop(tx);
+    assert_eq!(common::within("the worker", worker).await.unwrap(), [1, 2]);
+    assert_eq!(lockdep.take_reports(), []);
+}
+
+/// A worker that waits for a start signal before draining its queue, which
+/// the test body fills (with room) before giving the signal. Silent: the
+/// waits before the worker's last wait for an event do not count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_signal_before_draining_is_silent() {
+    let lockdep = test_guard();
+    let (tx, mut rx) = mpsc::channel_with_class::<u32>("started-jobs", 4);
+    let (start_tx, start_rx) = oneshot::channel_with_class::<()>("started-go");
+    let worker = tokio::spawn(async move {
+        start_rx.await.unwrap();
+        let mut n = 0;
+        while rx.recv().await.is_some() {
+            n += 1;
+        }
+        n
+    });
+    tx.send(1).await.unwrap();
+    tx.send(2).await.unwrap();
+    start_tx.send(()).unwrap();
+    drop(tx);
+    assert_eq!(common::within("the worker", worker).await.unwrap(), 2);
+    assert_eq!(lockdep.take_reports(), []);
+}

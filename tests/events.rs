@@ -827,3 +827,28 @@ async fn signals_after_notifications_awaited_to_the_end_are_reported() {
     classes.sort();
     assert_eq!(classes, ["awaited-a", "awaited-b"]);
 }
+
+/// Workers each lock a mutex of their own (one class: one line) across a
+/// start `Barrier`, let it go, and meet at the barrier again. Passing the
+/// barrier begins a new section: the second arrival does not depend on the
+/// lock taken before the first. Silent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_meeting_at_a_barrier_twice_with_their_own_locks_are_silent() {
+    let lockdep = test_guard();
+    let barrier = Arc::new(async_lockdep::sync::Barrier::with_class("twice-barrier", 3));
+    let mut workers = Vec::new();
+    for _ in 0..3 {
+        let barrier = barrier.clone();
+        workers.push(tokio::spawn(async move {
+            let own = Mutex::with_class("twice-own", 0u32);
+            let guard = own.lock().await;
+            barrier.wait().await;
+            drop(guard);
+            barrier.wait().await;
+        }));
+    }
+    for worker in workers {
+        common::within("a worker", worker).await.unwrap();
+    }
+    assert_eq!(lockdep.take_reports(), []);
+}

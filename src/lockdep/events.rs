@@ -119,17 +119,29 @@ impl Engine {
     /// room and messages are left out. A context draining a channel it made
     /// itself (a test body) is left alone: the waits before the channel
     /// existed, and its sends into channels it also drains, are not waits
-    /// between parties.
+    /// between parties. Only the waits after its last wait for an event or
+    /// a join count: the receiver may have come through it (a `oneshot`, a
+    /// message, a task's output), and a start signal it waited for delayed
+    /// its draining no more than the sends before that signal.
     pub(crate) fn first_drain(&self, section: Acquire) {
         let context = ContextId::current();
         let waits: Vec<Waited> = match self.held.find(context) {
-            Some(record) => record
-                .stack()
-                .section_waits()
-                .iter()
-                .filter(|w| w.instance != section.lock.instance)
-                .copied()
-                .collect(),
+            Some(record) => {
+                let stack = record.stack();
+                let waits: Vec<Waited> = stack.section_waits_in_order().copied().collect();
+                // Only the waits after the last one that could have handed
+                // the receiver over (a reply, a message, a join's output, a
+                // start signal): the context may not have owned it before.
+                let owned_from = waits
+                    .iter()
+                    .rposition(|w| matches!(w.access, Access::Event | Access::Join | Access::Await))
+                    .map_or(0, |i| i + 1);
+                waits[owned_from..]
+                    .iter()
+                    .filter(|w| w.instance != section.lock.instance)
+                    .copied()
+                    .collect()
+            }
             None => return,
         };
         if waits.is_empty() {

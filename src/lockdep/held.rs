@@ -679,6 +679,18 @@ impl Stack {
         &self.section.waits[..usize::from(self.section.len)]
     }
 
+    /// The waits of the current section, oldest first.
+    pub(crate) fn section_waits_in_order(&self) -> impl Iterator<Item = &Waited> {
+        let len = usize::from(self.section.len);
+        // Full, the oldest is where the next one goes; else they start at 0.
+        let start = if len == SECTION_LOG {
+            usize::from(self.section.next)
+        } else {
+            0
+        };
+        (0..len).map(move |i| &self.section.waits[(start + i) % SECTION_LOG])
+    }
+
     /// Forgets the acquisition `token`; returns whether it was movable, or
     /// `None` if it was not recorded (which cannot happen for a live
     /// `Hold`: each is released once, by its owner).

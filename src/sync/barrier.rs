@@ -76,14 +76,22 @@ impl Barrier {
                 engine.signal(want.lock, want.created, site.into(), true, None);
             }
             let mut inner = std::pin::pin!(self.inner.wait());
-            std::future::poll_fn(|cx| {
+            let passed = std::future::poll_fn(|cx| {
                 let meta = &self.meta;
                 wait.poll(
                     || meta.want(Access::Event, site),
                     || inner.as_mut().poll(cx),
                 )
             })
-            .await
+            .await;
+            // Every participant arrived: what each waited for before is over
+            // for all of them, in every run (the barrier orders it). What it
+            // signals from now on (its next arrival) depends only on what it
+            // waits for from now on.
+            if let Some(engine) = self.meta.engine() {
+                engine.begin_section();
+            }
+            passed
         }
     }
 }
