@@ -138,7 +138,7 @@ async fn a_requeue_into_the_channel_one_drains_really_hangs_and_is_reported() {
             }
         }
     });
-    let outcome = tokio::time::timeout(Duration::from_secs(3), async {
+    let outcome = tokio::time::timeout(Duration::from_secs(6), async {
         loop {
             let reports = lockdep.take_reports();
             if !reports.is_empty() {
@@ -215,13 +215,15 @@ async fn a_send_while_holding_a_reserved_slot_of_the_same_channel_is_reported() 
     );
 }
 
-/// Input 6 through a forwarding service: holding a reserved slot of `out`,
-/// ask a service (which forwards into `out`, then replies) and await its
-/// reply. The service waits for the room the slot holds.
+/// Input 6 through a forwarding service: holding the reserved slot of
+/// `out` (capacity 1), ask a service (which, for some requests, forwards
+/// into `out`, then replies) and await its reply. A forwarding request would
+/// wait for the room the slot holds. Reported from a run where the request
+/// made under the slot needed no forwarding (no hang).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_awaited_while_holding_a_slot_the_replier_needs_is_reported() {
     let lockdep = test_guard();
-    let (out_tx, mut out_rx) = mpsc::channel_with_class::<u32>("fwd-out", 2);
+    let (out_tx, mut out_rx) = mpsc::channel_with_class::<u32>("fwd-out", 1);
     let consumer = tokio::spawn(async move {
         let mut got = Vec::new();
         while let Some(v) = out_rx.recv().await {
@@ -229,18 +231,27 @@ async fn a_reply_awaited_while_holding_a_slot_the_replier_needs_is_reported() {
         }
         got
     });
-    let (svc_tx, mut svc_rx) =
-        mpsc::channel_with_class::<(u32, oneshot::Sender<()>)>("fwd-service", 1);
+    type Request = (Option<u32>, oneshot::Sender<()>);
+    let (svc_tx, mut svc_rx) = mpsc::channel_with_class::<Request>("fwd-service", 1);
     let forward = out_tx.clone();
     let service = tokio::spawn(async move {
         while let Some((v, reply)) = svc_rx.recv().await {
-            forward.send(v).await.unwrap(); // FORWARD
+            if let Some(v) = v {
+                forward.send(v).await.unwrap(); // FORWARD
+            }
             let _ = reply.send(()); // FORWARD-REPLY
         }
     });
+    let ask = |v| {
+        let (reply, done) = oneshot::channel_with_class("fwd-reply"); // REPLY-MADE
+        ((v, reply), done)
+    };
+    let (request, done) = ask(Some(1));
+    svc_tx.send(request).await.unwrap();
+    common::within("the forwarding reply", done).await.unwrap();
     let permit = out_tx.reserve().await.unwrap(); // HOLD-SLOT
-    let (reply, done) = oneshot::channel_with_class("fwd-reply"); // REPLY-MADE
-    svc_tx.send((1, reply)).await.unwrap();
+    let (request, done) = ask(None);
+    svc_tx.send(request).await.unwrap();
     common::within("the reply", done).await.unwrap();
     permit.send(2);
     drop((svc_tx, out_tx));
@@ -399,5 +410,65 @@ async fn a_start_signal_before_draining_is_silent() {
     start_tx.send(()).unwrap();
     drop(tx);
     assert_eq!(common::within("the worker", worker).await.unwrap(), 2);
+    assert_eq!(lockdep.take_reports(), []);
+}
+
+/// A producer and a slow consumer joined in one task on a channel of
+/// capacity 1: the producer's send waits for room while the consumer (which
+/// holds the receiving section) takes its time over each value. Not a
+/// requeue: the wait ends. Silent.
+#[tokio::test]
+async fn a_producer_joined_with_a_slow_consumer_is_silent() {
+    let lockdep = test_guard();
+    let (tx, mut rx) = mpsc::channel_with_class::<u32>("slow-consumer", 1);
+    let producer = async move {
+        for v in 0..3 {
+            tx.send(v).await.unwrap();
+        }
+    };
+    let consumer = async {
+        let mut got = Vec::new();
+        while let Some(v) = rx.recv().await {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            got.push(v);
+        }
+        got
+    };
+    let ((), got) = tokio::join!(producer, consumer);
+    assert_eq!(got, [0, 1, 2]);
+    assert_eq!(lockdep.take_reports(), []);
+}
+
+/// tokio's advice for sending under a lock: reserve a slot, then lock and
+/// send the value through it; another task sends under that lock. In a
+/// channel of capacity 64 with a receiver that drains, one slot blocks
+/// nobody. Silent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_reserved_before_a_lock_in_a_roomy_channel_is_silent() {
+    let lockdep = test_guard();
+    let m = std::sync::Arc::new(async_lockdep::Mutex::with_class("roomy-lock", 0u32));
+    let (tx, mut rx) = mpsc::channel_with_class::<u32>("roomy-chan", 64);
+    let drainer = tokio::spawn(async move {
+        let mut n = 0;
+        while rx.recv().await.is_some() {
+            n += 1;
+        }
+        n
+    });
+    let a = {
+        let (m, tx) = (m.clone(), tx.clone());
+        tokio::spawn(async move {
+            let permit = tx.reserve().await.unwrap();
+            let v = *m.lock().await;
+            permit.send(v);
+        })
+    };
+    let b = tokio::spawn(async move {
+        let g = m.lock().await;
+        tx.send(*g).await.unwrap();
+    });
+    a.await.unwrap();
+    b.await.unwrap();
+    assert_eq!(common::within("the drainer", drainer).await.unwrap(), 2);
     assert_eq!(lockdep.take_reports(), []);
 }

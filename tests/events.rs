@@ -14,7 +14,8 @@ use async_lockdep::{mpsc, oneshot, test_guard, Access, Mutex, ReportKind};
 type Request = (bool, oneshot::Sender<u32>);
 
 /// An actor that, for requests that need it, locks `state` before replying
-/// (`lock_first`), or replies first and locks after (`!lock_first`).
+/// (`lock_first`), or replies first and hands the work on the state to a
+/// task of its own (`!lock_first`): it never waits for `state` itself.
 fn actor(
     state: Arc<Mutex<u32>>,
     mut inbox: mpsc::UnboundedReceiver<Request>,
@@ -34,7 +35,10 @@ fn actor(
             } else {
                 let _ = reply.send(0);
                 if needs_state {
-                    let _unused = state.lock().await;
+                    let state = state.clone();
+                    tokio::spawn(async move {
+                        let _unused = state.lock().await;
+                    });
                 }
             }
         }
@@ -76,10 +80,33 @@ async fn a_reply_awaited_while_holding_the_lock_the_actor_takes_before_replying_
     drop(tx);
     worker.await.unwrap();
 
+    // Two cycles through the actor: its reply (it locks `state` before
+    // replying), and its inbox (the caller waits for whoever handles the
+    // inbox, which locks `state`).
     let reports = lockdep.take_reports();
-    assert_eq!(reports.len(), 1, "{reports:#?}");
-    let report = &reports[0];
-    assert_eq!(report.kind, ReportKind::CircularDependency);
+    assert_eq!(reports.len(), 2, "{reports:#?}");
+    assert!(reports
+        .iter()
+        .all(|r| r.kind == ReportKind::CircularDependency));
+    let report = reports
+        .iter()
+        .find(|r| r.class_names().contains(&"actor-reply"))
+        .unwrap();
+    let inbox = reports
+        .iter()
+        .find(|r| !r.class_names().contains(&"actor-reply"))
+        .unwrap();
+    assert_eq!(
+        links(inbox)
+            .iter()
+            .map(|l| (l.0 == "actor-state", l.1, l.3))
+            .collect::<Vec<_>>(),
+        [
+            (true, Access::Lock, Access::Event),
+            (false, Access::Receive, Access::Lock)
+        ],
+        "{inbox}"
+    );
     assert_eq!(
         links(report),
         [
@@ -132,21 +159,26 @@ async fn a_reply_awaited_under_the_lock_the_actor_needs_really_hangs_and_is_repo
     let kinds: Vec<_> = reports.iter().map(|r| r.kind).collect();
     assert_eq!(
         kinds,
-        [ReportKind::CircularDependency, ReportKind::DeadlockNow],
+        [
+            ReportKind::CircularDependency,
+            ReportKind::CircularDependency,
+            ReportKind::DeadlockNow
+        ],
         "{reports:#?}"
     );
-    let mut stuck = reports[1].class_names();
+    let mut stuck = reports[2].class_names();
     stuck.sort();
-    assert_eq!(stuck[0], "actor-state-2", "{}", reports[1]);
-    assert_eq!(
-        links(&reports[0])
-            .iter()
-            .map(|l| (l.0.as_str(), l.2.as_str()))
-            .collect::<Vec<_>>(),
-        [
-            ("actor-state-2", "actor-reply"),
-            ("actor-reply", "actor-state-2")
-        ]
+    assert_eq!(stuck[0], "actor-state-2", "{}", reports[2]);
+    // The reply cycle, and the one through the inbox (which comes first:
+    // the caller's wait for the inbox's handler is recorded first).
+    assert!(
+        reports[..2].iter().any(
+            |r| links(r).iter().map(|l| (l.0.as_str(), l.2.as_str())).eq([
+                ("actor-state-2", "actor-reply"),
+                ("actor-reply", "actor-state-2")
+            ])
+        ),
+        "{reports:#?}"
     );
 }
 
@@ -663,14 +695,18 @@ async fn an_actor_deadlock_on_the_first_request_is_reported_as_stuck_now() {
     drop(held);
     drop(tx);
     common::within("the actor", actor).await.unwrap();
+    // The cycle `state → inbox → state` when the actor starts waiting for
+    // the state; the tasks stuck now, confirmed after 100 ms.
     assert_eq!(
         reports.iter().map(|r| r.kind).collect::<Vec<_>>(),
-        [ReportKind::DeadlockNow],
+        [ReportKind::CircularDependency, ReportKind::DeadlockNow],
         "{reports:#?}"
     );
-    let mut classes = reports[0].class_names();
-    classes.sort();
-    assert_eq!(classes, ["first-inbox", "first-state"], "{}", reports[0]);
+    for report in &reports {
+        let mut classes = report.class_names();
+        classes.sort();
+        assert_eq!(classes, ["first-inbox", "first-state"], "{report}");
+    }
     // Once the state was let go, the actor locked it and replied: the
     // lock-order cycle `state → reply → state` is then recorded too.
     let later = lockdep.take_reports();
@@ -756,18 +792,15 @@ async fn an_actor_deadlock_on_the_first_request_through_an_unbounded_inbox_is_st
     common::within("the actor", actor).await.unwrap();
     assert_eq!(
         reports.iter().map(|r| r.kind).collect::<Vec<_>>(),
-        [ReportKind::DeadlockNow],
+        [ReportKind::CircularDependency, ReportKind::DeadlockNow],
         "{reports:#?}"
     );
     let inbox_class = format!("{}:{}:27", file!(), line_of(file!(), "// U-INBOX"));
-    let mut classes = reports[0].class_names();
-    classes.sort();
-    assert_eq!(
-        classes,
-        ["first-u-state", inbox_class.as_str()],
-        "{}",
-        reports[0]
-    );
+    for report in &reports {
+        let mut classes = report.class_names();
+        classes.sort();
+        assert_eq!(classes, ["first-u-state", inbox_class.as_str()], "{report}");
+    }
     let later = lockdep.take_reports();
     assert_eq!(
         later.iter().map(|r| r.kind).collect::<Vec<_>>(),
@@ -851,4 +884,53 @@ async fn workers_meeting_at_a_barrier_twice_with_their_own_locks_are_silent() {
         common::within("a worker", worker).await.unwrap();
     }
     assert_eq!(lockdep.take_reports(), []);
+}
+
+/// An actor that replies, then locks `state` for bookkeeping in the same
+/// handler; a caller holds `state` while awaiting its next reply. Should the
+/// caller take `state` while the actor is still in the previous handler's
+/// tail, the actor waits for `state` and never reaches the request: the
+/// caller waits for the inbox's handler (`state → inbox`), the handler for
+/// `state` (`inbox → state`). Reported from a run that does not hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_actor_that_locks_after_replying_is_reported_through_its_inbox() {
+    let lockdep = test_guard();
+    let state = Arc::new(Mutex::with_class("tail-state", 0u32));
+    let (tx, mut inbox) = mpsc::unbounded_channel::<Request>();
+    let s = state.clone();
+    let actor = tokio::spawn(async move {
+        while let Some((needs_state, reply)) = inbox.recv().await {
+            let _ = reply.send(0);
+            if needs_state {
+                *s.lock().await += 1; // TAIL-LOCK
+            }
+        }
+    });
+    let _ = request(&tx, true).await.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await; // the tail is over
+    let reply = request(&tx, false).await;
+    let held = state.lock().await; // TAIL-HELD
+    let _ = common::within("the reply", reply).await.unwrap();
+    drop(held);
+    drop(tx);
+    actor.await.unwrap();
+    let reports = lockdep.take_reports();
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    let report = &reports[0];
+    assert_eq!(report.kind, ReportKind::CircularDependency, "{report}");
+    let found = links(report);
+    assert_eq!(
+        found
+            .iter()
+            .map(|l| (l.0 == "tail-state", l.1, l.3))
+            .collect::<Vec<_>>(),
+        [
+            (true, Access::Lock, Access::Event),
+            (false, Access::Receive, Access::Lock)
+        ],
+        "{report}"
+    );
+    let deps = &report.dependencies;
+    assert_eq!(deps[0].held_at.line(), line_of(file!(), "// TAIL-HELD"));
+    assert_eq!(deps[1].waited_at.line(), line_of(file!(), "// TAIL-LOCK"));
 }

@@ -19,6 +19,12 @@ use crate::vocab::{Access, ClassId, ContextId, SiteRef};
 /// same task that holds the lock lets it go by then.
 pub(super) const CONFIRM_SELF_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// As [`CONFIRM_SELF_AFTER`] for a send into the channel the context drains
+/// (or holds a reserved slot of): a consumer joined with its producer in one
+/// task may take its time over each value (a slow handler, a rate limit)
+/// while the producer waits for room.
+pub(super) const CONFIRM_SEND_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// How long a wait with a possible self-deadlock must have lasted for its
 /// being given up to report it (a `timeout` running out), rather than a
 /// `select!` branch losing the race.
@@ -154,6 +160,16 @@ impl Engine {
             return; // reported before: once per pair of sites
         }
         deferred.test = self.test_of(deferred.instance);
+        let send = deferred
+            .report
+            .dependencies
+            .first()
+            .is_some_and(|d| d.waited_as == Access::Send);
+        let after = if send {
+            CONFIRM_SEND_AFTER
+        } else {
+            CONFIRM_SELF_AFTER
+        };
         let kept = {
             let mut map = lock_ignoring_poison(&self.deferred);
             if map.len() >= MAX_DEFERRED {
@@ -165,7 +181,10 @@ impl Engine {
             }
         };
         match kept {
-            Ok(()) => schedule(CONFIRM_SELF_AFTER, Confirm::Deferred(context, seq)),
+            Ok(()) => schedule(after, Confirm::Deferred(context, seq)),
+            // A wait while holding a forgotten permit is never decided by
+            // time: too many undecided, it is let go (silence).
+            Err(deferred) if matches!(deferred.conflict, Conflict::Forgotten(_)) => {}
             // Too many undecided: report at once, as before deferring.
             Err(deferred) => self.publish_deferred(deferred, Panic::OnReport),
         }

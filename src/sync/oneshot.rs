@@ -221,6 +221,11 @@ impl<T> Future for Receiver<T> {
                     lock: channel,
                     ..want
                 };
+                // The reply comes from whoever handles the request: held
+                // locks wait for that channel's handler too (`H → channel`),
+                // which its handler's `channel → L` closes into a cycle when
+                // it needs `H` — whatever reply class it answers with.
+                let _ = engine.record_wait_dependencies_deferring(live, false);
             }
         }
         waiting

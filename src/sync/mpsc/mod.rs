@@ -162,11 +162,21 @@ fn with_class_id<T>(class: crate::vocab::ClassId, buffer: usize) -> (Sender<T>, 
     )
 }
 
-/// The hold of a reserved slot: a unit of the channel's capacity, held
-/// (as [`Access::Send`]) by the context that reserved it until it is used or
-/// given back. Sends into the same channel while holding it wait for room it
-/// keeps taken.
-fn slot(meta: &ChannelMeta, site: &'static Location<'static>, movable: bool) -> Held {
+/// The hold of a reserved slot of a channel of `capacity`: held (as
+/// [`Access::Send`]) by the context that reserved it until it is used or
+/// given back, when it is the channel's whole capacity (1). Every send into
+/// the channel then waits for it. In a larger channel one slot blocks
+/// nobody while the receiver drains: not held (a slot taken, then a lock,
+/// beside a sender holding that lock, is tokio's advice, not a hazard).
+fn slot(
+    meta: &ChannelMeta,
+    capacity: usize,
+    site: &'static Location<'static>,
+    movable: bool,
+) -> Held {
+    if capacity != 1 {
+        return Held::new(None);
+    }
     Held::new(crate::lockdep::engine().map(|engine| {
         let want = meta.want(Access::Send, site);
         Holding::try_acquired(engine, if movable { want.movable() } else { want })
@@ -174,9 +184,9 @@ fn slot(meta: &ChannelMeta, site: &'static Location<'static>, movable: bool) -> 
 }
 
 /// Room for one value reserved in a bounded channel, as
-/// `tokio::sync::mpsc::Permit`. While it lives, the context that reserved it
-/// holds a unit of the channel's capacity: a send into the same channel
-/// made meanwhile may wait for the room it keeps.
+/// `tokio::sync::mpsc::Permit`. While it lives, in a channel of capacity 1,
+/// the context that reserved it holds the channel's whole capacity: every
+/// send into it waits for this slot.
 pub struct Permit<'a, T> {
     inner: tokio::sync::mpsc::Permit<'a, T>,
     meta: &'a ChannelMeta,
@@ -209,6 +219,8 @@ pub struct PermitIterator<'a, T> {
     inner: tokio::sync::mpsc::PermitIterator<'a, T>,
     meta: &'a ChannelMeta,
     site: &'static Location<'static>,
+    /// The channel's capacity (see `slot`).
+    capacity: usize,
     held: Held,
 }
 
@@ -217,7 +229,7 @@ impl<'a, T> Iterator for PermitIterator<'a, T> {
 
     fn next(&mut self) -> Option<Permit<'a, T>> {
         let inner = self.inner.next()?;
-        let held = slot(self.meta, self.site, false);
+        let held = slot(self.meta, self.capacity, self.site, false);
         if self.inner.len() == 0 {
             self.held = Held::new(None);
         }
@@ -443,7 +455,7 @@ impl<T> Sender<T> {
             Ok(Permit {
                 inner,
                 meta: &self.meta,
-                held: slot(&self.meta, site, false),
+                held: slot(&self.meta, self.inner.max_capacity(), site, false),
             })
         }
     }
@@ -473,8 +485,9 @@ impl<T> Sender<T> {
         inner: tokio::sync::mpsc::PermitIterator<'a, T>,
         site: &'static Location<'static>,
     ) -> PermitIterator<'a, T> {
+        let capacity = self.inner.max_capacity();
         let held = if inner.len() > 0 {
-            slot(&self.meta, site, false)
+            slot(&self.meta, capacity, site, false)
         } else {
             Held::new(None)
         };
@@ -482,6 +495,7 @@ impl<T> Sender<T> {
             inner,
             meta: &self.meta,
             site,
+            capacity,
             held,
         }
     }
@@ -498,6 +512,7 @@ impl<T> Sender<T> {
         self.meta.signal(site);
         let want = crate::lockdep::engine().map(|_| self.meta.want(Access::Send, site));
         let meta = SharedMeta::clone(&self.meta);
+        let capacity = self.inner.max_capacity();
         let wait = SendWait {
             inner: self.inner.reserve_owned(),
             want,
@@ -505,7 +520,7 @@ impl<T> Sender<T> {
         };
         async move {
             let inner = wait.await?;
-            let held = slot(&meta, site, true);
+            let held = slot(&meta, capacity, site, true);
             Ok(OwnedPermit { inner, meta, held })
         }
     }
@@ -522,7 +537,12 @@ impl<T> Sender<T> {
         Ok(Permit {
             inner,
             meta: &self.meta,
-            held: slot(&self.meta, Location::caller(), false),
+            held: slot(
+                &self.meta,
+                self.inner.max_capacity(),
+                Location::caller(),
+                false,
+            ),
         })
     }
 
@@ -547,9 +567,10 @@ impl<T> Sender<T> {
     #[track_caller]
     pub fn try_reserve_owned(self) -> Result<OwnedPermit<T>, TrySendError<Self>> {
         let meta = self.meta;
+        let capacity = self.inner.max_capacity();
         match self.inner.try_reserve_owned() {
             Ok(inner) => {
-                let held = slot(&meta, Location::caller(), true);
+                let held = slot(&meta, capacity, Location::caller(), true);
                 Ok(OwnedPermit { inner, meta, held })
             }
             Err(TrySendError::Full(inner)) => Err(TrySendError::Full(Sender { inner, meta })),
