@@ -801,6 +801,11 @@ async fn an_actor_deadlock_on_the_first_request_through_an_unbounded_inbox_is_st
         classes.sort();
         assert_eq!(classes, ["first-u-state", inbox_class.as_str()], "{report}");
     }
+    let text = reports[1].to_string();
+    assert!(
+        text.contains("waits for  the reply to a request it sent into"),
+        "{text}"
+    );
     let later = lockdep.take_reports();
     assert_eq!(
         later.iter().map(|r| r.kind).collect::<Vec<_>>(),

@@ -393,6 +393,16 @@ fn print_stuck(f: &mut fmt::Formatter<'_>, deps: &[Dependency]) -> fmt::Result {
         } else {
             ""
         };
+        if dep.waited_as == Access::Event && dep.waited.kind == ClassKind::Channel {
+            // A reply awaited, tied to the channel its request went into.
+            writeln!(
+                f,
+                "  waits for  the reply to a request it sent into {waited}, handled by the\n\
+                 \x20            holder of that channel   (the reply was made at {})",
+                dep.waited_at
+            )?;
+            continue;
+        }
         writeln!(
             f,
             "  waits to   {verb} {waited}{full}   {} {}",
