@@ -650,8 +650,12 @@ impl Event {
     #[inline]
     pub(crate) fn signal_into(&self, channel: ClassId, site: &'static Location<'static>) {
         #[cfg(feature = "detect")]
-        if let (Some((lock, created)), Some(engine)) = (self.id, crate::lockdep::engine()) {
-            engine.signal(lock, created, site.into(), false, Some(channel));
+        // The event first: one made while detection was off records nothing,
+        // without a look at the switch.
+        if let Some((lock, created)) = self.id {
+            if let Some(engine) = crate::lockdep::engine() {
+                engine.signal(lock, created, site.into(), false, Some(channel));
+            }
         }
         #[cfg(not(feature = "detect"))]
         let _ = (channel, site);
@@ -661,8 +665,10 @@ impl Event {
     #[inline]
     pub(crate) fn signal(&self, site: &'static Location<'static>) {
         #[cfg(feature = "detect")]
-        if let (Some((lock, created)), Some(engine)) = (self.id, crate::lockdep::engine()) {
-            engine.signal(lock, created, site.into(), false, None);
+        if let Some((lock, created)) = self.id {
+            if let Some(engine) = crate::lockdep::engine() {
+                engine.signal(lock, created, site.into(), false, None);
+            }
         }
         #[cfg(not(feature = "detect"))]
         let _ = site;

@@ -39,11 +39,13 @@ use crate::lockdep::hooks::{event_of, Event, FirstPollWait};
 /// # }
 /// ```
 #[track_caller]
+#[inline]
 pub fn channel<T>() -> (Sender<T>, Receiver<T>) {
     with_event(event_of::<T>(None, Location::caller()))
 }
 
 /// The halves of a new channel whose reply is `event`.
+#[inline]
 fn with_event<T>(event: Event) -> (Sender<T>, Receiver<T>) {
     let (tx, rx) = tokio::sync::oneshot::channel();
     (
@@ -92,6 +94,7 @@ struct Waiting {
 
 impl Waiting {
     /// The wait for `event`, if it is recorded (made while detection is on).
+    #[inline]
     fn new(event: Event) -> Option<Box<Waiting>> {
         event.want()?;
         Some(Box::new(Waiting {
@@ -123,6 +126,7 @@ impl<T> Sender<T> {
     ///
     /// If the receiver is gone, with the value back.
     #[track_caller]
+    #[inline]
     pub fn send(self, value: T) -> Result<(), T> {
         self.event.signal(Location::caller());
         self.inner.send(value)
@@ -196,6 +200,7 @@ impl<T> Future for Receiver<T> {
 
     /// Records `H → reply` for the held locks `H` at the first poll; while
     /// pending, the wait is seen by the deadlock-now check.
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let inner = &mut this.inner;
