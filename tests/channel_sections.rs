@@ -472,3 +472,56 @@ async fn a_slot_reserved_before_a_lock_in_a_roomy_channel_is_silent() {
     assert_eq!(common::within("the drainer", drainer).await.unwrap(), 2);
     assert_eq!(lockdep.take_reports(), []);
 }
+
+/// The most common service test: the test body makes a request channel and
+/// a response channel (both bounded), hands the service its halves, and
+/// sends a request, then receives the response, in lockstep. One message is
+/// in flight: it cannot deadlock. Silent (the body's sends are not waits of
+/// the responses' section: it made that channel and drives the service).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_body_driving_a_service_in_lockstep_is_silent() {
+    let lockdep = test_guard();
+    let (req_tx, mut req_rx) = mpsc::channel_with_class::<u32>("lockstep-requests", 1);
+    let (resp_tx, mut resp_rx) = mpsc::channel_with_class::<u32>("lockstep-responses", 1);
+    let service = tokio::spawn(async move {
+        while let Some(v) = req_rx.recv().await {
+            resp_tx.send(v * 2).await.unwrap();
+        }
+    });
+    for i in 0..4 {
+        req_tx.send(i).await.unwrap();
+        assert_eq!(resp_rx.recv().await, Some(i * 2));
+    }
+    drop(req_tx);
+    common::within("the service", service).await.unwrap();
+    assert_eq!(lockdep.take_reports(), []);
+}
+
+/// The same driving loop in a spawned task (a coordinator, not a test
+/// body): its sends while draining the responses are waits of that section,
+/// as a fan-out/fan-in coordinator's are — reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_driving_a_service_through_two_bounded_channels_is_reported() {
+    let lockdep = test_guard();
+    let coordinator = tokio::spawn(async move {
+        let (req_tx, mut req_rx) = mpsc::channel_with_class::<u32>("coord-requests", 1);
+        let (resp_tx, mut resp_rx) = mpsc::channel_with_class::<u32>("coord-responses", 1);
+        let service = tokio::spawn(async move {
+            while let Some(v) = req_rx.recv().await {
+                resp_tx.send(v * 2).await.unwrap();
+            }
+        });
+        for i in 0..4 {
+            req_tx.send(i).await.unwrap();
+            assert_eq!(resp_rx.recv().await, Some(i * 2));
+        }
+        drop(req_tx);
+        service.await.unwrap();
+    });
+    common::within("the coordinator", coordinator).await.unwrap();
+    let reports = lockdep.take_reports();
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    let mut classes = reports[0].class_names();
+    classes.sort();
+    assert_eq!(classes, ["coord-requests", "coord-responses"], "{}", reports[0]);
+}

@@ -438,6 +438,7 @@ fn blocked_by(
                         created: earlier.want.created,
                         movable: false,
                         forgotten: false,
+                        drives: false,
                         token: 0,
                         span: earlier.span,
                         chain: 0,

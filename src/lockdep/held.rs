@@ -45,6 +45,10 @@ pub(crate) struct HeldLock {
     /// A permit `forget()`-ed: capacity in use until `add_permits` gives it
     /// back (also `movable`: the pooled object may have moved).
     pub(crate) forgotten: bool,
+    /// A receiving section of a channel that a thread (a test body, a
+    /// `block_on`) made and drains itself: it drives a service in lockstep,
+    /// and its sends into bounded channels are not waits of the section.
+    pub(crate) drives: bool,
     /// Identifies this acquisition within its context, for the release.
     pub(crate) token: u64,
     /// The span (serial) the lock was taken in, or 0: a hold of a span is
@@ -632,6 +636,7 @@ impl Stack {
             created: want.created,
             movable: want.movable,
             forgotten: false,
+            drives: false,
             token,
             chain,
             span,
@@ -727,6 +732,14 @@ impl Stack {
         }
     }
 
+    /// The receiving section `token` is a driving thread's (see
+    /// [`HeldLock::drives`]).
+    pub(crate) fn mark_driving(&mut self, token: u64) {
+        if let Some(held) = self.held.iter_mut().rev().find(|h| h.token == token) {
+            held.drives = true;
+        }
+    }
+
     /// Changes how `token` is held (an `RwLock` write guard downgraded).
     pub(crate) fn change_access(&mut self, token: u64, access: Access) {
         let Some(pos) = self.held.iter().rposition(|h| h.token == token) else {
@@ -778,6 +791,11 @@ impl Engine {
     /// The permit of the acquisition `hold` was `forget()`-ed.
     pub(crate) fn permit_forgotten(&self, hold: &Hold) {
         hold.record().stack().mark_forgotten(hold.token);
+    }
+
+    /// The receiving section `hold` is a driving thread's.
+    pub(crate) fn section_drives(&self, hold: &Hold) {
+        hold.record().stack().mark_driving(hold.token);
     }
 
     /// Changes how the acquisition `hold` holds its lock (`RwLock` downgrade).

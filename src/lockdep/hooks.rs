@@ -313,6 +313,12 @@ impl Holding {
         self.hold.key()
     }
 
+    /// This receiving section is a driving thread's: its sends into bounded
+    /// channels are not waits of the section (see `HeldLock::drives`).
+    pub(crate) fn drives(&self) {
+        crate::lockdep::ENGINE.section_drives(&self.hold);
+    }
+
     /// The permit of this acquisition was `forget()`-ed: it stays held, as
     /// an owned permit that may move, until it is dropped (given back).
     pub(crate) fn forgotten(&self) {

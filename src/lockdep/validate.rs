@@ -388,6 +388,12 @@ impl Engine {
                 cacheable = false;
                 continue;
             }
+            if held.drives && want.access == Access::Send {
+                // A thread driving a service in lockstep through channels it
+                // made: its sends are not waits of that section.
+                cacheable = false;
+                continue;
+            }
             if held.lock.class == want.lock.class {
                 if class::kind_of(held.lock.class) == ClassKind::Task {
                     // A task joining a task spawned at the same site (recursive

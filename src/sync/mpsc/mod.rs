@@ -745,12 +745,7 @@ impl<'a, T> Receiving<'a, T> {
 impl<T> Drop for Receiving<'_, T> {
     fn drop(&mut self) {
         if self.restore {
-            if let Some(engine) = crate::lockdep::engine() {
-                self.receiver.section = Held::new(Some(Holding::try_acquired(
-                    engine,
-                    self.receiver.meta.want(Access::Receive, self.site),
-                )));
-            }
+            self.receiver.hold_section(self.site);
         }
     }
 }
@@ -763,11 +758,26 @@ impl<T> Receiver<T> {
             // What this context signals from now on (a reply to the message
             // received) depends only on what it waits for from now on.
             engine.begin_section();
-            self.section = Held::new(Some(Holding::try_acquired(
-                engine,
-                self.meta.want(Access::Receive, site),
-            )));
         }
+        self.hold_section(site);
+    }
+
+    /// Holds the channel's pseudo-lock (the receiving section) from `site`.
+    /// A thread (a test body, a `block_on`) draining a channel it made
+    /// itself drives whatever sends into it, in lockstep: its sends into
+    /// bounded channels are not waits of this section.
+    fn hold_section(&mut self, site: &'static Location<'static>) {
+        let Some(engine) = crate::lockdep::engine() else {
+            return;
+        };
+        let holding = Holding::try_acquired(engine, self.meta.want(Access::Receive, site));
+        #[cfg(feature = "detect")]
+        if let Some(made @ crate::vocab::ContextId::Thread(_)) = self.drain.made {
+            if crate::vocab::ContextId::current() == made {
+                holding.drives();
+            }
+        }
+        self.section = Held::new(Some(holding));
     }
 
     /// Receives the next value, waiting for one. Ends the receiving section
