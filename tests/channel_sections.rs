@@ -518,10 +518,17 @@ async fn a_task_driving_a_service_through_two_bounded_channels_is_reported() {
         drop(req_tx);
         service.await.unwrap();
     });
-    common::within("the coordinator", coordinator).await.unwrap();
+    common::within("the coordinator", coordinator)
+        .await
+        .unwrap();
     let reports = lockdep.take_reports();
     assert_eq!(reports.len(), 1, "{reports:#?}");
     let mut classes = reports[0].class_names();
     classes.sort();
-    assert_eq!(classes, ["coord-requests", "coord-responses"], "{}", reports[0]);
+    assert_eq!(
+        classes,
+        ["coord-requests", "coord-responses"],
+        "{}",
+        reports[0]
+    );
 }
