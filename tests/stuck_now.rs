@@ -446,3 +446,50 @@ async fn a_deadlock_beside_thousands_of_idle_waiters_is_reported_stuck_now() {
     classes.sort_unstable();
     assert_eq!(classes, ["idle-a", "idle-b"]);
 }
+
+/// A back-off: a task holds `b` and tries `a` in a `select!` against a
+/// 20 ms timer, letting `b` go when the timer wins; another task takes `a`
+/// then `b`. While the first waits for `a`, the two wait for each other —
+/// for 20 ms. Not stuck now: the live check confirms a cycle of task waits
+/// only once it lasted, and the back-off has moved on by then. No task is
+/// made to give up; the order `b → a` against `a → b` is still a lock-order
+/// cycle (an attempt bounded by a timer records its order, as any wait:
+/// `try_lock` records none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_back_off_inside_a_cycle_of_waits_is_not_stuck_now() {
+    let lockdep = test_guard();
+    let a = Arc::new(Mutex::with_class("backoff-a", 0u32));
+    let b = Arc::new(Mutex::with_class("backoff-b", 0u32));
+    let a_taken = Arc::new(tokio::sync::Notify::new());
+    let backing_off = {
+        let (a, b, a_taken) = (a.clone(), b.clone(), a_taken.clone());
+        tokio::spawn(async move {
+            a_taken.notified().await; // the other task holds `a` now
+            loop {
+                let _b = b.lock().await;
+                tokio::select! {
+                    _a = a.lock() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                }
+                drop(_b);
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let straight = {
+        let a_taken = a_taken.clone();
+        tokio::spawn(async move {
+            let _a = a.lock().await;
+            a_taken.notify_one();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let _b = b.lock().await; // waits for the backing-off task's `b`
+        })
+    };
+    common::within("the straight task", straight).await.unwrap();
+    common::within("the backing-off task", backing_off)
+        .await
+        .unwrap();
+    let kinds: Vec<_> = lockdep.take_reports().iter().map(|r| r.kind).collect();
+    assert!(!kinds.contains(&ReportKind::DeadlockNow), "{kinds:?}");
+    assert_eq!(kinds, [ReportKind::CircularDependency]);
+}

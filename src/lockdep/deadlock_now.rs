@@ -500,12 +500,16 @@ impl Engine {
             .dependencies
             .iter()
             .any(|d| d.waited_as == Access::Event);
-        if report.pending_wait || through_a_reply {
+        if report.pending_wait || through_a_reply || !want.blocking {
             // It goes through a lock tokio handed to a pending future: its
             // task may only not have polled it yet (`join!`, `select!`).
             // Or through a reply tied to the channel its request went into
             // (by the order of sends): confirmed once it lasted a while.
-            // Confirm it once that task had time to run.
+            // Or a wait of a task, which may be a `select!` branch racing a
+            // timer (a back-off: holding `b`, try `a` for 20 ms, let `b`
+            // go): a real deadlock does not move, a back-off does.
+            // Confirm it once that task had time to run. A blocking wait
+            // (a thread) is reported at once, before the thread blocks.
             expect_waker(context, seq);
             schedule(
                 CONFIRM_AFTER,
