@@ -475,6 +475,19 @@ impl Engine {
     /// watchdog) and reports the tasks stuck now, if it closes a cycle.
     /// Returns the wait's sequence number.
     pub(crate) fn register_wait(&self, context: ContextId, want: Acquire, mark: u64) -> u64 {
+        self.register_wait_as(context, want, mark, false)
+    }
+
+    /// As [`Engine::register_wait`]; `doomable`: the waiting future takes
+    /// the engine's word to give up when polled (a lock future of this
+    /// crate), so a cycle its wait closes can be confirmed later.
+    pub(crate) fn register_wait_as(
+        &self,
+        context: ContextId,
+        want: Acquire,
+        mark: u64,
+        doomable: bool,
+    ) -> u64 {
         let test = self.test_for_watchdog();
         let (seq, earlier) = self.waits.begin(context, want, mark, test);
         if let Some(earlier) = earlier {
@@ -500,16 +513,18 @@ impl Engine {
             .dependencies
             .iter()
             .any(|d| d.waited_as == Access::Event);
-        if report.pending_wait || through_a_reply || !want.blocking {
+        if report.pending_wait || through_a_reply || (doomable && !want.blocking) {
             // It goes through a lock tokio handed to a pending future: its
             // task may only not have polled it yet (`join!`, `select!`).
             // Or through a reply tied to the channel its request went into
             // (by the order of sends): confirmed once it lasted a while.
-            // Or a wait of a task, which may be a `select!` branch racing a
-            // timer (a back-off: holding `b`, try `a` for 20 ms, let `b`
-            // go): a real deadlock does not move, a back-off does.
+            // Or a lock future's wait, which may be a `select!` branch
+            // racing a timer (a back-off: holding `b`, try `a` for 20 ms,
+            // let `b` go): a real deadlock does not move, a back-off does.
             // Confirm it once that task had time to run. A blocking wait
-            // (a thread) is reported at once, before the thread blocks.
+            // (a thread) is reported at once, before the thread blocks, and
+            // so is a wait whose future cannot be told to give up later
+            // (plain tokio locks, sends, joins).
             expect_waker(context, seq);
             schedule(
                 CONFIRM_AFTER,

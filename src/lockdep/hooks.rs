@@ -359,7 +359,20 @@ impl Waiting {
     /// (for the wait-for check and the watchdog).
     #[inline]
     pub(crate) fn start(detector: &'static Engine, want: Acquire) -> Waiting {
-        let (context, seq) = detector.wait_start(want);
+        Waiting::start_as(detector, want, false)
+    }
+
+    /// As [`Waiting::start`] for a future that calls [`Waiting::poll_doom`]
+    /// at each poll: a cycle of waits it closes may be confirmed later, and
+    /// it be told to give up then.
+    #[inline]
+    pub(crate) fn start_doomable(detector: &'static Engine, want: Acquire) -> Waiting {
+        Waiting::start_as(detector, want, true)
+    }
+
+    #[inline]
+    fn start_as(detector: &'static Engine, want: Acquire, doomable: bool) -> Waiting {
+        let (context, seq) = detector.wait_start(want, doomable);
         Waiting {
             detector: Some(detector),
             context,

@@ -317,9 +317,9 @@ impl Engine {
     /// so a real deadlock is reported before it hangs. Returns the context
     /// and the wait's sequence number.
     #[inline]
-    pub(crate) fn wait_start(&self, want: Acquire) -> (ContextId, u64) {
+    pub(crate) fn wait_start(&self, want: Acquire, doomable: bool) -> (ContextId, u64) {
         let (context, mark, deferred) = self.wait_dependencies(want, true, true);
-        let seq = self.register_wait(context, want, mark);
+        let seq = self.register_wait_as(context, want, mark, doomable);
         if let Some(deferred) = deferred {
             self.defer(context, seq, deferred);
         }

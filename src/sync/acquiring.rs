@@ -231,7 +231,7 @@ mod tracked {
             }
             Poll::Pending => {
                 if let Track::Fresh(engine, want) = *this.track {
-                    let waiting = Waiting::start(engine, want);
+                    let waiting = Waiting::start_doomable(engine, want);
                     waiting.poll_doom(cx.waker()); // keeps the waker if needed
                     *this.track = Track::Waiting(waiting, want);
                 }
