@@ -239,7 +239,33 @@ fn column_name(i: usize) -> char {
     (b'A' + (i % 26) as u8) as char
 }
 
+/// Whether a class was made inside tokio's own sources (a plain tokio lock
+/// made by `Default` or `From`, whose site tokio gives as its `new` call).
+fn made_inside_tokio(class: &LockClass) -> bool {
+    let file = class.created_at.file();
+    let in_tokio = file.split(['/', '\\']).any(|part| {
+        part.strip_prefix("tokio-")
+            .is_some_and(|version| version.starts_with(|c: char| c.is_ascii_digit()))
+    });
+    in_tokio && file.contains("sync")
+}
+
 fn print_notes(f: &mut fmt::Formatter<'_>, report: &Report) -> fmt::Result {
+    if let Some(class) = report
+        .dependencies
+        .iter()
+        .flat_map(|d| [&d.held, &d.waited])
+        .find(|c| made_inside_tokio(c))
+    {
+        writeln!(f)?;
+        writeln!(
+            f,
+            "Note: {class} was made inside tokio: a plain tokio lock made by `Default::default()`\n\
+             (`#[derive(Default)]`) or `From::from`, whose site tokio gives as its own `new` call.\n\
+             All such locks of one kind share that one class, so locks of unrelated structs look\n\
+             like one lock here. Make them with `new` (a class per line) to tell them apart."
+        )?;
+    }
     // The class a read waits on reads of, for the notes.
     let n = report.dependencies.len();
     let read_on_read = (0..n)

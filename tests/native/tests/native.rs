@@ -720,4 +720,6 @@ async fn locks_made_by_default_share_one_class_at_tokios_line() {
         reports[0]
     );
     assert_eq!(classes[0].created_at, classes[1].created_at);
+    let text = reports[0].to_string();
+    assert!(text.contains("was made inside tokio"), "{text}");
 }
