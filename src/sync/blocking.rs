@@ -26,15 +26,24 @@ pub(crate) fn take_or_wait<G>(
 ) -> (G, Held) {
     match meta.engine() {
         None => (wait_off(wait), Held::new(None)),
-        Some(engine) => {
-            let want = meta.want(access, site);
-            match take() {
-                Some(guard) => (guard, Held::new(Some(Holding::lock_now(engine, want)))),
-                None => {
-                    let (guard, held) = acquire_blocking(Some(engine), want, wait);
-                    (guard, Held::new(held))
-                }
-            }
+        Some(engine) => take_or_wait_recorded(engine, meta.want(access, site), take, wait),
+    }
+}
+
+/// [`take_or_wait`] with detection on: out of line, so that the lock call
+/// stays small enough to be inlined into the caller while detection is off.
+#[inline(never)]
+fn take_or_wait_recorded<G>(
+    engine: &'static crate::lockdep::Engine,
+    want: crate::lockdep::Acquire,
+    take: impl FnOnce() -> Option<G>,
+    wait: impl FnOnce() -> G,
+) -> (G, Held) {
+    match take() {
+        Some(guard) => (guard, Held::new(Some(Holding::lock_now(engine, want)))),
+        None => {
+            let (guard, held) = acquire_blocking(Some(engine), want, wait);
+            (guard, Held::new(held))
         }
     }
 }

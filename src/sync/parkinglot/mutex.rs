@@ -79,11 +79,26 @@ impl<T: ?Sized> Mutex<T> {
     /// Locks the mutex, blocking the thread until it is free; the
     /// dependencies are recorded before blocking.
     #[track_caller]
+    #[inline]
     pub fn lock(&self) -> MutexGuard<'_, T> {
+        if self.meta.engine().is_none() {
+            // Detection off: parking_lot's call alone, small enough to be
+            // inlined.
+            return MutexGuard {
+                _held: Held::new(None),
+                inner: self.inner.lock(),
+            };
+        }
+        self.lock_recorded(Location::caller())
+    }
+
+    /// [`Self::lock`] with detection on.
+    #[inline(never)]
+    fn lock_recorded(&self, site: &'static Location<'static>) -> MutexGuard<'_, T> {
         let (inner, held) = take_or_wait(
             &self.meta,
             Access::Lock,
-            Location::caller(),
+            site,
             || self.inner.try_lock(),
             || self.inner.lock(),
         );

@@ -88,11 +88,26 @@ impl<T: ?Sized> RwLock<T> {
     /// Locks for reading, blocking the thread (behind a queued writer too);
     /// the dependencies are recorded before blocking.
     #[track_caller]
+    #[inline]
     pub fn read(&self) -> RwLockReadGuard<'_, T> {
+        if self.meta.engine().is_none() {
+            // Detection off: parking_lot's call alone, small enough to be
+            // inlined.
+            return RwLockReadGuard {
+                _held: Held::new(None),
+                inner: self.inner.read(),
+            };
+        }
+        self.read_recorded(Location::caller())
+    }
+
+    /// [`Self::read`] with detection on.
+    #[inline(never)]
+    fn read_recorded(&self, site: &'static Location<'static>) -> RwLockReadGuard<'_, T> {
         let (inner, held) = take_or_wait(
             &self.meta,
             Access::Read,
-            Location::caller(),
+            site,
             || self.inner.try_read(),
             || self.inner.read(),
         );
@@ -115,11 +130,26 @@ impl<T: ?Sized> RwLock<T> {
     /// Locks for writing, blocking the thread; the dependencies are
     /// recorded before blocking.
     #[track_caller]
+    #[inline]
     pub fn write(&self) -> RwLockWriteGuard<'_, T> {
+        if self.meta.engine().is_none() {
+            // Detection off: parking_lot's call alone, small enough to be
+            // inlined.
+            return RwLockWriteGuard {
+                _held: Held::new(None),
+                inner: self.inner.write(),
+            };
+        }
+        self.write_recorded(Location::caller())
+    }
+
+    /// [`Self::write`] with detection on.
+    #[inline(never)]
+    fn write_recorded(&self, site: &'static Location<'static>) -> RwLockWriteGuard<'_, T> {
         let (inner, held) = take_or_wait(
             &self.meta,
             Access::Write,
-            Location::caller(),
+            site,
             || self.inner.try_write(),
             || self.inner.write(),
         );

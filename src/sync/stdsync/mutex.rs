@@ -95,11 +95,25 @@ impl<T: ?Sized> Mutex<T> {
     /// As std's: if a holder panicked, the lock is poisoned, and the error
     /// carries the guard (the lock is held).
     #[track_caller]
+    #[inline]
     pub fn lock(&self) -> LockResult<MutexGuard<'_, T>> {
+        if self.meta.engine().is_none() {
+            // Detection off: std's call alone, small enough to be inlined.
+            return map_poison(self.inner.lock(), |inner| MutexGuard {
+                _held: Held::new(None),
+                inner,
+            });
+        }
+        self.lock_recorded(Location::caller())
+    }
+
+    /// [`Self::lock`] with detection on.
+    #[inline(never)]
+    fn lock_recorded(&self, site: &'static Location<'static>) -> LockResult<MutexGuard<'_, T>> {
         let (result, held) = take_or_wait(
             &self.meta,
             Access::Lock,
-            Location::caller(),
+            site,
             || taken_now(self.inner.try_lock()),
             || self.inner.lock(),
         );

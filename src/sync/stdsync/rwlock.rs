@@ -90,11 +90,28 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// As std's: poisoned (with the guard) if a writer panicked.
     #[track_caller]
+    #[inline]
     pub fn read(&self) -> LockResult<RwLockReadGuard<'_, T>> {
+        if self.meta.engine().is_none() {
+            // Detection off: std's call alone, small enough to be inlined.
+            return map_poison(self.inner.read(), |inner| RwLockReadGuard {
+                _held: Held::new(None),
+                inner,
+            });
+        }
+        self.read_recorded(Location::caller())
+    }
+
+    /// [`Self::read`] with detection on.
+    #[inline(never)]
+    fn read_recorded(
+        &self,
+        site: &'static Location<'static>,
+    ) -> LockResult<RwLockReadGuard<'_, T>> {
         let (result, held) = take_or_wait(
             &self.meta,
             Access::Read,
-            Location::caller(),
+            site,
             || taken_now(self.inner.try_read()),
             || self.inner.read(),
         );
@@ -108,11 +125,28 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// As std's: poisoned (with the guard) if a writer panicked.
     #[track_caller]
+    #[inline]
     pub fn write(&self) -> LockResult<RwLockWriteGuard<'_, T>> {
+        if self.meta.engine().is_none() {
+            // Detection off: std's call alone, small enough to be inlined.
+            return map_poison(self.inner.write(), |inner| RwLockWriteGuard {
+                _held: Held::new(None),
+                inner,
+            });
+        }
+        self.write_recorded(Location::caller())
+    }
+
+    /// [`Self::write`] with detection on.
+    #[inline(never)]
+    fn write_recorded(
+        &self,
+        site: &'static Location<'static>,
+    ) -> LockResult<RwLockWriteGuard<'_, T>> {
         let (result, held) = take_or_wait(
             &self.meta,
             Access::Write,
-            Location::caller(),
+            site,
             || taken_now(self.inner.try_write()),
             || self.inner.write(),
         );
