@@ -1,6 +1,13 @@
 //! The acquire paths the blocking locks (`stdsync`, `parkinglot`) share:
 //! the seam's blocking and `try_*` verbs, with what is wanted built only
 //! when detection is on, and a poisoned result carrying our guard.
+//!
+//! Each lock call (`lock`, `read`, `write`) writes its detection-off path
+//! out by hand (the wrapped lock's call and an empty record) and calls
+//! [`take_or_wait`] from an out-of-line `*_recorded` method: measured, this
+//! is what lets the compiler inline the off path into the caller (callgrind,
+//! std `Mutex` lock + unlock: 73 instructions through `take_or_wait` alone,
+//! 46 so, std's own 27; `benches/events.rs`, `std_mutex`).
 
 use std::panic::Location;
 use std::sync::{LockResult, PoisonError, TryLockError, TryLockResult};
