@@ -567,7 +567,8 @@ impl fmt::Display for Report {
                     "It already holds a permit of {} (a connection pool?) and waits for another.\n\
                      This deadlocks when every permit is held by a task waiting for another one:\n\
                      none is ever given back. Take one permit per task (pass it down to the code\n\
-                     that needs it), or take all at once with `acquire_many`.",
+                     that needs it), or take all at once with `acquire_many`; from an object pool,\n\
+                     give the object back (or pass it down) before asking for another.",
                     first.held
                 )?;
                 if first.spans.is_empty()
