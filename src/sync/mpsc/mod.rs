@@ -715,20 +715,40 @@ impl<T> fmt::Debug for Receiver<T> {
     }
 }
 
-/// A `recv` in progress: the receiving section of the previous value ends
-/// while the task is parked in the channel (it is draining it), and comes
-/// back if the `recv` is dropped without a value (a `select!` branch that
-/// lost, a timeout): the task runs other code then, not draining.
-struct Receiving<'a, T> {
-    receiver: &'a mut Receiver<T>,
+/// A receiver with a receiving section (bounded or unbounded): the
+/// channel's pseudo-lock, held by the context between two `recv` calls.
+trait Sections {
+    /// Ends the receiving section in progress, if any.
+    fn end_section(&mut self);
+
+    /// Holds the channel's pseudo-lock (the receiving section) from `site`.
+    fn hold_section(&mut self, site: &'static Location<'static>);
+
+    /// A value was delivered at `site`: a new section begins. What the
+    /// context signals from now on (a reply to the message received)
+    /// depends only on what it waits for from now on.
+    fn received(&mut self, site: &'static Location<'static>) {
+        self.end_section();
+        if let Some(engine) = crate::lockdep::engine() {
+            engine.begin_section();
+        }
+        self.hold_section(site);
+    }
+}
+
+/// A `recv` in progress, its section ended by the caller: the task is parked
+/// in the channel (it is draining it). The section comes back if the `recv`
+/// is dropped without a value (a `select!` branch that lost, a timeout): the
+/// task runs other code then, not draining.
+struct Receiving<'a, R: Sections> {
+    receiver: &'a mut R,
     site: &'static Location<'static>,
     /// The section to restore if no value comes.
     restore: bool,
 }
 
-impl<'a, T> Receiving<'a, T> {
-    fn new(receiver: &'a mut Receiver<T>, site: &'static Location<'static>) -> Self {
-        receiver.start_draining(site);
+impl<'a, R: Sections> Receiving<'a, R> {
+    fn new(receiver: &'a mut R, site: &'static Location<'static>) -> Self {
         Receiving {
             receiver,
             site,
@@ -742,7 +762,7 @@ impl<'a, T> Receiving<'a, T> {
     }
 }
 
-impl<T> Drop for Receiving<'_, T> {
+impl<R: Sections> Drop for Receiving<'_, R> {
     fn drop(&mut self) {
         if self.restore {
             self.receiver.hold_section(self.site);
@@ -750,19 +770,11 @@ impl<T> Drop for Receiving<'_, T> {
     }
 }
 
-impl<T> Receiver<T> {
-    /// Starts a receiving section after a value was received.
-    fn received(&mut self, site: &'static Location<'static>) {
+impl<T> Sections for Receiver<T> {
+    fn end_section(&mut self) {
         self.section = Held::new(None);
-        if let Some(engine) = crate::lockdep::engine() {
-            // What this context signals from now on (a reply to the message
-            // received) depends only on what it waits for from now on.
-            engine.begin_section();
-        }
-        self.hold_section(site);
     }
 
-    /// Holds the channel's pseudo-lock (the receiving section) from `site`.
     /// A thread (a test body, a `block_on`) draining a channel it made
     /// itself drives whatever sends into it, in lockstep: its sends into
     /// bounded channels are not waits of this section.
@@ -779,7 +791,9 @@ impl<T> Receiver<T> {
         }
         self.section = Held::new(Some(holding));
     }
+}
 
+impl<T> Receiver<T> {
     /// Receives the next value, waiting for one. Ends the receiving section
     /// of the previous value first.
     ///
@@ -790,6 +804,7 @@ impl<T> Receiver<T> {
     pub fn recv(&mut self) -> impl Future<Output = Option<T>> + '_ {
         let site = Location::caller();
         let want = crate::lockdep::engine().map(|_| self.meta.messages(Access::Event, site));
+        self.start_draining(site);
         let mut receiving = Receiving::new(self, site);
         async move {
             let inner = &mut receiving.receiver.inner;
@@ -806,7 +821,7 @@ impl<T> Receiver<T> {
     /// records the waits it made while owning the receiver, not draining it.
     fn start_draining(&mut self, site: &'static Location<'static>) {
         let had = self.section.holds();
-        self.section = Held::new(None);
+        self.end_section();
         #[cfg(feature = "detect")]
         if let Some(engine) = crate::lockdep::engine() {
             let context = crate::vocab::ContextId::current();
@@ -895,7 +910,7 @@ impl<T> Receiver<T> {
     /// Closes the channel: senders fail from now on, buffered values can
     /// still be received. Ends the receiving section.
     pub fn close(&mut self) {
-        self.section = Held::new(None);
+        self.end_section();
         self.inner.close();
     }
 

@@ -14,6 +14,7 @@ use std::panic::Location;
 use std::task::{Context, Poll};
 
 use super::error::{SendError, TryRecvError};
+use super::{Receiving, Sections};
 use crate::lockdep::class::{self, ClassKind};
 use crate::lockdep::hooks::{wait_polled, Event, Holding};
 use crate::sync::Held;
@@ -199,36 +200,12 @@ impl<T> fmt::Debug for UnboundedReceiver<T> {
     }
 }
 
-/// A `recv` in progress: the receiving section of the previous value ends
-/// while the task is parked in the channel, and comes back if the `recv` is
-/// dropped without a value (see the bounded channel's).
-struct Receiving<'a, T> {
-    receiver: &'a mut UnboundedReceiver<T>,
-    site: &'static Location<'static>,
-    restore: bool,
-}
-
-impl<T> Drop for Receiving<'_, T> {
-    fn drop(&mut self) {
-        if self.restore {
-            self.receiver.hold_section(self.site);
-        }
-    }
-}
-
-impl<T> UnboundedReceiver<T> {
-    /// A value was delivered at `site`: the calling context begins a new
-    /// section, and holds the channel's pseudo-lock until its next `recv`.
+impl<T> Sections for UnboundedReceiver<T> {
     #[inline]
-    fn delivered(&mut self, site: &'static Location<'static>) {
+    fn end_section(&mut self) {
         self.section = Held::new(None);
-        if let Some(engine) = crate::lockdep::engine() {
-            engine.begin_section();
-            self.hold_section(site);
-        }
     }
 
-    /// Holds the channel's pseudo-lock (the receiving section) from `site`.
     fn hold_section(&mut self, site: &'static Location<'static>) {
         if let (Some(engine), Some(want)) = (
             crate::lockdep::engine(),
@@ -239,13 +216,9 @@ impl<T> UnboundedReceiver<T> {
             self.section = Held::new(Some(Holding::try_acquired(engine, want)));
         }
     }
+}
 
-    /// A `recv` begins: the receiving section of the previous value ends.
-    #[inline]
-    fn end_section(&mut self) {
-        self.section = Held::new(None);
-    }
-
+impl<T> UnboundedReceiver<T> {
     /// Receives the next value, waiting for one; `None` once closed and
     /// empty. Awaiting it while holding `H` records `H → messages` (a sender
     /// that needs `H` before it sends can deadlock with it).
@@ -258,17 +231,12 @@ impl<T> UnboundedReceiver<T> {
         let site = Location::caller();
         let want = self.meta.messages.want_at(site);
         self.end_section();
-        let mut receiving = Receiving {
-            receiver: self,
-            site,
-            restore: true,
-        };
+        let mut receiving = Receiving::new(self, site);
         async move {
             let inner = &mut receiving.receiver.inner;
             let value = wait_polled(want, |cx| inner.poll_recv(cx)).await;
             if value.is_some() {
-                receiving.restore = false;
-                receiving.receiver.delivered(site);
+                receiving.delivered();
             }
             value
         }
@@ -293,7 +261,7 @@ impl<T> UnboundedReceiver<T> {
             let inner = &mut self.inner;
             let n = wait_polled(want, |cx| inner.poll_recv_many(cx, buffer, limit)).await;
             if n > 0 {
-                self.delivered(site);
+                self.received(site);
             }
             n
         }
@@ -308,7 +276,7 @@ impl<T> UnboundedReceiver<T> {
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
         self.end_section();
         let value = self.inner.try_recv()?;
-        self.delivered(Location::caller());
+        self.received(Location::caller());
         Ok(value)
     }
 
@@ -323,7 +291,7 @@ impl<T> UnboundedReceiver<T> {
         self.meta.messages.record_wait();
         let value = self.inner.blocking_recv();
         if value.is_some() {
-            self.delivered(Location::caller());
+            self.received(Location::caller());
         }
         value
     }
@@ -338,7 +306,7 @@ impl<T> UnboundedReceiver<T> {
         self.end_section();
         let n = self.inner.blocking_recv_many(buffer, limit);
         if n > 0 {
-            self.delivered(Location::caller());
+            self.received(Location::caller());
         }
         n
     }
@@ -371,7 +339,7 @@ impl<T> UnboundedReceiver<T> {
         self.end_section();
         let polled = self.inner.poll_recv(cx);
         if let Poll::Ready(Some(_)) = &polled {
-            self.delivered(Location::caller());
+            self.received(Location::caller());
         }
         polled
     }
@@ -388,7 +356,7 @@ impl<T> UnboundedReceiver<T> {
         let polled = self.inner.poll_recv_many(cx, buffer, limit);
         if let Poll::Ready(n) = polled {
             if n > 0 {
-                self.delivered(Location::caller());
+                self.received(Location::caller());
             }
         }
         polled
