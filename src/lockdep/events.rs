@@ -67,9 +67,23 @@ impl Engine {
         if waits.is_empty() {
             return;
         }
-        let signalled = HeldLock {
-            lock: event,
-            access: Access::Signal,
+        self.record_after(context, (event, Access::Signal, site, created), waits);
+    }
+
+    /// Records `after → w` for each wait `w` of the calling context's
+    /// section: `after` (a signal, a receiving section: its lock, how, where
+    /// and where made), held by nothing, cannot come before those waits are
+    /// over. A wait made in a sibling future's span is left out: it does not
+    /// delay the code running now.
+    fn record_after(
+        &self,
+        context: ContextId,
+        (lock, access, site, created): (LockRef, Access, SiteRef, &'static Location<'static>),
+        waits: Vec<Waited>,
+    ) {
+        let after = [HeldLock {
+            lock,
+            access,
             site,
             created,
             movable: false,
@@ -77,17 +91,8 @@ impl Engine {
             drives: false,
             token: 0,
             span: 0,
-            chain: chain_after(0, event, Access::Signal),
-        };
-        self.record_after(context, signalled, waits);
-    }
-
-    /// Records `after → w` for each wait `w` of the calling context's
-    /// section: `after` (a signal, a receiving section) cannot come before
-    /// those waits are over. A wait made in a sibling future's span is left
-    /// out: it does not delay the code running now.
-    fn record_after(&self, context: ContextId, after: HeldLock, waits: Vec<Waited>) {
-        let after = [after];
+            chain: chain_after(0, lock, access),
+        }];
         for waited in waits {
             if waited.span != 0 && !context::span_is_entered(waited.span) {
                 continue; // a sibling future's wait: it does not delay this code
@@ -148,18 +153,7 @@ impl Engine {
         if waits.is_empty() {
             return;
         }
-        let draining = HeldLock {
-            lock: section.lock,
-            access: Access::Receive,
-            site: section.site,
-            created: section.created,
-            movable: false,
-            forgotten: false,
-            drives: false,
-            token: 0,
-            span: 0,
-            chain: chain_after(0, section.lock, Access::Receive),
-        };
+        let draining = (section.lock, Access::Receive, section.site, section.created);
         self.record_after(context, draining, waits);
     }
 }
