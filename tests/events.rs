@@ -671,28 +671,47 @@ async fn a_request_to_another_actor_awaited_from_a_section_is_silent() {
 /// handling that request, waits for `state`. No dependency closes a cycle
 /// yet (the reply was never sent), but the caller waits for the receiver of
 /// the channel its request went into, which waits for the caller: stuck now.
+/// An actor that, for each reply sender its inbox delivers, takes a moment,
+/// locks `state`, then replies (an inbox bounded or not: one shape).
+macro_rules! slow_locking_actor {
+    ($state:expr, $inbox:expr) => {{
+        let (s, mut inbox) = ($state.clone(), $inbox);
+        tokio::spawn(async move {
+            while let Some(reply) = inbox.recv().await {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let value = *s.lock().await;
+                let _ = reply.send(value);
+            }
+        })
+    }};
+}
+
+/// Holds `state` while awaiting `answer`, which really hangs (600 ms), and
+/// returns the reports found meanwhile.
+async fn reports_while_hanging_on(
+    lockdep: &async_lockdep::TestGuard,
+    state: &Mutex<u32>,
+    answer: oneshot::Receiver<u32>,
+) -> Vec<async_lockdep::Report> {
+    let held = state.lock().await;
+    let outcome = tokio::time::timeout(Duration::from_millis(600), answer).await;
+    assert!(outcome.is_err(), "it really hangs");
+    let reports = lockdep.take_reports();
+    drop(held);
+    reports
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_actor_deadlock_on_the_first_request_is_reported_as_stuck_now() {
     let lockdep = async_lockdep::Detector::builder()
         .panic_on_deadlock(false)
         .test_guard();
     let state = Arc::new(Mutex::with_class("first-state", 0u32));
-    let (tx, mut inbox) = mpsc::channel_with_class::<oneshot::Sender<u32>>("first-inbox", 8);
-    let s = state.clone();
-    let actor = tokio::spawn(async move {
-        while let Some(reply) = inbox.recv().await {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            let value = *s.lock().await;
-            let _ = reply.send(value);
-        }
-    });
+    let (tx, inbox) = mpsc::channel_with_class::<oneshot::Sender<u32>>("first-inbox", 8);
+    let actor = slow_locking_actor!(state, inbox);
     let (reply, answer) = oneshot::channel_with_class("first-reply");
     tx.send(reply).await.unwrap();
-    let held = state.lock().await;
-    let outcome = tokio::time::timeout(Duration::from_millis(600), answer).await;
-    assert!(outcome.is_err(), "it really hangs");
-    let reports = lockdep.take_reports();
-    drop(held);
+    let reports = reports_while_hanging_on(&lockdep, &state, answer).await;
     drop(tx);
     common::within("the actor", actor).await.unwrap();
     // The cycle `state → inbox → state` when the actor starts waiting for
@@ -772,22 +791,11 @@ async fn an_actor_deadlock_on_the_first_request_through_an_unbounded_inbox_is_st
         .panic_on_deadlock(false)
         .test_guard();
     let state = Arc::new(Mutex::with_class("first-u-state", 0u32));
-    let (tx, mut inbox) = mpsc::unbounded_channel::<oneshot::Sender<u32>>(); // U-INBOX
-    let s = state.clone();
-    let actor = tokio::spawn(async move {
-        while let Some(reply) = inbox.recv().await {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            let value = *s.lock().await;
-            let _ = reply.send(value);
-        }
-    });
+    let (tx, inbox) = mpsc::unbounded_channel::<oneshot::Sender<u32>>(); // U-INBOX
+    let actor = slow_locking_actor!(state, inbox);
     let (reply, answer) = oneshot::channel_with_class("first-u-reply");
     tx.send(reply).unwrap();
-    let held = state.lock().await;
-    let outcome = tokio::time::timeout(Duration::from_millis(600), answer).await;
-    assert!(outcome.is_err(), "it really hangs");
-    let reports = lockdep.take_reports();
-    drop(held);
+    let reports = reports_while_hanging_on(&lockdep, &state, answer).await;
     drop(tx);
     common::within("the actor", actor).await.unwrap();
     assert_eq!(
@@ -795,7 +803,16 @@ async fn an_actor_deadlock_on_the_first_request_through_an_unbounded_inbox_is_st
         [ReportKind::CircularDependency, ReportKind::DeadlockNow],
         "{reports:#?}"
     );
-    let inbox_class = format!("{}:{}:27", file!(), line_of(file!(), "// U-INBOX"));
+    let line = line_of(file!(), "// U-INBOX");
+    let text = std::fs::read_to_string(file!()).unwrap();
+    let column = text
+        .lines()
+        .nth(line as usize - 1)
+        .unwrap()
+        .find("mpsc::")
+        .unwrap()
+        + 1;
+    let inbox_class = format!("{}:{line}:{column}", file!());
     for report in &reports {
         let mut classes = report.class_names();
         classes.sort();
