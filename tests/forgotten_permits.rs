@@ -65,6 +65,11 @@ fn assert_pool_report(reports: &[async_lockdep::Report], class: &str, held: u32,
         ),
         (Access::Permits, held, Access::Permits, waited)
     );
+    let text = report.to_string();
+    assert!(
+        text.contains("from an object pool,\ngive the object back (or pass it down) before asking for another"),
+        "{text}"
+    );
 }
 
 /// A pool of one: holding its object and waiting for another really hangs
