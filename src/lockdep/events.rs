@@ -133,20 +133,18 @@ impl Engine {
         let context = ContextId::current();
         let waits: Vec<Waited> = match self.held.find(context) {
             Some(record) => {
-                let stack = record.stack();
-                let waits: Vec<Waited> = stack.section_waits_in_order().copied().collect();
                 // Only the waits after the last one that could have handed
                 // the receiver over (a reply, a message, a join's output, a
                 // start signal): the context may not have owned it before.
-                let owned_from = waits
-                    .iter()
-                    .rposition(|w| matches!(w.access, Access::Event | Access::Join | Access::Await))
-                    .map_or(0, |i| i + 1);
-                waits[owned_from..]
-                    .iter()
-                    .filter(|w| w.instance != section.lock.instance)
-                    .copied()
-                    .collect()
+                let mut waits = Vec::new();
+                for w in record.stack().section_waits_in_order() {
+                    if matches!(w.access, Access::Event | Access::Join | Access::Await) {
+                        waits.clear();
+                    } else if w.instance != section.lock.instance {
+                        waits.push(*w);
+                    }
+                }
+                waits
             }
             None => return,
         };
